@@ -1,0 +1,26 @@
+//! The Lambda binary: wires the library's handler to `lambda_runtime`.
+
+use checksum_validator::{Validator, ValidatorConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = ValidatorConfig::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let validator = Validator::new(config, &sdk);
+    let validator = &validator;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(validator.handle(event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,474 @@
+//! The decision core: what the validator concludes from two object descriptions.
+//!
+//! Pure functions only: no I/O, no clocks, no AWS types. `handler.rs` gathers the facts
+//! (`s3.rs`) and the timing, calls [`decide`], and acts on the [`Decision`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::{ChecksumAlgorithm, ChecksumScope, ObjectFacts, ReplicationStatus};
+
+/// Every conclusion the validator can reach for one event record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The replica is an exact copy, proven by matching content evidence.
+    Validated,
+    /// The replica is not there yet and replication may still deliver it: retry later.
+    Lagging,
+    /// Content evidence differs: the replica is not an exact copy.
+    Mismatch,
+    /// The source says replication completed, but the replica version is not there.
+    ReplicaMissing,
+    /// The source says replication FAILED (S3 does not retry it).
+    ReplicationFailed,
+    /// Still no replica after the lag budget.
+    ReplicationOverdue,
+    /// The version named by the event no longer exists (overwritten and expired, or deleted).
+    Superseded,
+    /// Both sides exist and sizes match, but no comparable content evidence exists.
+    Unverifiable,
+    /// The message is not an S3 object-created event.
+    Malformed,
+    /// A permanent AWS error (access denied, missing bucket, ...) prevented validation.
+    Error,
+    /// Throttling, a 5xx or a timeout: retried with backoff, not a verdict on the replica.
+    TransientError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Validated => "validated",
+            Outcome::Lagging => "lagging",
+            Outcome::Mismatch => "mismatch",
+            Outcome::ReplicaMissing => "replica-missing",
+            Outcome::ReplicationFailed => "replication-failed",
+            Outcome::ReplicationOverdue => "replication-overdue",
+            Outcome::Superseded => "superseded",
+            Outcome::Unverifiable => "unverifiable",
+            Outcome::Malformed => "malformed",
+            Outcome::Error => "error",
+            Outcome::TransientError => "transient-error",
+        }
+    }
+
+    /// Whether this outcome is a failure that must reach the notifier.
+    pub fn is_failure(self, alert_on_unverifiable: bool) -> bool {
+        match self {
+            Outcome::Mismatch
+            | Outcome::ReplicaMissing
+            | Outcome::ReplicationFailed
+            | Outcome::ReplicationOverdue
+            | Outcome::Error => true,
+            Outcome::Unverifiable => alert_on_unverifiable,
+            Outcome::Validated
+            | Outcome::Lagging
+            | Outcome::Superseded
+            | Outcome::Malformed
+            | Outcome::TransientError => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one piece of evidence was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "algorithm")]
+pub enum EvidenceKind {
+    Size,
+    Checksum(ChecksumAlgorithm),
+    Etag,
+    /// Both objects streamed and hashed with SHA-256 (deep mode).
+    StreamedSha256,
+}
+
+impl std::fmt::Display for EvidenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvidenceKind::Size => f.write_str("size"),
+            EvidenceKind::Checksum(a) => write!(f, "checksum-{}", a.as_str()),
+            EvidenceKind::Etag => f.write_str("etag"),
+            EvidenceKind::StreamedSha256 => f.write_str("streamed-sha256"),
+        }
+    }
+}
+
+/// The verdict of one comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Match,
+    Differ,
+    /// The values cannot prove anything about content (e.g. different part layouts).
+    Inconclusive(String),
+}
+
+/// One comparison of primary and replica evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub kind: EvidenceKind,
+    pub primary: String,
+    pub replica: String,
+    pub verdict: Verdict,
+}
+
+/// Lookup result for the primary version named by the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryState {
+    Found(ObjectFacts),
+    /// The version no longer exists.
+    Gone,
+}
+
+/// Lookup result for the replica of that version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaState {
+    Found(ObjectFacts),
+    Missing,
+}
+
+/// Time facts for the lag budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long ago the object was created (event time to now).
+    pub age: Duration,
+    /// How long replication may take before it is overdue.
+    pub lag_budget: Duration,
+}
+
+/// The validator's conclusion with the evidence that led to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub evidence: Vec<Comparison>,
+    pub detail: String,
+}
+
+/// Compares every piece of evidence both sides offer.
+pub fn compare(primary: &ObjectFacts, replica: &ObjectFacts) -> Vec<Comparison> {
+    let mut out = vec![Comparison {
+        kind: EvidenceKind::Size,
+        primary: primary.size.to_string(),
+        replica: replica.size.to_string(),
+        verdict: if primary.size == replica.size {
+            Verdict::Match
+        } else {
+            Verdict::Differ
+        },
+    }];
+
+    for algorithm in ChecksumAlgorithm::ALL {
+        let (Some(p), Some(r)) = (primary.checksum(algorithm), replica.checksum(algorithm)) else {
+            continue;
+        };
+        let verdict = match (p.scope, r.scope) {
+            (ChecksumScope::FullObject, ChecksumScope::FullObject) => {
+                if p.value == r.value {
+                    Verdict::Match
+                } else {
+                    Verdict::Differ
+                }
+            }
+            (ChecksumScope::Composite { parts: a }, ChecksumScope::Composite { parts: b })
+                if a == b && a > 0 =>
+            {
+                if p.value == r.value {
+                    Verdict::Match
+                } else {
+                    Verdict::Inconclusive(
+                        "composite checksums differ, part sizes may differ".to_string(),
+                    )
+                }
+            }
+            _ => Verdict::Inconclusive("composite checksums of different part layouts".into()),
+        };
+        out.push(Comparison {
+            kind: EvidenceKind::Checksum(algorithm),
+            primary: describe_checksum(p.value.as_str(), p.scope),
+            replica: describe_checksum(r.value.as_str(), r.scope),
+            verdict,
+        });
+    }
+
+    if let (Some(pe), Some(re)) = (primary.etag.as_deref(), replica.etag.as_deref()) {
+        let verdict = if primary.etag_is_content_md5() && replica.etag_is_content_md5() {
+            if pe == re {
+                Verdict::Match
+            } else {
+                Verdict::Differ
+            }
+        } else if primary.etag_parts().is_some()
+            && primary.etag_parts() == replica.etag_parts()
+            && pe == re
+        {
+            // Same multipart ETag: same part MD5s, so the same bytes in the same layout.
+            Verdict::Match
+        } else if !primary.etag_is_content_md5() && primary.etag_parts().is_none()
+            || !replica.etag_is_content_md5() && replica.etag_parts().is_none()
+        {
+            Verdict::Inconclusive("etag of an SSE-KMS or SSE-C object is not a content hash".into())
+        } else {
+            Verdict::Inconclusive("multipart etags depend on the part layout".into())
+        };
+        out.push(Comparison {
+            kind: EvidenceKind::Etag,
+            primary: pe.to_string(),
+            replica: re.to_string(),
+            verdict,
+        });
+    }
+    out
+}
+
+fn describe_checksum(value: &str, scope: ChecksumScope) -> String {
+    match scope {
+        ChecksumScope::FullObject => value.to_string(),
+        ChecksumScope::Composite { parts } => format!("{value}-{parts}"),
+    }
+}
+
+/// Turns a list of comparisons into an outcome: any difference is a mismatch; otherwise any
+/// content match (size alone never counts) validates; otherwise the copy is unverifiable.
+pub fn judge(comparisons: &[Comparison]) -> Outcome {
+    if comparisons.iter().any(|c| c.verdict == Verdict::Differ) {
+        return Outcome::Mismatch;
+    }
+    let content_match = comparisons
+        .iter()
+        .any(|c| c.kind != EvidenceKind::Size && c.verdict == Verdict::Match);
+    if content_match {
+        Outcome::Validated
+    } else {
+        Outcome::Unverifiable
+    }
+}
+
+/// Decides one record from the primary and replica lookups and the time facts.
+pub fn decide(primary: &PrimaryState, replica: &ReplicaState, timing: Timing) -> Decision {
+    let primary = match primary {
+        PrimaryState::Gone => {
+            return Decision {
+                outcome: Outcome::Superseded,
+                evidence: Vec::new(),
+                detail: "the version named by the event no longer exists".into(),
+            }
+        }
+        PrimaryState::Found(facts) => facts,
+    };
+    match replica {
+        ReplicaState::Missing => {
+            let (outcome, detail) = match primary.replication_status {
+                Some(ReplicationStatus::Failed) => (
+                    Outcome::ReplicationFailed,
+                    "source replication status is FAILED; S3 does not retry it".to_string(),
+                ),
+                Some(ReplicationStatus::Completed) => (
+                    Outcome::ReplicaMissing,
+                    "source says replication COMPLETED but the replica version is absent"
+                        .to_string(),
+                ),
+                status if timing.age > timing.lag_budget => (
+                    Outcome::ReplicationOverdue,
+                    format!(
+                        "no replica after {}s (lag budget {}s, source status {})",
+                        timing.age.as_secs(),
+                        timing.lag_budget.as_secs(),
+                        status_name(status)
+                    ),
+                ),
+                status => (
+                    Outcome::Lagging,
+                    format!("replica not there yet (source status {})", status_name(status)),
+                ),
+            };
+            Decision {
+                outcome,
+                evidence: Vec::new(),
+                detail,
+            }
+        }
+        ReplicaState::Found(replica) => {
+            let evidence = compare(primary, replica);
+            let outcome = judge(&evidence);
+            let detail = match outcome {
+                Outcome::Validated => {
+                    let by: Vec<String> = evidence
+                        .iter()
+                        .filter(|c| c.kind != EvidenceKind::Size && c.verdict == Verdict::Match)
+                        .map(|c| c.kind.to_string())
+                        .collect();
+                    format!("replica is an exact copy ({})", by.join(", "))
+                }
+                Outcome::Mismatch => {
+                    let by: Vec<String> = evidence
+                        .iter()
+                        .filter(|c| c.verdict == Verdict::Differ)
+                        .map(|c| c.kind.to_string())
+                        .collect();
+                    format!("replica differs ({})", by.join(", "))
+                }
+                _ => "sizes match but no comparable content evidence exists".into(),
+            };
+            Decision {
+                outcome,
+                evidence,
+                detail,
+            }
+        }
+    }
+}
+
+fn status_name(status: Option<ReplicationStatus>) -> &'static str {
+    match status {
+        None => "not reported",
+        Some(ReplicationStatus::Pending) => "PENDING",
+        Some(ReplicationStatus::Completed) => "COMPLETED",
+        Some(ReplicationStatus::Failed) => "FAILED",
+        Some(ReplicationStatus::Replica) => "REPLICA",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Checksum, Encryption};
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    const SOON: Timing = Timing {
+        age: Duration::from_secs(5),
+        lag_budget: Duration::from_secs(900),
+    };
+    const LATE: Timing = Timing {
+        age: Duration::from_secs(1000),
+        lag_budget: Duration::from_secs(900),
+    };
+
+    fn with_checksum(mut f: ObjectFacts, alg: ChecksumAlgorithm, raw: &str) -> ObjectFacts {
+        f.checksums.push(Checksum::from_header(alg, raw, None));
+        f
+    }
+
+    fn kms(mut f: ObjectFacts) -> ObjectFacts {
+        f.encryption = Encryption::SseKms;
+        f
+    }
+
+    #[rstest]
+    #[case::same_single_part_etag(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(5, "aa"), Outcome::Validated)]
+    #[case::different_single_part_etag(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(5, "bb"), Outcome::Mismatch)]
+    #[case::size_differs(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(6, "aa"), Outcome::Mismatch)]
+    #[case::kms_etags_prove_nothing(kms(ObjectFacts::simple(5, "aa")), kms(ObjectFacts::simple(5, "aa")), Outcome::Unverifiable)]
+    #[case::kms_with_matching_checksum(
+        with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Crc64nvme, "x"),
+        with_checksum(kms(ObjectFacts::simple(5, "bb")), ChecksumAlgorithm::Crc64nvme, "x"),
+        Outcome::Validated)]
+    #[case::checksum_differs(
+        with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, "x"),
+        with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, "y"),
+        Outcome::Mismatch)]
+    #[case::different_part_layouts_same_full_checksum(
+        with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc64nvme, "x"),
+        with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc64nvme, "x"),
+        Outcome::Validated)]
+    #[case::different_part_layouts_no_checksum(ObjectFacts::simple(5, "aa-2"), ObjectFacts::simple(5, "bb-3"), Outcome::Unverifiable)]
+    #[case::same_multipart_etag(ObjectFacts::simple(5, "aa-2"), ObjectFacts::simple(5, "aa-2"), Outcome::Validated)]
+    #[case::composite_vs_composite_other_layout(
+        with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, "x-2"),
+        with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, "y-3"),
+        Outcome::Unverifiable)]
+    #[case::different_algorithms(
+        with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Crc32, "x"),
+        with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Sha256, "x"),
+        Outcome::Unverifiable)]
+    fn judges_evidence(#[case] p: ObjectFacts, #[case] r: ObjectFacts, #[case] want: Outcome) {
+        let d = decide(&PrimaryState::Found(p), &ReplicaState::Found(r), SOON);
+        assert_eq!(d.outcome, want, "{d:?}");
+    }
+
+    #[rstest]
+    #[case::pending_is_lag(Some(ReplicationStatus::Pending), SOON, Outcome::Lagging)]
+    #[case::unreported_is_lag(None, SOON, Outcome::Lagging)]
+    #[case::failed_is_failure(Some(ReplicationStatus::Failed), SOON, Outcome::ReplicationFailed)]
+    #[case::completed_but_absent(Some(ReplicationStatus::Completed), SOON, Outcome::ReplicaMissing)]
+    #[case::overdue(Some(ReplicationStatus::Pending), LATE, Outcome::ReplicationOverdue)]
+    #[case::overdue_unreported(None, LATE, Outcome::ReplicationOverdue)]
+    #[case::failed_beats_overdue(Some(ReplicationStatus::Failed), LATE, Outcome::ReplicationFailed)]
+    fn missing_replica(
+        #[case] status: Option<ReplicationStatus>,
+        #[case] timing: Timing,
+        #[case] want: Outcome,
+    ) {
+        let mut p = ObjectFacts::simple(1, "a");
+        p.replication_status = status;
+        let d = decide(&PrimaryState::Found(p), &ReplicaState::Missing, timing);
+        assert_eq!(d.outcome, want);
+    }
+
+    #[test]
+    fn gone_primary_is_superseded() {
+        let d = decide(&PrimaryState::Gone, &ReplicaState::Missing, SOON);
+        assert_eq!(d.outcome, Outcome::Superseded);
+    }
+
+    fn arb_facts() -> impl Strategy<Value = ObjectFacts> {
+        let checksum = (0..5usize, "[ab]{1}", prop::option::of(1u32..4)).prop_map(|(i, v, parts)| {
+            let raw = match parts {
+                Some(n) => format!("{v}-{n}"),
+                None => v,
+            };
+            Checksum::from_header(ChecksumAlgorithm::ALL[i], &raw, None)
+        });
+        (
+            0i64..3,
+            prop::option::of(("[ab]", prop::option::of(1u32..4))),
+            prop::collection::vec(checksum, 0..3),
+            0..4usize,
+        )
+            .prop_map(|(size, etag, checksums, enc)| ObjectFacts {
+                size,
+                etag: etag.map(|(e, parts)| match parts {
+                    Some(n) => format!("{e}-{n}"),
+                    None => e,
+                }),
+                checksums,
+                encryption: [Encryption::None, Encryption::SseS3, Encryption::SseKms, Encryption::SseC][enc],
+                parts: None,
+                replication_status: None,
+                version_id: None,
+            })
+    }
+
+    proptest! {
+        /// Never `validated` without a matching piece of content evidence, and never when sizes differ.
+        #[test]
+        fn never_validated_without_matching_evidence(p in arb_facts(), r in arb_facts()) {
+            let d = decide(&PrimaryState::Found(p.clone()), &ReplicaState::Found(r.clone()), SOON);
+            if d.outcome == Outcome::Validated {
+                prop_assert_eq!(p.size, r.size);
+                let full_match = ChecksumAlgorithm::ALL.iter().any(|a| {
+                    matches!((p.checksum(*a), r.checksum(*a)), (Some(x), Some(y)) if x.value == y.value && x.scope == y.scope)
+                });
+                let etag_match = p.etag.is_some() && p.etag == r.etag
+                    && (p.etag_is_content_md5() && r.etag_is_content_md5() || p.etag_parts().is_some());
+                prop_assert!(full_match || etag_match, "validated without evidence: {:?}", d);
+                prop_assert!(d.evidence.iter().all(|c| c.verdict != Verdict::Differ));
+            }
+        }
+
+        /// Swapping primary and replica never changes the outcome: the judgement is symmetric.
+        #[test]
+        fn judgement_is_symmetric(p in arb_facts(), r in arb_facts()) {
+            let a = decide(&PrimaryState::Found(p.clone()), &ReplicaState::Found(r.clone()), SOON);
+            let b = decide(&PrimaryState::Found(r), &ReplicaState::Found(p), SOON);
+            prop_assert_eq!(a.outcome, b.outcome);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Parsing an SQS message body into the S3 object it announces.
+//!
+//! Accepts the EventBridge `Object Created` event (what the topology routes) and the classic
+//! S3 notification (`Records[].s3`). Object keys arrive form-encoded as AWS documents for S3
+//! notifications (`red flower.jpg` -> `red+flower.jpg`); [`decode_event_key`] is the one place
+//! that turns them back into real keys.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::s3::S3Event;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One object version announced by an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectEvent {
+    pub bucket: String,
+    /// The real object key (decoded).
+    pub key: String,
+    /// Absent when the emitter does not send one (some emulators); the validator then
+    /// judges the current version and says so.
+    pub version_id: Option<String>,
+    pub size: Option<i64>,
+    pub etag: Option<String>,
+    /// When S3 says the object was created: the start of the lag budget.
+    pub time: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// Why a body is not an S3 object-created event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedEvent {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is JSON but not an S3 object-created event: {0}")]
+    NotAnS3Event(String),
+    #[error("S3 event lacks `{0}`")]
+    MissingField(&'static str),
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Detail {
+    bucket: DetailBucket,
+    object: DetailObject,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DetailBucket {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DetailObject {
+    key: String,
+    #[serde(default)]
+    size: Option<i64>,
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default, rename = "version-id")]
+    version_id: Option<String>,
+}
+
+/// Parses one SQS body into the object versions it announces (one for EventBridge events,
+/// one per record for S3 notifications).
+pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| MalformedEvent::NotJson(e.to_string()))?;
+    let Some(obj) = value.as_object() else {
+        return Err(MalformedEvent::NotAnS3Event(format!(
+            "top level is {}",
+            json_kind(&value)
+        )));
+    };
+    if obj.contains_key("detail-type") {
+        let event: EventBridgeEvent<serde_json::Value> = serde_json::from_value(value.clone())
+            .map_err(|e| MalformedEvent::NotAnS3Event(e.to_string()))?;
+        if event.source != "aws.s3" || event.detail_type != "Object Created" {
+            return Err(MalformedEvent::NotAnS3Event(format!(
+                "source {:?}, detail-type {:?}",
+                event.source, event.detail_type
+            )));
+        }
+        let detail: S3Detail = serde_json::from_value(event.detail)
+            .map_err(|e| MalformedEvent::NotAnS3Event(format!("detail: {e}")))?;
+        if detail.bucket.name.is_empty() {
+            return Err(MalformedEvent::MissingField("detail.bucket.name"));
+        }
+        if detail.object.key.is_empty() {
+            return Err(MalformedEvent::MissingField("detail.object.key"));
+        }
+        return Ok(vec![ObjectEvent {
+            bucket: detail.bucket.name,
+            key: decode_event_key(&detail.object.key),
+            version_id: detail.object.version_id.filter(|v| !v.is_empty() && v != "null"),
+            size: detail.object.size,
+            etag: detail.object.etag.filter(|e| !e.is_empty()),
+            time: event.time,
+            reason: detail.reason,
+        }]);
+    }
+    if obj.contains_key("Records") {
+        let event: S3Event = serde_json::from_value(value)
+            .map_err(|e| MalformedEvent::NotAnS3Event(e.to_string()))?;
+        let mut out = Vec::new();
+        for record in event.records {
+            let name = record.event_name.unwrap_or_default();
+            if !name.starts_with("ObjectCreated") && !name.starts_with("s3:ObjectCreated") {
+                return Err(MalformedEvent::NotAnS3Event(format!("event name {name:?}")));
+            }
+            let bucket = record
+                .s3
+                .bucket
+                .name
+                .filter(|b| !b.is_empty())
+                .ok_or(MalformedEvent::MissingField("s3.bucket.name"))?;
+            let key = record
+                .s3
+                .object
+                .key
+                .filter(|k| !k.is_empty())
+                .ok_or(MalformedEvent::MissingField("s3.object.key"))?;
+            out.push(ObjectEvent {
+                bucket,
+                key: decode_event_key(&key),
+                version_id: record.s3.object.version_id.filter(|v| !v.is_empty()),
+                size: record.s3.object.size,
+                etag: record.s3.object.e_tag,
+                time: Some(record.event_time),
+                reason: Some(name),
+            });
+        }
+        if out.is_empty() {
+            return Err(MalformedEvent::NotAnS3Event("no records".into()));
+        }
+        return Ok(out);
+    }
+    Err(MalformedEvent::NotAnS3Event(
+        "neither an EventBridge event nor an S3 notification".into(),
+    ))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Decodes an event key the way AWS encodes it: `application/x-www-form-urlencoded`
+/// (`+` is a space, `%XX` a byte of UTF-8). A key whose decoded bytes are not UTF-8 is
+/// returned as given.
+pub fn decode_event_key(raw: &str) -> String {
+    let plus_as_space = raw.replace('+', " ");
+    match percent_encoding::percent_decode_str(&plus_as_space).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// Encodes a key as AWS writes it into S3 event notifications (the inverse of
+/// [`decode_event_key`]): unreserved characters and `/` stay, a space becomes `+`, every
+/// other byte becomes `%XX`.
+pub fn encode_event_key(key: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/')
+        .remove(b'*')
+        .remove(b' ');
+    utf8_percent_encode(key, KEEP).to_string().replace(' ', "+")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/engine-events");
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{EVENTS}/{name}")).expect("fixture exists")
+    }
+
+    #[rstest]
+    #[case::localstack_plain("localstack-4.13.1-event-0.json", "simple.txt", true)]
+    #[case::localstack_encoded("localstack-4.13.1-event-1.json", "reports/Q1 summary+final é.txt", true)]
+    #[case::localstack_multipart("localstack-4.13.1-event-2.json", "mpu/big file.bin", true)]
+    #[case::localstack_copy("localstack-4.13.1-event-3.json", "copy.txt", true)]
+    #[case::ministack_plain("ministack-1.5.33-event-0.json", "simple.txt", false)]
+    #[case::ministack_multipart("ministack-1.5.33-event-2.json", "mpu/big file.bin", false)]
+    fn parses_real_engine_events(#[case] file: &str, #[case] key: &str, #[case] has_version: bool) {
+        let events = parse_body(&fixture(file)).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].bucket, "evb-t3-src");
+        assert_eq!(events[0].key, key);
+        assert_eq!(events[0].version_id.is_some(), has_version);
+        assert!(events[0].time.is_some());
+    }
+
+    #[rstest]
+    #[case::deleted("localstack-4.13.1-event-4.json")]
+    #[case::delete_marker("ministack-1.5.33-event-4.json")]
+    fn deletion_events_are_not_object_created(#[case] file: &str) {
+        assert!(matches!(
+            parse_body(&fixture(file)),
+            Err(MalformedEvent::NotAnS3Event(_))
+        ));
+    }
+
+    #[rstest]
+    #[case::not_json("this is not json", "not JSON")]
+    #[case::array("[1,2]", "top level is an array")]
+    #[case::string("\"hello\"", "top level is a string")]
+    #[case::other_event(r#"{"detail-type":"Object Created","source":"aws.ec2","detail":{}}"#, "aws.ec2")]
+    #[case::empty_object("{}", "neither")]
+    fn rejects_what_is_not_an_s3_event(#[case] body: &str, #[case] says: &str) {
+        let err = parse_body(body).unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+
+    #[rstest]
+    #[case("red+flower.jpg", "red flower.jpg")]
+    #[case("a%2Bb", "a+b")]
+    #[case("100%25%3Ddone", "100%=done")]
+    #[case("caf%C3%A9", "café")]
+    #[case("bad%FFutf8", "bad%FFutf8")]
+    fn decodes_form_encoded_keys(#[case] raw: &str, #[case] key: &str) {
+        assert_eq!(decode_event_key(raw), key);
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let body = String::from_utf8_lossy(&bytes);
+            let _ = parse_body(&body);
+        }
+
+        #[test]
+        fn parser_never_panics_on_json(v in arb_json()) {
+            let _ = parse_body(&v.to_string());
+        }
+
+        #[test]
+        fn key_encoding_round_trips(key in "\\PC{0,40}") {
+            prop_assert_eq!(decode_event_key(&encode_event_key(&key)), key);
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z%+ ]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let keys = prop_oneof![
+                Just("detail-type".to_string()), Just("source".to_string()), Just("detail".to_string()),
+                Just("bucket".to_string()), Just("object".to_string()), Just("key".to_string()),
+                Just("name".to_string()), Just("Records".to_string()), Just("s3".to_string()),
+                Just("version-id".to_string()), Just("time".to_string()), "[a-z]{1,4}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(keys, inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

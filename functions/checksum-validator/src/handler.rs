@@ -1,0 +1,513 @@
+//! The Lambda handler: one SQS batch in, a partial batch response out.
+//!
+//! Each record is processed on its own (concurrently, a panic caught per record), so one
+//! bad record never touches another; only failed records are listed in
+//! `batchItemFailures`. What happens to a record follows from its decision:
+//!
+//! | outcome | action |
+//! |---|---|
+//! | validated, superseded | done: the event source mapping deletes it |
+//! | lagging, transient-error | retried with backoff via `ChangeMessageVisibility`; on the last receive before the DLQ, re-queued with a delay instead |
+//! | mismatch, replica-missing, replication-failed, replication-overdue, error, unverifiable (when alerting) | a failure record goes to the failure queue, then done |
+//! | malformed | left on the queue: after `maxReceiveCount` receives SQS moves it to the DLQ, which the notifier also consumes |
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageAttributeValue;
+use chrono::Utc;
+use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::aws_error::{classify, AwsError};
+use crate::config::ValidatorConfig;
+use crate::decision::{decide, Comparison, Decision, Outcome, PrimaryState, ReplicaState, Timing};
+use crate::event::{parse_body, ObjectEvent};
+use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
+use crate::retry::backoff;
+use crate::s3::{ReplicaMatch, S3Lookup};
+
+/// Message attribute carrying the attempts made before a lagging message was re-queued.
+pub const ATTEMPTS_ATTRIBUTE: &str = "autobackup-attempts";
+
+/// What the handler did with a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "detail")]
+pub enum Action {
+    /// Nothing more to do: the record is deleted.
+    Done,
+    /// A failure record went to the failure queue; the original is deleted.
+    FailureSent,
+    /// Reported as a batch item failure, visible again after this delay.
+    RetryAfter(#[serde(with = "secs")] Duration),
+    /// Re-sent to the queue with this delay (its receive count was exhausted); original deleted.
+    Requeued(#[serde(with = "secs")] Duration),
+    /// Reported as a batch item failure so SQS retries it and finally moves it to the DLQ.
+    LeftOnQueue(String),
+}
+
+impl Action {
+    /// Whether the record must be listed in `batchItemFailures`.
+    pub fn is_batch_failure(&self) -> bool {
+        matches!(self, Action::RetryAfter(_) | Action::LeftOnQueue(_))
+    }
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Which primary version was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionSource {
+    /// The version id named by the event.
+    Event,
+    /// The event named none; the current version was judged.
+    CurrentVersion,
+}
+
+/// The validator's report on one object of one record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub message_id: String,
+    pub object: Option<ObjectRef>,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub evidence: Vec<Comparison>,
+    pub attempt: u32,
+    pub action: Action,
+    pub version_source: Option<VersionSource>,
+    pub replica: Option<ObjectRef>,
+    pub replica_match: Option<ReplicaMatch>,
+    pub duration_ms: u64,
+}
+
+/// The handler's answer for one batch plus what it decided for each record.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    pub response: SqsBatchResponse,
+    pub records: Vec<RecordReport>,
+}
+
+/// The checksum validator with its AWS clients and caches.
+pub struct Validator {
+    config: ValidatorConfig,
+    s3: S3Lookup,
+    sqs: aws_sdk_sqs::Client,
+    queue_urls: Mutex<HashMap<String, String>>,
+}
+
+impl Validator {
+    /// Builds the validator from a loaded AWS configuration.
+    pub fn new(config: ValidatorConfig, sdk: &aws_config::SdkConfig) -> Validator {
+        Validator {
+            s3: S3Lookup::new(
+                sdk,
+                config.force_path_style,
+                config.replica_region.clone(),
+                config.replica_bucket_map.clone(),
+            ),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            queue_urls: Mutex::new(HashMap::new()),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &ValidatorConfig {
+        &self.config
+    }
+
+    /// Handles one SQS batch: the Lambda entry point.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_with_report(event).await.response
+    }
+
+    /// Handles one SQS batch and returns the per-record report with the response.
+    pub async fn handle_with_report(&self, event: SqsEvent) -> BatchReport {
+        let jobs = event.records.into_iter().map(|msg| {
+            let id = msg.message_id.clone().unwrap_or_default();
+            async move {
+                match AssertUnwindSafe(self.process_message(msg)).catch_unwind().await {
+                    Ok(reports) => reports,
+                    Err(panic) => {
+                        let why = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown panic".into());
+                        tracing::error!(message_id = %id, panic = %why, "record handler panicked");
+                        vec![RecordReport {
+                            message_id: id,
+                            object: None,
+                            outcome: Outcome::Error,
+                            detail: format!("handler panicked: {why}"),
+                            evidence: Vec::new(),
+                            attempt: 0,
+                            action: Action::LeftOnQueue("handler panicked".into()),
+                            version_source: None,
+                            replica: None,
+                            replica_match: None,
+                            duration_ms: 0,
+                        }]
+                    }
+                }
+            }
+        });
+        let records: Vec<RecordReport> = futures::stream::iter(jobs)
+            .buffered(self.config.record_concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        let mut failed: Vec<&str> = Vec::new();
+        for r in &records {
+            if r.action.is_batch_failure() && !failed.contains(&r.message_id.as_str()) {
+                failed.push(&r.message_id);
+            }
+        }
+        for id in failed {
+            response.add_failure(id);
+        }
+        BatchReport { response, records }
+    }
+
+    async fn process_message(&self, msg: SqsMessage) -> Vec<RecordReport> {
+        let started = Instant::now();
+        let message_id = msg.message_id.clone().unwrap_or_default();
+        let receive_count: u32 = msg
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let carried: u32 = msg
+            .message_attributes
+            .get(ATTEMPTS_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let attempt = carried + receive_count;
+        let body = msg.body.as_deref().unwrap_or("");
+
+        let events = match parse_body(body) {
+            Ok(events) => events,
+            Err(why) => {
+                let report = RecordReport {
+                    message_id,
+                    object: None,
+                    outcome: Outcome::Malformed,
+                    detail: why.to_string(),
+                    evidence: Vec::new(),
+                    attempt,
+                    action: Action::LeftOnQueue(format!(
+                        "malformed; SQS moves it to the DLQ after {} receives",
+                        self.config.max_receive_count
+                    )),
+                    version_source: None,
+                    replica: None,
+                    replica_match: None,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                log_report(&report);
+                return vec![report];
+            }
+        };
+
+        let mut reports = Vec::with_capacity(events.len());
+        for event in events {
+            let judged = self.judge_object(&event).await;
+            let object = ObjectRef {
+                bucket: event.bucket.clone(),
+                key: event.key.clone(),
+                version_id: judged.version_id.clone().or(event.version_id.clone()),
+                category: self.s3.category(&event.bucket).await,
+            };
+            let action = self
+                .act(&msg, &judged, &object, &event, attempt, receive_count, &message_id)
+                .await;
+            let report = RecordReport {
+                message_id: message_id.clone(),
+                object: Some(object),
+                outcome: judged.decision.outcome,
+                detail: judged.decision.detail.clone(),
+                evidence: judged.decision.evidence.clone(),
+                attempt,
+                action,
+                version_source: judged.version_source,
+                replica: judged.replica.clone(),
+                replica_match: judged.replica_match,
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            log_report(&report);
+            reports.push(report);
+        }
+        reports
+    }
+
+    async fn judge_object(&self, event: &ObjectEvent) -> Judged {
+        let age = event
+            .time
+            .map(|t| (Utc::now() - t).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::ZERO);
+        let timing = Timing {
+            age,
+            lag_budget: self.config.lag_budget,
+        };
+        let version_source = Some(if event.version_id.is_some() {
+            VersionSource::Event
+        } else {
+            VersionSource::CurrentVersion
+        });
+        let fail = |e: AwsError, what: &str| {
+            let decision = match e {
+                AwsError::Transient(why) if age <= self.config.lag_budget => Decision {
+                    outcome: Outcome::TransientError,
+                    evidence: Vec::new(),
+                    detail: format!("{what}: {why}"),
+                },
+                AwsError::Transient(why) => Decision {
+                    outcome: Outcome::Error,
+                    evidence: Vec::new(),
+                    detail: format!("{what}: still failing after the lag budget: {why}"),
+                },
+                AwsError::Permanent { code, message } => Decision {
+                    outcome: Outcome::Error,
+                    evidence: Vec::new(),
+                    detail: format!("{what}: {code}: {message}"),
+                },
+                AwsError::NotFound => Decision {
+                    outcome: Outcome::Error,
+                    evidence: Vec::new(),
+                    detail: format!("{what}: not found"),
+                },
+            };
+            Judged {
+                decision,
+                version_source,
+                version_id: None,
+                replica: None,
+                replica_match: None,
+            }
+        };
+
+        let primary = match self
+            .s3
+            .describe_primary(&event.bucket, &event.key, event.version_id.as_deref())
+            .await
+        {
+            Ok(Some(facts)) => facts,
+            Ok(None) => {
+                return Judged {
+                    decision: decide(&PrimaryState::Gone, &ReplicaState::Missing, timing),
+                    version_source,
+                    version_id: None,
+                    replica: None,
+                    replica_match: None,
+                }
+            }
+            Err(e) => return fail(e, "reading the primary object"),
+        };
+        let dest = match self.s3.destination(&event.bucket, &event.key).await {
+            Ok(d) => d,
+            Err(e) => return fail(e, "finding the replica destination"),
+        };
+        let found = match self.s3.find_replica(&dest, &event.key, &primary).await {
+            Ok(found) => found,
+            Err(e) => return fail(e, "reading the replica"),
+        };
+        let (replica_state, replica, replica_match) = match found {
+            Some((facts, how)) => {
+                let r = ObjectRef {
+                    bucket: dest.bucket.clone(),
+                    key: event.key.clone(),
+                    version_id: facts.version_id.clone(),
+                    category: None,
+                };
+                (ReplicaState::Found(facts), Some(r), Some(how))
+            }
+            None => (
+                ReplicaState::Missing,
+                Some(ObjectRef {
+                    bucket: dest.bucket.clone(),
+                    key: event.key.clone(),
+                    version_id: None,
+                    category: None,
+                }),
+                None,
+            ),
+        };
+        Judged {
+            decision: decide(&PrimaryState::Found(primary.clone()), &replica_state, timing),
+            version_source,
+            version_id: primary.version_id.clone(),
+            replica,
+            replica_match,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        msg: &SqsMessage,
+        judged: &Judged,
+        object: &ObjectRef,
+        event: &ObjectEvent,
+        attempt: u32,
+        receive_count: u32,
+        message_id: &str,
+    ) -> Action {
+        let outcome = judged.decision.outcome;
+        match outcome {
+            Outcome::Lagging | Outcome::TransientError => {
+                self.retry(msg, attempt, receive_count).await
+            }
+            o if o.is_failure(self.config.alert_on_unverifiable) => {
+                let record = FailureRecord {
+                    schema: FAILURE_RECORD_SCHEMA.to_string(),
+                    outcome,
+                    detail: judged.decision.detail.clone(),
+                    object: object.clone(),
+                    replica: judged.replica.clone(),
+                    evidence: judged.decision.evidence.clone(),
+                    attempts: attempt,
+                    first_seen: event.time,
+                    decided_at: Utc::now(),
+                    source_message_id: Some(message_id.to_string()),
+                };
+                self.send_failure(&record).await
+            }
+            _ => Action::Done,
+        }
+    }
+
+    async fn send_failure(&self, record: &FailureRecord) -> Action {
+        let Some(url) = self.config.failure_queue_url.as_deref() else {
+            return Action::LeftOnQueue("FAILURE_QUEUE_URL is not set".into());
+        };
+        let body = match serde_json::to_string(record) {
+            Ok(b) => b,
+            Err(e) => return Action::LeftOnQueue(format!("cannot encode failure record: {e}")),
+        };
+        match self.sqs.send_message().queue_url(url).message_body(body).send().await {
+            Ok(_) => Action::FailureSent,
+            Err(e) => Action::LeftOnQueue(format!("sending the failure record failed: {}", classify(&e))),
+        }
+    }
+
+    async fn retry(&self, msg: &SqsMessage, attempt: u32, receive_count: u32) -> Action {
+        let delay = backoff(
+            attempt,
+            self.config.retry_base,
+            self.config.retry_max,
+            rand::random::<f64>(),
+        );
+        let Some(queue_url) = self.queue_url(msg).await else {
+            return Action::RetryAfter(delay);
+        };
+        if receive_count >= self.config.max_receive_count {
+            // One more failed receive would move it to the DLQ: re-send a fresh copy instead.
+            let delay = delay.min(Duration::from_secs(900));
+            let sent = self
+                .sqs
+                .send_message()
+                .queue_url(&queue_url)
+                .message_body(msg.body.clone().unwrap_or_default())
+                .delay_seconds(delay.as_secs() as i32)
+                .message_attributes(
+                    ATTEMPTS_ATTRIBUTE,
+                    MessageAttributeValue::builder()
+                        .data_type("Number")
+                        .string_value(attempt.to_string())
+                        .build()
+                        .expect("data type is set"),
+                )
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Action::Requeued(delay),
+                Err(e) => {
+                    tracing::warn!(error = %classify(&e), "re-queueing a lagging message failed");
+                    Action::RetryAfter(delay)
+                }
+            };
+        }
+        if let Some(receipt) = msg.receipt_handle.as_deref() {
+            if let Err(e) = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(delay.as_secs() as i32)
+                .send()
+                .await
+            {
+                tracing::warn!(error = %classify(&e), "changing message visibility failed");
+            }
+        }
+        Action::RetryAfter(delay)
+    }
+
+    /// The URL of the queue a record came from, from its `eventSourceARN` (cached).
+    async fn queue_url(&self, msg: &SqsMessage) -> Option<String> {
+        let arn = msg.event_source_arn.as_deref()?;
+        if let Some(url) = self.queue_urls.lock().await.get(arn) {
+            return Some(url.clone());
+        }
+        let mut parts = arn.split(':');
+        let (account, name) = (parts.nth(4)?, parts.next()?);
+        let url = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .ok()?
+            .queue_url()?
+            .to_string();
+        self.queue_urls
+            .lock()
+            .await
+            .insert(arn.to_string(), url.clone());
+        Some(url)
+    }
+}
+
+struct Judged {
+    decision: Decision,
+    version_source: Option<VersionSource>,
+    version_id: Option<String>,
+    replica: Option<ObjectRef>,
+    replica_match: Option<ReplicaMatch>,
+}
+
+/// One structured log line per record: outcome, evidence, attempt, duration.
+fn log_report(r: &RecordReport) {
+    let evidence = serde_json::to_string(&r.evidence).unwrap_or_default();
+    let action = serde_json::to_string(&r.action).unwrap_or_default();
+    let (bucket, key, version) = match &r.object {
+        Some(o) => (o.bucket.as_str(), o.key.as_str(), o.version_id.as_deref().unwrap_or("")),
+        None => ("", "", ""),
+    };
+    tracing::info!(
+        target: "checksum_validator",
+        message_id = %r.message_id,
+        outcome = %r.outcome,
+        bucket,
+        key,
+        version_id = version,
+        attempt = r.attempt,
+        duration_ms = r.duration_ms,
+        evidence = %evidence,
+        action = %action,
+        detail = %r.detail,
+        "record decided"
+    );
+}

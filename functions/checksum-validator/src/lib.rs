@@ -1,0 +1,19 @@
+//! checksum-validator: decides whether each S3 replica is an exact copy of its primary.
+//!
+//! Layout: [`event`] parses message bodies; [`facts`] and [`decision`] are the pure decision
+//! core; [`s3`] is the S3 adapter; [`handler`] runs a batch and acts on decisions;
+//! [`failure_record`] is the message a failure travels in; [`config`] reads the environment.
+
+pub mod aws_error;
+pub mod config;
+pub mod decision;
+pub mod event;
+pub mod facts;
+pub mod failure_record;
+pub mod handler;
+pub mod retry;
+pub mod s3;
+
+pub use config::ValidatorConfig;
+pub use decision::Outcome;
+pub use handler::{BatchReport, RecordReport, Validator};
