@@ -1,0 +1,10 @@
+//! failure-notifier: turns validation failure records and dead letters into SNS alerts.
+//!
+//! [`alert`] composes subject and message (pure); [`handler`] publishes them and reports
+//! publish failures as batch item failures so no alert is ever dropped.
+
+pub mod alert;
+pub mod handler;
+
+pub use alert::{compose, Alert, Origin};
+pub use handler::{Notifier, NotifierConfig, NotifyReport};

@@ -1,1 +1,26 @@
-fn main(){}
+//! The Lambda binary: wires the library's handler to `lambda_runtime`.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use failure_notifier::{Notifier, NotifierConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let config = NotifierConfig::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let notifier = Notifier::new(config, &sdk);
+    let notifier = &notifier;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(notifier.handle(event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,259 @@
+//! Composes an alert (SNS subject and message) from whatever reached the notifier.
+//!
+//! Pure: no AWS calls. A validator failure record gives a structured alert; anything else
+//! (a dead-lettered event, a non-JSON body, JSON that is not an object) still gives an
+//! alert that quotes the body, so nothing is dropped.
+
+use checksum_validator::decision::Verdict;
+use checksum_validator::event::parse_body;
+use checksum_validator::failure_record::FailureRecord;
+
+/// SNS subjects must be ASCII, without control characters, under 100 characters.
+pub const SUBJECT_MAX: usize = 99;
+/// SNS messages are limited to 256 KB; keep room for the envelope text around the body.
+pub const MESSAGE_MAX: usize = 256 * 1024 - 1024;
+/// How much of a raw dead-lettered body an alert quotes.
+pub const RAW_BODY_MAX: usize = 64 * 1024;
+
+/// What the notifier knows about the record besides its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Name of the queue the record came from.
+    pub queue: String,
+    pub message_id: String,
+    pub receive_count: Option<u32>,
+    /// `SentTimestamp` of the message, RFC 3339.
+    pub sent_at: Option<String>,
+}
+
+/// An alert ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alert {
+    pub subject: String,
+    pub message: String,
+}
+
+/// Builds the alert for one record.
+pub fn compose(body: &str, origin: &Origin, project: &str) -> Alert {
+    match FailureRecord::parse(body) {
+        Some(record) => failure_alert(&record, origin, project),
+        None => dead_letter_alert(body, origin, project),
+    }
+}
+
+fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
+    let category = r.object.category.as_deref().unwrap_or("uncategorised");
+    let subject = subject(&format!(
+        "[{project}] {} {category}: {}",
+        r.outcome.as_str().to_ascii_uppercase(),
+        r.object.key
+    ));
+    let mut m = String::new();
+    m.push_str(&format!("Replica validation failed: {}\n\n", r.outcome));
+    m.push_str(&format!("Object:      {}\n", r.object.s3_uri()));
+    m.push_str(&format!(
+        "Version:     {}\n",
+        r.object.version_id.as_deref().unwrap_or("(current)")
+    ));
+    m.push_str(&format!("Category:    {category}\n"));
+    if let Some(rep) = &r.replica {
+        m.push_str(&format!(
+            "Replica:     {}{}\n",
+            rep.s3_uri(),
+            rep.version_id
+                .as_deref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default()
+        ));
+    }
+    m.push_str(&format!("Reason:      {}\n", r.detail));
+    if !r.evidence.is_empty() {
+        m.push_str("Evidence (primary | replica):\n");
+        for c in &r.evidence {
+            let verdict = match &c.verdict {
+                Verdict::Match => "match".to_string(),
+                Verdict::Differ => "DIFFER".to_string(),
+                Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
+            };
+            m.push_str(&format!(
+                "  {:<20} {} | {}  {verdict}\n",
+                c.kind.to_string(),
+                c.primary,
+                c.replica
+            ));
+        }
+    }
+    m.push_str(&format!("Attempts:    {}\n", r.attempts));
+    if let Some(t) = r.first_seen {
+        m.push_str(&format!("First seen:  {}\n", t.to_rfc3339()));
+    }
+    m.push_str(&format!("Decided at:  {}\n", r.decided_at.to_rfc3339()));
+    m.push_str(&format!("Queue:       {}\n", origin.queue));
+    m.push_str(&format!("\nRunbook: {}\n", runbook(r.outcome.as_str())));
+    Alert {
+        subject,
+        message: cap_message(m),
+    }
+}
+
+fn dead_letter_alert(body: &str, origin: &Origin, project: &str) -> Alert {
+    let why = match parse_body(body) {
+        Ok(events) => format!(
+            "a valid S3 event ({} object{}) that the validator could not finish",
+            events.len(),
+            if events.len() == 1 { "" } else { "s" }
+        ),
+        Err(e) => e.to_string(),
+    };
+    let subject = subject(&format!("[{project}] DEAD-LETTER on {}", origin.queue));
+    let mut m = String::new();
+    m.push_str("A message could not be processed and was dead-lettered.\n\n");
+    m.push_str(&format!("Queue:       {}\n", origin.queue));
+    m.push_str(&format!("Message id:  {}\n", origin.message_id));
+    if let Some(n) = origin.receive_count {
+        m.push_str(&format!("Receives:    {n}\n"));
+    }
+    if let Some(t) = &origin.sent_at {
+        m.push_str(&format!("First sent:  {t}\n"));
+    }
+    m.push_str(&format!("Why:         {why}\n"));
+    let (quoted, truncated) = truncate_at_char(body, RAW_BODY_MAX);
+    if truncated {
+        m.push_str(&format!(
+            "Body ({} bytes, truncated to the first {} bytes):\n",
+            body.len(),
+            quoted.len()
+        ));
+    } else {
+        m.push_str(&format!("Body ({} bytes):\n", body.len()));
+    }
+    m.push_str(quoted);
+    if truncated {
+        m.push_str("\n[... truncated]");
+    }
+    m.push('\n');
+    m.push_str(&format!("\nRunbook: {}\n", runbook("dead-letter")));
+    Alert {
+        subject,
+        message: cap_message(m),
+    }
+}
+
+/// The runbook step for each kind of alert.
+pub fn runbook(kind: &str) -> &'static str {
+    match kind {
+        "mismatch" => "the replica differs from the primary. Re-copy the version (or re-run replication with S3 Batch Replication), then check for tampering on the replica side.",
+        "replica-missing" => "the source says COMPLETED but the replica version is gone. Check the replica bucket's lifecycle rules and deletions, then re-replicate with S3 Batch Replication.",
+        "replication-failed" => "S3 marked replication FAILED and will not retry. Check the replication role's permissions and the destination bucket/KMS key, then use S3 Batch Replication for failed objects.",
+        "replication-overdue" => "no replica within the lag budget. Check the replication rule status and the S3 replication metrics for the bucket.",
+        "unverifiable" => "no comparable checksum exists on both sides. Upload with a full-object checksum (CRC64NVME) or enable the validator's deep mode.",
+        "error" => "the validator hit a permanent AWS error (see Reason). Fix the permission or configuration it names.",
+        _ => "inspect the body above. If it is a real S3 event, fix the cause and redrive it to the validation queue (`harness redrive`); otherwise delete it.",
+    }
+}
+
+/// Makes an SNS-safe subject: ASCII printable only, at most [`SUBJECT_MAX`] characters.
+pub fn subject(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else if c.is_whitespace() || c.is_control() {
+                ' '
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if cleaned.len() <= SUBJECT_MAX {
+        cleaned
+    } else {
+        format!("{}...", &cleaned[..SUBJECT_MAX - 3])
+    }
+}
+
+fn truncate_at_char(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+fn cap_message(m: String) -> String {
+    if m.len() <= MESSAGE_MAX {
+        return m;
+    }
+    let (head, _) = truncate_at_char(&m, MESSAGE_MAX - 32);
+    format!("{head}\n[... message truncated]\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    fn origin() -> Origin {
+        Origin {
+            queue: "autobackup-validation-dlq-dev".into(),
+            message_id: "m-1".into(),
+            receive_count: Some(3),
+            sent_at: Some("2026-11-22T00:00:00Z".into()),
+        }
+    }
+
+    #[rstest]
+    #[case::not_json("hello poison")]
+    #[case::json_array("[1,2,3]")]
+    #[case::json_number("42")]
+    #[case::json_object_not_event(r#"{"hello":"world"}"#)]
+    #[case::empty("")]
+    fn anything_still_alerts(#[case] body: &str) {
+        let a = compose(body, &origin(), "autobackup");
+        assert!(a.subject.contains("DEAD-LETTER"));
+        assert!(a.message.contains(body));
+        assert!(a.message.contains("Runbook:"));
+    }
+
+    #[test]
+    fn huge_bodies_are_truncated_and_marked() {
+        let body = "é".repeat(200_000);
+        let a = compose(&body, &origin(), "autobackup");
+        assert!(a.message.len() <= MESSAGE_MAX);
+        assert!(a.message.contains("truncated"));
+    }
+
+    #[test]
+    fn failure_records_give_structured_alerts() {
+        let body = r#"{"schema":"autobackup.validation-failure/1","outcome":"mismatch","detail":"replica differs (checksum-crc32)",
+            "object":{"bucket":"p","key":"a b.txt","version_id":"v1","category":"documents"},
+            "replica":{"bucket":"r","key":"a b.txt","version_id":"v9"},
+            "evidence":[{"kind":{"kind":"size"},"primary":"5","replica":"5","verdict":"match"}],
+            "attempts":1,"first_seen":"2026-11-22T00:00:00Z","decided_at":"2026-11-22T00:00:01Z"}"#;
+        let a = compose(body, &origin(), "autobackup");
+        assert_eq!(a.subject, "[autobackup] MISMATCH documents: a b.txt");
+        assert!(a.message.contains("s3://p/a b.txt"));
+        assert!(a.message.contains("Runbook: the replica differs"));
+    }
+
+    proptest! {
+        #[test]
+        fn subjects_are_always_sns_safe(raw in "\\PC{0,300}") {
+            let s = subject(&raw);
+            prop_assert!(s.len() <= SUBJECT_MAX);
+            prop_assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+        }
+
+        #[test]
+        fn compose_never_panics(body in "\\PC{0,400}") {
+            let a = compose(&body, &origin(), "autobackup");
+            prop_assert!(a.message.len() <= MESSAGE_MAX);
+            prop_assert!(!a.subject.is_empty());
+        }
+    }
+}
