@@ -1,0 +1,27 @@
+//! The local-first harness for the event-driven S3 backup system.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`engine`] | installing, starting, identifying local AWS engines; [`engine::gaps`] normalises what they do differently from AWS |
+//! | [`topology`] | the seed deployment as data, provisioning and teardown |
+//! | [`replication`] | native vs emulated replication, the harness replicator |
+//! | [`esm`] | the SQS event source mapping that runs the real handlers |
+//! | [`system`] | the running system: functions, mappings, replicator, alert sink |
+//! | [`scenario`] | scenario files, the runner, the transcript |
+//! | [`report`] | redaction, snapshots, JUnit |
+//! | [`redrive`] | DLQ redrive |
+//! | [`cli`] | the `harness` command |
+
+pub mod aws;
+pub mod cli;
+pub mod engine;
+pub mod errors;
+pub mod esm;
+pub mod observe;
+pub mod paths;
+pub mod redrive;
+pub mod replication;
+pub mod report;
+pub mod scenario;
+pub mod system;
+pub mod topology;

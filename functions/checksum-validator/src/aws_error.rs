@@ -53,14 +53,19 @@ where
 
 /// The status/code classification, separate for testing.
 pub fn classify_parts(status: u16, code: &str, message: &str) -> AwsError {
-    if matches!(code, "NoSuchKey" | "NoSuchVersion" | "NotFound") || status == 404 && code.is_empty()
+    if matches!(code, "NoSuchKey" | "NoSuchVersion" | "NotFound")
+        || status == 404 && code.is_empty()
     {
         return AwsError::NotFound;
     }
     if status == 429 || status >= 500 || THROTTLING.contains(&code) {
         return AwsError::Transient(format!(
             "{} (HTTP {status})",
-            if code.is_empty() { "server error" } else { code }
+            if code.is_empty() {
+                "server error"
+            } else {
+                code
+            }
         ));
     }
     AwsError::Permanent {

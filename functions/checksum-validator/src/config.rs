@@ -166,7 +166,10 @@ mod tests {
 
     #[test]
     fn defaults_without_environment() {
-        assert_eq!(ValidatorConfig::from_lookup(|_| None).unwrap(), ValidatorConfig::default());
+        assert_eq!(
+            ValidatorConfig::from_lookup(|_| None).unwrap(),
+            ValidatorConfig::default()
+        );
     }
 
     #[test]
@@ -190,8 +193,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = ValidatorConfig::from_lookup(|k| (k == "LAG_BUDGET_SECONDS").then(|| "soon".into()))
-            .unwrap_err();
+        let err =
+            ValidatorConfig::from_lookup(|k| (k == "LAG_BUDGET_SECONDS").then(|| "soon".into()))
+                .unwrap_err();
         assert!(err.to_string().contains("LAG_BUDGET_SECONDS"));
         assert!(parse_bucket_map("a").is_err());
     }

@@ -285,7 +285,10 @@ pub fn decide(primary: &PrimaryState, replica: &ReplicaState, timing: Timing) ->
                 ),
                 status => (
                     Outcome::Lagging,
-                    format!("replica not there yet (source status {})", status_name(status)),
+                    format!(
+                        "replica not there yet (source status {})",
+                        status_name(status)
+                    ),
                 ),
             };
             Decision {
@@ -362,32 +365,61 @@ mod tests {
     }
 
     #[rstest]
-    #[case::same_single_part_etag(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(5, "aa"), Outcome::Validated)]
-    #[case::different_single_part_etag(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(5, "bb"), Outcome::Mismatch)]
-    #[case::size_differs(ObjectFacts::simple(5, "aa"), ObjectFacts::simple(6, "aa"), Outcome::Mismatch)]
-    #[case::kms_etags_prove_nothing(kms(ObjectFacts::simple(5, "aa")), kms(ObjectFacts::simple(5, "aa")), Outcome::Unverifiable)]
+    #[case::same_single_part_etag(
+        ObjectFacts::simple(5, "aa"),
+        ObjectFacts::simple(5, "aa"),
+        Outcome::Validated
+    )]
+    #[case::different_single_part_etag(
+        ObjectFacts::simple(5, "aa"),
+        ObjectFacts::simple(5, "bb"),
+        Outcome::Mismatch
+    )]
+    #[case::size_differs(
+        ObjectFacts::simple(5, "aa"),
+        ObjectFacts::simple(6, "aa"),
+        Outcome::Mismatch
+    )]
+    #[case::kms_etags_prove_nothing(
+        kms(ObjectFacts::simple(5, "aa")),
+        kms(ObjectFacts::simple(5, "aa")),
+        Outcome::Unverifiable
+    )]
     #[case::kms_with_matching_checksum(
         with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Crc64nvme, "x"),
         with_checksum(kms(ObjectFacts::simple(5, "bb")), ChecksumAlgorithm::Crc64nvme, "x"),
-        Outcome::Validated)]
+        Outcome::Validated
+    )]
     #[case::checksum_differs(
         with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, "x"),
         with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, "y"),
-        Outcome::Mismatch)]
+        Outcome::Mismatch
+    )]
     #[case::different_part_layouts_same_full_checksum(
         with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc64nvme, "x"),
         with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc64nvme, "x"),
-        Outcome::Validated)]
-    #[case::different_part_layouts_no_checksum(ObjectFacts::simple(5, "aa-2"), ObjectFacts::simple(5, "bb-3"), Outcome::Unverifiable)]
-    #[case::same_multipart_etag(ObjectFacts::simple(5, "aa-2"), ObjectFacts::simple(5, "aa-2"), Outcome::Validated)]
+        Outcome::Validated
+    )]
+    #[case::different_part_layouts_no_checksum(
+        ObjectFacts::simple(5, "aa-2"),
+        ObjectFacts::simple(5, "bb-3"),
+        Outcome::Unverifiable
+    )]
+    #[case::same_multipart_etag(
+        ObjectFacts::simple(5, "aa-2"),
+        ObjectFacts::simple(5, "aa-2"),
+        Outcome::Validated
+    )]
     #[case::composite_vs_composite_other_layout(
         with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, "x-2"),
         with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, "y-3"),
-        Outcome::Unverifiable)]
+        Outcome::Unverifiable
+    )]
     #[case::different_algorithms(
         with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Crc32, "x"),
         with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Sha256, "x"),
-        Outcome::Unverifiable)]
+        Outcome::Unverifiable
+    )]
     fn judges_evidence(#[case] p: ObjectFacts, #[case] r: ObjectFacts, #[case] want: Outcome) {
         let d = decide(&PrimaryState::Found(p), &ReplicaState::Found(r), SOON);
         assert_eq!(d.outcome, want, "{d:?}");
@@ -419,13 +451,14 @@ mod tests {
     }
 
     fn arb_facts() -> impl Strategy<Value = ObjectFacts> {
-        let checksum = (0..5usize, "[ab]{1}", prop::option::of(1u32..4)).prop_map(|(i, v, parts)| {
-            let raw = match parts {
-                Some(n) => format!("{v}-{n}"),
-                None => v,
-            };
-            Checksum::from_header(ChecksumAlgorithm::ALL[i], &raw, None)
-        });
+        let checksum =
+            (0..5usize, "[ab]{1}", prop::option::of(1u32..4)).prop_map(|(i, v, parts)| {
+                let raw = match parts {
+                    Some(n) => format!("{v}-{n}"),
+                    None => v,
+                };
+                Checksum::from_header(ChecksumAlgorithm::ALL[i], &raw, None)
+            });
         (
             0i64..3,
             prop::option::of(("[ab]", prop::option::of(1u32..4))),
@@ -439,7 +472,12 @@ mod tests {
                     None => e,
                 }),
                 checksums,
-                encryption: [Encryption::None, Encryption::SseS3, Encryption::SseKms, Encryption::SseC][enc],
+                encryption: [
+                    Encryption::None,
+                    Encryption::SseS3,
+                    Encryption::SseKms,
+                    Encryption::SseC,
+                ][enc],
                 parts: None,
                 replication_status: None,
                 version_id: None,

@@ -92,7 +92,10 @@ pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
         return Ok(vec![ObjectEvent {
             bucket: detail.bucket.name,
             key: decode_event_key(&detail.object.key),
-            version_id: detail.object.version_id.filter(|v| !v.is_empty() && v != "null"),
+            version_id: detail
+                .object
+                .version_id
+                .filter(|v| !v.is_empty() && v != "null"),
             size: detail.object.size,
             etag: detail.object.etag.filter(|e| !e.is_empty()),
             time: event.time,
@@ -192,7 +195,11 @@ mod tests {
 
     #[rstest]
     #[case::localstack_plain("localstack-4.13.1-event-0.json", "simple.txt", true)]
-    #[case::localstack_encoded("localstack-4.13.1-event-1.json", "reports/Q1 summary+final é.txt", true)]
+    #[case::localstack_encoded(
+        "localstack-4.13.1-event-1.json",
+        "reports/Q1 summary+final é.txt",
+        true
+    )]
     #[case::localstack_multipart("localstack-4.13.1-event-2.json", "mpu/big file.bin", true)]
     #[case::localstack_copy("localstack-4.13.1-event-3.json", "copy.txt", true)]
     #[case::ministack_plain("ministack-1.5.33-event-0.json", "simple.txt", false)]
@@ -220,7 +227,10 @@ mod tests {
     #[case::not_json("this is not json", "not JSON")]
     #[case::array("[1,2]", "top level is an array")]
     #[case::string("\"hello\"", "top level is a string")]
-    #[case::other_event(r#"{"detail-type":"Object Created","source":"aws.ec2","detail":{}}"#, "aws.ec2")]
+    #[case::other_event(
+        r#"{"detail-type":"Object Created","source":"aws.ec2","detail":{}}"#,
+        "aws.ec2"
+    )]
     #[case::empty_object("{}", "neither")]
     fn rejects_what_is_not_an_s3_event(#[case] body: &str, #[case] says: &str) {
         let err = parse_body(body).unwrap_err().to_string();
@@ -264,10 +274,18 @@ mod tests {
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
             let keys = prop_oneof![
-                Just("detail-type".to_string()), Just("source".to_string()), Just("detail".to_string()),
-                Just("bucket".to_string()), Just("object".to_string()), Just("key".to_string()),
-                Just("name".to_string()), Just("Records".to_string()), Just("s3".to_string()),
-                Just("version-id".to_string()), Just("time".to_string()), "[a-z]{1,4}",
+                Just("detail-type".to_string()),
+                Just("source".to_string()),
+                Just("detail".to_string()),
+                Just("bucket".to_string()),
+                Just("object".to_string()),
+                Just("key".to_string()),
+                Just("name".to_string()),
+                Just("Records".to_string()),
+                Just("s3".to_string()),
+                Just("version-id".to_string()),
+                Just("time".to_string()),
+                "[a-z]{1,4}",
             ];
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),

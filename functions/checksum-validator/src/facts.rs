@@ -43,7 +43,9 @@ impl ChecksumAlgorithm {
 pub enum ChecksumScope {
     FullObject,
     /// `checksum-of-checksums-N`: depends on the part layout.
-    Composite { parts: u32 },
+    Composite {
+        parts: u32,
+    },
 }
 
 /// One stored checksum value.
@@ -66,7 +68,9 @@ impl Checksum {
         type_header: Option<&str>,
     ) -> Checksum {
         let (value, suffix_parts) = match raw.rsplit_once('-') {
-            Some((v, n)) if !v.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+            Some((v, n))
+                if !v.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() =>
+            {
                 (v.to_string(), n.parse::<u32>().ok())
             }
             _ => (raw.to_string(), None),

@@ -57,7 +57,10 @@ impl Action {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -133,7 +136,10 @@ impl Validator {
         let jobs = event.records.into_iter().map(|msg| {
             let id = msg.message_id.clone().unwrap_or_default();
             async move {
-                match AssertUnwindSafe(self.process_message(msg)).catch_unwind().await {
+                match AssertUnwindSafe(self.process_message(msg))
+                    .catch_unwind()
+                    .await
+                {
                     Ok(reports) => reports,
                     Err(panic) => {
                         let why = panic
@@ -230,7 +236,15 @@ impl Validator {
                 category: self.s3.category(&event.bucket).await,
             };
             let action = self
-                .act(&msg, &judged, &object, &event, attempt, receive_count, &message_id)
+                .act(
+                    &msg,
+                    &judged,
+                    &object,
+                    &event,
+                    attempt,
+                    receive_count,
+                    &message_id,
+                )
                 .await;
             let report = RecordReport {
                 message_id: message_id.clone(),
@@ -344,7 +358,11 @@ impl Validator {
             ),
         };
         Judged {
-            decision: decide(&PrimaryState::Found(primary.clone()), &replica_state, timing),
+            decision: decide(
+                &PrimaryState::Found(primary.clone()),
+                &replica_state,
+                timing,
+            ),
             version_source,
             version_id: primary.version_id.clone(),
             replica,
@@ -395,9 +413,19 @@ impl Validator {
             Ok(b) => b,
             Err(e) => return Action::LeftOnQueue(format!("cannot encode failure record: {e}")),
         };
-        match self.sqs.send_message().queue_url(url).message_body(body).send().await {
+        match self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+        {
             Ok(_) => Action::FailureSent,
-            Err(e) => Action::LeftOnQueue(format!("sending the failure record failed: {}", classify(&e))),
+            Err(e) => Action::LeftOnQueue(format!(
+                "sending the failure record failed: {}",
+                classify(&e)
+            )),
         }
     }
 
@@ -493,7 +521,11 @@ fn log_report(r: &RecordReport) {
     let evidence = serde_json::to_string(&r.evidence).unwrap_or_default();
     let action = serde_json::to_string(&r.action).unwrap_or_default();
     let (bucket, key, version) = match &r.object {
-        Some(o) => (o.bucket.as_str(), o.key.as_str(), o.version_id.as_deref().unwrap_or("")),
+        Some(o) => (
+            o.bucket.as_str(),
+            o.key.as_str(),
+            o.version_id.as_deref().unwrap_or(""),
+        ),
         None => ("", "", ""),
     };
     tracing::info!(

@@ -98,7 +98,13 @@ impl S3Lookup {
         if let Some(c) = self.categories.lock().await.get(bucket) {
             return c.clone();
         }
-        let found = match self.primary.get_bucket_tagging().bucket(bucket).send().await {
+        let found = match self
+            .primary
+            .get_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+        {
             Ok(out) => out
                 .tag_set()
                 .iter()
@@ -122,7 +128,10 @@ impl S3Lookup {
         }
         let (dest_bucket, prefix) = match self.overrides.get(bucket) {
             Some(b) => (b.clone(), String::new()),
-            None => self.destination_from_replication_config(bucket, key).await?,
+            None => {
+                self.destination_from_replication_config(bucket, key)
+                    .await?
+            }
         };
         let region = match &self.replica_region {
             Some(r) => r.clone(),
@@ -161,7 +170,9 @@ impl S3Lookup {
                 {
                     AwsError::Permanent {
                         code,
-                        message: format!("bucket {bucket} has no replication configuration: {message}"),
+                        message: format!(
+                            "bucket {bucket} has no replication configuration: {message}"
+                        ),
                     }
                 }
                 other => other,
@@ -199,10 +210,11 @@ impl S3Lookup {
                 best = Some((priority, dest, prefix));
             }
         }
-        best.map(|(_, d, p)| (d, p)).ok_or_else(|| AwsError::Permanent {
-            code: "NoReplicationRule".into(),
-            message: format!("no enabled replication rule of {bucket} covers key {key:?}"),
-        })
+        best.map(|(_, d, p)| (d, p))
+            .ok_or_else(|| AwsError::Permanent {
+                code: "NoReplicationRule".into(),
+                message: format!("no enabled replication rule of {bucket} covers key {key:?}"),
+            })
     }
 
     async fn bucket_region(&self, bucket: &str) -> Result<String, AwsError> {
@@ -262,7 +274,10 @@ impl S3Lookup {
             .versions()
             .iter()
             .filter(|v| v.key() == Some(key))
-            .filter_map(|v| v.version_id().map(|id| (v.is_latest().unwrap_or(false), id.to_string())))
+            .filter_map(|v| {
+                v.version_id()
+                    .map(|id| (v.is_latest().unwrap_or(false), id.to_string()))
+            })
             .collect();
         if candidates.is_empty() {
             // The key's current state may be a delete marker; or nothing arrived yet.
@@ -306,11 +321,13 @@ pub async fn describe(
             return match classify(&e) {
                 AwsError::NotFound => Ok(None),
                 // A HEAD of a delete marker answers 405 MethodNotAllowed.
-                AwsError::Permanent { code, .. } if code == "HTTP405" || code == "MethodNotAllowed" => {
+                AwsError::Permanent { code, .. }
+                    if code == "HTTP405" || code == "MethodNotAllowed" =>
+                {
                     Ok(None)
                 }
                 other => Err(other),
-            }
+            };
         }
     };
     let type_header = out.checksum_type().map(|t| t.as_str().to_string());

@@ -68,7 +68,10 @@ impl Notifier {
     }
 
     /// Handles a batch and reports each record's alert and publish result.
-    pub async fn handle_with_report(&self, event: SqsEvent) -> (SqsBatchResponse, Vec<NotifyReport>) {
+    pub async fn handle_with_report(
+        &self,
+        event: SqsEvent,
+    ) -> (SqsBatchResponse, Vec<NotifyReport>) {
         let reports: Vec<NotifyReport> = futures::stream::iter(event.records)
             .map(|msg| self.notify(msg))
             .buffered(8)
@@ -85,7 +88,11 @@ impl Notifier {
 
     async fn notify(&self, msg: SqsMessage) -> NotifyReport {
         let origin = origin_of(&msg);
-        let alert = compose(msg.body.as_deref().unwrap_or(""), &origin, &self.config.project);
+        let alert = compose(
+            msg.body.as_deref().unwrap_or(""),
+            &origin,
+            &self.config.project,
+        );
         let published = tokio::time::timeout(
             Duration::from_secs(20),
             self.sns

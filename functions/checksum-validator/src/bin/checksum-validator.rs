@@ -1,8 +1,8 @@
 //! The Lambda binary: wires the library's handler to `lambda_runtime`.
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use checksum_validator::{Validator, ValidatorConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

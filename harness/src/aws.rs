@@ -1,0 +1,76 @@
+//! AWS SDK clients pointed at an engine, one set per region.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+use crate::engine::{Engine, EngineKind};
+
+/// SDK clients for the primary and replica regions.
+#[derive(Clone)]
+pub struct Clients {
+    pub sdk: SdkConfig,
+    pub replica_sdk: SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub s3_replica: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub endpoint: String,
+}
+
+/// Loads an SDK configuration for `endpoint` in `region`. Local engines get fixed test
+/// credentials; an external endpoint uses the default credential chain when it finds one.
+pub async fn sdk_config(endpoint: &str, region: &str, kind: EngineKind) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()));
+    let has_env_creds = std::env::var("AWS_ACCESS_KEY_ID").is_ok();
+    if kind != EngineKind::External || !has_env_creds {
+        loader =
+            loader.credentials_provider(Credentials::new("test", "test", None, None, "harness"));
+    }
+    loader.load().await
+}
+
+impl Clients {
+    pub async fn new(engine: &Engine, primary_region: &str, replica_region: &str) -> Clients {
+        Clients::for_endpoint(
+            &engine.endpoint,
+            engine.kind,
+            primary_region,
+            replica_region,
+        )
+        .await
+    }
+
+    pub async fn for_endpoint(
+        endpoint: &str,
+        kind: EngineKind,
+        primary_region: &str,
+        replica_region: &str,
+    ) -> Clients {
+        let sdk = sdk_config(endpoint, primary_region, kind).await;
+        let replica_sdk = sdk_config(endpoint, replica_region, kind).await;
+        let s3 = |c: &SdkConfig| {
+            aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(c)
+                    .force_path_style(true)
+                    .build(),
+            )
+        };
+        Clients {
+            s3: s3(&sdk),
+            s3_replica: s3(&replica_sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            endpoint: endpoint.to_string(),
+            sdk,
+            replica_sdk,
+        }
+    }
+}

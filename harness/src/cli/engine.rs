@@ -1,0 +1,111 @@
+//! `harness engine up|down|status`.
+
+use clap::Subcommand;
+
+use crate::engine::{self, state, EngineKind, StartOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum EngineCommand {
+    /// Install (first run) and start the engine in the background on a free loopback port.
+    Up,
+    /// Stop the engine started by `engine up`.
+    Down,
+    /// Show whether the engine runs, where, and whether it is healthy.
+    Status,
+}
+
+impl EngineCommand {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        if kind == EngineKind::External && !matches!(self, EngineCommand::Status) {
+            anyhow::bail!("the external engine is started and stopped by you, not by the harness");
+        }
+        match self {
+            EngineCommand::Up => {
+                if let Some(e) = state::attach(kind).await {
+                    println!("{kind} already running at {} ({})", e.endpoint, e.how);
+                    return Ok(0);
+                }
+                let e = engine::start(
+                    kind,
+                    &StartOptions {
+                        verbose: true,
+                        detached: true,
+                    },
+                )
+                .await?;
+                let pid = e
+                    .how
+                    .rsplit("pid ")
+                    .next()
+                    .and_then(|p| p.trim_end_matches(')').parse().ok())
+                    .unwrap_or(0);
+                state::write(&state::EngineState {
+                    kind,
+                    endpoint: e.endpoint.clone(),
+                    pid,
+                    log: e.log.clone(),
+                })?;
+                println!("{kind} running at {} ({})", e.endpoint, e.how);
+                if let Some(t) = e.install_time {
+                    println!("  first install took {:.1}s", t.as_secs_f64());
+                }
+                println!("  started in {:.2}s", e.start_time.as_secs_f64());
+                if let Some(log) = &e.log {
+                    println!("  log: {}", log.display());
+                }
+                println!("  export AWS_ENDPOINT_URL={}", e.endpoint);
+                println!("  stop it with: harness --engine {kind} engine down");
+                Ok(0)
+            }
+            EngineCommand::Down => match state::stop(kind) {
+                Some(st) => {
+                    println!("{kind} at {} stopped (pid {})", st.endpoint, st.pid);
+                    Ok(0)
+                }
+                None => {
+                    println!("no {kind} engine was started by `engine up`");
+                    Ok(0)
+                }
+            },
+            EngineCommand::Status => {
+                if kind == EngineKind::External {
+                    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+                    return match engine::identify(&endpoint).await {
+                        Ok(f) => {
+                            println!("external endpoint {endpoint} answers (behaves as {f:?})");
+                            Ok(0)
+                        }
+                        Err(e) => {
+                            println!("{e}");
+                            Ok(1)
+                        }
+                    };
+                }
+                match state::read(kind) {
+                    None => {
+                        println!("{kind}: not running (start it with `harness --engine {kind} engine up`)");
+                        Ok(1)
+                    }
+                    Some(st) => {
+                        let alive = state::pid_alive(st.pid);
+                        let health = engine::healthy(kind, &st.endpoint).await;
+                        println!(
+                            "{kind}: pid {} {}, endpoint {}, {}",
+                            st.pid,
+                            if alive { "alive" } else { "gone" },
+                            st.endpoint,
+                            match &health {
+                                Ok(()) => "healthy".to_string(),
+                                Err(e) => format!("unhealthy: {e}"),
+                            }
+                        );
+                        if let Some(log) = st.log {
+                            println!("  log: {}", log.display());
+                        }
+                        Ok(if alive && health.is_ok() { 0 } else { 1 })
+                    }
+                }
+            }
+        }
+    }
+}

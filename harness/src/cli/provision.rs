@@ -1,0 +1,100 @@
+//! `harness provision` and `harness teardown`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::aws::Clients;
+use crate::engine::EngineKind;
+use crate::replication;
+use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Run suffix of every name (random when omitted). Provisioning the same suffix again
+    /// changes nothing and succeeds.
+    #[arg(long)]
+    pub suffix: Option<String>,
+    /// Timing profile from the topology file: `seed` (the seed's real timings) or `fast`.
+    #[arg(long, default_value = "seed")]
+    pub profile: String,
+    /// Topology file.
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+    /// Print the provisioned topology as JSON on stdout instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ProvisionArgs {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        let spec = TopologySpec::load(&self.topology)?;
+        let Some(timing) = spec.profile(&self.profile).cloned() else {
+            anyhow::bail!(
+                "unknown profile {:?} (profiles in {}: {})",
+                self.profile,
+                self.topology.display(),
+                spec.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let engine = super::running_engine(kind).await?;
+        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let suffix = self.suffix.unwrap_or_else(new_suffix);
+        let caps = engine.capabilities();
+        let mode = replication::mode(&caps, false);
+        let (topology, report) = provision(
+            &clients,
+            &spec,
+            &suffix,
+            &ProvisionOptions {
+                timing,
+                replication_on_engine: replication::configure_on_engine(&caps, &mode),
+            },
+        )
+        .await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&topology)?);
+        } else {
+            println!(
+                "provisioned topology `{suffix}` on {} at {}:",
+                engine.kind, engine.endpoint
+            );
+            print!("{}", report.render());
+            println!("replication: {mode}");
+            println!("remove it with: harness --engine {kind} teardown --suffix {suffix}");
+        }
+        Ok(0)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Run suffix printed by `provision`.
+    #[arg(long)]
+    pub suffix: String,
+    /// Topology file.
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+}
+
+impl TeardownArgs {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        let spec = TopologySpec::load(&self.topology)?;
+        let engine = super::running_engine(kind).await?;
+        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let report = teardown(&clients, &spec, &self.suffix).await;
+        for r in &report.removed {
+            println!("  removed {r}");
+        }
+        for p in &report.problems {
+            eprintln!("  problem: {p}");
+        }
+        println!(
+            "removed {} resources in {:.2}s",
+            report.removed.len(),
+            report.total.as_secs_f64()
+        );
+        Ok(if report.problems.is_empty() { 0 } else { 1 })
+    }
+}

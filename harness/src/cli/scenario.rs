@@ -1,0 +1,230 @@
+//! `harness scenario list` and `harness scenario run NAME | --all`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+
+use crate::engine::{self, EngineKind, StartOptions};
+use crate::report::junit::{self, CaseResult};
+use crate::report::snapshot;
+use crate::scenario::{self, RunOptions, Scenario};
+use crate::topology::TopologySpec;
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// List the scenario files with their descriptions.
+    List(ListArgs),
+    /// Run scenarios and compare each outcome with its reviewed snapshot.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Scenario directory.
+    #[arg(long, default_value_os_t = scenario::dir())]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario name (file stem in scenarios/). Omit with --all.
+    #[arg(required_unless_present = "all")]
+    pub name: Option<String>,
+    /// Run every scenario.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+    /// Scenario directory.
+    #[arg(long, default_value_os_t = scenario::dir())]
+    pub dir: PathBuf,
+    /// Topology file.
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+    /// Leave the topology in place after the run (its suffix is printed).
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the whole transcript, not only the diff.
+    #[arg(long)]
+    pub show: bool,
+    /// Also write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+impl ScenarioCommand {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        match self {
+            ScenarioCommand::List(a) => {
+                let spec = TopologySpec::load(&TopologySpec::default_path())?;
+                for path in scenario::file::discover(&a.dir)? {
+                    match Scenario::load(&path, &spec.categories) {
+                        Ok(s) => println!("{:<28} {}", s.name, s.description),
+                        Err(e) => println!("{:<28} INVALID: {e}", path.display()),
+                    }
+                }
+                Ok(0)
+            }
+            ScenarioCommand::Run(a) => a.run(kind).await,
+        }
+    }
+}
+
+impl RunArgs {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        let spec = TopologySpec::load(&self.topology)?;
+        let paths = if self.all {
+            scenario::file::discover(&self.dir)?
+        } else {
+            vec![scenario::find(
+                &self.dir,
+                self.name.as_deref().unwrap_or_default(),
+            )?]
+        };
+        // Parse everything first: a bad file fails fast, before any engine starts.
+        let mut scenarios = Vec::new();
+        for p in &paths {
+            scenarios.push(Scenario::load(p, &spec.categories)?);
+        }
+        let root = self
+            .dir
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(crate::paths::repo_root);
+
+        eprintln!("harness: starting {kind} ...");
+        let started = Instant::now();
+        let engine = engine::start(
+            kind,
+            &StartOptions {
+                verbose: true,
+                detached: false,
+            },
+        )
+        .await?;
+        println!(
+            "engine: {} at {} ({}; ready in {:.2}s{})",
+            engine.kind,
+            engine.endpoint,
+            engine.how,
+            started.elapsed().as_secs_f64(),
+            engine
+                .install_time
+                .map(|t| format!(", first install {:.1}s", t.as_secs_f64()))
+                .unwrap_or_default()
+        );
+
+        let mut results = Vec::new();
+        let mut failed = 0;
+        for s in &scenarios {
+            let t = Instant::now();
+            let opts = RunOptions {
+                keep: self.keep,
+                suffix: None,
+            };
+            let run = tokio::select! {
+                r = scenario::run(&engine, &spec, s, &opts) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("harness: interrupted; stopping the engine");
+                    drop(engine);
+                    return Ok(130);
+                }
+            };
+            let failure = match run {
+                Err(e) => {
+                    println!("FAIL {} ({:.1}s)\n  {e}", s.name, t.elapsed().as_secs_f64());
+                    Some(e.to_string())
+                }
+                Ok(outcome) => {
+                    let tm = &outcome.timings;
+                    let timing_line = format!(
+                        "provision {:.2}s, steps {:.2}s, settle {:.2}s, teardown {:.2}s, total {:.2}s",
+                        tm.provision.as_secs_f64(),
+                        tm.steps.as_secs_f64(),
+                        tm.settle.as_secs_f64(),
+                        tm.teardown.as_secs_f64(),
+                        tm.total.as_secs_f64()
+                    );
+                    let snap = snapshot::snapshot_path(&root, &s.name);
+                    let mut problems = outcome.unmet.clone();
+                    let mut diff_text = None;
+                    match snapshot::read_snapshot(&snap) {
+                        None => {
+                            let pending = snap.with_extension("snap.new");
+                            let _ = std::fs::create_dir_all(snap.parent().expect("has parent"));
+                            std::fs::write(
+                                &pending,
+                                format!(
+                                    "---\nsource: tests/scenarios.rs\nexpression: transcript\n---\n{}\n",
+                                    outcome.transcript.trim_end()
+                                ),
+                            )?;
+                            problems.push(format!(
+                                "no reviewed snapshot at {}; wrote {} for review (`cargo insta review`)",
+                                snap.display(),
+                                pending.display()
+                            ));
+                        }
+                        Some(expected) => {
+                            if let Some(d) = snapshot::diff(&expected, &outcome.transcript) {
+                                problems.push(format!("outcome differs from {}", snap.display()));
+                                diff_text = Some(d);
+                            }
+                        }
+                    }
+                    if self.show || (self.name.is_some() && problems.is_empty()) {
+                        println!(
+                            "---- {} outcome ----\n{}",
+                            s.name,
+                            outcome.transcript.trim_end()
+                        );
+                        println!("----");
+                    }
+                    if problems.is_empty() {
+                        println!("PASS {} on {} ({timing_line})", s.name, outcome.engine);
+                        println!("  replication: {}", outcome.replication);
+                        None
+                    } else {
+                        println!("FAIL {} on {} ({timing_line})", s.name, outcome.engine);
+                        for p in &problems {
+                            println!("  {p}");
+                        }
+                        if let Some(d) = &diff_text {
+                            println!("{d}");
+                            println!(
+                                "  If the new outcome is right, review and accept it with `cargo test --features e2e` then `cargo insta review`."
+                            );
+                        }
+                        if self.keep {
+                            println!("  topology kept: suffix {}", outcome.suffix);
+                        }
+                        Some(problems.join("\n"))
+                    }
+                }
+            };
+            if failure.is_some() {
+                failed += 1;
+            }
+            results.push(CaseResult {
+                name: s.name.clone(),
+                engine: kind.to_string(),
+                time: t.elapsed(),
+                failure,
+            });
+        }
+        if let Some(path) = &self.junit {
+            junit::write(path, &results)?;
+        }
+        println!(
+            "{} passed, {} failed ({} on {kind}, {:.1}s)",
+            results.len() - failed,
+            failed,
+            if results.len() == 1 {
+                "1 scenario".to_string()
+            } else {
+                format!("{} scenarios", results.len())
+            },
+            started.elapsed().as_secs_f64()
+        );
+        Ok(if failed == 0 { 0 } else { 1 })
+    }
+}

@@ -1,0 +1,72 @@
+//! Engine gaps: the one place where the harness normalises what an engine does differently
+//! from AWS, so the functions can be written to AWS's documented behaviour.
+//!
+//! | gap | engine | where it is handled |
+//! |---|---|---|
+//! | event `object.key` arrives raw, AWS form-encodes it | MiniStack | [`normalise_event_body`] (here), applied by the event source mapping before the validator sees the body |
+//! | event has no `version-id` | MiniStack | the validator judges the current version and says so (`version_source: current-version`) |
+//! | S3 replication stores the config but copies nothing | LocalStack | `replication::Replicator` copies versions and delete markers |
+//! | replication is synchronous, so lag cannot happen | MiniStack | scenarios that control replication run the harness replicator instead (`replication::mode`) |
+//! | `StartMessageMoveTask` is not implemented | MiniStack | `redrive` falls back to receive / send / delete |
+//! | replicas get new version ids (AWS keeps the source's) | both | the validator matches replica versions by content when the id is unknown |
+
+use serde_json::Value;
+
+use super::Capabilities;
+
+/// Re-encodes a raw event key the way AWS writes it (form-encoding), for engines that send
+/// raw keys. Bodies that are not S3 EventBridge events are returned unchanged.
+pub fn normalise_event_body(caps: &Capabilities, body: &str) -> String {
+    if !caps.raw_event_keys {
+        return body.to_string();
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
+        return body.to_string();
+    }
+    let Some(key) = v
+        .pointer("/detail/object/key")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return body.to_string();
+    };
+    let encoded = checksum_validator::event::encode_event_key(&key);
+    if let Some(slot) = v.pointer_mut("/detail/object/key") {
+        *slot = Value::String(encoded);
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Flavor;
+
+    const MINI: &str =
+        include_str!("../../../fixtures/engine-events/ministack-1.5.33-event-1.json");
+    const LOCAL: &str =
+        include_str!("../../../fixtures/engine-events/localstack-4.13.1-event-1.json");
+
+    #[test]
+    fn ministack_keys_become_what_aws_and_localstack_send() {
+        let caps = Flavor::Ministack.capabilities();
+        let normalised = normalise_event_body(&caps, MINI);
+        let events = checksum_validator::event::parse_body(&normalised).unwrap();
+        let from_localstack = checksum_validator::event::parse_body(LOCAL).unwrap();
+        assert_eq!(events[0].key, "reports/Q1 summary+final é.txt");
+        assert_eq!(events[0].key, from_localstack[0].key);
+    }
+
+    #[test]
+    fn other_bodies_pass_through() {
+        let caps = Flavor::Ministack.capabilities();
+        assert_eq!(normalise_event_body(&caps, "not json"), "not json");
+        assert_eq!(
+            normalise_event_body(&Flavor::Localstack.capabilities(), LOCAL),
+            LOCAL
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Local AWS engines: which one, how to install and start it, and what it can do.
+//!
+//! - `localstack` (default): testcontainers when a Docker engine answers, otherwise host mode
+//!   from a pinned venv in the cache ([`venv`], [`process`]).
+//! - `ministack`: host mode from a pinned venv.
+//! - `external`: whatever `AWS_ENDPOINT_URL` points at; never started or stopped here.
+//!
+//! Every engine binds to loopback only. A started engine stops when its [`Engine`] is
+//! dropped, and also when the harness process dies (the child gets SIGTERM from the kernel).
+
+pub mod docker;
+pub mod gaps;
+pub mod process;
+pub mod state;
+pub mod venv;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::errors::EngineError;
+
+/// The engines the harness knows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// LocalStack 4.14.0 (the last free release): Docker via testcontainers, or host mode.
+    Localstack,
+    /// MiniStack 1.5.33 in host mode.
+    Ministack,
+    /// The endpoint in AWS_ENDPOINT_URL (started and stopped by you).
+    External,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Localstack => "localstack",
+            EngineKind::Ministack => "ministack",
+            EngineKind::External => "external",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<EngineKind, EngineError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "localstack" | "" => Ok(EngineKind::Localstack),
+            "ministack" => Ok(EngineKind::Ministack),
+            "external" => Ok(EngineKind::External),
+            other => Err(EngineError::Unknown(other.to_string())),
+        }
+    }
+
+    /// The engine chosen by `ENGINE`, defaulting to LocalStack.
+    pub fn from_env() -> Result<EngineKind, EngineError> {
+        EngineKind::parse(&std::env::var("ENGINE").unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which engine actually answers at an endpoint (an `external` one is identified by its
+/// health endpoint), which decides the gaps the harness fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Localstack,
+    Ministack,
+    /// Real AWS or an unknown emulator: assumed to behave as AWS documents.
+    Aws,
+}
+
+/// What an engine does and does not do, as measured (see `../shared/notes/engines.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// S3 replication really copies objects.
+    pub native_replication: bool,
+    /// Event keys arrive raw instead of form-encoded as AWS documents.
+    pub raw_event_keys: bool,
+    /// `StartMessageMoveTask` is implemented.
+    pub message_move_task: bool,
+}
+
+impl Flavor {
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            Flavor::Localstack => Capabilities {
+                native_replication: false,
+                raw_event_keys: false,
+                message_move_task: true,
+            },
+            Flavor::Ministack => Capabilities {
+                native_replication: true,
+                raw_event_keys: true,
+                message_move_task: false,
+            },
+            Flavor::Aws => Capabilities {
+                native_replication: true,
+                raw_event_keys: false,
+                message_move_task: true,
+            },
+        }
+    }
+}
+
+/// A running (or attached) engine.
+pub struct Engine {
+    pub kind: EngineKind,
+    pub flavor: Flavor,
+    pub endpoint: String,
+    /// How it runs: "host process (pid N)", "docker container", "attached", ...
+    pub how: String,
+    /// First-install time, when this start had to install the engine.
+    pub install_time: Option<Duration>,
+    pub start_time: Duration,
+    pub log: Option<PathBuf>,
+    _guard: EngineGuard,
+}
+
+/// Keeps a started engine alive; stops it on drop.
+pub enum EngineGuard {
+    None,
+    Process(process::EngineProcess),
+    #[cfg(feature = "docker")]
+    Container(Box<dyn std::any::Any + Send + Sync>),
+}
+
+impl Engine {
+    pub fn capabilities(&self) -> Capabilities {
+        self.flavor.capabilities()
+    }
+
+    /// Stops the engine if this handle started it.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+/// Options for starting an engine.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Print install progress to stderr.
+    pub verbose: bool,
+    /// Keep running after this process exits (for `harness engine up`).
+    pub detached: bool,
+}
+
+/// Starts (or attaches to) an engine of `kind`.
+pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, EngineError> {
+    let started = Instant::now();
+    match kind {
+        EngineKind::External => {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+                .ok_or(EngineError::NoEndpoint)?;
+            let flavor = identify(&endpoint).await?;
+            Ok(Engine {
+                kind,
+                flavor,
+                endpoint,
+                how: "external (not managed by the harness)".into(),
+                install_time: None,
+                start_time: started.elapsed(),
+                log: None,
+                _guard: EngineGuard::None,
+            })
+        }
+        EngineKind::Localstack | EngineKind::Ministack => {
+            if let Some(attached) = state::attach(kind).await {
+                return Ok(attached);
+            }
+            if kind == EngineKind::Localstack && !opts.detached && docker::available().await {
+                #[cfg(feature = "docker")]
+                return docker::start_localstack().await;
+            }
+            process::start_host(kind, opts).await
+        }
+    }
+}
+
+/// Asks an endpoint which engine it is, through each engine's health route.
+pub async fn identify(endpoint: &str) -> Result<Flavor, EngineError> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| EngineError::Unreachable {
+            endpoint: endpoint.into(),
+            why: e.to_string(),
+        })?;
+    let base = endpoint.trim_end_matches('/');
+    if let Ok(r) = http.get(format!("{base}/_localstack/health")).send().await {
+        if r.status().is_success() {
+            return Ok(Flavor::Localstack);
+        }
+    }
+    match http.get(format!("{base}/_ministack/health")).send().await {
+        Ok(r) if r.status().is_success() => Ok(Flavor::Ministack),
+        Ok(_) => Ok(Flavor::Aws),
+        Err(e) if e.is_connect() || e.is_timeout() => Err(EngineError::Unreachable {
+            endpoint: endpoint.into(),
+            why: crate::errors::sdk(e),
+        }),
+        Err(_) => Ok(Flavor::Aws),
+    }
+}
+
+/// Whether `endpoint` answers its health route with a ready engine.
+pub async fn healthy(kind: EngineKind, endpoint: &str) -> Result<(), String> {
+    let path = match kind {
+        EngineKind::Localstack => "/_localstack/health",
+        EngineKind::Ministack => "/_ministack/health",
+        EngineKind::External => return Ok(()),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = http
+        .get(format!("{}{path}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .map_err(|e| crate::errors::sdk(e))?;
+    if !r.status().is_success() {
+        return Err(format!("health answered {}", r.status()));
+    }
+    let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    for svc in ["s3", "sqs", "sns", "events"] {
+        let st = body["services"][svc].as_str().unwrap_or("missing");
+        if !matches!(st, "available" | "running") {
+            return Err(format!("service {svc} is {st}"));
+        }
+    }
+    Ok(())
+}

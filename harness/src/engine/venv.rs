@@ -1,0 +1,236 @@
+//! Host-mode engine installs: a Python venv per engine version in the cache directory,
+//! built from the pinned requirements lock committed in `engines/`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::errors::EngineError;
+
+/// A pinned engine distribution.
+pub struct Distribution {
+    pub engine: &'static str,
+    pub version: &'static str,
+    /// `pip freeze` lock of a working install.
+    pub lock: &'static str,
+    pub min_python: (u32, u32),
+    /// Executable inside the venv's `bin/` that runs the engine.
+    pub entry: &'static str,
+}
+
+pub const LOCALSTACK: Distribution = Distribution {
+    engine: "localstack",
+    version: "4.14.0",
+    lock: include_str!("../../../engines/localstack-requirements.lock"),
+    min_python: (3, 13),
+    entry: "python",
+};
+
+pub const MINISTACK: Distribution = Distribution {
+    engine: "ministack",
+    version: "1.5.33",
+    lock: include_str!("../../../engines/ministack-requirements.lock"),
+    min_python: (3, 10),
+    entry: "ministack",
+};
+
+impl Distribution {
+    /// `<cache>/engines/<engine>-<version>-<hash of the lock>`.
+    pub fn dir(&self) -> PathBuf {
+        crate::paths::cache_dir().join("engines").join(format!(
+            "{}-{}-{:08x}",
+            self.engine,
+            self.version,
+            fnv(self.lock)
+        ))
+    }
+
+    pub fn installed(&self) -> bool {
+        self.dir().join(".installed").is_file()
+    }
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
+}
+
+/// Finds a Python of at least `min`: `HARNESS_PYTHON`, then `python3.13`..`python3.10`
+/// and `python3` on PATH, then pyenv's versions.
+pub fn find_python(engine: &'static str, min: (u32, u32)) -> Result<PathBuf, EngineError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(p) = std::env::var("HARNESS_PYTHON") {
+        candidates.push(PathBuf::from(p));
+    }
+    for minor in (min.1..=16).rev() {
+        candidates.push(PathBuf::from(format!("python3.{minor}")));
+    }
+    candidates.push(PathBuf::from("python3"));
+    let pyenv_root = std::env::var("PYENV_ROOT")
+        .map(PathBuf::from)
+        .ok()
+        .or_else(|| {
+            Command::new("pyenv")
+                .arg("root")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        });
+    let home_pyenv = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".pyenv"))
+        .ok();
+    for root in pyenv_root.into_iter().chain(home_pyenv) {
+        if let Ok(entries) = std::fs::read_dir(root.join("versions")) {
+            let mut versions: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path().join("bin").join("python3"))
+                .filter(|p| p.is_file())
+                .collect();
+            versions.sort();
+            versions.reverse();
+            candidates.extend(versions);
+        }
+    }
+    for c in &candidates {
+        if let Some((major, minor)) = python_version(c) {
+            if major == 3 && minor >= min.1 && minor < 20 {
+                return Ok(c.clone());
+            }
+        }
+    }
+    Err(EngineError::NoPython {
+        engine,
+        min: format!("{}.{}", min.0, min.1),
+        looked: "python3.x and python3 on PATH, and pyenv's versions".into(),
+    })
+}
+
+fn python_version(python: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys; print(sys.version_info[0], sys.version_info[1])",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Installs the distribution if needed (once, under a file lock so concurrent harness
+/// processes do not race) and returns how long the install took, if one was done.
+pub fn ensure_installed(
+    dist: &Distribution,
+    _verbose: bool,
+) -> Result<Option<Duration>, EngineError> {
+    let dir = dist.dir();
+    if dist.installed() {
+        return Ok(None);
+    }
+    let parent = dir.parent().expect("engine dir has a parent");
+    std::fs::create_dir_all(parent)?;
+    let lock_path = dir.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    lock.lock()?;
+    if dist.installed() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let python = find_python(dist.engine, dist.min_python)?;
+    eprintln!(
+        "harness: installing {} {} into {} (first run only; pinned by engines/{}-requirements.lock) ...",
+        dist.engine,
+        dist.version,
+        dir.display(),
+        dist.engine
+    );
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let log_path = dir.with_extension("install.log");
+    let mut log = std::fs::File::create(&log_path)?;
+    let fail = |why: String| EngineError::Install {
+        engine: dist.engine,
+        dir: dir.clone(),
+        why,
+        log_tail: crate::paths::tail(&log_path, 20),
+    };
+    let status = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    if !status.status.success() {
+        log.write_all(&status.stderr)?;
+        return Err(fail(format!("`{} -m venv` failed", python.display())));
+    }
+    let req = dir.join("requirements.lock");
+    std::fs::write(&req, dist.lock)?;
+    let mut child = Command::new(dir.join("bin").join("pip"))
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "-r",
+        ])
+        .arg(&req)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let err_log = log_path.clone();
+    let err_thread = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(err_log).ok();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = f.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    });
+    let mut count = 0usize;
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let _ = writeln!(log, "{line}");
+        if line.starts_with("Collecting") || line.starts_with("Installing collected") {
+            count += 1;
+            if count % 10 == 1 || line.starts_with("Installing") {
+                let short = line.split(" (from").next().unwrap_or(&line);
+                eprintln!(
+                    "harness:   [{:>4.0}s] {short}",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    let status = child.wait()?;
+    let _ = err_thread.join();
+    if !status.success() {
+        return Err(fail(format!("pip install exited with {status}")));
+    }
+    std::fs::write(dir.join(".installed"), format!("{}\n", dist.version))?;
+    let took = started.elapsed();
+    eprintln!(
+        "harness: installed {} {} in {:.1}s",
+        dist.engine,
+        dist.version,
+        took.as_secs_f64()
+    );
+    Ok(Some(took))
+}

@@ -1,0 +1,122 @@
+//! Every error the harness reports, as `thiserror` types with the context a user needs:
+//! which file and line, which engine, what to do next.
+
+use std::path::PathBuf;
+
+/// Errors from starting, finding or talking to an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "{engine} needs Python >= {min} and none was found (looked at HARNESS_PYTHON, {looked}).\n\
+         Install one (for example `pyenv install 3.13` or `apt-get install python3.13`) or point \
+         HARNESS_PYTHON at it."
+    )]
+    NoPython {
+        engine: &'static str,
+        min: String,
+        looked: String,
+    },
+    #[error("installing {engine} into {dir} failed: {why}\n--- last lines of the install log ---\n{log_tail}")]
+    Install {
+        engine: &'static str,
+        dir: PathBuf,
+        why: String,
+        log_tail: String,
+    },
+    #[error("{engine} did not become healthy at {endpoint} within {secs}s: {why}\n--- last lines of {log} ---\n{log_tail}")]
+    Start {
+        engine: &'static str,
+        endpoint: String,
+        secs: u64,
+        why: String,
+        log: PathBuf,
+        log_tail: String,
+    },
+    #[error("engine `external` needs AWS_ENDPOINT_URL (for example `docker compose -f docker-compose.localstack.yml up -d` and AWS_ENDPOINT_URL=http://127.0.0.1:4566)")]
+    NoEndpoint,
+    #[error("the endpoint {endpoint} does not answer: {why}")]
+    Unreachable { endpoint: String, why: String },
+    #[error("unknown engine `{0}`: choose localstack, ministack or external")]
+    Unknown(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("docker: {0}")]
+    Docker(String),
+}
+
+/// Errors in a scenario or topology file: always with the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}\n  hint: {hint}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
+}
+
+/// Errors while provisioning or tearing down the topology.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {why}")]
+pub struct ProvisionError {
+    pub step: String,
+    pub why: String,
+}
+
+impl ProvisionError {
+    pub fn new(step: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        ProvisionError {
+            step: step.into(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// Errors while playing a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("{file}:{line}: step {index} ({kind}) failed: {why}")]
+    Step {
+        file: PathBuf,
+        line: usize,
+        index: usize,
+        kind: String,
+        why: String,
+    },
+    #[error("no scenario named `{name}` in {dir} (available: {available})")]
+    NotFound {
+        name: String,
+        dir: PathBuf,
+        available: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Formats an SDK error with its whole source chain.
+pub fn sdk<E: std::error::Error>(e: E) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,324 @@
+//! The event source mapping: runs each function as Lambda's SQS trigger would.
+//!
+//! Long-polls up to the batch size, builds the `SqsEvent` with the real message and system
+//! attributes, calls the same handler code the Lambda binary runs, deletes the successes,
+//! and leaves reported failures for SQS to redeliver after their visibility timeout (moving
+//! them to a DLQ is the queue's redrive policy, as on AWS). A handler error fails the whole
+//! batch, as on AWS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use checksum_validator::Validator;
+use failure_notifier::Notifier;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::engine::{gaps, Capabilities};
+use crate::observe::{Observation, Observations};
+use crate::replication::Replicator;
+use crate::topology::QueueRef;
+
+/// The function behind a mapping.
+#[derive(Clone)]
+pub enum Function {
+    Validator(Arc<Validator>),
+    Notifier(Arc<Notifier>),
+}
+
+/// One SQS trigger: a queue, a function, a batch size.
+#[derive(Clone)]
+pub struct Mapping {
+    /// Role of the queue in the topology ("validation", "validation-dlq", "failure").
+    pub role: String,
+    pub queue: QueueRef,
+    pub function: Function,
+    pub batch_size: i32,
+    pub wait_seconds: i32,
+    /// Concurrent pollers (Lambda scales these; scenarios use 1).
+    pub pollers: usize,
+    pub caps: Capabilities,
+    pub replicator: Option<Arc<Replicator>>,
+    pub region: String,
+}
+
+/// Starts the pollers of a mapping; they stop when `stop` turns true.
+pub fn spawn(
+    mapping: Mapping,
+    sqs: aws_sdk_sqs::Client,
+    observations: Observations,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    (0..mapping.pollers.max(1))
+        .map(|_| {
+            let (m, s, o, st) = (
+                mapping.clone(),
+                sqs.clone(),
+                observations.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move { poll_loop(m, s, o, st).await })
+        })
+        .collect()
+}
+
+async fn poll_loop(
+    m: Mapping,
+    sqs: aws_sdk_sqs::Client,
+    obs: Observations,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let receive = sqs
+            .receive_message()
+            .queue_url(&m.queue.url)
+            .max_number_of_messages(m.batch_size)
+            .wait_time_seconds(m.wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send();
+        let out = tokio::select! {
+            _ = stop.changed() => return,
+            r = receive => r,
+        };
+        let messages = match out {
+            Ok(o) => o.messages.unwrap_or_default(),
+            Err(e) => {
+                if *stop.borrow() {
+                    return;
+                }
+                tracing::warn!(queue = %m.queue.name, error = %crate::errors::sdk(e), "receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let event = to_event(&m, messages);
+        deliver(&m, &sqs, &obs, event).await;
+    }
+}
+
+/// Builds the Lambda event exactly as the SQS trigger does.
+fn to_event(m: &Mapping, messages: Vec<aws_sdk_sqs::types::Message>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for msg in messages {
+        let mut rec = SqsMessage::default();
+        rec.message_id = msg.message_id().map(str::to_string);
+        rec.receipt_handle = msg.receipt_handle().map(str::to_string);
+        let body = msg.body().unwrap_or_default();
+        rec.body = Some(match m.function {
+            Function::Validator(_) => gaps::normalise_event_body(&m.caps, body),
+            Function::Notifier(_) => body.to_string(),
+        });
+        rec.md5_of_body = msg.md5_of_body().map(str::to_string);
+        rec.md5_of_message_attributes = msg.md5_of_message_attributes().map(str::to_string);
+        rec.attributes = msg
+            .attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                    .collect::<HashMap<_, _>>()
+            })
+            .unwrap_or_default();
+        rec.message_attributes = msg
+            .message_attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| {
+                        let mut attr = SqsMessageAttribute::default();
+                        attr.string_value = v.string_value().map(str::to_string);
+                        attr.data_type = Some(v.data_type().to_string());
+                        (k.clone(), attr)
+                    })
+                    .collect::<HashMap<_, _>>()
+            })
+            .unwrap_or_default();
+        rec.event_source = Some("aws:sqs".into());
+        rec.event_source_arn = Some(m.queue.arn.clone());
+        rec.aws_region = Some(m.region.clone());
+        event.records.push(rec);
+    }
+    event
+}
+
+async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, event: SqsEvent) {
+    let receipts: Vec<(String, String)> = event
+        .records
+        .iter()
+        .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
+        .collect();
+    let failed: Vec<String> = match &m.function {
+        Function::Validator(v) => {
+            if let Some(rep) = &m.replicator {
+                for r in &event.records {
+                    if let Ok(events) =
+                        checksum_validator::event::parse_body(r.body.as_deref().unwrap_or(""))
+                    {
+                        for e in events {
+                            rep.ensure_processed(&e.bucket, e.version_id.as_deref())
+                                .await;
+                        }
+                    }
+                }
+            }
+            let report = v.handle_with_report(event).await;
+            for r in report.records {
+                obs.push(Observation::Decision {
+                    queue: m.role.clone(),
+                    report: r,
+                })
+                .await;
+            }
+            report
+                .response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect()
+        }
+        Function::Notifier(n) => {
+            let counts: HashMap<String, Option<u32>> = event
+                .records
+                .iter()
+                .map(|r| {
+                    (
+                        r.message_id.clone().unwrap_or_default(),
+                        r.attributes
+                            .get("ApproximateReceiveCount")
+                            .and_then(|c| c.parse().ok()),
+                    )
+                })
+                .collect();
+            let (response, reports) = n.handle_with_report(event).await;
+            for r in reports {
+                obs.push(Observation::Notified {
+                    queue: m.role.clone(),
+                    receive_count: counts.get(&r.message_id).copied().flatten(),
+                    report: r,
+                })
+                .await;
+            }
+            response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect()
+        }
+    };
+    let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+        .iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .enumerate()
+        .filter_map(|(i, (_, receipt))| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .receipt_handle(receipt)
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(e) = sqs
+        .delete_message_batch()
+        .queue_url(&m.queue.url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        obs.push(Observation::BatchError {
+            queue: m.role.clone(),
+            error: format!(
+                "deleting processed messages failed: {}",
+                crate::errors::sdk(e)
+            ),
+        })
+        .await;
+    }
+}
+
+/// Consumes the alert queue (the SNS subscription standing in for e-mail) and records each
+/// alert's subject and message.
+pub fn spawn_alert_sink(
+    queue: QueueRef,
+    sqs: aws_sdk_sqs::Client,
+    observations: Observations,
+    mut stop: watch::Receiver<bool>,
+    wait_seconds: i32,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let receive = sqs
+                .receive_message()
+                .queue_url(&queue.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(wait_seconds)
+                .send();
+            let out = tokio::select! {
+                _ = stop.changed() => return,
+                r = receive => r,
+            };
+            let Ok(out) = out else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            for msg in out.messages.unwrap_or_default() {
+                let body = msg.body().unwrap_or_default();
+                let (subject, message) = parse_sns_envelope(body);
+                observations
+                    .push(Observation::Alert { subject, message })
+                    .await;
+                if let Some(r) = msg.receipt_handle() {
+                    let _ = sqs
+                        .delete_message()
+                        .queue_url(&queue.url)
+                        .receipt_handle(r)
+                        .send()
+                        .await;
+                }
+            }
+        }
+    })
+}
+
+/// Subject and message of an SNS -> SQS delivery (the JSON envelope), or the raw body.
+pub fn parse_sns_envelope(body: &str) -> (String, String) {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) if v.get("Type").and_then(|t| t.as_str()) == Some("Notification") => (
+            v.get("Subject")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_string(),
+            v.get("Message")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => (String::new(), body.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_real_sns_envelope() {
+        let body = include_str!("../../fixtures/engine-events/localstack-sns-envelope.json");
+        let (subject, message) = parse_sns_envelope(body);
+        assert_eq!(subject, "Probe subject");
+        assert_eq!(message, "hello from sns");
+    }
+}

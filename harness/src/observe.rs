@@ -1,0 +1,95 @@
+//! What the harness saw while the system ran: decisions, notifier results, alerts. The
+//! scenario runner waits on it and renders it; `harness up` prints it as it happens.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checksum_validator::RecordReport;
+use failure_notifier::NotifyReport;
+use tokio::sync::{Mutex, Notify};
+
+/// One observation.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// The validator decided one record of a batch.
+    Decision { queue: String, report: RecordReport },
+    /// The notifier handled one record.
+    Notified {
+        queue: String,
+        receive_count: Option<u32>,
+        report: NotifyReport,
+    },
+    /// An alert arrived through the SNS subscription.
+    Alert { subject: String, message: String },
+    /// A handler failed as a whole (the batch stays on the queue).
+    BatchError { queue: String, error: String },
+}
+
+/// A shared, append-only log of observations with wake-ups for waiters.
+#[derive(Clone, Default)]
+pub struct Observations {
+    inner: Arc<Mutex<Vec<(Instant, Observation)>>>,
+    changed: Arc<Notify>,
+}
+
+impl Observations {
+    pub async fn push(&self, o: Observation) {
+        self.inner.lock().await.push((Instant::now(), o));
+        self.changed.notify_waiters();
+    }
+
+    pub async fn snapshot(&self) -> Vec<Observation> {
+        self.inner
+            .lock()
+            .await
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    pub async fn len(&self) -> usize {
+        self.inner.lock().await.len()
+    }
+
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+
+    /// Time since the last observation (or `None` when there is none).
+    pub async fn quiet_for(&self) -> Option<Duration> {
+        self.inner.lock().await.last().map(|(t, _)| t.elapsed())
+    }
+
+    /// Waits until `pred` holds over the observations, or `timeout` passes.
+    pub async fn wait_until<F>(&self, timeout: Duration, mut pred: F) -> bool
+    where
+        F: FnMut(&[Observation]) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            {
+                let all = self.snapshot().await;
+                if pred(&all) {
+                    return true;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(250)), notified).await;
+        }
+    }
+
+    pub async fn alerts(&self) -> Vec<(String, String)> {
+        self.snapshot()
+            .await
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::Alert { subject, message } => Some((subject, message)),
+                _ => None,
+            })
+            .collect()
+    }
+}

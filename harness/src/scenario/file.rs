@@ -1,0 +1,519 @@
+//! Scenario files (`scenarios/*.toml`): parsing with line and column in every error.
+//!
+//! ```toml
+//! description = "what this scenario proves"
+//! profile = "fast"                       # timing profile from fixtures/topology.toml
+//!
+//! [timing]                               # optional overrides, shown in the outcome
+//! validation_visibility_seconds = 2
+//!
+//! [[step]]
+//! upload = { category = "documents", key = "report.txt", text = "hello" }
+//!
+//! [[step]]
+//! wait = { for = "outcome", object = "documents/report.txt", outcome = "validated" }
+//!
+//! [expect]
+//! alerts = 0
+//! outcomes = { "documents/report.txt" = "validated" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::errors::FileError;
+use crate::replication::Fault;
+use crate::topology::TimingOverrides;
+
+/// A parsed, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub profile: String,
+    pub timing: TimingOverrides,
+    pub steps: Vec<LocatedStep>,
+    pub expect: Expect,
+}
+
+/// A step with the line it starts on.
+#[derive(Debug, Clone)]
+pub struct LocatedStep {
+    pub line: usize,
+    pub step: Step,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    name: Option<String>,
+    description: String,
+    #[serde(default = "default_profile")]
+    profile: String,
+    #[serde(default)]
+    timing: TimingOverrides,
+    #[serde(default, rename = "step")]
+    steps: Vec<Spanned<Step>>,
+    #[serde(default)]
+    expect: Expect,
+}
+
+fn default_profile() -> String {
+    "fast".into()
+}
+
+/// One step of a scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Put an object into a category's primary bucket.
+    Upload(Upload),
+    /// Send a raw message to one of the topology's queues.
+    Send(SendMessage),
+    /// Control the harness replicator.
+    Replication(ReplicationControl),
+    /// Wait until a condition holds.
+    Wait(Wait),
+    /// Move every message from one queue to another (the seed's DLQ redrive).
+    Redrive(Redrive),
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Upload(_) => "upload",
+            Step::Send(_) => "send",
+            Step::Replication(_) => "replication",
+            Step::Wait(_) => "wait",
+            Step::Redrive(_) => "redrive",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    pub category: String,
+    pub key: String,
+    /// Inline text content.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A file under `fixtures/`.
+    #[serde(default)]
+    pub fixture: Option<String>,
+    /// Generated content of this many bytes (deterministic, seeded by the key).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Upload as multipart with parts of this many bytes (at least 5 MiB but the last).
+    #[serde(default)]
+    pub part_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// validation, validation-dlq, failure or failure-dlq.
+    pub queue: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicationAction {
+    Pause,
+    Resume,
+    Delay,
+    Fault,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationControl {
+    pub action: ReplicationAction,
+    /// Key the delay or fault applies to (`*` for all); for `delay` and `fault`.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitFor {
+    /// The validator reached `outcome` for `object`.
+    Outcome,
+    /// At least `count` alerts arrived.
+    Alerts,
+    /// Every queue is empty and nothing happened for a moment.
+    Idle,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    #[serde(rename = "for")]
+    pub what: WaitFor,
+    /// `category/key`.
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub count: Option<usize>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_timeout() -> f64 {
+    60.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redrive {
+    pub from: String,
+    pub to: String,
+}
+
+/// What the scenario expects at the end (checked before the snapshot).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exact number of alerts received.
+    #[serde(default)]
+    pub alerts: Option<usize>,
+    /// Final validator outcome per object (`category/key`).
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, String>,
+}
+
+/// Queue roles a scenario may name.
+pub const QUEUE_ROLES: [&str; 4] = ["validation", "validation-dlq", "failure", "failure-dlq"];
+
+const OUTCOMES: [&str; 11] = [
+    "validated",
+    "lagging",
+    "mismatch",
+    "replica-missing",
+    "replication-failed",
+    "replication-overdue",
+    "superseded",
+    "unverifiable",
+    "malformed",
+    "error",
+    "transient-error",
+];
+
+/// Turns a TOML error into a file error with line and column.
+pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &str) -> FileError {
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    FileError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: e.message().to_string(),
+        hint: hint.to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+impl Scenario {
+    /// Loads a scenario file; `categories` are the topology's categories.
+    pub fn load(path: &Path, categories: &[String]) -> Result<Scenario, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(path, &text, categories)
+    }
+
+    pub fn parse(path: &Path, text: &str, categories: &[String]) -> Result<Scenario, FileError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            toml_error(
+                path,
+                text,
+                &e,
+                "see README.md, section \"Scenario files\", for every key",
+            )
+        })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let invalid = |offset: usize, message: String, hint: &str| {
+            let (line, column) = line_col(text, offset);
+            FileError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+                hint: hint.to_string(),
+            }
+        };
+        if let Some(n) = &raw.name {
+            if n != &stem {
+                return Err(invalid(
+                    0,
+                    format!("name {n:?} differs from the file name {stem:?}"),
+                    "drop `name` or rename the file",
+                ));
+            }
+        }
+        let mut steps = Vec::new();
+        for s in raw.steps {
+            let offset = s.span().start;
+            let line = line_col(text, offset).0;
+            let step = s.into_inner();
+            check_step(&step, categories).map_err(|(m, h)| invalid(offset, m, h))?;
+            steps.push(LocatedStep { line, step });
+        }
+        for (object, outcome) in &raw.expect.outcomes {
+            check_object(object, categories)
+                .map_err(|(m, h)| invalid(0, format!("[expect] {m}"), h))?;
+            if !OUTCOMES.contains(&outcome.as_str()) {
+                return Err(invalid(0, format!("[expect] unknown outcome {outcome:?}"), "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, superseded, unverifiable, malformed, error"));
+            }
+        }
+        Ok(Scenario {
+            name: stem,
+            path: path.to_path_buf(),
+            description: raw.description,
+            profile: raw.profile,
+            timing: raw.timing,
+            steps,
+            expect: raw.expect,
+        })
+    }
+
+    /// Whether any step controls replication (delay, pause, faults).
+    pub fn controls_replication(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.step, Step::Replication(_)))
+    }
+}
+
+fn check_object(object: &str, categories: &[String]) -> Result<(), (String, &'static str)> {
+    match object.split_once('/') {
+        Some((c, k)) if categories.iter().any(|x| x == c) && !k.is_empty() => Ok(()),
+        _ => Err((
+            format!(
+                "object {object:?} is not `category/key` with a known category ({})",
+                categories.join(", ")
+            ),
+            "write objects as category/key, e.g. documents/report.txt",
+        )),
+    }
+}
+
+fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'static str)> {
+    match step {
+        Step::Upload(u) => {
+            if !categories.iter().any(|c| c == &u.category) {
+                return Err((
+                    format!(
+                        "unknown category {:?} (known: {})",
+                        u.category,
+                        categories.join(", ")
+                    ),
+                    "use a category from fixtures/topology.toml",
+                ));
+            }
+            if u.key.is_empty() {
+                return Err(("upload key is empty".into(), "give the object a key"));
+            }
+            let sources = [u.text.is_some(), u.fixture.is_some(), u.size.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if sources != 1 {
+                return Err((
+                    "an upload needs exactly one of `text`, `fixture`, `size`".into(),
+                    "e.g. upload = { category = \"documents\", key = \"a.txt\", text = \"hello\" }",
+                ));
+            }
+            if let Some(p) = u.part_size {
+                if p < 5 * 1024 * 1024 {
+                    return Err((
+                        "part_size is below S3's 5 MiB minimum".into(),
+                        "use part_size >= 5242880",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Step::Send(s) => {
+            if QUEUE_ROLES.contains(&s.queue.as_str()) {
+                Ok(())
+            } else {
+                Err((
+                    format!("unknown queue {:?}", s.queue),
+                    "one of validation, validation-dlq, failure, failure-dlq",
+                ))
+            }
+        }
+        Step::Replication(r) => match r.action {
+            ReplicationAction::Delay if r.seconds.is_none() || r.key.is_none() => Err((
+                "replication delay needs `key` and `seconds`".into(),
+                "e.g. replication = { action = \"delay\", key = \"*\", seconds = 3 }",
+            )),
+            ReplicationAction::Fault if r.fault.is_none() || r.key.is_none() => Err((
+                "replication fault needs `key` and `fault`".into(),
+                "e.g. replication = { action = \"fault\", key = \"a.txt\", fault = \"corrupt\" }",
+            )),
+            _ => Ok(()),
+        },
+        Step::Wait(w) => match w.what {
+            WaitFor::Outcome => {
+                let Some(o) = &w.object else {
+                    return Err((
+                        "wait for outcome needs `object`".into(),
+                        "e.g. object = \"documents/a.txt\"",
+                    ));
+                };
+                check_object(o, categories)?;
+                match &w.outcome {
+                    Some(x) if OUTCOMES.contains(&x.as_str()) => Ok(()),
+                    _ => Err((
+                        "wait for outcome needs a known `outcome`".into(),
+                        "e.g. outcome = \"validated\"",
+                    )),
+                }
+            }
+            WaitFor::Alerts if w.count.is_none() => {
+                Err(("wait for alerts needs `count`".into(), "e.g. count = 1"))
+            }
+            _ => Ok(()),
+        },
+        Step::Redrive(r) => {
+            for q in [&r.from, &r.to] {
+                if !QUEUE_ROLES.contains(&q.as_str()) {
+                    return Err((
+                        format!("unknown queue {q:?}"),
+                        "one of validation, validation-dlq, failure, failure-dlq",
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every scenario file in `dir`, sorted by name.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    fn cats() -> Vec<String> {
+        vec!["documents".into(), "media".into(), "database".into()]
+    }
+
+    fn parse(text: &str) -> Result<Scenario, FileError> {
+        Scenario::parse(Path::new("scenarios/x.toml"), text, &cats())
+    }
+
+    #[test]
+    fn parses_every_step_kind() {
+        let s = parse(
+            r#"
+description = "all steps"
+[timing]
+validation_visibility_seconds = 2
+[[step]]
+upload = { category = "documents", key = "a b.txt", text = "hi" }
+[[step]]
+send = { queue = "validation", body = "poison" }
+[[step]]
+replication = { action = "delay", key = "*", seconds = 2 }
+[[step]]
+wait = { for = "outcome", object = "documents/a b.txt", outcome = "validated" }
+[[step]]
+redrive = { from = "validation-dlq", to = "failure" }
+[expect]
+alerts = 0
+outcomes = { "documents/a b.txt" = "validated" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.steps.len(), 5);
+        assert_eq!(s.steps[0].line, 6);
+        assert!(s.controls_replication());
+        assert_eq!(s.timing.describe(), vec!["validation_visibility_seconds=2"]);
+    }
+
+    #[rstest]
+    #[case::typo_in_key("description = \"x\"\n[[step]]\nuplod = { category = \"documents\", key = \"a\", text = \"b\" }\n", 3, "uplod")]
+    #[case::unknown_category("description = \"x\"\n\n[[step]]\nupload = { category = \"photos\", key = \"a\", text = \"b\" }\n", 4, "photos")]
+    #[case::two_sources("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", size = 3 }\n", 3, "exactly one")]
+    #[case::bad_queue(
+        "description = \"x\"\n[[step]]\nsend = { queue = \"nope\", body = \"b\" }\n",
+        3,
+        "unknown queue"
+    )]
+    #[case::missing_description(
+        "[[step]]\nsend = { queue = \"validation\", body = \"b\" }\n",
+        1,
+        "description"
+    )]
+    #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 3, "known `outcome`")]
+    fn errors_name_the_line(#[case] text: &str, #[case] line: usize, #[case] says: &str) {
+        let err = parse(text).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("scenarios/x.toml:{line}:")),
+            "{msg}"
+        );
+        assert!(msg.contains(says), "{msg}");
+        assert!(msg.contains("hint:"), "{msg}");
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(text in "\\PC{0,300}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parser_never_panics_on_tomlish(lines in prop::collection::vec(prop_oneof![
+            Just("description = \"d\"".to_string()),
+            Just("[[step]]".to_string()),
+            Just("[expect]".to_string()),
+            Just("[timing]".to_string()),
+            "upload = \\{ category = \"(documents|x)\", key = \"[a-z]{0,3}\", (text|size) = (\"a\"|1) \\}",
+            "wait = \\{ for = \"(outcome|alerts|idle|x)\", count = [0-9] \\}",
+            "[a-z_]{1,8} = [0-9]{1,3}",
+        ], 0..10)) {
+            let _ = parse(&lines.join("\n"));
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Scenarios: files in `scenarios/` ([`file`]), played by [`runner`], their outcome rendered
+//! as a normalised [`transcript`].
+
+pub mod file;
+pub mod runner;
+pub mod transcript;
+
+pub use file::Scenario;
+pub use runner::{run, RunOptions, RunOutcome};
+
+use std::path::{Path, PathBuf};
+
+use crate::errors::ScenarioError;
+
+/// The scenarios directory of the repository.
+pub fn dir() -> PathBuf {
+    crate::paths::repo_root().join("scenarios")
+}
+
+/// Finds `scenarios/<name>.toml`, with the list of names when it does not exist.
+pub fn find(dir: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
+    let p = dir.join(format!("{name}.toml"));
+    if p.is_file() {
+        return Ok(p);
+    }
+    let available = file::discover(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ScenarioError::NotFound {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        available,
+    })
+}

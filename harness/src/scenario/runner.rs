@@ -1,0 +1,521 @@
+//! Plays a scenario on an engine: provision, start the system, run the steps, settle,
+//! check expectations, gather and render the transcript, tear down.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::file::{ReplicationAction, Scenario, Step, Upload, Wait, WaitFor};
+use super::transcript::{self, depth};
+use crate::aws::Clients;
+use crate::engine::Engine;
+use crate::errors::{sdk, ScenarioError};
+use crate::observe::{Observation, Observations};
+use crate::replication;
+use crate::system::{RunningSystem, SystemOptions};
+use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Leave the topology in place afterwards.
+    pub keep: bool,
+    /// Use this suffix instead of a random one.
+    pub suffix: Option<String>,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub provision: Duration,
+    pub steps: Duration,
+    pub settle: Duration,
+    pub teardown: Duration,
+    pub total: Duration,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub scenario: String,
+    pub engine: String,
+    pub transcript: String,
+    pub replication: String,
+    pub suffix: String,
+    /// Expectations from the scenario's `[expect]` that did not hold.
+    pub unmet: Vec<String>,
+    pub timings: Timings,
+}
+
+/// Plays `scenario` on `engine`.
+pub async fn run(
+    engine: &Engine,
+    spec: &TopologySpec,
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Result<RunOutcome, ScenarioError> {
+    let total = Instant::now();
+    let base = spec.profile(&scenario.profile).ok_or_else(|| {
+        ScenarioError::Other(format!(
+            "{}: unknown profile {:?} (profiles: {})",
+            scenario.path.display(),
+            scenario.profile,
+            spec.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let timing = scenario.timing.apply(base);
+    let caps = engine.capabilities();
+    let mode = replication::mode(&caps, scenario.controls_replication());
+    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let suffix = opts.suffix.clone().unwrap_or_else(new_suffix);
+
+    let t = Instant::now();
+    let (topology, _report) = provision(
+        &clients,
+        spec,
+        &suffix,
+        &ProvisionOptions {
+            timing: timing.clone(),
+            replication_on_engine: replication::configure_on_engine(&caps, &mode),
+        },
+    )
+    .await?;
+    let provision_time = t.elapsed();
+
+    let system = RunningSystem::start(
+        clients.clone(),
+        caps,
+        topology,
+        mode.clone(),
+        &SystemOptions::default(),
+    )
+    .await;
+
+    let t = Instant::now();
+    let played = play(&system, engine, scenario).await;
+    let steps_time = t.elapsed();
+
+    let t = Instant::now();
+    let settled = match &played {
+        Ok(()) => settle(&system, Duration::from_secs(120)).await,
+        Err(_) => Ok(()),
+    };
+    let settle_time = t.elapsed();
+    let observations = system.observations.snapshot().await;
+    let topology = system.topology.clone();
+    system.stop().await;
+
+    let result = match (played, settled) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(ScenarioError::Other(format!(
+            "{}: the system did not settle: {e}",
+            scenario.path.display()
+        ))),
+        (Ok(()), Ok(())) => {
+            let unmet = check_expectations(scenario, &topology, &observations);
+            match transcript::gather(&clients, &topology, observations).await {
+                Ok(facts) => {
+                    let mut header = vec![
+                        ("scenario".to_string(), scenario.name.clone()),
+                        ("description".to_string(), scenario.description.clone()),
+                        ("profile".to_string(), scenario.profile.clone()),
+                    ];
+                    let overrides = scenario.timing.describe();
+                    header.push((
+                        "timing overrides".to_string(),
+                        if overrides.is_empty() {
+                            "none".to_string()
+                        } else {
+                            overrides.join(", ")
+                        },
+                    ));
+                    Ok((
+                        transcript::render(&header, &facts, &topology, &engine.endpoint),
+                        unmet,
+                    ))
+                }
+                Err(e) => Err(ScenarioError::Other(format!(
+                    "gathering the outcome failed: {e}"
+                ))),
+            }
+        }
+    };
+
+    let t = Instant::now();
+    if !opts.keep {
+        let report = teardown(&clients, spec, &suffix).await;
+        for p in report.problems {
+            tracing::warn!("teardown: {p}");
+        }
+    }
+    let teardown_time = t.elapsed();
+    let (transcript, unmet) = result?;
+    Ok(RunOutcome {
+        scenario: scenario.name.clone(),
+        engine: engine.kind.to_string(),
+        transcript,
+        replication: mode.to_string(),
+        suffix,
+        unmet,
+        timings: Timings {
+            provision: provision_time,
+            steps: steps_time,
+            settle: settle_time,
+            teardown: teardown_time,
+            total: total.elapsed(),
+        },
+    })
+}
+
+async fn play(
+    system: &RunningSystem,
+    engine: &Engine,
+    scenario: &Scenario,
+) -> Result<(), ScenarioError> {
+    for (index, located) in scenario.steps.iter().enumerate() {
+        let fail = |why: String| ScenarioError::Step {
+            file: scenario.path.clone(),
+            line: located.line,
+            index: index + 1,
+            kind: located.step.kind().to_string(),
+            why,
+        };
+        match &located.step {
+            Step::Upload(u) => upload(system, u).await.map_err(fail)?,
+            Step::Send(s) => {
+                let q = system
+                    .topology
+                    .queues
+                    .by_role(&s.queue)
+                    .ok_or_else(|| fail(format!("no queue {}", s.queue)))?;
+                system
+                    .clients
+                    .sqs
+                    .send_message()
+                    .queue_url(&q.url)
+                    .message_body(&s.body)
+                    .send()
+                    .await
+                    .map_err(|e| fail(sdk(e)))?;
+            }
+            Step::Replication(r) => {
+                let rep = system
+                    .replicator
+                    .as_ref()
+                    .ok_or_else(|| fail("replication is native in this run".into()))?;
+                match r.action {
+                    ReplicationAction::Pause => rep.pause().await,
+                    ReplicationAction::Resume => {
+                        rep.resume().await;
+                        rep.pass().await.map_err(fail)?;
+                    }
+                    ReplicationAction::Delay => {
+                        rep.delay(
+                            r.key.as_deref().unwrap_or("*"),
+                            Duration::from_secs_f64(r.seconds.unwrap_or(0.0).max(0.0)),
+                        )
+                        .await
+                    }
+                    ReplicationAction::Fault => {
+                        if let Some(f) = r.fault {
+                            rep.fault(r.key.as_deref().unwrap_or("*"), f).await
+                        }
+                    }
+                }
+            }
+            Step::Wait(w) => wait(system, w).await.map_err(fail)?,
+            Step::Redrive(r) => {
+                let q = &system.topology.queues;
+                let (from, to) = (
+                    q.by_role(&r.from)
+                        .ok_or_else(|| fail(format!("no queue {}", r.from)))?,
+                    q.by_role(&r.to)
+                        .ok_or_else(|| fail(format!("no queue {}", r.to)))?,
+                );
+                crate::redrive::redrive(&system.clients.sqs, &engine.capabilities(), from, to)
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deterministic pseudo-random bytes seeded by `seed` (xorshift64*).
+pub fn generated_bytes(seed: &str, size: u64) -> Vec<u8> {
+    let mut state = seed.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    }) | 1;
+    let mut out = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let v = state.wrapping_mul(0x2545F4914F6CDD1D);
+        for b in v.to_le_bytes() {
+            if (out.len() as u64) < size {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
+    let bucket = &system
+        .topology
+        .category(&u.category)
+        .ok_or_else(|| format!("unknown category {}", u.category))?
+        .primary;
+    let bytes = if let Some(t) = &u.text {
+        t.clone().into_bytes()
+    } else if let Some(f) = &u.fixture {
+        let p = crate::paths::repo_root().join("fixtures").join(f);
+        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?
+    } else {
+        generated_bytes(&u.key, u.size.unwrap_or(0))
+    };
+    let s3 = &system.clients.s3;
+    match u.part_size {
+        None => {
+            s3.put_object()
+                .bucket(bucket)
+                .key(&u.key)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(sdk)?;
+        }
+        Some(part) => {
+            let up = s3
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(&u.key)
+                .send()
+                .await
+                .map_err(sdk)?;
+            let id = up.upload_id().unwrap_or_default().to_string();
+            let mut parts = Vec::new();
+            for (i, chunk) in bytes.chunks(part as usize).enumerate() {
+                let n = i as i32 + 1;
+                let out = s3
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(&u.key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .body(ByteStream::from(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+            s3.complete_multipart_upload()
+                .bucket(bucket)
+                .key(&u.key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(sdk)?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits `category/key` into the primary bucket and the key.
+fn object_location<'a>(system: &'a RunningSystem, object: &'a str) -> Option<(&'a str, &'a str)> {
+    let (cat, key) = object.split_once('/')?;
+    Some((system.topology.category(cat)?.primary.as_str(), key))
+}
+
+fn decided(obs: &[Observation], bucket: &str, key: &str, outcome: &str) -> bool {
+    obs.iter().any(|o| match o {
+        Observation::Decision { report, .. } => {
+            report.outcome.as_str() == outcome
+                && report
+                    .object
+                    .as_ref()
+                    .is_some_and(|x| x.bucket == bucket && x.key == key)
+        }
+        _ => false,
+    })
+}
+
+fn alert_count(obs: &[Observation]) -> usize {
+    obs.iter()
+        .filter(|o| matches!(o, Observation::Alert { .. }))
+        .count()
+}
+
+async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
+    let timeout = Duration::from_secs_f64(w.timeout_seconds.max(0.0));
+    match w.what {
+        WaitFor::Outcome => {
+            let object = w.object.as_deref().unwrap_or_default();
+            let outcome = w.outcome.as_deref().unwrap_or_default();
+            let (bucket, key) = object_location(system, object)
+                .ok_or_else(|| format!("unknown object {object}"))?;
+            if system
+                .observations
+                .wait_until(timeout, |obs| decided(obs, bucket, key, outcome))
+                .await
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no `{outcome}` decision for {object} within {}s; decisions so far: {}",
+                    timeout.as_secs_f64(),
+                    summary(&system.observations).await
+                ))
+            }
+        }
+        WaitFor::Alerts => {
+            let want = w.count.unwrap_or(1);
+            if system
+                .observations
+                .wait_until(timeout, |obs| alert_count(obs) >= want)
+                .await
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} alert(s) within {}s, wanted {want}",
+                    alert_count(&system.observations.snapshot().await),
+                    timeout.as_secs_f64()
+                ))
+            }
+        }
+        WaitFor::Idle => settle(system, timeout).await,
+    }
+}
+
+async fn summary(obs: &Observations) -> String {
+    let items: Vec<String> = obs
+        .snapshot()
+        .await
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Decision { report, .. } => Some(format!(
+                "{}#{}={}",
+                report
+                    .object
+                    .as_ref()
+                    .map(|x| x.key.as_str())
+                    .unwrap_or("(message)"),
+                report.attempt,
+                report.outcome
+            )),
+            _ => None,
+        })
+        .collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Waits until every queue of the system is empty (nothing visible, in flight or delayed;
+/// the failure DLQ may hold what could not be delivered), the replicator holds nothing,
+/// and nothing new was observed for 1.5 s.
+pub async fn settle(system: &RunningSystem, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let quiet = Duration::from_millis(1500);
+    loop {
+        let mut busy = Vec::new();
+        for (role, q) in system.topology.queues.all() {
+            if role == "failure-dlq" {
+                continue;
+            }
+            let d = depth(&system.clients.sqs, &q.url).await?;
+            if d.total() > 0 {
+                busy.push(format!(
+                    "{role} {}/{}/{}",
+                    d.visible, d.in_flight, d.delayed
+                ));
+            }
+        }
+        if let Some(r) = &system.replicator {
+            let held = r.held().await;
+            if held > 0 {
+                busy.push(format!("replicator holds {held} version(s)"));
+            }
+        }
+        let recent = system
+            .observations
+            .quiet_for()
+            .await
+            .is_some_and(|q| q < quiet);
+        if busy.is_empty() && !recent {
+            return Ok(());
+        }
+        let last = if busy.is_empty() {
+            "waiting for activity to stop".into()
+        } else {
+            busy.join(", ")
+        };
+        if Instant::now() > deadline {
+            return Err(format!("still busy after {}s: {last}", timeout.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn check_expectations(
+    scenario: &Scenario,
+    topology: &crate::topology::Topology,
+    obs: &[Observation],
+) -> Vec<String> {
+    let mut unmet = Vec::new();
+    if let Some(want) = scenario.expect.alerts {
+        let got = alert_count(obs);
+        if got != want {
+            unmet.push(format!("expected {want} alert(s), got {got}"));
+        }
+    }
+    for (object, want) in &scenario.expect.outcomes {
+        let Some((cat, key)) = object.split_once('/') else {
+            continue;
+        };
+        let Some(bucket) = topology.category(cat).map(|b| b.primary.clone()) else {
+            continue;
+        };
+        let last = obs
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Decision { report, .. }
+                    if report
+                        .object
+                        .as_ref()
+                        .is_some_and(|x| x.bucket == bucket && x.key == key) =>
+                {
+                    Some(report)
+                }
+                _ => None,
+            })
+            .max_by_key(|r| r.attempt);
+        match last {
+            Some(r) if r.outcome.as_str() == want => {}
+            Some(r) => unmet.push(format!(
+                "{object}: expected {want}, final decision was {}",
+                r.outcome
+            )),
+            None => unmet.push(format!(
+                "{object}: expected {want}, but the validator never decided it"
+            )),
+        }
+    }
+    unmet
+}

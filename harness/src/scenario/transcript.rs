@@ -1,0 +1,366 @@
+//! The normalised transcript of a run: the validator's decisions per object with their
+//! attempts, what the notifier did, the alerts received, queue depths, DLQ contents and the
+//! objects in every bucket. Rendered in a fixed order, then redacted, so the same run gives
+//! the same text on every engine.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sqs::types::QueueAttributeName as QA;
+use checksum_validator::decision::{EvidenceKind, Verdict};
+use checksum_validator::handler::Action;
+use checksum_validator::RecordReport;
+
+use crate::aws::Clients;
+use crate::errors::sdk;
+use crate::observe::Observation;
+use crate::report::redact::Redactor;
+use crate::topology::Topology;
+
+/// Visible / in flight / delayed messages of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+impl Depth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Depth, String> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QA::ApproximateNumberOfMessages)
+        .attribute_names(QA::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QA::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(sdk)?;
+    let get = |k: QA| -> u64 {
+        out.attributes()
+            .and_then(|a| a.get(&k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Depth {
+        visible: get(QA::ApproximateNumberOfMessages),
+        in_flight: get(QA::ApproximateNumberOfMessagesNotVisible),
+        delayed: get(QA::ApproximateNumberOfMessagesDelayed),
+    })
+}
+
+/// One object version as listed.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    pub version_id: String,
+    pub size: i64,
+    pub latest: bool,
+    pub delete_marker: bool,
+}
+
+pub async fn list_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<Listed>, String> {
+    let out = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(sdk)?;
+    let mut items: Vec<Listed> = out
+        .versions()
+        .iter()
+        .map(|v| Listed {
+            key: v.key().unwrap_or_default().to_string(),
+            version_id: v.version_id().unwrap_or_default().to_string(),
+            size: v.size().unwrap_or(0),
+            latest: v.is_latest().unwrap_or(false),
+            delete_marker: false,
+        })
+        .chain(out.delete_markers().iter().map(|m| Listed {
+            key: m.key().unwrap_or_default().to_string(),
+            version_id: m.version_id().unwrap_or_default().to_string(),
+            size: 0,
+            latest: m.is_latest().unwrap_or(false),
+            delete_marker: true,
+        }))
+        .collect();
+    // Per key: the latest first, then the rest in listing order (newest first).
+    items.sort_by(|a, b| a.key.cmp(&b.key).then(b.latest.cmp(&a.latest)));
+    Ok(items)
+}
+
+/// Everything the transcript shows, gathered after the run settled.
+pub struct Facts {
+    pub observations: Vec<Observation>,
+    pub depths: Vec<(&'static str, Depth)>,
+    pub failure_dlq: Vec<String>,
+    /// (label, listing) per bucket, primaries and replicas.
+    pub buckets: Vec<(String, Vec<Listed>)>,
+}
+
+/// Gathers queue depths, the failure DLQ's bodies and every bucket's versions.
+pub async fn gather(
+    clients: &Clients,
+    topology: &Topology,
+    observations: Vec<Observation>,
+) -> Result<Facts, String> {
+    let mut depths = Vec::new();
+    for (role, q) in topology.queues.all() {
+        depths.push((role, depth(&clients.sqs, &q.url).await?));
+    }
+    let mut failure_dlq = Vec::new();
+    let peek = clients
+        .sqs
+        .receive_message()
+        .queue_url(&topology.queues.failure_dlq.url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .map_err(sdk)?;
+    for m in peek.messages() {
+        failure_dlq.push(m.body().unwrap_or_default().to_string());
+    }
+    failure_dlq.sort();
+    let mut buckets = Vec::new();
+    for b in topology.buckets() {
+        buckets.push((
+            format!("{} primary", b.category),
+            list_bucket(&clients.s3, &b.primary).await?,
+        ));
+        buckets.push((
+            format!("{} replica", b.category),
+            list_bucket(&clients.s3_replica, &b.replica).await?,
+        ));
+    }
+    Ok(Facts {
+        observations,
+        depths,
+        failure_dlq,
+        buckets,
+    })
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Done => "done",
+        Action::FailureSent => "failure record sent",
+        Action::RetryAfter(_) => "retry",
+        Action::Requeued(_) => "re-queued",
+        Action::LeftOnQueue(_) => "left on queue",
+    }
+}
+
+fn evidence_lines(r: &RecordReport) -> String {
+    let mut out = String::new();
+    if r.evidence.is_empty() {
+        return out;
+    }
+    out.push_str("      evidence (primary | replica):\n");
+    for c in &r.evidence {
+        let v = match &c.verdict {
+            Verdict::Match => "match".to_string(),
+            Verdict::Differ => "DIFFER".to_string(),
+            Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
+        };
+        let kind = match c.kind {
+            EvidenceKind::Size => "size".to_string(),
+            k => k.to_string(),
+        };
+        out.push_str(&format!(
+            "        {kind:<18} {} | {}  {v}\n",
+            c.primary, c.replica
+        ));
+    }
+    out
+}
+
+/// Renders the header and facts, then redacts.
+pub fn render(
+    header: &[(String, String)],
+    facts: &Facts,
+    topology: &Topology,
+    endpoint: &str,
+) -> String {
+    let mut redactor = Redactor::new();
+    redactor
+        .suffix(&topology.names.suffix)
+        .literal(endpoint, "[endpoint]");
+    let mut out = String::new();
+    for (k, v) in header {
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+
+    // Validator decisions, grouped per object version (or per message for non-events).
+    let primaries: BTreeMap<&str, &str> = topology
+        .buckets()
+        .iter()
+        .map(|b| (b.primary.as_str(), b.category.as_str()))
+        .collect();
+    let mut version_order: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, listing) in &facts.buckets {
+        for (i, l) in listing.iter().rev().enumerate() {
+            version_order.entry(l.version_id.clone()).or_insert(i);
+            redactor.value("version", &l.version_id);
+        }
+    }
+    let mut groups: BTreeMap<(String, usize, String), Vec<&RecordReport>> = BTreeMap::new();
+    for o in &facts.observations {
+        let Observation::Decision { report, .. } = o else {
+            continue;
+        };
+        redactor.value("message", &report.message_id);
+        let key = match &report.object {
+            Some(obj) => {
+                if let Some(v) = &obj.version_id {
+                    redactor.value("version", v);
+                }
+                if let Some(v) = report.replica.as_ref().and_then(|r| r.version_id.as_ref()) {
+                    redactor.value("version", v);
+                }
+                let cat = primaries
+                    .get(obj.bucket.as_str())
+                    .copied()
+                    .unwrap_or(obj.bucket.as_str());
+                let v = obj.version_id.clone().unwrap_or_default();
+                (
+                    format!("{cat}/{}", obj.key),
+                    version_order.get(&v).copied().unwrap_or(usize::MAX),
+                    format!("version {v}"),
+                )
+            }
+            None => (
+                "(not an S3 event)".to_string(),
+                0,
+                format!("message {}", report.message_id),
+            ),
+        };
+        groups.entry(key).or_default().push(report);
+    }
+    out.push_str("\nvalidator decisions:\n");
+    if groups.is_empty() {
+        out.push_str("  none\n");
+    }
+    for ((object, _, which), mut reports) in groups {
+        reports.sort_by_key(|r| r.attempt);
+        out.push_str(&format!("  {object} ({which})\n"));
+        for r in reports {
+            out.push_str(&format!(
+                "    attempt {}: {} -> {}\n      {}\n",
+                r.attempt,
+                r.outcome,
+                action_name(&r.action),
+                r.detail
+            ));
+            out.push_str(&evidence_lines(r));
+        }
+    }
+
+    let mut notified: Vec<String> = facts
+        .observations
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Notified {
+                queue,
+                receive_count,
+                report,
+            } => {
+                redactor.value("message", &report.message_id);
+                Some(format!(
+                    "  from {queue} (receive {}): {}\n",
+                    receive_count
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    match &report.publish_error {
+                        None => format!("published {:?}", report.alert.subject),
+                        Some(e) => format!("publish FAILED ({e}), left for retry"),
+                    }
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    notified.sort();
+    out.push_str("\nnotifier:\n");
+    if notified.is_empty() {
+        out.push_str("  none\n");
+    }
+    for n in notified {
+        out.push_str(&n);
+    }
+
+    let mut alerts: Vec<(&String, &String)> = facts
+        .observations
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Alert { subject, message } => Some((subject, message)),
+            _ => None,
+        })
+        .collect();
+    alerts.sort();
+    out.push_str(&format!("\nalerts received: {}\n", alerts.len()));
+    for (subject, message) in alerts {
+        out.push_str(&format!("  - subject: {subject}\n    message:\n"));
+        for line in message.lines() {
+            out.push_str(&format!("      | {line}\n"));
+        }
+    }
+
+    let errors: Vec<String> = facts
+        .observations
+        .iter()
+        .filter_map(|o| match o {
+            Observation::BatchError { queue, error } => Some(format!("  {queue}: {error}\n")),
+            _ => None,
+        })
+        .collect();
+    if !errors.is_empty() {
+        out.push_str("\nbatch errors:\n");
+        for e in errors {
+            out.push_str(&e);
+        }
+    }
+
+    out.push_str("\nqueues (visible / in flight / delayed):\n");
+    for (role, d) in &facts.depths {
+        out.push_str(&format!(
+            "  {role:<15} {} / {} / {}\n",
+            d.visible, d.in_flight, d.delayed
+        ));
+    }
+    out.push_str(&format!(
+        "\nfailure-dlq contents: {}\n",
+        facts.failure_dlq.len()
+    ));
+    for body in &facts.failure_dlq {
+        out.push_str(&format!("  - {body}\n"));
+    }
+
+    out.push_str("\nbuckets:\n");
+    for (label, listing) in &facts.buckets {
+        if listing.is_empty() {
+            out.push_str(&format!("  {label}: empty\n"));
+            continue;
+        }
+        out.push_str(&format!("  {label}:\n"));
+        for l in listing {
+            out.push_str(&format!(
+                "    {} {} {}{}\n",
+                l.key,
+                if l.delete_marker {
+                    "delete-marker".to_string()
+                } else {
+                    format!("{} bytes", l.size)
+                },
+                l.version_id,
+                if l.latest { " (latest)" } else { "" }
+            ));
+        }
+    }
+    redactor.apply(&out)
+}

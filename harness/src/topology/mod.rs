@@ -1,0 +1,159 @@
+//! The backup topology: names, provisioning and teardown, mirroring the seed deployment
+//! (`../shared/notes/seed-topology.md`) resource by resource.
+
+pub mod provision;
+pub mod spec;
+pub mod teardown;
+
+use serde::Serialize;
+
+pub use spec::{Timing, TimingOverrides, TopologySpec};
+
+/// A queue's name, URL and ARN.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueRef {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// One category's bucket pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryBuckets {
+    pub category: String,
+    pub primary: String,
+    pub replica: String,
+}
+
+/// The queues of the topology.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Queues {
+    pub validation: QueueRef,
+    pub validation_dlq: QueueRef,
+    pub failure: QueueRef,
+    pub failure_dlq: QueueRef,
+    /// Subscribed to the failure topic in place of the seed's e-mail address.
+    pub alerts: QueueRef,
+}
+
+impl Queues {
+    /// (role, queue) pairs in a fixed order, for reports.
+    pub fn all(&self) -> [(&'static str, &QueueRef); 5] {
+        [
+            ("validation", &self.validation),
+            ("validation-dlq", &self.validation_dlq),
+            ("failure", &self.failure),
+            ("failure-dlq", &self.failure_dlq),
+            ("alerts", &self.alerts),
+        ]
+    }
+
+    pub fn by_role(&self, role: &str) -> Option<&QueueRef> {
+        self.all()
+            .into_iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, q)| q)
+    }
+}
+
+/// Every name of one run, derived from the spec and the run suffix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Names {
+    pub suffix: String,
+    pub buckets: Vec<CategoryBuckets>,
+    pub validation_queue: String,
+    pub validation_dlq: String,
+    pub failure_queue: String,
+    pub failure_dlq: String,
+    pub alerts_queue: String,
+    pub topic: String,
+    pub rule: String,
+    pub sqs_key_alias: String,
+    pub sns_key_alias: String,
+    pub validator_role: String,
+    pub notifier_role: String,
+}
+
+impl Names {
+    pub fn new(spec: &TopologySpec, suffix: &str) -> Names {
+        let (p, e) = (&spec.project, &spec.environment);
+        Names {
+            suffix: suffix.to_string(),
+            buckets: spec
+                .categories
+                .iter()
+                .map(|c| CategoryBuckets {
+                    category: c.clone(),
+                    primary: format!("{p}-{c}-primary-{e}-{suffix}"),
+                    replica: format!("{p}-{c}-replica-{e}-{suffix}"),
+                })
+                .collect(),
+            validation_queue: format!("{p}-validation-queue-{e}-{suffix}"),
+            validation_dlq: format!("{p}-validation-dlq-{e}-{suffix}"),
+            failure_queue: format!("{p}-failure-queue-{e}-{suffix}"),
+            failure_dlq: format!("{p}-failure-dlq-{e}-{suffix}"),
+            alerts_queue: format!("{p}-alerts-{e}-{suffix}"),
+            topic: format!("{p}-failure-topic-{e}-{suffix}"),
+            rule: format!("{p}-s3-upload-trigger-{e}-{suffix}"),
+            sqs_key_alias: format!("alias/{p}-sqs-key-{e}-{suffix}"),
+            sns_key_alias: format!("alias/{p}-sns-key-{e}-{suffix}"),
+            validator_role: format!("{p}-checksum-validator-role-{e}-{suffix}"),
+            notifier_role: format!("{p}-failure-notifier-role-{e}-{suffix}"),
+        }
+    }
+
+    /// `s3-crr-role-<primary>` (IAM role names are at most 64 characters).
+    pub fn crr_role(primary: &str) -> String {
+        let mut n = format!("s3-crr-role-{primary}");
+        n.truncate(64);
+        n
+    }
+}
+
+/// A random run suffix: six lowercase letters and digits.
+pub fn new_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A provisioned topology: everything a function or a client needs to find.
+#[derive(Debug, Clone, Serialize)]
+pub struct Topology {
+    pub names: Names,
+    pub primary_region: String,
+    pub replica_region: String,
+    pub account: String,
+    pub timing: Timing,
+    pub queues: Queues,
+    pub topic_arn: String,
+    pub rule_arn: String,
+    pub sqs_key_arn: String,
+    pub sns_key_arn: String,
+    /// Whether the primaries carry a replication configuration on the engine.
+    pub replication_on_engine: bool,
+    pub batch_size: u32,
+    pub max_receive_count: u32,
+}
+
+impl Topology {
+    pub fn buckets(&self) -> &[CategoryBuckets] {
+        &self.names.buckets
+    }
+
+    pub fn category(&self, name: &str) -> Option<&CategoryBuckets> {
+        self.names.buckets.iter().find(|b| b.category == name)
+    }
+
+    /// primary -> replica, for the validator's explicit mapping.
+    pub fn replica_map(&self) -> std::collections::HashMap<String, String> {
+        self.names
+            .buckets
+            .iter()
+            .map(|b| (b.primary.clone(), b.replica.clone()))
+            .collect()
+    }
+}

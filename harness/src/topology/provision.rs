@@ -1,0 +1,903 @@
+//! Idempotent provisioning: every resource is looked up first and created only when
+//! missing, then its configuration is (re)applied, so a second run changes nothing and
+//! succeeds. Independent resources are provisioned concurrently.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types as s3t;
+use aws_sdk_sqs::types::QueueAttributeName as QA;
+use futures::future::try_join_all;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::{Names, QueueRef, Queues, Timing, Topology, TopologySpec};
+use crate::aws::Clients;
+use crate::errors::{sdk, ProvisionError};
+
+/// What provisioning did to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Exists,
+}
+
+/// One line of the provisioning report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub resource: String,
+    pub status: Status,
+    pub millis: u128,
+}
+
+/// What provisioning did, and how long it took.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProvisionReport {
+    pub steps: Vec<StepReport>,
+    pub total: Duration,
+}
+
+impl ProvisionReport {
+    pub fn created(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.status == Status::Created)
+            .count()
+    }
+
+    /// A readable summary, one line per resource.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for st in &self.steps {
+            s.push_str(&format!(
+                "  {:<8} {:<70} {:>5} ms\n",
+                match st.status {
+                    Status::Created => "created",
+                    Status::Exists => "exists",
+                },
+                st.resource,
+                st.millis
+            ));
+        }
+        s.push_str(&format!(
+            "  {} resources ({} created, {} already there) in {:.2}s\n",
+            self.steps.len(),
+            self.created(),
+            self.steps.len() - self.created(),
+            self.total.as_secs_f64()
+        ));
+        s
+    }
+}
+
+/// How to provision.
+#[derive(Debug, Clone)]
+pub struct ProvisionOptions {
+    pub timing: Timing,
+    /// Put the replication configuration on the primaries (off when the harness replicator
+    /// stands in for an engine's native replication).
+    pub replication_on_engine: bool,
+}
+
+type Log = Mutex<Vec<StepReport>>;
+
+async fn record(log: &Log, resource: String, status: Status, started: Instant) {
+    log.lock().await.push(StepReport {
+        resource,
+        status,
+        millis: started.elapsed().as_millis(),
+    });
+}
+
+fn fail(step: &str) -> impl Fn(String) -> ProvisionError + '_ {
+    move |why| ProvisionError::new(step, why)
+}
+
+/// Provisions (or re-applies) the whole topology for `suffix`.
+pub async fn provision(
+    clients: &Clients,
+    spec: &TopologySpec,
+    suffix: &str,
+    opts: &ProvisionOptions,
+) -> Result<(Topology, ProvisionReport), ProvisionError> {
+    let started = Instant::now();
+    let names = Names::new(spec, suffix);
+    let log: Log = Mutex::new(Vec::new());
+
+    // Phase 1: keys, roles, buckets and the queues nothing else depends on.
+    let (sqs_key, sns_key) = futures::try_join!(
+        ensure_key(clients, &names.sqs_key_alias, "SQS encryption key", &log),
+        ensure_key(clients, &names.sns_key_alias, "SNS encryption key", &log),
+    )?;
+    let bucket_jobs = names.buckets.iter().flat_map(|b| {
+        [
+            (
+                b.primary.clone(),
+                spec.primary_region.clone(),
+                b.category.clone(),
+            ),
+            (
+                b.replica.clone(),
+                spec.replica_region.clone(),
+                b.category.clone(),
+            ),
+        ]
+    });
+    let buckets = try_join_all(bucket_jobs.map(|(name, region, category)| {
+        let log = &log;
+        async move { ensure_bucket(clients, spec, &name, &region, &category, log).await }
+    }));
+    let dlq_attrs = |key: &str| {
+        HashMap::from([
+            (QA::KmsMasterKeyId, key.to_string()),
+            (
+                QA::MessageRetentionPeriod,
+                spec.queues.retention_seconds.to_string(),
+            ),
+        ])
+    };
+    let dlqs = futures::future::try_join3(
+        ensure_queue(clients, &names.validation_dlq, dlq_attrs(&sqs_key), &log),
+        ensure_queue(clients, &names.failure_dlq, dlq_attrs(&sqs_key), &log),
+        ensure_queue(clients, &names.alerts_queue, HashMap::new(), &log),
+    );
+    let roles = ensure_roles(clients, &names, spec, &log);
+    let (_, (validation_dlq, failure_dlq, alerts), role_arns) =
+        futures::try_join!(buckets, dlqs, roles)?;
+    let account = validation_dlq
+        .arn
+        .split(':')
+        .nth(4)
+        .unwrap_or("000000000000")
+        .to_string();
+
+    // Phase 2: main queues (redrive to the DLQs) and the topic.
+    let main_attrs = |visibility: u32, dlq: &QueueRef| {
+        HashMap::from([
+            (QA::DelaySeconds, "0".to_string()),
+            (QA::MaximumMessageSize, spec.queues.max_message_size.to_string()),
+            (QA::MessageRetentionPeriod, spec.queues.retention_seconds.to_string()),
+            (QA::VisibilityTimeout, visibility.to_string()),
+            (QA::KmsMasterKeyId, sqs_key.clone()),
+            (
+                QA::KmsDataKeyReusePeriodSeconds,
+                spec.queues.kms_data_key_reuse_seconds.to_string(),
+            ),
+            (
+                QA::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": spec.queues.max_receive_count})
+                    .to_string(),
+            ),
+        ])
+    };
+    let (validation, failure, topic_arn) = futures::try_join!(
+        ensure_queue(
+            clients,
+            &names.validation_queue,
+            main_attrs(opts.timing.validation_visibility_seconds, &validation_dlq),
+            &log
+        ),
+        ensure_queue(
+            clients,
+            &names.failure_queue,
+            main_attrs(opts.timing.failure_visibility_seconds, &failure_dlq),
+            &log
+        ),
+        ensure_topic(clients, &names.topic, &sns_key, &account, spec, &log),
+    )?;
+
+    // Phase 3: wiring.
+    let primary_arns: Vec<String> = names
+        .buckets
+        .iter()
+        .map(|b| format!("arn:aws:s3:::{}", b.primary))
+        .collect();
+    let rule_arn = ensure_rule(clients, &names.rule, &primary_arns, &validation, &log);
+    let subscription = ensure_subscription(clients, &topic_arn, &alerts, &log);
+    let notifications = try_join_all(names.buckets.iter().map(|b| {
+        let log = &log;
+        async move { ensure_eventbridge_notifications(clients, &b.primary, log).await }
+    }));
+    let replication = try_join_all(names.buckets.iter().map(|b| {
+        let log = &log;
+        let role = role_arns.get(&b.primary).cloned().unwrap_or_default();
+        let on = opts.replication_on_engine;
+        async move {
+            if on {
+                ensure_replication(clients, &b.category, &b.primary, &b.replica, &role, log).await
+            } else {
+                Ok(())
+            }
+        }
+    }));
+    let (rule_arn, _, _, _) =
+        futures::try_join!(rule_arn, subscription, notifications, replication)?;
+
+    let mut steps = log.into_inner();
+    steps.sort_by(|a, b| a.resource.cmp(&b.resource));
+    let report = ProvisionReport {
+        steps,
+        total: started.elapsed(),
+    };
+    let topology = Topology {
+        names,
+        primary_region: spec.primary_region.clone(),
+        replica_region: spec.replica_region.clone(),
+        account,
+        timing: opts.timing.clone(),
+        queues: Queues {
+            validation,
+            validation_dlq,
+            failure,
+            failure_dlq,
+            alerts,
+        },
+        topic_arn,
+        rule_arn,
+        sqs_key_arn: sqs_key,
+        sns_key_arn: sns_key,
+        replication_on_engine: opts.replication_on_engine,
+        batch_size: spec.queues.batch_size,
+        max_receive_count: spec.queues.max_receive_count,
+    };
+    Ok((topology, report))
+}
+
+async fn ensure_key(
+    clients: &Clients,
+    alias: &str,
+    description: &str,
+    log: &Log,
+) -> Result<String, ProvisionError> {
+    let t = Instant::now();
+    let step = format!("kms key {alias}");
+    if let Ok(found) = clients.kms.describe_key().key_id(alias).send().await {
+        if let Some(arn) = found.key_metadata().and_then(|m| m.arn()) {
+            record(log, step, Status::Exists, t).await;
+            return Ok(arn.to_string());
+        }
+    }
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountRoot", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Services", "Effect": "Allow",
+             "Principal": {"Service": ["events.amazonaws.com", "lambda.amazonaws.com", "sns.amazonaws.com"]},
+             "Action": ["kms:GenerateDataKey*", "kms:Decrypt", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+             "Resource": "*"}
+        ]
+    });
+    let created = clients
+        .kms
+        .create_key()
+        .description(description)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+    let meta = created
+        .key_metadata()
+        .ok_or_else(|| ProvisionError::new(&step, "no key metadata"))?;
+    let key_id = meta.key_id().to_string();
+    let arn = meta.arn().unwrap_or_default().to_string();
+    clients
+        .kms
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+    // Rotation on, as in the seed (best effort: not every engine implements it).
+    let _ = clients
+        .kms
+        .enable_key_rotation()
+        .key_id(&key_id)
+        .send()
+        .await;
+    record(log, step, Status::Created, t).await;
+    Ok(arn)
+}
+
+async fn ensure_role(
+    clients: &Clients,
+    name: &str,
+    service: &str,
+    policies: Vec<(&str, serde_json::Value)>,
+    log: &Log,
+) -> Result<String, ProvisionError> {
+    let t = Instant::now();
+    let step = format!("iam role {name}");
+    let (arn, status) = match clients.iam.get_role().role_name(name).send().await {
+        Ok(found) => (
+            found
+                .role()
+                .map(|r| r.arn().to_string())
+                .unwrap_or_default(),
+            Status::Exists,
+        ),
+        Err(_) => {
+            let trust = json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
+            });
+            let created = clients
+                .iam
+                .create_role()
+                .role_name(name)
+                .assume_role_policy_document(trust.to_string())
+                .send()
+                .await
+                .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+            (
+                created
+                    .role()
+                    .map(|r| r.arn().to_string())
+                    .unwrap_or_default(),
+                Status::Created,
+            )
+        }
+    };
+    for (policy_name, doc) in policies {
+        clients
+            .iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .policy_document(doc.to_string())
+            .send()
+            .await
+            .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+    }
+    record(log, step.clone(), status, t).await;
+    Ok(arn)
+}
+
+/// The seed's roles with least-privilege inline policies (engines do not enforce them, but
+/// they are created so the topology is complete). Returns primary bucket -> CRR role ARN.
+async fn ensure_roles(
+    clients: &Clients,
+    names: &Names,
+    spec: &TopologySpec,
+    log: &Log,
+) -> Result<HashMap<String, String>, ProvisionError> {
+    let bucket_objects: Vec<String> = names
+        .buckets
+        .iter()
+        .flat_map(|b| {
+            [
+                format!("arn:aws:s3:::{}/*", b.primary),
+                format!("arn:aws:s3:::{}/*", b.replica),
+            ]
+        })
+        .collect();
+    let bucket_arns: Vec<String> = names
+        .buckets
+        .iter()
+        .flat_map(|b| {
+            [
+                format!("arn:aws:s3:::{}", b.primary),
+                format!("arn:aws:s3:::{}", b.replica),
+            ]
+        })
+        .collect();
+    let region = &spec.primary_region;
+    let queue_arn = |n: &str| format!("arn:aws:sqs:{region}:*:{n}");
+    let logs = json!({"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"});
+    let validator = ensure_role(
+        clients,
+        &names.validator_role,
+        "lambda.amazonaws.com",
+        vec![(
+            "checksum-validator",
+            json!({"Version": "2012-10-17", "Statement": [
+                logs,
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"], "Resource": bucket_objects},
+                {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetReplicationConfiguration", "s3:GetBucketLocation", "s3:GetBucketTagging"], "Resource": bucket_arns},
+                {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ChangeMessageVisibility", "sqs:SendMessage"], "Resource": queue_arn(&names.validation_queue)},
+                {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn(&names.failure_queue)},
+                {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}
+            ]}),
+        )],
+        log,
+    );
+    let notifier = ensure_role(
+        clients,
+        &names.notifier_role,
+        "lambda.amazonaws.com",
+        vec![(
+            "failure-notifier",
+            json!({"Version": "2012-10-17", "Statement": [
+                logs,
+                {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                 "Resource": [queue_arn(&names.failure_queue), queue_arn(&names.validation_dlq)]},
+                {"Effect": "Allow", "Action": "sns:Publish", "Resource": format!("arn:aws:sns:{region}:*:{}", names.topic)},
+                {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn(&names.failure_dlq)},
+                {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}
+            ]}),
+        )],
+        log,
+    );
+    let crr = try_join_all(names.buckets.iter().map(|b| async move {
+        let role = Names::crr_role(&b.primary);
+        let arn = ensure_role(
+            clients,
+            &role,
+            "s3.amazonaws.com",
+            vec![(
+                "replication",
+                json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetReplicationConfiguration"], "Resource": format!("arn:aws:s3:::{}", b.primary)},
+                    {"Effect": "Allow", "Action": ["s3:GetObjectVersion", "s3:GetObjectVersionAcl", "s3:GetObjectVersionForReplication", "s3:GetObjectVersionTagging"], "Resource": format!("arn:aws:s3:::{}/*", b.primary)},
+                    {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"], "Resource": format!("arn:aws:s3:::{}/*", b.replica)}
+                ]}),
+            )],
+            log,
+        )
+        .await?;
+        Ok::<_, ProvisionError>((b.primary.clone(), arn))
+    }));
+    let (_, _, crr) = futures::try_join!(validator, notifier, crr)?;
+    Ok(crr.into_iter().collect())
+}
+
+async fn ensure_bucket(
+    clients: &Clients,
+    spec: &TopologySpec,
+    name: &str,
+    region: &str,
+    category: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("s3 bucket {name} ({region})");
+    let f = fail(&step);
+    let s3 = if region == spec.primary_region {
+        &clients.s3
+    } else {
+        &clients.s3_replica
+    };
+    let status = match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => Status::Exists,
+        Err(_) => {
+            let mut req = s3.create_bucket().bucket(name);
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    s3t::CreateBucketConfiguration::builder()
+                        .location_constraint(s3t::BucketLocationConstraint::from(region))
+                        .build(),
+                );
+            }
+            match req.send().await {
+                Ok(_) => Status::Created,
+                Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
+                Err(e) => return Err(f(sdk(e))),
+            }
+        }
+    };
+    s3.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            s3t::VersioningConfiguration::builder()
+                .status(s3t::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    s3.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(
+            s3t::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let sse = s3t::ServerSideEncryptionConfiguration::builder()
+        .rules(
+            s3t::ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    s3t::ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(s3t::ServerSideEncryption::from(
+                            spec.buckets.encryption.as_str(),
+                        ))
+                        .build()
+                        .map_err(|e| f(e.to_string()))?,
+                )
+                .build(),
+        )
+        .build()
+        .map_err(|e| f(e.to_string()))?;
+    s3.put_bucket_encryption()
+        .bucket(name)
+        .server_side_encryption_configuration(sse)
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let rule = s3t::LifecycleRule::builder()
+        .id(format!("{category}-lifecycle-rule"))
+        .status(s3t::ExpirationStatus::Enabled)
+        .filter(s3t::LifecycleRuleFilter::builder().prefix("").build())
+        .abort_incomplete_multipart_upload(
+            s3t::AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(spec.buckets.abort_incomplete_multipart_days)
+                .build(),
+        )
+        .noncurrent_version_transitions(
+            s3t::NoncurrentVersionTransition::builder()
+                .noncurrent_days(spec.buckets.noncurrent_to_glacier_ir_days)
+                .storage_class(s3t::TransitionStorageClass::GlacierIr)
+                .build(),
+        )
+        .noncurrent_version_expiration(
+            s3t::NoncurrentVersionExpiration::builder()
+                .noncurrent_days(spec.buckets.noncurrent_expire_days)
+                .build(),
+        )
+        .build()
+        .map_err(|e| f(e.to_string()))?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(
+            s3t::BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let tag = |k: &str, v: &str| s3t::Tag::builder().key(k).value(v).build();
+    let tags = vec![
+        tag("Project", &spec.project).map_err(|e| f(e.to_string()))?,
+        tag("Environment", &spec.environment).map_err(|e| f(e.to_string()))?,
+        tag("Category", category).map_err(|e| f(e.to_string()))?,
+        tag("ManagedBy", "harness").map_err(|e| f(e.to_string()))?,
+    ];
+    s3.put_bucket_tagging()
+        .bucket(name)
+        .tagging(
+            s3t::Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    record(log, step.clone(), status, t).await;
+    Ok(())
+}
+
+async fn ensure_eventbridge_notifications(
+    clients: &Clients,
+    bucket: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("s3 notifications {bucket} -> eventbridge");
+    let current = clients
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+    let status = if current.event_bridge_configuration().is_some() {
+        Status::Exists
+    } else {
+        clients
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                s3t::NotificationConfiguration::builder()
+                    .event_bridge_configuration(s3t::EventBridgeConfiguration::builder().build())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+        Status::Created
+    };
+    record(log, step.clone(), status, t).await;
+    Ok(())
+}
+
+async fn ensure_replication(
+    clients: &Clients,
+    category: &str,
+    primary: &str,
+    replica: &str,
+    role_arn: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("s3 replication {primary} -> {replica}");
+    let f = fail(&step);
+    let status = match clients
+        .s3
+        .get_bucket_replication()
+        .bucket(primary)
+        .send()
+        .await
+    {
+        Ok(_) => Status::Exists,
+        Err(_) => Status::Created,
+    };
+    let rule = s3t::ReplicationRule::builder()
+        .id(format!("{category}-replication-rule"))
+        .priority(1)
+        .status(s3t::ReplicationRuleStatus::Enabled)
+        .filter(s3t::ReplicationRuleFilter::builder().prefix("").build())
+        .delete_marker_replication(
+            s3t::DeleteMarkerReplication::builder()
+                .status(s3t::DeleteMarkerReplicationStatus::Enabled)
+                .build(),
+        )
+        .destination(
+            s3t::Destination::builder()
+                .bucket(format!("arn:aws:s3:::{replica}"))
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .build()
+        .map_err(|e| f(e.to_string()))?;
+    clients
+        .s3
+        .put_bucket_replication()
+        .bucket(primary)
+        .replication_configuration(
+            s3t::ReplicationConfiguration::builder()
+                .role(role_arn)
+                .rules(rule)
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    record(log, step.clone(), status, t).await;
+    Ok(())
+}
+
+async fn ensure_queue(
+    clients: &Clients,
+    name: &str,
+    attributes: HashMap<QA, String>,
+    log: &Log,
+) -> Result<QueueRef, ProvisionError> {
+    let t = Instant::now();
+    let step = format!("sqs queue {name}");
+    let f = fail(&step);
+    let (url, status) = match clients.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(found) => {
+            let url = found.queue_url().unwrap_or_default().to_string();
+            if !attributes.is_empty() {
+                clients
+                    .sqs
+                    .set_queue_attributes()
+                    .queue_url(&url)
+                    .set_attributes(Some(attributes))
+                    .send()
+                    .await
+                    .map_err(|e| f(sdk(e)))?;
+            }
+            (url, Status::Exists)
+        }
+        Err(_) => {
+            let created = clients
+                .sqs
+                .create_queue()
+                .queue_name(name)
+                .set_attributes(Some(attributes))
+                .tags("RedrivePolicyEnforced", "true")
+                .send()
+                .await
+                .map_err(|e| f(sdk(e)))?;
+            (
+                created.queue_url().unwrap_or_default().to_string(),
+                Status::Created,
+            )
+        }
+    };
+    let arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QA::QueueArn)
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?
+        .attributes()
+        .and_then(|a| a.get(&QA::QueueArn).cloned())
+        .ok_or_else(|| f("no QueueArn attribute".into()))?;
+    record(log, step.clone(), status, t).await;
+    Ok(QueueRef {
+        name: name.to_string(),
+        url,
+        arn,
+    })
+}
+
+async fn ensure_topic(
+    clients: &Clients,
+    name: &str,
+    key_arn: &str,
+    account: &str,
+    spec: &TopologySpec,
+    log: &Log,
+) -> Result<String, ProvisionError> {
+    let t = Instant::now();
+    let step = format!("sns topic {name}");
+    let expected = format!("arn:aws:sns:{}:{account}:{name}", spec.primary_region);
+    let existed = clients
+        .sns
+        .get_topic_attributes()
+        .topic_arn(&expected)
+        .send()
+        .await
+        .is_ok();
+    let created = clients
+        .sns
+        .create_topic()
+        .name(name)
+        .attributes("KmsMasterKeyId", key_arn)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+    let arn = created.topic_arn().unwrap_or(&expected).to_string();
+    record(
+        log,
+        step.clone(),
+        if existed {
+            Status::Exists
+        } else {
+            Status::Created
+        },
+        t,
+    )
+    .await;
+    Ok(arn)
+}
+
+async fn ensure_subscription(
+    clients: &Clients,
+    topic_arn: &str,
+    alerts: &QueueRef,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("sns subscription {} -> {}", short(topic_arn), alerts.name);
+    let f = fail(&step);
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+                       "Resource": alerts.arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]
+    });
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&alerts.url)
+        .attributes(QA::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let existing = clients
+        .sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let exists = existing
+        .subscriptions()
+        .iter()
+        .any(|s| s.endpoint() == Some(alerts.arn.as_str()));
+    if !exists {
+        clients
+            .sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(&alerts.arn)
+            .send()
+            .await
+            .map_err(|e| f(sdk(e)))?;
+    }
+    record(
+        log,
+        step.clone(),
+        if exists {
+            Status::Exists
+        } else {
+            Status::Created
+        },
+        t,
+    )
+    .await;
+    Ok(())
+}
+
+async fn ensure_rule(
+    clients: &Clients,
+    name: &str,
+    primary_arns: &[String],
+    target: &QueueRef,
+    log: &Log,
+) -> Result<String, ProvisionError> {
+    let t = Instant::now();
+    let step = format!("eventbridge rule {name} -> {}", target.name);
+    let f = fail(&step);
+    let existed = clients
+        .events
+        .describe_rule()
+        .name(name)
+        .send()
+        .await
+        .is_ok();
+    let pattern = json!({
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "resources": primary_arns,
+    });
+    let rule = clients
+        .events
+        .put_rule()
+        .name(name)
+        .event_pattern(pattern.to_string())
+        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let rule_arn = rule.rule_arn().unwrap_or_default().to_string();
+    clients
+        .events
+        .put_targets()
+        .rule(name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("SendToValidationQueue")
+                .arn(&target.arn)
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+                       "Resource": target.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]
+    });
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&target.url)
+        .attributes(QA::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    record(
+        log,
+        step.clone(),
+        if existed {
+            Status::Exists
+        } else {
+            Status::Created
+        },
+        t,
+    )
+    .await;
+    Ok(rule_arn)
+}
+
+fn short(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}

@@ -1,0 +1,168 @@
+//! The topology file (`fixtures/topology.toml`) and timing profiles.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::FileError;
+
+/// The whole topology declaration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    pub project: String,
+    pub environment: String,
+    pub primary_region: String,
+    pub replica_region: String,
+    pub categories: Vec<String>,
+    pub buckets: BucketSpec,
+    pub queues: QueueSpec,
+    pub profiles: BTreeMap<String, Timing>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    pub encryption: String,
+    pub noncurrent_to_glacier_ir_days: i32,
+    pub noncurrent_expire_days: i32,
+    pub abort_incomplete_multipart_days: i32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    pub max_receive_count: u32,
+    pub retention_seconds: u32,
+    pub max_message_size: u32,
+    pub kms_data_key_reuse_seconds: u32,
+    pub batch_size: u32,
+}
+
+/// Timing values a profile sets and a scenario may override.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    pub validation_visibility_seconds: u32,
+    pub failure_visibility_seconds: u32,
+    pub long_poll_seconds: u32,
+    pub retry_base_seconds: f64,
+    pub retry_max_seconds: f64,
+    pub lag_budget_seconds: f64,
+}
+
+/// A scenario's overrides on top of its profile; each set value shows in the outcome.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingOverrides {
+    pub validation_visibility_seconds: Option<u32>,
+    pub failure_visibility_seconds: Option<u32>,
+    pub long_poll_seconds: Option<u32>,
+    pub retry_base_seconds: Option<f64>,
+    pub retry_max_seconds: Option<f64>,
+    pub lag_budget_seconds: Option<f64>,
+}
+
+impl TimingOverrides {
+    pub fn apply(&self, base: &Timing) -> Timing {
+        Timing {
+            validation_visibility_seconds: self
+                .validation_visibility_seconds
+                .unwrap_or(base.validation_visibility_seconds),
+            failure_visibility_seconds: self
+                .failure_visibility_seconds
+                .unwrap_or(base.failure_visibility_seconds),
+            long_poll_seconds: self.long_poll_seconds.unwrap_or(base.long_poll_seconds),
+            retry_base_seconds: self.retry_base_seconds.unwrap_or(base.retry_base_seconds),
+            retry_max_seconds: self.retry_max_seconds.unwrap_or(base.retry_max_seconds),
+            lag_budget_seconds: self.lag_budget_seconds.unwrap_or(base.lag_budget_seconds),
+        }
+    }
+
+    /// `name=value` for each override that is set, in a fixed order.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        macro_rules! push {
+            ($f:ident) => {
+                if let Some(v) = self.$f {
+                    out.push(format!("{}={}", stringify!($f), v));
+                }
+            };
+        }
+        push!(validation_visibility_seconds);
+        push!(failure_visibility_seconds);
+        push!(long_poll_seconds);
+        push!(retry_base_seconds);
+        push!(retry_max_seconds);
+        push!(lag_budget_seconds);
+        out
+    }
+}
+
+impl TopologySpec {
+    /// Loads and checks a topology file.
+    pub fn load(path: &Path) -> Result<TopologySpec, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<TopologySpec, FileError> {
+        let spec: TopologySpec = toml::from_str(text).map_err(|e| {
+            crate::scenario::file::toml_error(
+                path,
+                text,
+                &e,
+                "see fixtures/topology.toml for every field",
+            )
+        })?;
+        let invalid = |message: String, hint: &str| FileError::Invalid {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+            hint: hint.into(),
+        };
+        if spec.categories.is_empty() {
+            return Err(invalid(
+                "no categories".into(),
+                "list at least one, e.g. categories = [\"documents\"]",
+            ));
+        }
+        for c in &spec.categories {
+            if c.is_empty()
+                || !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            {
+                return Err(invalid(
+                    format!("category {c:?} is not usable in a bucket name"),
+                    "use lowercase letters, digits and '-'",
+                ));
+            }
+        }
+        for p in ["seed", "fast"] {
+            if !spec.profiles.contains_key(p) {
+                return Err(invalid(
+                    format!("profile `{p}` is missing"),
+                    "define [profiles.seed] and [profiles.fast]",
+                ));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The default topology file of the repository.
+    pub fn default_path() -> std::path::PathBuf {
+        crate::paths::repo_root()
+            .join("fixtures")
+            .join("topology.toml")
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Timing> {
+        self.profiles.get(name)
+    }
+}

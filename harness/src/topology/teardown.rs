@@ -1,0 +1,217 @@
+//! Teardown: removes every resource a run created (found again by its names), buckets with
+//! all their versions and delete markers. Missing resources are fine: teardown is
+//! idempotent too.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::{Names, TopologySpec};
+use crate::aws::Clients;
+use crate::errors::sdk;
+
+/// What teardown removed.
+#[derive(Debug, Default)]
+pub struct TeardownReport {
+    pub removed: Vec<String>,
+    pub problems: Vec<String>,
+    pub total: Duration,
+}
+
+/// Removes the topology of `suffix`.
+pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> TeardownReport {
+    let started = Instant::now();
+    let names = Names::new(spec, suffix);
+    let mut report = TeardownReport::default();
+
+    let bucket_jobs = names.buckets.iter().flat_map(|b| {
+        [
+            (b.primary.clone(), &clients.s3),
+            (b.replica.clone(), &clients.s3_replica),
+        ]
+    });
+    let results = futures::future::join_all(
+        bucket_jobs.map(|(name, s3)| async move { (name.clone(), delete_bucket(s3, &name).await) }),
+    )
+    .await;
+    for (name, r) in results {
+        match r {
+            Ok(true) => report.removed.push(format!("s3 bucket {name}")),
+            Ok(false) => {}
+            Err(e) => report.problems.push(format!("s3 bucket {name}: {e}")),
+        }
+    }
+
+    // EventBridge rule (targets first).
+    if clients
+        .events
+        .describe_rule()
+        .name(&names.rule)
+        .send()
+        .await
+        .is_ok()
+    {
+        let _ = clients
+            .events
+            .remove_targets()
+            .rule(&names.rule)
+            .ids("SendToValidationQueue")
+            .send()
+            .await;
+        match clients.events.delete_rule().name(&names.rule).send().await {
+            Ok(_) => report
+                .removed
+                .push(format!("eventbridge rule {}", names.rule)),
+            Err(e) => report
+                .problems
+                .push(format!("rule {}: {}", names.rule, sdk(e))),
+        }
+    }
+
+    for q in [
+        &names.validation_queue,
+        &names.validation_dlq,
+        &names.failure_queue,
+        &names.failure_dlq,
+        &names.alerts_queue,
+    ] {
+        if let Ok(found) = clients.sqs.get_queue_url().queue_name(q).send().await {
+            let url = found.queue_url().unwrap_or_default().to_string();
+            match clients.sqs.delete_queue().queue_url(url).send().await {
+                Ok(_) => report.removed.push(format!("sqs queue {q}")),
+                Err(e) => report.problems.push(format!("queue {q}: {}", sdk(e))),
+            }
+        }
+    }
+
+    if let Ok(topics) = clients.sns.list_topics().send().await {
+        for t in topics.topics() {
+            let Some(arn) = t.topic_arn() else { continue };
+            if arn.ends_with(&format!(":{}", names.topic)) {
+                match clients.sns.delete_topic().topic_arn(arn).send().await {
+                    Ok(_) => report.removed.push(format!("sns topic {}", names.topic)),
+                    Err(e) => report.problems.push(format!("topic: {}", sdk(e))),
+                }
+            }
+        }
+    }
+
+    let mut roles = vec![names.validator_role.clone(), names.notifier_role.clone()];
+    roles.extend(names.buckets.iter().map(|b| Names::crr_role(&b.primary)));
+    for role in roles {
+        if clients
+            .iam
+            .get_role()
+            .role_name(&role)
+            .send()
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        if let Ok(policies) = clients
+            .iam
+            .list_role_policies()
+            .role_name(&role)
+            .send()
+            .await
+        {
+            for p in policies.policy_names() {
+                let _ = clients
+                    .iam
+                    .delete_role_policy()
+                    .role_name(&role)
+                    .policy_name(p)
+                    .send()
+                    .await;
+            }
+        }
+        match clients.iam.delete_role().role_name(&role).send().await {
+            Ok(_) => report.removed.push(format!("iam role {role}")),
+            Err(e) => report.problems.push(format!("role {role}: {}", sdk(e))),
+        }
+    }
+
+    for alias in [&names.sqs_key_alias, &names.sns_key_alias] {
+        if let Ok(found) = clients.kms.describe_key().key_id(alias).send().await {
+            let key_id = found
+                .key_metadata()
+                .map(|m| m.key_id().to_string())
+                .unwrap_or_default();
+            let _ = clients.kms.delete_alias().alias_name(alias).send().await;
+            let _ = clients
+                .kms
+                .schedule_key_deletion()
+                .key_id(&key_id)
+                .pending_window_in_days(7)
+                .send()
+                .await;
+            report
+                .removed
+                .push(format!("kms key {alias} (deletion scheduled)"));
+        }
+    }
+    report.total = started.elapsed();
+    report
+}
+
+/// Empties (every version and delete marker) and deletes a bucket. `Ok(false)` when absent.
+pub async fn delete_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, String> {
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        return Ok(false);
+    }
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let mut ids: Vec<ObjectIdentifier> = Vec::new();
+        for v in page.versions() {
+            if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
+                ids.push(
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .version_id(id)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        for m in page.delete_markers() {
+            if let (Some(k), Some(id)) = (m.key(), m.version_id()) {
+                ids.push(
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .version_id(id)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        if ids.is_empty() {
+            break;
+        }
+        for chunk in ids.chunks(1000) {
+            s3.delete_objects()
+                .bucket(bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(chunk.to_vec()))
+                        .quiet(true)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+                .send()
+                .await
+                .map_err(sdk)?;
+        }
+    }
+    s3.delete_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(sdk)?;
+    Ok(true)
+}
