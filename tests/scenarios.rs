@@ -1,1 +1,107 @@
-fn main() {}
+//! End to end: every file in `scenarios/` becomes a test case on every engine (by
+//! discovery, not by a list), played against the real validator and notifier and compared
+//! with its reviewed snapshot `tests/snapshots/scenarios__<name>.snap`. The same snapshot
+//! serves every engine: transcripts are normalised to be engine-independent.
+//!
+//! Engines: `E2E_ENGINES` (comma-separated, default `localstack,ministack`). Each engine is
+//! started once for the whole run and stops when the test process exits.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use harness::engine::{self, Engine, EngineKind, StartOptions};
+use harness::scenario::{self, RunOptions, Scenario};
+use harness::topology::TopologySpec;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+type Started = Result<&'static Engine, String>;
+
+/// Starts each engine once (the first test that needs it waits; the others share it).
+fn engine(kind: EngineKind) -> Started {
+    static ENGINES: OnceLock<Mutex<HashMap<EngineKind, Started>>> = OnceLock::new();
+    let map = ENGINES.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map.lock().expect("engine map");
+    map.entry(kind)
+        .or_insert_with(|| {
+            runtime()
+                .block_on(engine::start(kind, &StartOptions::default()))
+                .map(|e| &*Box::leak(Box::new(e)))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
+fn enabled(kind: EngineKind) -> bool {
+    std::env::var("E2E_ENGINES")
+        .unwrap_or_else(|_| "localstack,ministack".into())
+        .split(',')
+        .any(|e| e.trim() == kind.name())
+}
+
+fn run_on(kind: EngineKind, path: &Path) -> datatest_stable::Result<()> {
+    if !enabled(kind) {
+        eprintln!(
+            "{kind} not in E2E_ENGINES: {} not run on it",
+            path.display()
+        );
+        return Ok(());
+    }
+    let spec = TopologySpec::load(&TopologySpec::default_path())?;
+    let scenario = Scenario::load(path, &spec.categories)?;
+    let engine = engine(kind)?;
+    let outcome = runtime().block_on(scenario::run(
+        engine,
+        &spec,
+        &scenario,
+        &RunOptions::default(),
+    ))?;
+    eprintln!(
+        "{} on {kind}: {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s); replication {}",
+        scenario.name,
+        outcome.timings.total.as_secs_f64(),
+        outcome.timings.provision.as_secs_f64(),
+        outcome.timings.steps.as_secs_f64(),
+        outcome.timings.settle.as_secs_f64(),
+        outcome.replication
+    );
+    if !outcome.unmet.is_empty() {
+        return Err(format!(
+            "{}: expectations not met on {kind}:\n  {}\n--- outcome ---\n{}",
+            path.display(),
+            outcome.unmet.join("\n  "),
+            outcome.transcript
+        )
+        .into());
+    }
+    insta::with_settings!({
+        snapshot_path => "snapshots",
+        omit_expression => true,
+        description => format!("scenario {}", scenario.name),
+    }, {
+        insta::assert_snapshot!(scenario.name.as_str(), outcome.transcript);
+    });
+    Ok(())
+}
+
+fn localstack(path: &Path) -> datatest_stable::Result<()> {
+    run_on(EngineKind::Localstack, path)
+}
+
+fn ministack(path: &Path) -> datatest_stable::Result<()> {
+    run_on(EngineKind::Ministack, path)
+}
+
+datatest_stable::harness! {
+    { test = localstack, root = "scenarios", pattern = r"\.toml$" },
+    { test = ministack, root = "scenarios", pattern = r"\.toml$" },
+}

@@ -224,7 +224,7 @@ pub async fn healthy(kind: EngineKind, endpoint: &str) -> Result<(), String> {
         .get(format!("{}{path}", endpoint.trim_end_matches('/')))
         .send()
         .await
-        .map_err(|e| crate::errors::sdk(e))?;
+        .map_err(crate::errors::sdk)?;
     if !r.status().is_success() {
         return Err(format!("health answered {}", r.status()));
     }

@@ -1,0 +1,80 @@
+//! End to end: provisioning is idempotent (a second run with the same suffix creates
+//! nothing and succeeds) and teardown removes everything, on each engine.
+
+#![cfg(feature = "e2e")]
+
+use harness::aws::Clients;
+use harness::engine::{self, EngineKind, StartOptions};
+use harness::replication;
+use harness::topology::provision::{provision, ProvisionOptions};
+use harness::topology::teardown::teardown;
+use harness::topology::{new_suffix, TopologySpec};
+
+async fn provision_twice(kind: EngineKind) {
+    let engine = engine::start(kind, &StartOptions::default())
+        .await
+        .expect("engine starts");
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
+    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let caps = engine.capabilities();
+    let mode = replication::mode(&caps, false);
+    let opts = ProvisionOptions {
+        timing: spec.profile("seed").unwrap().clone(),
+        replication_on_engine: replication::configure_on_engine(&caps, &mode),
+    };
+    let suffix = new_suffix();
+    let (first_topology, first) = provision(&clients, &spec, &suffix, &opts)
+        .await
+        .expect("first provision");
+    let (second_topology, second) = provision(&clients, &spec, &suffix, &opts)
+        .await
+        .expect("second provision");
+    assert_eq!(
+        first.created(),
+        first.steps.len(),
+        "a new suffix creates everything:\n{}",
+        first.render()
+    );
+    assert_eq!(
+        second.created(),
+        0,
+        "the second run creates nothing:\n{}",
+        second.render()
+    );
+    assert_eq!(first.steps.len(), second.steps.len());
+    assert_eq!(
+        first_topology.queues.validation.url,
+        second_topology.queues.validation.url
+    );
+    assert_eq!(first_topology.topic_arn, second_topology.topic_arn);
+    // 6 buckets, 5 queues, 2 keys, 5 roles, topic, subscription, rule, 3 notifications, 3 replications.
+    assert_eq!(first.steps.len(), 6 + 5 + 2 + 5 + 1 + 1 + 1 + 3 + 3);
+
+    let removed = teardown(&clients, &spec, &suffix).await;
+    assert!(removed.problems.is_empty(), "{:?}", removed.problems);
+    let again = teardown(&clients, &spec, &suffix).await;
+    assert!(
+        again.removed.is_empty(),
+        "second teardown finds nothing: {:?}",
+        again.removed
+    );
+    for b in first_topology.buckets() {
+        assert!(clients
+            .s3
+            .head_bucket()
+            .bucket(&b.primary)
+            .send()
+            .await
+            .is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_is_idempotent_on_ministack() {
+    provision_twice(EngineKind::Ministack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provision_is_idempotent_on_localstack() {
+    provision_twice(EngineKind::Localstack).await;
+}
