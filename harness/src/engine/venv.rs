@@ -51,6 +51,15 @@ impl Distribution {
     }
 }
 
+/// `<dir>.<ext>` next to `dir` (`with_extension` would eat the version's dots).
+fn sibling(dir: &Path, ext: &str) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}.{ext}"))
+}
+
 fn fnv(s: &str) -> u32 {
     s.bytes().fold(0x811c9dc5u32, |h, b| {
         (h ^ b as u32).wrapping_mul(0x01000193)
@@ -137,7 +146,7 @@ pub fn ensure_installed(
     }
     let parent = dir.parent().expect("engine dir has a parent");
     std::fs::create_dir_all(parent)?;
-    let lock_path = dir.with_extension("lock");
+    let lock_path = sibling(&dir, "lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -159,7 +168,7 @@ pub fn ensure_installed(
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    let log_path = dir.with_extension("install.log");
+    let log_path = sibling(&dir, "install.log");
     let mut log = std::fs::File::create(&log_path)?;
     let fail = |why: String| EngineError::Install {
         engine: dist.engine,

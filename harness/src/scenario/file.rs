@@ -40,7 +40,7 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
-/// A step with the line it starts on.
+/// A step with the line of its `[[step]]` header.
 #[derive(Debug, Clone)]
 pub struct LocatedStep {
     pub line: usize,
@@ -466,18 +466,19 @@ outcomes = { "documents/a b.txt" = "validated" }
         )
         .unwrap();
         assert_eq!(s.steps.len(), 5);
-        assert_eq!(s.steps[0].line, 6);
+        // The line of the step's `[[step]]` header.
+        assert_eq!(s.steps[0].line, 5);
         assert!(s.controls_replication());
         assert_eq!(s.timing.describe(), vec!["validation_visibility_seconds=2"]);
     }
 
     #[rstest]
     #[case::typo_in_key("description = \"x\"\n[[step]]\nuplod = { category = \"documents\", key = \"a\", text = \"b\" }\n", 3, "uplod")]
-    #[case::unknown_category("description = \"x\"\n\n[[step]]\nupload = { category = \"photos\", key = \"a\", text = \"b\" }\n", 4, "photos")]
-    #[case::two_sources("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", size = 3 }\n", 3, "exactly one")]
+    #[case::unknown_category("description = \"x\"\n\n[[step]]\nupload = { category = \"photos\", key = \"a\", text = \"b\" }\n", 3, "photos")]
+    #[case::two_sources("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", size = 3 }\n", 2, "exactly one")]
     #[case::bad_queue(
         "description = \"x\"\n[[step]]\nsend = { queue = \"nope\", body = \"b\" }\n",
-        3,
+        2,
         "unknown queue"
     )]
     #[case::missing_description(
@@ -485,7 +486,7 @@ outcomes = { "documents/a b.txt" = "validated" }
         1,
         "description"
     )]
-    #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 3, "known `outcome`")]
+    #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 2, "known `outcome`")]
     fn errors_name_the_line(#[case] text: &str, #[case] line: usize, #[case] says: &str) {
         let err = parse(text).unwrap_err();
         let msg = err.to_string();
