@@ -18,6 +18,7 @@ pub struct Clients {
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub endpoint: String,
+    pub kind: EngineKind,
 }
 
 /// Loads an SDK configuration for `endpoint` in `region`. Local engines get fixed test
@@ -69,6 +70,7 @@ impl Clients {
             kms: aws_sdk_kms::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
             endpoint: endpoint.to_string(),
+            kind,
             sdk,
             replica_sdk,
         }

@@ -43,6 +43,8 @@ pub struct Mapping {
     pub caps: Capabilities,
     pub replicator: Option<Arc<Replicator>>,
     pub region: String,
+    /// While true, the mapping does not poll (like a disabled event source mapping).
+    pub paused: watch::Receiver<bool>,
 }
 
 /// Starts the pollers of a mapping; they stop when `stop` turns true.
@@ -66,7 +68,7 @@ pub fn spawn(
 }
 
 async fn poll_loop(
-    m: Mapping,
+    mut m: Mapping,
     sqs: aws_sdk_sqs::Client,
     obs: Observations,
     mut stop: watch::Receiver<bool>,
@@ -74,6 +76,13 @@ async fn poll_loop(
     loop {
         if *stop.borrow() {
             return;
+        }
+        if *m.paused.borrow() {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = m.paused.changed() => {},
+            }
+            continue;
         }
         let receive = sqs
             .receive_message()
@@ -213,6 +222,12 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
                 .collect()
         }
     };
+    obs.push(Observation::Batch {
+        queue: m.role.clone(),
+        size: receipts.len(),
+        failed: failed.len(),
+    })
+    .await;
     let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
         .iter()
         .filter(|(id, _)| !failed.contains(id))

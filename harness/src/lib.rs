@@ -22,6 +22,7 @@ pub mod paths;
 pub mod redrive;
 pub mod replication;
 pub mod report;
+pub mod s3util;
 pub mod scenario;
 pub mod system;
 pub mod topology;

@@ -23,6 +23,12 @@ pub enum Observation {
     Alert { subject: String, message: String },
     /// A handler failed as a whole (the batch stays on the queue).
     BatchError { queue: String, error: String },
+    /// A batch was handed to a function: its size and its batch item failures.
+    Batch {
+        queue: String,
+        size: usize,
+        failed: usize,
+    },
 }
 
 /// A shared, append-only log of observations with wake-ups for waiters.

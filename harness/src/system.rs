@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::Clients;
+use crate::engine::proxy::GapProxy;
 use crate::engine::Capabilities;
 use crate::esm::{self, Function, Mapping};
 use crate::observe::Observations;
@@ -24,6 +25,10 @@ pub struct SystemOptions {
     pub pollers: usize,
     /// Project name used in alert subjects.
     pub project: String,
+    /// The validator's deep mode (`DEEP_VERIFY`).
+    pub deep_verify: bool,
+    /// The validator's `ALERT_ON_UNVERIFIABLE`.
+    pub alert_on_unverifiable: bool,
 }
 
 impl Default for SystemOptions {
@@ -31,8 +36,18 @@ impl Default for SystemOptions {
         SystemOptions {
             pollers: 1,
             project: "autobackup".into(),
+            deep_verify: false,
+            alert_on_unverifiable: true,
         }
     }
+}
+
+/// The two functions, for pausing and resuming their triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionName {
+    Validator,
+    Notifier,
 }
 
 /// The system while it runs; [`RunningSystem::stop`] ends every task it started.
@@ -43,12 +58,15 @@ pub struct RunningSystem {
     pub replicator: Option<Arc<Replicator>>,
     pub mode: ReplicationMode,
     pub validator: Arc<Validator>,
+    /// The gap proxy the functions talk through (replication status, outages).
+    pub proxy: GapProxy,
+    paused: std::collections::HashMap<FunctionName, watch::Sender<bool>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// The validator configuration for a topology, as its Lambda environment would set it.
-pub fn validator_config(topology: &Topology) -> ValidatorConfig {
+pub fn validator_config(topology: &Topology, opts: &SystemOptions) -> ValidatorConfig {
     let t = &topology.timing;
     ValidatorConfig {
         failure_queue_url: Some(topology.queues.failure.url.clone()),
@@ -62,9 +80,10 @@ pub fn validator_config(topology: &Topology) -> ValidatorConfig {
         retry_base: Duration::from_secs_f64(t.retry_base_seconds),
         retry_max: Duration::from_secs_f64(t.retry_max_seconds),
         max_receive_count: topology.max_receive_count,
-        alert_on_unverifiable: true,
+        alert_on_unverifiable: opts.alert_on_unverifiable,
         record_concurrency: 8,
         force_path_style: true,
+        deep_verify: opts.deep_verify,
     }
 }
 
@@ -75,8 +94,11 @@ impl RunningSystem {
         topology: Topology,
         mode: ReplicationMode,
         opts: &SystemOptions,
-    ) -> RunningSystem {
+    ) -> std::io::Result<RunningSystem> {
         let observations = Observations::default();
+        let proxy = GapProxy::start(&clients.endpoint).await?;
+        let function_sdk =
+            crate::aws::sdk_config(&proxy.endpoint, &topology.primary_region, clients.kind).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -95,24 +117,37 @@ impl RunningSystem {
                     _ = stop.changed() => {},
                 }
             }));
+            proxy.set_replicator(r.clone()).await;
             Some(r)
         } else {
             None
         };
 
-        let validator = Arc::new(Validator::new(validator_config(&topology), &clients.sdk));
+        let validator = Arc::new(Validator::new(
+            validator_config(&topology, opts),
+            &function_sdk,
+        ));
         let notifier = Arc::new(Notifier::new(
             NotifierConfig {
                 topic_arn: topology.topic_arn.clone(),
                 project: opts.project.clone(),
             },
-            &clients.sdk,
+            &function_sdk,
         ));
+        let mut paused = std::collections::HashMap::new();
+        let (validator_pause, validator_paused) = watch::channel(false);
+        let (notifier_pause, notifier_paused) = watch::channel(false);
+        paused.insert(FunctionName::Validator, validator_pause);
+        paused.insert(FunctionName::Notifier, notifier_pause);
         let wait = topology.timing.long_poll_seconds as i32;
         let batch = topology.batch_size as i32;
         let base = |role: &str, queue: &crate::topology::QueueRef, function: Function| Mapping {
             role: role.to_string(),
             queue: queue.clone(),
+            paused: match function {
+                Function::Validator(_) => validator_paused.clone(),
+                Function::Notifier(_) => notifier_paused.clone(),
+            },
             function,
             batch_size: batch,
             wait_seconds: wait,
@@ -155,15 +190,24 @@ impl RunningSystem {
             stop_rx,
             wait,
         ));
-        RunningSystem {
+        Ok(RunningSystem {
             topology,
             clients,
             observations,
             replicator,
             mode,
             validator,
+            proxy,
+            paused,
             stop: stop_tx,
             tasks,
+        })
+    }
+
+    /// Pauses or resumes a function's triggers (like disabling its event source mapping).
+    pub fn set_paused(&self, function: FunctionName, paused: bool) {
+        if let Some(tx) = self.paused.get(&function) {
+            let _ = tx.send(paused);
         }
     }
 

@@ -12,6 +12,7 @@
 //! | `ALERT_ON_UNVERIFIABLE` | true | whether `unverifiable` is sent to the notifier |
 //! | `RECORD_CONCURRENCY` | 8 | records of one batch processed at once |
 //! | `S3_FORCE_PATH_STYLE` | false | path-style S3 addressing (local engines) |
+//! | `DEEP_VERIFY` | false | when no comparable checksum exists, stream both objects and compare SHA-256 |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub struct ValidatorConfig {
     pub alert_on_unverifiable: bool,
     pub record_concurrency: usize,
     pub force_path_style: bool,
+    pub deep_verify: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -52,6 +54,7 @@ impl Default for ValidatorConfig {
             alert_on_unverifiable: true,
             record_concurrency: 8,
             force_path_style: false,
+            deep_verify: false,
         }
     }
 }
@@ -85,6 +88,7 @@ impl ValidatorConfig {
             record_concurrency: number(&get, "RECORD_CONCURRENCY", d.record_concurrency as u32)?
                 .max(1) as usize,
             force_path_style: boolean(&get, "S3_FORCE_PATH_STYLE", d.force_path_style)?,
+            deep_verify: boolean(&get, "DEEP_VERIFY", d.deep_verify)?,
         })
     }
 }

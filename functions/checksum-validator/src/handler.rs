@@ -24,7 +24,9 @@ use tokio::sync::Mutex;
 
 use crate::aws_error::{classify, AwsError};
 use crate::config::ValidatorConfig;
-use crate::decision::{decide, Comparison, Decision, Outcome, PrimaryState, ReplicaState, Timing};
+use crate::decision::{
+    decide, judge, Comparison, Decision, Outcome, PrimaryState, ReplicaState, Timing,
+};
 use crate::event::{parse_body, ObjectEvent};
 use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
 use crate::retry::backoff;
@@ -71,7 +73,9 @@ mod secs {
 pub enum VersionSource {
     /// The version id named by the event.
     Event,
-    /// The event named none; the current version was judged.
+    /// The event named none; the version whose ETag matches the event's was judged.
+    MatchedByEtag,
+    /// The event named none and no version matched its ETag; the current version was judged.
     CurrentVersion,
 }
 
@@ -274,11 +278,19 @@ impl Validator {
             age,
             lag_budget: self.config.lag_budget,
         };
-        let version_source = Some(if event.version_id.is_some() {
-            VersionSource::Event
-        } else {
-            VersionSource::CurrentVersion
-        });
+        let (version_id, version_source) = match (&event.version_id, &event.etag) {
+            (Some(v), _) => (Some(v.clone()), VersionSource::Event),
+            (None, Some(etag)) => match self
+                .s3
+                .version_by_etag(&event.bucket, &event.key, etag, event.size)
+                .await
+            {
+                Ok(Some(v)) => (Some(v), VersionSource::MatchedByEtag),
+                _ => (None, VersionSource::CurrentVersion),
+            },
+            (None, None) => (None, VersionSource::CurrentVersion),
+        };
+        let version_source = Some(version_source);
         let fail = |e: AwsError, what: &str| {
             let decision = match e {
                 AwsError::Transient(why) if age <= self.config.lag_budget => Decision {
@@ -313,7 +325,7 @@ impl Validator {
 
         let primary = match self
             .s3
-            .describe_primary(&event.bucket, &event.key, event.version_id.as_deref())
+            .describe_primary(&event.bucket, &event.key, version_id.as_deref())
             .await
         {
             Ok(Some(facts)) => facts,
@@ -357,17 +369,74 @@ impl Validator {
                 None,
             ),
         };
+        let mut decision = decide(
+            &PrimaryState::Found(primary.clone()),
+            &replica_state,
+            timing,
+        );
+        if decision.outcome == Outcome::Unverifiable && self.config.deep_verify {
+            match self
+                .deep_compare(event, &primary, &dest.region, replica.as_ref())
+                .await
+            {
+                Ok(c) => {
+                    decision.evidence.push(c);
+                    decision.outcome = judge(&decision.evidence);
+                    decision.detail = match decision.outcome {
+                        Outcome::Validated => {
+                            "replica is an exact copy (streamed-sha256, deep mode)".into()
+                        }
+                        Outcome::Mismatch => "replica differs (streamed-sha256, deep mode)".into(),
+                        _ => decision.detail,
+                    };
+                }
+                Err(e) => return fail(e, "deep verification"),
+            }
+        }
         Judged {
-            decision: decide(
-                &PrimaryState::Found(primary.clone()),
-                &replica_state,
-                timing,
-            ),
+            decision,
             version_source,
             version_id: primary.version_id.clone(),
             replica,
             replica_match,
         }
+    }
+
+    /// Deep mode: streams both versions and compares their SHA-256.
+    async fn deep_compare(
+        &self,
+        event: &ObjectEvent,
+        primary: &crate::facts::ObjectFacts,
+        replica_region: &str,
+        replica: Option<&ObjectRef>,
+    ) -> Result<Comparison, AwsError> {
+        let Some(replica) = replica else {
+            return Err(AwsError::NotFound);
+        };
+        let (p, r) = futures::try_join!(
+            self.s3.stream_sha256(
+                None,
+                &event.bucket,
+                &event.key,
+                primary.version_id.as_deref()
+            ),
+            self.s3.stream_sha256(
+                Some(replica_region),
+                &replica.bucket,
+                &replica.key,
+                replica.version_id.as_deref()
+            ),
+        )?;
+        Ok(Comparison {
+            kind: crate::decision::EvidenceKind::StreamedSha256,
+            verdict: if p == r {
+                crate::decision::Verdict::Match
+            } else {
+                crate::decision::Verdict::Differ
+            },
+            primary: p.0,
+            replica: r.0,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -93,6 +93,72 @@ impl S3Lookup {
         describe(&self.primary, bucket, key, version_id).await
     }
 
+    /// For an event without a version id: the version of `key` whose ETag (and size) match
+    /// the event's, so each upload is judged on its own even when the key was overwritten
+    /// since. `Ok(None)` when no version matches (the caller falls back to the current one).
+    pub async fn version_by_etag(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        size: Option<i64>,
+    ) -> Result<Option<String>, AwsError> {
+        let etag = normalise_etag(etag);
+        let out = self
+            .primary
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .max_keys(100)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let found = out
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .filter(|v| v.e_tag().map(normalise_etag).as_deref() == Some(etag.as_str()))
+            .filter(|v| size.is_none() || v.size() == size)
+            .find_map(|v| v.version_id().map(str::to_string));
+        Ok(found)
+    }
+
+    /// Streams one object version and returns its SHA-256 (hex) and length: deep mode.
+    pub async fn stream_sha256(
+        &self,
+        region: Option<&str>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(String, u64), AwsError> {
+        use sha2::{Digest, Sha256};
+        let client = match region {
+            Some(r) => self.client_for(r).await,
+            None => self.primary.clone(),
+        };
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| AwsError::Transient(format!("reading {bucket}/{key}: {e}")))?
+        {
+            len += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        let digest = hasher.finalize();
+        Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), len))
+    }
+
     /// The category tag of a primary bucket (cached), if it has one.
     pub async fn category(&self, bucket: &str) -> Option<String> {
         if let Some(c) = self.categories.lock().await.get(bucket) {

@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod gaps;
 pub mod process;
+pub mod proxy;
 pub mod state;
 pub mod venv;
 
@@ -83,6 +84,8 @@ pub struct Capabilities {
     pub raw_event_keys: bool,
     /// `StartMessageMoveTask` is implemented.
     pub message_move_task: bool,
+    /// Events carry the object's `version-id`.
+    pub event_version_ids: bool,
 }
 
 impl Flavor {
@@ -92,16 +95,19 @@ impl Flavor {
                 native_replication: false,
                 raw_event_keys: false,
                 message_move_task: true,
+                event_version_ids: true,
             },
             Flavor::Ministack => Capabilities {
                 native_replication: true,
                 raw_event_keys: true,
                 message_move_task: false,
+                event_version_ids: false,
             },
             Flavor::Aws => Capabilities {
                 native_replication: true,
                 raw_event_keys: false,
                 message_move_task: true,
+                event_version_ids: true,
             },
         }
     }

@@ -8,21 +8,29 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use tokio::sync::Mutex;
 
 use crate::aws::Clients;
 use crate::errors::sdk;
+use crate::s3util::{put_multipart, PutOptions};
 
 /// A deliberate replication fault for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
-    /// The replica never arrives.
+    /// The replica never arrives; the source stays PENDING.
     Never,
-    /// The replica arrives with one byte flipped (same size).
+    /// The replica never arrives and the source is marked FAILED.
+    Failed,
+    /// The replica arrives with its first byte flipped (same size).
     Corrupt,
+    /// The replica arrives byte-identical but written with a different part layout.
+    Relayout,
 }
+
+/// Part size of a relayout copy: different from the 5 MiB parts clients commonly use.
+const RELAYOUT_PART: usize = 6 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct Pending {
@@ -43,6 +51,8 @@ struct State {
     seen: HashSet<(String, String)>,
     held: Vec<Pending>,
     copied: usize,
+    /// (primary bucket, version id) -> replication status as S3 would report it.
+    statuses: HashMap<(String, String), &'static str>,
 }
 
 /// Emulated S3 replication for a set of primary -> replica bucket pairs.
@@ -98,6 +108,16 @@ impl Replicator {
         self.state.lock().await.copied
     }
 
+    /// The replication status S3 would report for a source version, if tracked.
+    pub async fn status(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
+        self.state
+            .lock()
+            .await
+            .statuses
+            .get(&(bucket.to_string(), version_id.to_string()))
+            .copied()
+    }
+
     /// Makes sure the version named by an event has been handled (copied, or deliberately
     /// held) before the validator sees the event, as on an engine whose replication is done
     /// by the time the event is delivered.
@@ -106,18 +126,37 @@ impl Replicator {
             return;
         }
         if let Some(v) = version_id {
-            if self
-                .state
-                .lock()
-                .await
-                .seen
-                .contains(&(bucket.to_string(), v.to_string()))
-            {
+            let st = self.state.lock().await;
+            let key = (bucket.to_string(), v.to_string());
+            let decided = st.statuses.get(&key).is_some_and(|s| *s != "PENDING");
+            // Held on purpose (paused, or delayed into the future): the event sees no replica.
+            let now = Instant::now();
+            let held = st
+                .held
+                .iter()
+                .any(|h| h.primary == bucket && h.version_id == v && (st.paused || h.due > now));
+            if decided || held {
                 return;
             }
         }
-        if let Err(e) = self.pass().await {
-            tracing::warn!(error = %e, "replication pass failed");
+        // Not handled yet, or a pass is copying it right now: a pass of our own waits for
+        // that one (passes are serialised) and handles whatever is still due. An engine may
+        // deliver the event a moment before the version shows in listings: look again
+        // briefly until the named version is known.
+        for _ in 0..30 {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "replication pass failed");
+            }
+            let Some(v) = version_id else { return };
+            let st = self.state.lock().await;
+            if st
+                .statuses
+                .contains_key(&(bucket.to_string(), v.to_string()))
+            {
+                return;
+            }
+            drop(st);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -142,6 +181,8 @@ impl Replicator {
                 if !st.seen.insert((primary.clone(), v.version_id.clone())) {
                     continue;
                 }
+                st.statuses
+                    .insert((primary.clone(), v.version_id.clone()), "PENDING");
                 let delay = st
                     .delays
                     .get(&v.key)
@@ -170,16 +211,28 @@ impl Replicator {
             due
         };
         for p in due {
-            let fault = self.state.lock().await.faults.get(&p.key).copied();
+            let fault = {
+                let st = self.state.lock().await;
+                st.faults
+                    .get(&p.key)
+                    .or_else(|| st.faults.get("*"))
+                    .copied()
+            };
             let result = match fault {
-                Some(Fault::Never) => Ok(()),
-                _ if p.delete_marker => self.copy_delete_marker(&p).await,
-                f => self.copy_version(&p, f == Some(Fault::Corrupt)).await,
+                Some(Fault::Never) => Ok("PENDING"),
+                Some(Fault::Failed) => Ok("FAILED"),
+                _ if p.delete_marker => self.copy_delete_marker(&p).await.map(|_| "COMPLETED"),
+                f => self.copy_version(&p, f).await.map(|_| "COMPLETED"),
             };
             match result {
-                Ok(()) => {
-                    self.state.lock().await.copied += 1;
-                    tracing::debug!(key = %p.key, "replicated");
+                Ok(status) => {
+                    let mut st = self.state.lock().await;
+                    st.statuses
+                        .insert((p.primary.clone(), p.version_id.clone()), status);
+                    if status == "COMPLETED" {
+                        st.copied += 1;
+                    }
+                    tracing::debug!(key = %p.key, status, "replication handled");
                 }
                 Err(e) => {
                     tracing::warn!(key = %p.key, error = %e, "replication of a version failed; retrying");
@@ -206,7 +259,8 @@ impl Replicator {
         Ok(())
     }
 
-    async fn copy_version(&self, p: &Pending, corrupt: bool) -> Result<(), String> {
+    async fn copy_version(&self, p: &Pending, fault: Option<Fault>) -> Result<(), String> {
+        let corrupt = fault == Some(Fault::Corrupt);
         let s3 = &self.clients.s3;
         let head = match s3
             .head_object()
@@ -232,9 +286,21 @@ impl Replicator {
             })
             .unwrap_or(1);
         let dst = &self.clients.s3_replica;
-        let metadata = head.metadata().cloned();
-        let content_type = head.content_type().map(str::to_string);
-        if parts <= 1 {
+        let opts = PutOptions {
+            metadata: head.metadata().cloned(),
+            content_type: head.content_type().map(str::to_string),
+            kms_key: None,
+        };
+        let algorithm = if head.checksum_crc64_nvme().is_some() {
+            ChecksumAlgorithm::Crc64Nvme
+        } else if head.checksum_sha256().is_some() {
+            ChecksumAlgorithm::Sha256
+        } else if head.checksum_crc32_c().is_some() {
+            ChecksumAlgorithm::Crc32C
+        } else {
+            ChecksumAlgorithm::Crc32
+        };
+        if parts <= 1 && fault != Some(Fault::Relayout) {
             let body = s3
                 .get_object()
                 .bucket(&p.primary)
@@ -256,8 +322,8 @@ impl Replicator {
                 .put_object()
                 .bucket(&p.replica)
                 .key(&p.key)
-                .set_metadata(metadata)
-                .set_content_type(content_type)
+                .set_metadata(opts.metadata)
+                .set_content_type(opts.content_type)
                 .body(ByteStream::from(bytes));
             // Keep the source's full-object checksum, as S3 replication does.
             if !corrupt {
@@ -274,68 +340,67 @@ impl Replicator {
             put.send().await.map_err(sdk)?;
             return Ok(());
         }
-        // Multipart: same part boundaries as the source.
-        let upload = dst
-            .create_multipart_upload()
-            .bucket(&p.replica)
+        // Multipart: learn the source's part layout, then write the replica with the same
+        // part boundaries (or with other ones for a relayout fault).
+        let mut whole = s3
+            .get_object()
+            .bucket(&p.primary)
             .key(&p.key)
-            .set_metadata(metadata)
-            .set_content_type(content_type)
+            .version_id(&p.version_id)
             .send()
             .await
-            .map_err(sdk)?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_string();
-        let mut completed = Vec::new();
+            .map_err(sdk)?
+            .body
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        let total = whole.len();
+        let mut sizes = Vec::new();
         for n in 1..=parts {
             let part = s3
-                .get_object()
+                .head_object()
                 .bucket(&p.primary)
                 .key(&p.key)
                 .version_id(&p.version_id)
                 .part_number(n)
                 .send()
                 .await
-                .map_err(sdk)?
-                .body
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .into_bytes();
-            let mut bytes = part.to_vec();
-            if corrupt && n == 1 {
-                flip(&mut bytes);
-            }
-            let out = dst
-                .upload_part()
-                .bucket(&p.replica)
-                .key(&p.key)
-                .upload_id(&upload_id)
-                .part_number(n)
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
                 .map_err(sdk)?;
-            completed.push(
-                CompletedPart::builder()
-                    .part_number(n)
-                    .set_e_tag(out.e_tag().map(str::to_string))
-                    .build(),
-            );
+            sizes.push(part.content_length().unwrap_or(0).max(0) as usize);
         }
-        dst.complete_multipart_upload()
-            .bucket(&p.replica)
-            .key(&p.key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sdk)?;
-        Ok(())
+        let first = if sizes.iter().sum::<usize>() == total {
+            sizes.first().copied().unwrap_or(total)
+        } else {
+            // Engine gap (MiniStack): part numbers are ignored on reads, so infer the layout.
+            infer_part_size(total, parts as usize)
+        };
+        if corrupt {
+            flip(&mut whole);
+        }
+        let part_size = if fault == Some(Fault::Relayout) {
+            RELAYOUT_PART
+        } else {
+            first
+        };
+        put_multipart(dst, &p.replica, &p.key, &whole, part_size, algorithm, &opts).await
     }
+}
+
+/// The part size of an `n`-part upload of `total` bytes with equal parts but the last:
+/// 5 MiB (the SDKs' and CLI's usual size, and S3's minimum) when that fits, else the
+/// smallest whole MiB that does.
+pub fn infer_part_size(total: usize, n: usize) -> usize {
+    const MIB: usize = 1024 * 1024;
+    let fits = |p: usize| n > 0 && (n - 1) * p < total && total <= n * p;
+    if fits(5 * MIB) {
+        return 5 * MIB;
+    }
+    let mut p = total.div_ceil(n.max(1)).div_ceil(MIB) * MIB;
+    while p > MIB && fits(p - MIB) {
+        p -= MIB;
+    }
+    p.max(1)
 }
 
 fn flip(bytes: &mut [u8]) {
@@ -403,4 +468,17 @@ async fn list_versions(
     // Listing order is newest first per key; replicate oldest first.
     out.sort_by_key(|v| v.modified);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers_common_layouts() {
+        const MIB: usize = 1024 * 1024;
+        assert_eq!(infer_part_size(12 * MIB, 3), 5 * MIB);
+        assert_eq!(infer_part_size(100 * MIB, 4), 25 * MIB);
+        assert_eq!(infer_part_size(10 * MIB, 2), 5 * MIB);
+    }
 }

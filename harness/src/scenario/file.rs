@@ -38,6 +38,19 @@ pub struct Scenario {
     pub timing: TimingOverrides,
     pub steps: Vec<LocatedStep>,
     pub expect: Expect,
+    pub validator: ValidatorOptions,
+}
+
+/// Validator settings a scenario may change (its Lambda environment).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorOptions {
+    /// `DEEP_VERIFY`: stream and hash both objects when no comparable checksum exists.
+    #[serde(default)]
+    pub deep: bool,
+    /// `ALERT_ON_UNVERIFIABLE` (default true).
+    #[serde(default)]
+    pub alert_on_unverifiable: Option<bool>,
 }
 
 /// A step with the line of its `[[step]]` header.
@@ -61,6 +74,8 @@ struct RawScenario {
     steps: Vec<Spanned<Step>>,
     #[serde(default)]
     expect: Expect,
+    #[serde(default)]
+    validator: ValidatorOptions,
 }
 
 fn default_profile() -> String {
@@ -81,6 +96,15 @@ pub enum Step {
     Wait(Wait),
     /// Move every message from one queue to another (the seed's DLQ redrive).
     Redrive(Redrive),
+    /// Delete an object: a delete marker, or the current version for good.
+    Delete(Delete),
+    /// Send an AWS-shaped `Object Created` event for an object's current version (a
+    /// duplicate delivery, as S3's at-least-once delivery allows).
+    SendEvent(SendEvent),
+    /// Pause or resume a function's trigger (like disabling its event source mapping).
+    Trigger(Trigger),
+    /// Make the next requests to a service fail with 503 (through the gap proxy).
+    Outage(Outage),
 }
 
 impl Step {
@@ -91,6 +115,10 @@ impl Step {
             Step::Replication(_) => "replication",
             Step::Wait(_) => "wait",
             Step::Redrive(_) => "redrive",
+            Step::Delete(_) => "delete",
+            Step::SendEvent(_) => "send-event",
+            Step::Trigger(_) => "trigger",
+            Step::Outage(_) => "outage",
         }
     }
 }
@@ -109,9 +137,53 @@ pub struct Upload {
     /// Generated content of this many bytes (deterministic, seeded by the key).
     #[serde(default)]
     pub size: Option<u64>,
-    /// Upload as multipart with parts of this many bytes (at least 5 MiB but the last).
+    /// Upload as multipart with parts of this many bytes (at least 5 MiB but the last),
+    /// declaring CRC32 on the upload and every part.
     #[serde(default)]
     pub part_size: Option<u64>,
+    /// Encrypt with SSE-KMS under the topology's CMK instead of the bucket default.
+    #[serde(default)]
+    pub sse_kms: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delete {
+    /// `category/key`.
+    pub object: String,
+    /// Delete the current version itself (it no longer exists) instead of adding a marker.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEvent {
+    /// `category/key`.
+    pub object: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub function: crate::system::FunctionName,
+    pub action: TriggerAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerAction {
+    Pause,
+    Resume,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    /// Signing name of the service, e.g. `sns`, `s3`, `sqs`.
+    pub service: String,
+    /// How many requests fail (the SDK retries a call up to 3 times).
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +225,8 @@ pub enum WaitFor {
     Alerts,
     /// Every queue is empty and nothing happened for a moment.
     Idle,
+    /// `queue` holds at least `count` visible messages.
+    Queue,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +241,9 @@ pub struct Wait {
     pub outcome: Option<String>,
     #[serde(default)]
     pub count: Option<usize>,
+    /// For `queue`: validation, validation-dlq, failure or failure-dlq.
+    #[serde(default)]
+    pub queue: Option<String>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
 }
@@ -192,6 +269,12 @@ pub struct Expect {
     /// Final validator outcome per object (`category/key`).
     #[serde(default)]
     pub outcomes: BTreeMap<String, String>,
+    /// The largest batch the validator received had exactly this many records.
+    #[serde(default)]
+    pub largest_batch: Option<usize>,
+    /// ... and reported exactly this many batch item failures.
+    #[serde(default)]
+    pub largest_batch_failures: Option<usize>,
 }
 
 /// Queue roles a scenario may name.
@@ -300,6 +383,7 @@ impl Scenario {
             timing: raw.timing,
             steps,
             expect: raw.expect,
+            validator: raw.validator,
         })
     }
 
@@ -401,8 +485,30 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
             WaitFor::Alerts if w.count.is_none() => {
                 Err(("wait for alerts needs `count`".into(), "e.g. count = 1"))
             }
+            WaitFor::Queue
+                if w.count.is_none()
+                    || !w.queue.as_deref().is_some_and(|q| QUEUE_ROLES.contains(&q)) =>
+            {
+                Err((
+                    "wait for queue needs `queue` and `count`".into(),
+                    "e.g. wait = { for = \"queue\", queue = \"validation\", count = 5 }",
+                ))
+            }
             _ => Ok(()),
         },
+        Step::Delete(d) => check_object(&d.object, categories),
+        Step::SendEvent(e) => check_object(&e.object, categories),
+        Step::Trigger(_) => Ok(()),
+        Step::Outage(o) => {
+            if ["s3", "sqs", "sns"].contains(&o.service.as_str()) {
+                Ok(())
+            } else {
+                Err((
+                    format!("unknown service {:?}", o.service),
+                    "one of s3, sqs, sns",
+                ))
+            }
+        }
         Step::Redrive(r) => {
             for q in [&r.from, &r.to] {
                 if !QUEUE_ROLES.contains(&q.as_str()) {

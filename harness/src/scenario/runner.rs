@@ -4,15 +4,18 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
 
-use super::file::{ReplicationAction, Scenario, Step, Upload, Wait, WaitFor};
+use super::file::{
+    Delete, ReplicationAction, Scenario, Step, TriggerAction, Upload, Wait, WaitFor,
+};
 use super::transcript::{self, depth};
 use crate::aws::Clients;
 use crate::engine::Engine;
 use crate::errors::{sdk, ScenarioError};
 use crate::observe::{Observation, Observations};
 use crate::replication;
+use crate::s3util::{put_multipart, PutOptions};
 use crate::system::{RunningSystem, SystemOptions};
 use crate::topology::provision::{provision, ProvisionOptions};
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
@@ -89,9 +92,14 @@ pub async fn run(
         caps,
         topology,
         mode.clone(),
-        &SystemOptions::default(),
+        &SystemOptions {
+            deep_verify: scenario.validator.deep,
+            alert_on_unverifiable: scenario.validator.alert_on_unverifiable.unwrap_or(true),
+            ..SystemOptions::default()
+        },
     )
-    .await;
+    .await
+    .map_err(|e| ScenarioError::Other(format!("starting the gap proxy: {e}")))?;
 
     let t = Instant::now();
     let played = play(&system, engine, scenario).await;
@@ -183,7 +191,10 @@ async fn play(
             why,
         };
         match &located.step {
-            Step::Upload(u) => upload(system, u).await.map_err(fail)?,
+            Step::Upload(u) => {
+                upload(system, u).await.map_err(fail)?;
+                replicate_now(system).await.map_err(fail)?;
+            }
             Step::Send(s) => {
                 let q = system
                     .topology
@@ -226,6 +237,13 @@ async fn play(
                 }
             }
             Step::Wait(w) => wait(system, w).await.map_err(fail)?,
+            Step::Delete(d) => {
+                delete(system, d).await.map_err(fail)?;
+                replicate_now(system).await.map_err(fail)?;
+            }
+            Step::SendEvent(e) => send_event(system, engine, &e.object).await.map_err(fail)?,
+            Step::Trigger(t) => system.set_paused(t.function, t.action == TriggerAction::Pause),
+            Step::Outage(o) => system.proxy.outage(&o.service, o.failures).await,
             Step::Redrive(r) => {
                 let q = &system.topology.queues;
                 let (from, to) = (
@@ -241,6 +259,16 @@ async fn play(
         }
     }
     Ok(())
+}
+
+/// Where the harness replicator stands in, replicates what is due right away, as
+/// MiniStack does inside `PutObject` and S3 usually does within seconds: a scenario's
+/// object state never depends on when the background pass happens to run.
+async fn replicate_now(system: &RunningSystem) -> Result<(), String> {
+    match &system.replicator {
+        Some(r) => r.pass().await,
+        None => Ok(()),
+    }
 }
 
 /// Deterministic pseudo-random bytes seeded by `seed` (xorshift64*).
@@ -278,59 +306,114 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
         generated_bytes(&u.key, u.size.unwrap_or(0))
     };
     let s3 = &system.clients.s3;
+    let kms_key = u.sse_kms.then(|| system.topology.sqs_key_arn.clone());
     match u.part_size {
         None => {
-            s3.put_object()
+            let mut put = s3
+                .put_object()
                 .bucket(bucket)
                 .key(&u.key)
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map_err(sdk)?;
+                .body(ByteStream::from(bytes));
+            if let Some(k) = kms_key {
+                put = put
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(k);
+            }
+            put.send().await.map_err(sdk)?;
         }
         Some(part) => {
-            let up = s3
-                .create_multipart_upload()
-                .bucket(bucket)
-                .key(&u.key)
-                .send()
-                .await
-                .map_err(sdk)?;
-            let id = up.upload_id().unwrap_or_default().to_string();
-            let mut parts = Vec::new();
-            for (i, chunk) in bytes.chunks(part as usize).enumerate() {
-                let n = i as i32 + 1;
-                let out = s3
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(&u.key)
-                    .upload_id(&id)
-                    .part_number(n)
-                    .body(ByteStream::from(chunk.to_vec()))
-                    .send()
-                    .await
-                    .map_err(sdk)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(out.e_tag().map(str::to_string))
-                        .build(),
-                );
-            }
-            s3.complete_multipart_upload()
-                .bucket(bucket)
-                .key(&u.key)
-                .upload_id(&id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(sdk)?;
+            put_multipart(
+                s3,
+                bucket,
+                &u.key,
+                &bytes,
+                part as usize,
+                ChecksumAlgorithm::Crc32,
+                &PutOptions {
+                    kms_key,
+                    ..PutOptions::default()
+                },
+            )
+            .await?;
         }
     }
+    Ok(())
+}
+
+async fn delete(system: &RunningSystem, d: &Delete) -> Result<(), String> {
+    let (bucket, key) =
+        object_location(system, &d.object).ok_or_else(|| format!("unknown object {}", d.object))?;
+    let s3 = &system.clients.s3;
+    let mut req = s3.delete_object().bucket(bucket).key(key);
+    if d.permanent {
+        let head = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk)?;
+        req = req.set_version_id(head.version_id().map(str::to_string));
+    }
+    req.send().await.map_err(sdk)?;
+    Ok(())
+}
+
+/// Sends the `Object Created` event this engine would deliver for the object's current
+/// version (a duplicate delivery).
+async fn send_event(system: &RunningSystem, engine: &Engine, object: &str) -> Result<(), String> {
+    let (bucket, key) =
+        object_location(system, object).ok_or_else(|| format!("unknown object {object}"))?;
+    let head = system
+        .clients
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(sdk)?;
+    let caps = engine.capabilities();
+    let mut detail_object = serde_json::json!({
+        "key": if caps.raw_event_keys { key.to_string() } else { checksum_validator::event::encode_event_key(key) },
+        "size": head.content_length().unwrap_or(0),
+        "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
+        "sequencer": "0062E99A88DC407460",
+    });
+    if caps.event_version_ids {
+        detail_object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
+    }
+    let id: String = (0..32)
+        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
+        .collect();
+    let event = serde_json::json!({
+        "version": "0",
+        "id": format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": system.topology.account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": system.topology.primary_region,
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": detail_object,
+            "request-id": "harness-duplicate",
+            "requester": system.topology.account,
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    });
+    system
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&system.topology.queues.validation.url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .map_err(sdk)?;
     Ok(())
 }
 
@@ -398,6 +481,30 @@ async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
             }
         }
         WaitFor::Idle => settle(system, timeout).await,
+        WaitFor::Queue => {
+            let role = w.queue.as_deref().unwrap_or("validation");
+            let want = w.count.unwrap_or(1) as u64;
+            let q = system
+                .topology
+                .queues
+                .by_role(role)
+                .ok_or_else(|| format!("no queue {role}"))?;
+            let deadline = Instant::now() + timeout;
+            loop {
+                let d = depth(&system.clients.sqs, &q.url).await?;
+                if d.visible >= want {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "{role} holds {} visible message(s) after {}s, wanted {want}",
+                        d.visible,
+                        timeout.as_secs_f64()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -483,6 +590,34 @@ fn check_expectations(
         let got = alert_count(obs);
         if got != want {
             unmet.push(format!("expected {want} alert(s), got {got}"));
+        }
+    }
+    if let Some(want) = scenario.expect.largest_batch {
+        let batches: Vec<(usize, usize)> = obs
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Batch {
+                    queue,
+                    size,
+                    failed,
+                } if queue == "validation" => Some((*size, *failed)),
+                _ => None,
+            })
+            .collect();
+        let largest = batches.iter().map(|(s, _)| *s).max().unwrap_or(0);
+        if largest != want {
+            unmet.push(format!(
+                "expected a validator batch of {want} records, largest was {largest} (batches: {batches:?})"
+            ));
+        }
+        if let Some(want_failed) = scenario.expect.largest_batch_failures {
+            if let Some((_, failed)) = batches.iter().find(|(s, _)| *s == largest) {
+                if *failed != want_failed {
+                    unmet.push(format!(
+                        "expected {want_failed} batch item failure(s) in the largest batch, got {failed}"
+                    ));
+                }
+            }
         }
     }
     for (object, want) in &scenario.expect.outcomes {

@@ -228,11 +228,20 @@ pub fn render(
                     .copied()
                     .unwrap_or(obj.bucket.as_str());
                 let v = obj.version_id.clone().unwrap_or_default();
-                (
-                    format!("{cat}/{}", obj.key),
-                    version_order.get(&v).copied().unwrap_or(usize::MAX),
-                    format!("version {v}"),
-                )
+                if report.outcome == checksum_validator::Outcome::Superseded {
+                    // Whether the event named the vanished version differs by engine.
+                    (
+                        format!("{cat}/{}", obj.key),
+                        usize::MAX,
+                        "version no longer exists".to_string(),
+                    )
+                } else {
+                    (
+                        format!("{cat}/{}", obj.key),
+                        version_order.get(&v).copied().unwrap_or(usize::MAX),
+                        format!("version {v}"),
+                    )
+                }
             }
             None => (
                 "(not an S3 event)".to_string(),
@@ -246,12 +255,36 @@ pub fn render(
     if groups.is_empty() {
         out.push_str("  none\n");
     }
-    for ((object, _, which), mut reports) in groups {
-        reports.sort_by_key(|r| r.attempt);
+    for ((object, _, which), reports) in groups {
+        // Deliveries (distinct messages) in the order they were first decided.
+        let mut deliveries: Vec<&str> = Vec::new();
+        for r in &reports {
+            if !deliveries.contains(&r.message_id.as_str()) {
+                deliveries.push(&r.message_id);
+            }
+        }
+        let mut reports: Vec<(usize, &RecordReport)> = reports
+            .into_iter()
+            .map(|r| {
+                (
+                    deliveries
+                        .iter()
+                        .position(|d| *d == r.message_id)
+                        .unwrap_or(0),
+                    r,
+                )
+            })
+            .collect();
+        reports.sort_by_key(|(d, r)| (*d, r.attempt));
         out.push_str(&format!("  {object} ({which})\n"));
-        for r in reports {
+        for (delivery, r) in reports {
+            let label = if deliveries.len() > 1 {
+                format!(" (delivery {})", delivery + 1)
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "    attempt {}: {} -> {}\n      {}\n",
+                "    attempt {}{label}: {} -> {}\n      {}\n",
                 r.attempt,
                 r.outcome,
                 action_name(&r.action),
@@ -278,7 +311,7 @@ pub fn render(
                         .unwrap_or_else(|| "?".into()),
                     match &report.publish_error {
                         None => format!("published {:?}", report.alert.subject),
-                        Some(e) => format!("publish FAILED ({e}), left for retry"),
+                        Some(_) => "publish FAILED, left on the queue for retry".to_string(),
                     }
                 ))
             }

@@ -1,0 +1,84 @@
+//! S3 upload helpers shared by scenario steps and the replicator.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
+
+use crate::errors::sdk;
+
+/// Options of one upload.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub metadata: Option<std::collections::HashMap<String, String>>,
+    pub content_type: Option<String>,
+    /// SSE-KMS with this key (ARN or alias).
+    pub kms_key: Option<String>,
+}
+
+/// Uploads `bytes` as a multipart upload with parts of `part_size` bytes, each part and the
+/// upload declaring `algorithm`, and the part checksums listed on completion (the form both
+/// engines and AWS accept; see `../shared/notes/rust-deps.md`).
+pub async fn put_multipart(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: &[u8],
+    part_size: usize,
+    algorithm: ChecksumAlgorithm,
+    opts: &PutOptions,
+) -> Result<(), String> {
+    let mut create = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(algorithm.clone())
+        .set_metadata(opts.metadata.clone())
+        .set_content_type(opts.content_type.clone());
+    if let Some(k) = &opts.kms_key {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(k);
+    }
+    let upload = create.send().await.map_err(sdk)?;
+    let id = upload.upload_id().unwrap_or_default().to_string();
+    let mut parts = Vec::new();
+    for (i, chunk) in bytes.chunks(part_size.max(1)).enumerate() {
+        let n = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(algorithm.clone())
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(sdk)?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_string))
+                .set_checksum_sha256(out.checksum_sha256().map(str::to_string))
+                .set_checksum_sha1(out.checksum_sha1().map(str::to_string))
+                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_string))
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(sdk)?;
+    Ok(())
+}
