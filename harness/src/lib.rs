@@ -13,6 +13,7 @@
 //! | [`cli`] | the `harness` command |
 
 pub mod aws;
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod errors;
@@ -26,3 +27,4 @@ pub mod s3util;
 pub mod scenario;
 pub mod system;
 pub mod topology;
+pub mod up;

@@ -1,9 +1,11 @@
 //! The `harness` command: one module per subcommand, each a clap `Args` with `run()`.
 
+pub mod bench;
 pub mod engine;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
+pub mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -54,6 +56,15 @@ pub enum Command {
     Scenario(scenario::ScenarioCommand),
     /// Move every message from one queue to another (the seed's DLQ redrive).
     Redrive(redrive::RedriveArgs),
+    /// Run the whole backup system locally until Ctrl-C, for any AWS client.
+    Up(up::UpArgs),
+    /// Queue depths, the last decisions and alerts of the running `harness up`.
+    Status(up::StatusArgs),
+    /// Every alert the running `harness up` has received, in full.
+    Alerts(up::AlertsArgs),
+    /// Benchmarks that print figures (nothing is asserted).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Sets up logging to stderr.
@@ -77,12 +88,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Teardown(a) => a.run(cli.engine).await,
         Command::Scenario(c) => c.run(cli.engine).await,
         Command::Redrive(a) => a.run(cli.engine).await,
+        Command::Bench(c) => c.run(cli.engine).await,
+        Command::Up(a) => {
+            a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))
+                .await
+        }
+        Command::Status(a) => a.run(cli.engine).await,
+        Command::Alerts(a) => a.run(cli.engine).await,
     }
 }
 
 /// Attaches to an engine that is already running: one started by `harness engine up`, or
 /// the external endpoint. Commands that leave state behind need one that outlives them.
 pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::Engine> {
+    if let Some(st) = up::live(kind) {
+        return Ok(crate::engine::Engine::attached(kind, &st.endpoint, st.pid));
+    }
     if kind == EngineKind::External {
         return Ok(crate::engine::start(kind, &Default::default()).await?);
     }

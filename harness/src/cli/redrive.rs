@@ -10,9 +10,9 @@ use crate::topology::{Names, QueueRef, TopologySpec};
 
 #[derive(Debug, Args)]
 pub struct RedriveArgs {
-    /// Run suffix of the topology.
+    /// Run suffix of the topology (default: the one of the running `harness up`).
     #[arg(long)]
-    pub suffix: String,
+    pub suffix: Option<String>,
     /// Queue to empty: validation-dlq, failure-dlq, validation or failure.
     #[arg(long, default_value = "validation-dlq")]
     pub from: String,
@@ -41,7 +41,13 @@ impl RedriveArgs {
         let spec = TopologySpec::load(&self.topology)?;
         let engine = super::running_engine(kind).await?;
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
-        let names = Names::new(&spec, &self.suffix);
+        let suffix = match self.suffix.clone().or_else(|| super::up::live(kind).map(|s| s.suffix)) {
+            Some(s) => s,
+            None => anyhow::bail!(
+                "no --suffix given and no `harness up` runs for {kind}: pass the suffix `provision` printed"
+            ),
+        };
+        let names = Names::new(&spec, &suffix);
         let mut refs = Vec::new();
         for role in [&self.from, &self.to] {
             let name = queue_name(&names, role)?;

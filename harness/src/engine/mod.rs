@@ -140,6 +140,32 @@ impl Engine {
         self.flavor.capabilities()
     }
 
+    /// The pid of the engine process this handle started, if it started one.
+    pub fn pid(&self) -> Option<u32> {
+        match &self._guard {
+            EngineGuard::Process(p) => Some(p.pid),
+            _ => None,
+        }
+    }
+
+    /// A handle on an engine someone else runs (a `harness up` process, `engine up`).
+    pub fn attached(kind: EngineKind, endpoint: &str, owner_pid: u32) -> Engine {
+        Engine {
+            kind,
+            flavor: match kind {
+                EngineKind::Localstack => Flavor::Localstack,
+                EngineKind::Ministack => Flavor::Ministack,
+                EngineKind::External => Flavor::Aws,
+            },
+            endpoint: endpoint.to_string(),
+            how: format!("attached (owned by pid {owner_pid})"),
+            install_time: None,
+            start_time: Duration::ZERO,
+            log: None,
+            _guard: EngineGuard::None,
+        }
+    }
+
     /// Stops the engine if this handle started it.
     pub fn stop(self) {
         drop(self);

@@ -1,0 +1,539 @@
+//! `harness bench validator`: how fast the real validator drains the validation queue under
+//! the event source mapping, against the engine's own bound (a plain SDK loop making the
+//! same S3 and SQS calls at the concurrency that gets the most out of the engine).
+//!
+//! Both sides get identical work: N objects are uploaded and replicated first, then the
+//! same N `Object Created` bodies (as the engine would deliver them) are sent to the
+//! validation queue for each round. Figures are printed, never asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
+use checksum_validator::{Validator, ValidatorConfig};
+use futures::StreamExt;
+
+use crate::aws::Clients;
+use crate::engine::Engine;
+use crate::observe::Observation;
+use crate::replication;
+use crate::system::{RunningSystem, SystemOptions};
+use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::{new_suffix, teardown::teardown, Topology, TopologySpec};
+
+/// One measured round.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub concurrency: usize,
+    pub objects: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Round {
+    pub fn rate(&self) -> f64 {
+        self.objects as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// All figures of a benchmark run.
+#[derive(Debug, Clone)]
+pub struct ValidatorBench {
+    pub engine: String,
+    pub objects: usize,
+    pub validator: Vec<Round>,
+    pub baseline: Vec<Round>,
+    pub init: Duration,
+}
+
+impl ValidatorBench {
+    pub fn best(rounds: &[Round]) -> Option<&Round> {
+        rounds.iter().max_by(|a, b| a.rate().total_cmp(&b.rate()))
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "bench validator on {}: {} objects of 1 KiB, batch size 5\n",
+            self.engine, self.objects
+        );
+        let line = |r: &Round, what: &str| {
+            format!(
+                "  {what} {:>2}: {:>7.1} objects/s  p50 {:>6.1} ms  p99 {:>6.1} ms  ({:.2}s)\n",
+                r.concurrency,
+                r.rate(),
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.elapsed.as_secs_f64()
+            )
+        };
+        s.push_str("validator under the event source mapping:\n");
+        for r in &self.validator {
+            s.push_str(&line(r, "pollers"));
+        }
+        s.push_str("plain SDK loop, same S3 and SQS calls (the engine's bound):\n");
+        for r in &self.baseline {
+            s.push_str(&line(r, "concurrency"));
+        }
+        if let (Some(v), Some(b)) = (Self::best(&self.validator), Self::best(&self.baseline)) {
+            s.push_str(&format!(
+                "best: validator {:.1} objects/s (pollers {}), bound {:.1} objects/s (concurrency {}): ratio {:.0}%\n",
+                v.rate(),
+                v.concurrency,
+                b.rate(),
+                b.concurrency,
+                100.0 * v.rate() / b.rate().max(1e-9)
+            ));
+        }
+        s.push_str(&format!(
+            "validator initialisation (configuration + clients): {:.2} ms\n",
+            self.init.as_secs_f64() * 1e3
+        ));
+        s
+    }
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort();
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx.min(v.len() - 1)]
+}
+
+/// Runs the validator benchmark on `engine`.
+pub async fn validator(
+    engine: &Engine,
+    spec: &TopologySpec,
+    objects: usize,
+    pollers: &[usize],
+    concurrencies: &[usize],
+) -> Result<ValidatorBench, String> {
+    let caps = engine.capabilities();
+    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let mode = replication::mode(&caps, false);
+    let suffix = new_suffix();
+    let timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
+    let (topology, _) = provision(
+        &clients,
+        spec,
+        &suffix,
+        &ProvisionOptions {
+            timing,
+            replication_on_engine: replication::configure_on_engine(&caps, &mode),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let result = run(
+        engine,
+        &clients,
+        &topology,
+        mode,
+        objects,
+        pollers,
+        concurrencies,
+    )
+    .await;
+    teardown(&clients, spec, &suffix).await;
+    result
+}
+
+async fn run(
+    engine: &Engine,
+    clients: &Clients,
+    topology: &Topology,
+    mode: replication::ReplicationMode,
+    objects: usize,
+    pollers: &[usize],
+    concurrencies: &[usize],
+) -> Result<ValidatorBench, String> {
+    let caps = engine.capabilities();
+    // Start with the validator paused so uploads do not trigger it.
+    let mut system = RunningSystem::start(
+        clients.clone(),
+        caps,
+        topology.clone(),
+        mode.clone(),
+        &SystemOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    system.set_paused(crate::system::FunctionName::Validator, true);
+    let bucket = topology.buckets()[0].primary.clone();
+    let keys: Vec<String> = (0..objects)
+        .map(|i| format!("bench/object-{i:05}.bin"))
+        .collect();
+    futures::stream::iter(keys.iter())
+        .map(|k| {
+            let s3 = clients.s3.clone();
+            let bucket = bucket.clone();
+            async move {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(k)
+                    .body(ByteStream::from(crate::scenario::runner::generated_bytes(
+                        k, 1024,
+                    )))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(crate::errors::sdk)
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(r) = &system.replicator {
+        r.pass().await?;
+    }
+    // Drop the upload events: every round sends its own copies of the same bodies.
+    system.stop().await;
+    purge(clients, &topology.queues.validation.url).await?;
+    let bodies = event_bodies(
+        clients,
+        topology,
+        &bucket,
+        &keys,
+        caps.event_version_ids,
+        caps.raw_event_keys,
+    )
+    .await?;
+
+    // Warm both paths up (engine code paths, connection pools, the validator's caches).
+    let warm: Vec<String> = bodies.iter().take(20).cloned().collect();
+    let replica = topology.buckets()[0].replica.clone();
+    send_all(clients, &topology.queues.validation.url, &warm).await?;
+    plain_loop(
+        clients,
+        &topology.queues.validation.url,
+        &bucket,
+        &replica,
+        warm.len(),
+        1,
+    )
+    .await?;
+
+    let mut validator_rounds = Vec::new();
+    for &p in pollers {
+        send_all(clients, &topology.queues.validation.url, &bodies).await?;
+        system = RunningSystem::start(
+            clients.clone(),
+            caps,
+            topology.clone(),
+            mode.clone(),
+            &SystemOptions {
+                pollers: p,
+                ..SystemOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let done = system
+            .observations
+            .wait_until(Duration::from_secs(600), |obs| {
+                obs.iter()
+                    .filter(|o| matches!(o, Observation::Decision { .. }))
+                    .count()
+                    >= objects
+            })
+            .await;
+        let elapsed = started.elapsed();
+        let durations: Vec<Duration> = system
+            .observations
+            .snapshot()
+            .await
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::Decision { report, .. } => {
+                    Some(Duration::from_millis(report.duration_ms))
+                }
+                _ => None,
+            })
+            .collect();
+        system.stop().await;
+        if !done {
+            return Err(format!(
+                "the validator decided {} of {objects} in 600s",
+                durations.len()
+            ));
+        }
+        validator_rounds.push(Round {
+            concurrency: p,
+            objects,
+            elapsed,
+            p50: percentile(durations.clone(), 0.5),
+            p99: percentile(durations, 0.99),
+        });
+        purge(clients, &topology.queues.validation.url).await?;
+    }
+
+    let mut baseline_rounds = Vec::new();
+    for &c in concurrencies {
+        send_all(clients, &topology.queues.validation.url, &bodies).await?;
+        baseline_rounds.push(
+            plain_loop(
+                clients,
+                &topology.queues.validation.url,
+                &bucket,
+                &replica,
+                objects,
+                c,
+            )
+            .await?,
+        );
+    }
+
+    let init_started = Instant::now();
+    let sdk =
+        crate::aws::sdk_config(&clients.endpoint, &topology.primary_region, clients.kind).await;
+    let _validator = Validator::new(ValidatorConfig::default(), &sdk);
+    let init = init_started.elapsed();
+
+    Ok(ValidatorBench {
+        engine: engine.kind.to_string(),
+        objects,
+        validator: validator_rounds,
+        baseline: baseline_rounds,
+        init,
+    })
+}
+
+async fn purge(clients: &Clients, url: &str) -> Result<(), String> {
+    // PurgeQueue is rate-limited on AWS; a receive/delete drain works everywhere.
+    loop {
+        let out = clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        delete_batch(clients, url, msgs.iter().filter_map(|m| m.receipt_handle())).await?;
+    }
+}
+
+async fn delete_batch<'a>(
+    clients: &Clients,
+    url: &str,
+    receipts: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
+    let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+        .enumerate()
+        .filter_map(|(i, r)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .receipt_handle(r)
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    clients
+        .sqs
+        .delete_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(crate::errors::sdk)?;
+    Ok(())
+}
+
+/// The bodies the engine would deliver for each object's current version.
+async fn event_bodies(
+    clients: &Clients,
+    topology: &Topology,
+    bucket: &str,
+    keys: &[String],
+    with_version: bool,
+    raw_keys: bool,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let head = clients
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(k)
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+        let mut object = serde_json::json!({
+            "key": if raw_keys { k.clone() } else { checksum_validator::event::encode_event_key(k) },
+            "size": head.content_length().unwrap_or(0),
+            "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
+        });
+        if with_version {
+            object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
+        }
+        out.push(
+            serde_json::json!({
+                "version": "0", "id": "bench", "detail-type": "Object Created", "source": "aws.s3",
+                "account": topology.account,
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "region": topology.primary_region,
+                "resources": [format!("arn:aws:s3:::{bucket}")],
+                "detail": {"version": "0", "bucket": {"name": bucket}, "object": object, "reason": "PutObject"}
+            })
+            .to_string(),
+        );
+    }
+    Ok(out)
+}
+
+async fn send_all(clients: &Clients, url: &str, bodies: &[String]) -> Result<(), String> {
+    for chunk in bodies.chunks(10) {
+        let entries: Vec<SendMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(b)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        clients
+            .sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+    }
+    Ok(())
+}
+
+/// The engine's bound: `concurrency` workers each receive a batch of 5, make the calls the
+/// validator makes per record (HeadObject on the primary version, HeadObject on the replica
+/// by the source version id, ListObjectVersions and HeadObject on the replica), then delete
+/// the batch.
+async fn plain_loop(
+    clients: &Clients,
+    url: &str,
+    bucket: &str,
+    replica: &str,
+    objects: usize,
+    concurrency: usize,
+) -> Result<Round, String> {
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let workers = (0..concurrency.max(1)).map(|_| {
+        let (clients, done, latencies) = (clients.clone(), done.clone(), latencies.clone());
+        let (url, bucket, replica) = (url.to_string(), bucket.to_string(), replica.to_string());
+        tokio::spawn(async move {
+            while done.load(std::sync::atomic::Ordering::SeqCst) < objects {
+                let out = clients
+                    .sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(5)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(MessageSystemAttributeName::All)
+                    .send()
+                    .await
+                    .map_err(crate::errors::sdk)?;
+                let msgs = out.messages.unwrap_or_default();
+                let per = futures::future::join_all(msgs.iter().map(|m| {
+                    let (clients, bucket, replica) = (&clients, &bucket, &replica);
+                    async move {
+                        let t = Instant::now();
+                        let body: serde_json::Value =
+                            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+                        let key = checksum_validator::event::decode_event_key(
+                            body.pointer("/detail/object/key")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or(""),
+                        );
+                        let version = body
+                            .pointer("/detail/object/version-id")
+                            .and_then(|v| v.as_str());
+                        let head = clients
+                            .s3
+                            .head_object()
+                            .bucket(bucket)
+                            .key(&key)
+                            .set_version_id(version.map(str::to_string))
+                            .checksum_mode(ChecksumMode::Enabled)
+                            .send()
+                            .await;
+                        let v = head.ok().and_then(|h| h.version_id().map(str::to_string));
+                        let _ = clients
+                            .s3_replica
+                            .head_object()
+                            .bucket(replica)
+                            .key(&key)
+                            .set_version_id(v)
+                            .checksum_mode(ChecksumMode::Enabled)
+                            .send()
+                            .await;
+                        let listed = clients
+                            .s3_replica
+                            .list_object_versions()
+                            .bucket(replica)
+                            .prefix(&key)
+                            .send()
+                            .await;
+                        let rv = listed.ok().and_then(|l| {
+                            l.versions()
+                                .first()
+                                .and_then(|v| v.version_id().map(str::to_string))
+                        });
+                        let _ = clients
+                            .s3_replica
+                            .head_object()
+                            .bucket(replica)
+                            .key(&key)
+                            .set_version_id(rv)
+                            .checksum_mode(ChecksumMode::Enabled)
+                            .send()
+                            .await;
+                        t.elapsed()
+                    }
+                }))
+                .await;
+                delete_batch(
+                    &clients,
+                    &url,
+                    msgs.iter().filter_map(|m| m.receipt_handle()),
+                )
+                .await?;
+                latencies.lock().await.extend(per);
+                done.fetch_add(msgs.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok::<(), String>(())
+        })
+    });
+    for w in futures::future::join_all(workers).await {
+        w.map_err(|e| e.to_string())??;
+    }
+    let elapsed = started.elapsed();
+    let lat = latencies.lock().await.clone();
+    Ok(Round {
+        concurrency,
+        objects,
+        elapsed,
+        p50: percentile(lat.clone(), 0.5),
+        p99: percentile(lat, 0.99),
+    })
+}

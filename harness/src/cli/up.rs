@@ -1,0 +1,211 @@
+//! `harness up`, `harness status`, `harness alerts`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::aws::Clients;
+use crate::engine::{self, EngineKind, StartOptions};
+use crate::replication;
+use crate::scenario::transcript::depth;
+use crate::system::{RunningSystem, SystemOptions};
+use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
+use crate::up::{self, AlertLine, DecisionLine, UpState};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Timing profile: `fast` (2 s visibility, 1 s retries) or `seed` (the seed's 300 s).
+    #[arg(long, default_value = "fast")]
+    pub profile: String,
+    /// Also write everything a client needs (endpoint, credentials, buckets, queues, topic)
+    /// as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Leave the topology in place on exit.
+    #[arg(long)]
+    pub keep: bool,
+    /// Topology file.
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+}
+
+impl UpArgs {
+    pub async fn run(self, kind: EngineKind, json_logs: bool) -> anyhow::Result<i32> {
+        if let Some(st) = up::read_live(kind.name()) {
+            eprintln!(
+                "error: `harness up` already runs for {kind} (pid {}, endpoint {}, suffix {}).\n\
+                 Use it (`harness --engine {kind} status`, `harness --engine {kind} alerts`) or stop it with Ctrl-C in its terminal.",
+                st.pid, st.endpoint, st.suffix
+            );
+            return Ok(1);
+        }
+        let spec = TopologySpec::load(&self.topology)?;
+        let Some(timing) = spec.profile(&self.profile).cloned() else {
+            anyhow::bail!(
+                "unknown profile {:?}: choose {}",
+                self.profile,
+                spec.profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+        };
+        eprintln!("harness: starting {kind} ...");
+        let engine = engine::start(
+            kind,
+            &StartOptions {
+                verbose: true,
+                detached: false,
+            },
+        )
+        .await?;
+        let caps = engine.capabilities();
+        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let mode = replication::mode(&caps, false);
+        let suffix = new_suffix();
+        let (topology, report) = provision(
+            &clients,
+            &spec,
+            &suffix,
+            &ProvisionOptions {
+                timing,
+                replication_on_engine: replication::configure_on_engine(&caps, &mode),
+            },
+        )
+        .await?;
+        eprintln!(
+            "harness: provisioned {} resources in {:.2}s",
+            report.steps.len(),
+            report.total.as_secs_f64()
+        );
+        let system = RunningSystem::start(
+            clients.clone(),
+            caps,
+            topology.clone(),
+            mode.clone(),
+            &SystemOptions::default(),
+        )
+        .await?;
+        let state = UpState::new(
+            &topology,
+            kind.name(),
+            &engine.endpoint,
+            engine.pid(),
+            &self.profile,
+            &match &mode {
+                replication::ReplicationMode::Native => "native".to_string(),
+                replication::ReplicationMode::Emulated(_) => "emulated by the harness".to_string(),
+            },
+        );
+        up::write(&state)?;
+        if let Some(path) = &self.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&state)?)?;
+        }
+        print!("{}", state.render());
+        println!("ready: press Ctrl-C to stop (everything this started stops with it)");
+        let follower = tokio::spawn(up::follow(
+            system.observations.clone(),
+            kind.name().to_string(),
+            json_logs,
+        ));
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        println!("stopping ...");
+        follower.abort();
+        system.stop().await;
+        if !self.keep {
+            let t = teardown(&clients, &spec, &suffix).await;
+            println!("removed {} resources", t.removed.len());
+        } else {
+            println!("topology kept: suffix {suffix}");
+        }
+        up::remove(kind.name());
+        drop(engine);
+        println!("stopped");
+        Ok(0)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many of the last decisions to show.
+    #[arg(long, default_value_t = 10)]
+    pub last: usize,
+}
+
+impl StatusArgs {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        let Some(st) = up::read_live(kind.name()) else {
+            println!(
+                "no `harness up` runs for {kind}: start one with `harness --engine {kind} up`"
+            );
+            return Ok(1);
+        };
+        println!(
+            "harness up (pid {}) on {} at {}, topology {}, profile {}",
+            st.pid, st.engine, st.endpoint, st.suffix, st.profile
+        );
+        let clients =
+            Clients::for_endpoint(&st.endpoint, kind, &st.primary_region, &st.replica_region).await;
+        println!("queues (visible / in flight / delayed):");
+        for q in &st.queues {
+            match depth(&clients.sqs, &q.url).await {
+                Ok(d) => println!(
+                    "  {:<15} {} / {} / {}",
+                    q.role, d.visible, d.in_flight, d.delayed
+                ),
+                Err(e) => println!("  {:<15} unavailable: {e}", q.role),
+            }
+        }
+        let decisions: Vec<DecisionLine> = up::read_lines(kind.name(), "decisions.jsonl");
+        println!("last decisions ({} in all):", decisions.len());
+        for d in decisions.iter().rev().take(self.last).rev() {
+            println!(
+                "  {:<19} {} attempt {}: {}",
+                d.outcome, d.object, d.attempt, d.detail
+            );
+        }
+        let alerts: Vec<AlertLine> = up::read_lines(kind.name(), "alerts.jsonl");
+        println!("alerts received: {}", alerts.len());
+        for a in alerts.iter().rev().take(self.last).rev() {
+            println!("  {}", a.subject);
+        }
+        Ok(0)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {}
+
+impl AlertsArgs {
+    pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
+        if up::read_live(kind.name()).is_none() {
+            println!(
+                "no `harness up` runs for {kind}: start one with `harness --engine {kind} up`"
+            );
+            return Ok(1);
+        }
+        let alerts: Vec<AlertLine> = up::read_lines(kind.name(), "alerts.jsonl");
+        println!("{} alert(s) received", alerts.len());
+        for (i, a) in alerts.iter().enumerate() {
+            println!(
+                "\n#{} subject: {}\n{}",
+                i + 1,
+                a.subject,
+                a.message.trim_end()
+            );
+        }
+        Ok(0)
+    }
+}
+
+/// The state of the running `up`, for other commands.
+pub fn live(kind: EngineKind) -> Option<UpState> {
+    up::read_live(kind.name())
+}
