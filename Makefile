@@ -4,7 +4,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e engine-up engine-down engine-status lint fmt
+.PHONY: help scenario scenarios test unit e2e up bench engine-up engine-down engine-status lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -25,6 +25,13 @@ unit: ## Fast tests only (no engine)
 
 e2e: ## Only the end-to-end scenario and provisioning tests
 	$(CARGO) test --features e2e --test scenarios --test provision
+	$(CARGO) test -p harness --features e2e --test up
+
+up: ## The whole system running locally until Ctrl-C (ENGINE=...)
+	$(HARNESS) --engine $(ENGINE) up
+
+bench: ## Validator throughput vs the engine's bound (release build)
+	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench validator
 
 engine-up: ## Start an engine in the background (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) engine up

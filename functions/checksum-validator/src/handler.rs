@@ -612,3 +612,91 @@ fn log_report(r: &RecordReport) {
         "record decided"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/engine-events");
+
+    fn message(id: &str, body: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_string());
+        m.receipt_handle = Some(format!("receipt-{id}"));
+        m.body = Some(body.to_string());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "1".into());
+        m
+    }
+
+    /// A validator whose AWS endpoint refuses connections: every AWS call fails fast as a
+    /// transient error, so the batch logic is exercised without an engine.
+    async fn offline_validator() -> Validator {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let config = ValidatorConfig {
+            // The fixture events are days old: keep them inside the lag budget.
+            lag_budget: Duration::from_secs(10 * 365 * 24 * 3600),
+            ..ValidatorConfig::default()
+        };
+        Validator::new(config, &sdk)
+    }
+
+    #[tokio::test]
+    async fn each_record_of_a_batch_is_decided_on_its_own() {
+        let v = offline_validator().await;
+        let mut event = SqsEvent::default();
+        for (id, file) in [
+            ("ls", "localstack-4.13.1-event-1.json"),
+            ("ms", "ministack-1.5.33-event-2.json"),
+        ] {
+            let body = std::fs::read_to_string(format!("{EVENTS}/{file}")).unwrap();
+            event.records.push(message(id, &body));
+        }
+        event.records.push(message("poison", "not json at all"));
+        event.records.push(message(
+            "deleted",
+            &std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-4.json")).unwrap(),
+        ));
+        let report = v.handle_with_report(event).await;
+
+        let by_id = |id: &str| report.records.iter().find(|r| r.message_id == id).unwrap();
+        assert_eq!(report.records.len(), 4);
+        assert_eq!(by_id("poison").outcome, Outcome::Malformed);
+        assert_eq!(by_id("deleted").outcome, Outcome::Malformed);
+        // Real engine events parse; the unreachable endpoint makes them transient errors,
+        // retried, never a verdict on the replica.
+        for id in ["ls", "ms"] {
+            let r = by_id(id);
+            assert_eq!(r.outcome, Outcome::TransientError, "{r:?}");
+            assert!(matches!(r.action, Action::RetryAfter(_)));
+            assert_eq!(r.object.as_ref().unwrap().bucket, "evb-t3-src");
+        }
+        assert_eq!(
+            by_id("ls").object.as_ref().unwrap().key,
+            "reports/Q1 summary+final é.txt"
+        );
+        let mut failed: Vec<&str> = report
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        failed.sort();
+        assert_eq!(failed, vec!["deleted", "ls", "ms", "poison"]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_reports_no_failures() {
+        let v = offline_validator().await;
+        let r = v.handle(SqsEvent::default()).await;
+        assert!(r.batch_item_failures.is_empty());
+    }
+}
