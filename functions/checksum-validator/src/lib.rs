@@ -17,3 +17,17 @@ pub mod s3;
 pub use config::ValidatorConfig;
 pub use decision::Outcome;
 pub use handler::{BatchReport, RecordReport, Validator};
+
+/// JSON logs on stdout for CloudWatch, one object per line; `RUST_LOG` sets the level
+/// (default `info`). Shared by both Lambda binaries.
+pub fn init_lambda_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}

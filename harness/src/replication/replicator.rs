@@ -300,21 +300,22 @@ impl Replicator {
         } else {
             ChecksumAlgorithm::Crc32
         };
+        // The whole source version, read once.
+        let mut whole = s3
+            .get_object()
+            .bucket(&p.primary)
+            .key(&p.key)
+            .version_id(&p.version_id)
+            .send()
+            .await
+            .map_err(sdk)?
+            .body
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_vec();
         if parts <= 1 && fault != Some(Fault::Relayout) {
-            let body = s3
-                .get_object()
-                .bucket(&p.primary)
-                .key(&p.key)
-                .version_id(&p.version_id)
-                .send()
-                .await
-                .map_err(sdk)?
-                .body
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .into_bytes();
-            let mut bytes = body.to_vec();
+            let mut bytes = whole;
             if corrupt {
                 flip(&mut bytes);
             }
@@ -342,19 +343,6 @@ impl Replicator {
         }
         // Multipart: learn the source's part layout, then write the replica with the same
         // part boundaries (or with other ones for a relayout fault).
-        let mut whole = s3
-            .get_object()
-            .bucket(&p.primary)
-            .key(&p.key)
-            .version_id(&p.version_id)
-            .send()
-            .await
-            .map_err(sdk)?
-            .body
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_vec();
         let total = whole.len();
         let mut sizes = Vec::new();
         for n in 1..=parts {

@@ -6,15 +6,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    checksum_validator::init_lambda_logging();
     let config = NotifierConfig::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let notifier = Notifier::new(config, &sdk);
