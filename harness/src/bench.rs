@@ -437,9 +437,16 @@ async fn plain_loop(
 ) -> Result<Round, String> {
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let finished: Arc<tokio::sync::Mutex<Option<Instant>>> =
+        Arc::new(tokio::sync::Mutex::new(None));
     let started = Instant::now();
     let workers = (0..concurrency.max(1)).map(|_| {
-        let (clients, done, latencies) = (clients.clone(), done.clone(), latencies.clone());
+        let (clients, done, latencies, finished) = (
+            clients.clone(),
+            done.clone(),
+            latencies.clone(),
+            finished.clone(),
+        );
         let (url, bucket, replica) = (url.to_string(), bucket.to_string(), replica.to_string());
         tokio::spawn(async move {
             while done.load(std::sync::atomic::Ordering::SeqCst) < objects {
@@ -519,7 +526,12 @@ async fn plain_loop(
                 )
                 .await?;
                 latencies.lock().await.extend(per);
-                done.fetch_add(msgs.len(), std::sync::atomic::Ordering::SeqCst);
+                let total =
+                    done.fetch_add(msgs.len(), std::sync::atomic::Ordering::SeqCst) + msgs.len();
+                if total >= objects && !msgs.is_empty() {
+                    // The round ends with the last object, not with the other workers' idle polls.
+                    finished.lock().await.get_or_insert_with(Instant::now);
+                }
             }
             Ok::<(), String>(())
         })
@@ -527,7 +539,11 @@ async fn plain_loop(
     for w in futures::future::join_all(workers).await {
         w.map_err(|e| e.to_string())??;
     }
-    let elapsed = started.elapsed();
+    let elapsed = finished
+        .lock()
+        .await
+        .map(|t| t.duration_since(started))
+        .unwrap_or_else(|| started.elapsed());
     let lat = latencies.lock().await.clone();
     Ok(Round {
         concurrency,
