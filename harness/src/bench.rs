@@ -221,6 +221,9 @@ async fn run(
     )
     .await?;
 
+    // Every object is replicated by now: measured rounds need no replicator (it would list
+    // the buckets in the background and compete with the validator for the engine).
+    let measured_mode = replication::ReplicationMode::Native;
     let mut validator_rounds = Vec::new();
     for &p in pollers {
         send_all(clients, &topology.queues.validation.url, &bodies).await?;
@@ -228,9 +231,10 @@ async fn run(
             clients.clone(),
             caps,
             topology.clone(),
-            mode.clone(),
+            measured_mode.clone(),
             &SystemOptions {
                 pollers: p,
+                direct: true,
                 ..SystemOptions::default()
             },
         )
@@ -424,9 +428,9 @@ async fn send_all(clients: &Clients, url: &str, bodies: &[String]) -> Result<(),
 }
 
 /// The engine's bound: `concurrency` workers each receive a batch of 5, make the calls the
-/// validator makes per record (HeadObject on the primary version, HeadObject on the replica
-/// by the source version id, ListObjectVersions and HeadObject on the replica), then delete
-/// the batch.
+/// validator makes per record (ListObjectVersions on the primary when the event names no
+/// version, HeadObject on the primary version, HeadObject on the replica by the source
+/// version id, ListObjectVersions and HeadObject on the replica), then delete the batch.
 async fn plain_loop(
     clients: &Clients,
     url: &str,
@@ -472,15 +476,35 @@ async fn plain_loop(
                                 .and_then(|v| v.as_str())
                                 .unwrap_or(""),
                         );
-                        let version = body
+                        let mut version = body
                             .pointer("/detail/object/version-id")
-                            .and_then(|v| v.as_str());
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string);
+                        if version.is_none() {
+                            // As the validator does for events without a version id: find the
+                            // version by the event's ETag.
+                            let etag = body.pointer("/detail/object/etag").and_then(|v| v.as_str());
+                            if let Ok(l) = clients
+                                .s3
+                                .list_object_versions()
+                                .bucket(bucket)
+                                .prefix(&key)
+                                .send()
+                                .await
+                            {
+                                version = l
+                                    .versions()
+                                    .iter()
+                                    .find(|v| v.e_tag().map(|e| e.trim_matches('"')) == etag)
+                                    .and_then(|v| v.version_id().map(str::to_string));
+                            }
+                        }
                         let head = clients
                             .s3
                             .head_object()
                             .bucket(bucket)
                             .key(&key)
-                            .set_version_id(version.map(str::to_string))
+                            .set_version_id(version)
                             .checksum_mode(ChecksumMode::Enabled)
                             .send()
                             .await;

@@ -34,27 +34,38 @@ pub enum Observation {
 /// A shared, append-only log of observations with wake-ups for waiters.
 #[derive(Clone, Default)]
 pub struct Observations {
-    inner: Arc<Mutex<Vec<(Instant, Observation)>>>,
+    inner: Arc<Mutex<Log>>,
     changed: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Log {
+    items: Vec<Observation>,
+    last: Option<Instant>,
 }
 
 impl Observations {
     pub async fn push(&self, o: Observation) {
-        self.inner.lock().await.push((Instant::now(), o));
+        {
+            let mut log = self.inner.lock().await;
+            log.items.push(o);
+            log.last = Some(Instant::now());
+        }
         self.changed.notify_waiters();
     }
 
     pub async fn snapshot(&self) -> Vec<Observation> {
-        self.inner
-            .lock()
-            .await
-            .iter()
-            .map(|(_, o)| o.clone())
-            .collect()
+        self.inner.lock().await.items.clone()
+    }
+
+    /// Observations from index `from` on (for followers that remember where they were).
+    pub async fn since(&self, from: usize) -> Vec<Observation> {
+        let log = self.inner.lock().await;
+        log.items[from.min(log.items.len())..].to_vec()
     }
 
     pub async fn len(&self) -> usize {
-        self.inner.lock().await.len()
+        self.inner.lock().await.items.len()
     }
 
     pub async fn is_empty(&self) -> bool {
@@ -63,10 +74,11 @@ impl Observations {
 
     /// Time since the last observation (or `None` when there is none).
     pub async fn quiet_for(&self) -> Option<Duration> {
-        self.inner.lock().await.last().map(|(t, _)| t.elapsed())
+        self.inner.lock().await.last.map(|t| t.elapsed())
     }
 
-    /// Waits until `pred` holds over the observations, or `timeout` passes.
+    /// Waits until `pred` holds over the observations, or `timeout` passes. The predicate
+    /// sees the log in place (no copy), so waiting stays cheap on long runs.
     pub async fn wait_until<F>(&self, timeout: Duration, mut pred: F) -> bool
     where
         F: FnMut(&[Observation]) -> bool,
@@ -74,11 +86,8 @@ impl Observations {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
-            {
-                let all = self.snapshot().await;
-                if pred(&all) {
-                    return true;
-                }
+            if pred(&self.inner.lock().await.items) {
+                return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

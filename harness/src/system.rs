@@ -29,6 +29,9 @@ pub struct SystemOptions {
     pub deep_verify: bool,
     /// The validator's `ALERT_ON_UNVERIFIABLE`.
     pub alert_on_unverifiable: bool,
+    /// Functions talk to the engine directly, without the gap proxy (no replication status
+    /// for emulated replication, no outages): for benchmarks.
+    pub direct: bool,
 }
 
 impl Default for SystemOptions {
@@ -38,6 +41,7 @@ impl Default for SystemOptions {
             project: "autobackup".into(),
             deep_verify: false,
             alert_on_unverifiable: true,
+            direct: false,
         }
     }
 }
@@ -58,8 +62,9 @@ pub struct RunningSystem {
     pub replicator: Option<Arc<Replicator>>,
     pub mode: ReplicationMode,
     pub validator: Arc<Validator>,
-    /// The gap proxy the functions talk through (replication status, outages).
-    pub proxy: GapProxy,
+    /// The gap proxy the functions talk through (replication status, outages); `None` when
+    /// they talk to the engine directly.
+    pub proxy: Option<GapProxy>,
     paused: std::collections::HashMap<FunctionName, watch::Sender<bool>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -96,9 +101,18 @@ impl RunningSystem {
         opts: &SystemOptions,
     ) -> std::io::Result<RunningSystem> {
         let observations = Observations::default();
-        let proxy = GapProxy::start(&clients.endpoint).await?;
+        let proxy = if opts.direct {
+            None
+        } else {
+            Some(GapProxy::start(&clients.endpoint).await?)
+        };
+        let function_endpoint = proxy
+            .as_ref()
+            .map(|p| p.endpoint.clone())
+            .unwrap_or_else(|| clients.endpoint.clone());
         let function_sdk =
-            crate::aws::sdk_config(&proxy.endpoint, &topology.primary_region, clients.kind).await;
+            crate::aws::sdk_config(&function_endpoint, &topology.primary_region, clients.kind)
+                .await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -117,7 +131,9 @@ impl RunningSystem {
                     _ = stop.changed() => {},
                 }
             }));
-            proxy.set_replicator(r.clone()).await;
+            if let Some(p) = &proxy {
+                p.set_replicator(r.clone()).await;
+            }
             Some(r)
         } else {
             None

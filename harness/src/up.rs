@@ -208,8 +208,8 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
     let d = dir(&engine);
     let mut seen = 0usize;
     loop {
-        let all = observations.snapshot().await;
-        for o in &all[seen.min(all.len())..] {
+        let fresh = observations.since(seen).await;
+        for o in &fresh {
             let (line, record): (Option<String>, Option<(&str, String)>) = match o {
                 Observation::Decision { report, .. } => {
                     let object = report
@@ -302,7 +302,7 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                 }
             }
         }
-        seen = all.len();
+        seen += fresh.len();
         let _ = std::io::stdout().flush();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -587,6 +587,9 @@ struct Judged {
 
 /// One structured log line per record: outcome, evidence, attempt, duration.
 fn log_report(r: &RecordReport) {
+    if !tracing::enabled!(target: "checksum_validator", tracing::Level::INFO) {
+        return;
+    }
     let evidence = serde_json::to_string(&r.evidence).unwrap_or_default();
     let action = serde_json::to_string(&r.action).unwrap_or_default();
     let (bucket, key, version) = match &r.object {

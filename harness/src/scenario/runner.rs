@@ -243,7 +243,10 @@ async fn play(
             }
             Step::SendEvent(e) => send_event(system, engine, &e.object).await.map_err(fail)?,
             Step::Trigger(t) => system.set_paused(t.function, t.action == TriggerAction::Pause),
-            Step::Outage(o) => system.proxy.outage(&o.service, o.failures).await,
+            Step::Outage(o) => match &system.proxy {
+                Some(p) => p.outage(&o.service, o.failures).await,
+                None => return Err(fail("outages need the gap proxy".into())),
+            },
             Step::Redrive(r) => {
                 let q = &system.topology.queues;
                 let (from, to) = (

@@ -1,0 +1,140 @@
+//! `autobackup restore`: find a backup, download it, verify its checksum and unpack it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::{BucketArgs, Context, RecordArgs};
+use crate::aws::{Aws, AwsArgs};
+use crate::errors::AgentError;
+use crate::layout::Category;
+use crate::notify::Notifier;
+use crate::restore::{self, At, Expected};
+use crate::{history, preflight, units};
+
+#[derive(Args, Debug, Clone)]
+pub struct Restore {
+    /// Category of the backup (prefix backups/<category>/).
+    #[arg(long, value_enum)]
+    pub category: Category,
+
+    /// Which backup: `latest`, a key (backups/<category>/...), or a version id (also of a
+    /// backup rotated away in a versioned bucket).
+    #[arg(long, default_value = "latest", value_name = "latest|KEY|VERSION")]
+    pub at: At,
+
+    /// Directory to restore into. Must not exist or be empty, unless --force.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+
+    /// Replace an existing non-empty target (only after the download verified).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Restore even when no reference checksum exists (no metadata, history or S3 checksum).
+    #[arg(long)]
+    pub allow_unverified: bool,
+
+    #[command(flatten)]
+    pub bucket: BucketArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    #[command(flatten)]
+    pub record: RecordArgs,
+
+    /// Print the result as one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Restore {
+    pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
+        let aws = Aws::connect(&self.aws).await;
+        let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
+        let mut key = None;
+        let result = self.execute(&aws, &mut key).await;
+        if let Err(e) = &result {
+            // A refused overwrite is the user's choice, not an incident.
+            if !matches!(e, AgentError::TargetExists { .. }) {
+                let what = format!("{} into {}", self.category, self.to.display());
+                super::notify_failure(
+                    &notifier,
+                    ctx,
+                    "restore",
+                    &what,
+                    Some(&self.bucket.bucket),
+                    key.as_deref(),
+                    e,
+                )
+                .await;
+            }
+        }
+        result
+    }
+
+    async fn execute(&self, aws: &Aws, key_out: &mut Option<String>) -> Result<(), AgentError> {
+        let started = Instant::now();
+        // Refuse early, before downloading anything.
+        let state = restore::check_target(&self.to, self.force)?;
+        preflight::aws_side(aws, &self.bucket.bucket).await?;
+        let target =
+            restore::resolve(&aws.s3, &self.bucket.bucket, self.category, &self.at).await?;
+        *key_out = Some(target.key.clone());
+        let history_path = self.record.history_path();
+        let records = match history::load(&history_path) {
+            Ok(l) => l.records,
+            Err(e) => {
+                tracing::warn!("{e}; the history cannot supply a checksum");
+                Vec::new()
+            }
+        };
+        let from_history = history::find_key(&records, &target.key).and_then(|r| r.sha256.clone());
+        let expected = Expected::choose(&target, from_history.as_deref());
+        if expected == Expected::Nothing && !self.allow_unverified {
+            return Err(AgentError::Checksum {
+                what: format!("s3://{}/{}", target.bucket, target.key),
+                expected: "a reference checksum (sha256 metadata, history record or S3 full-object checksum)".into(),
+                actual: "none available; pass --allow-unverified to restore anyway".into(),
+            });
+        }
+        tracing::info!(
+            key = %target.key,
+            version = target.version_id.as_deref().unwrap_or("-"),
+            bytes = target.size,
+            to = %self.to.display(),
+            "restore starting"
+        );
+        let r = restore::restore(&aws.s3, &target, &expected, &self.to, state).await?;
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(files = r.unpacked.files, verified = %r.verified, secs = format!("{secs:.2}"), "restore complete");
+        if self.json {
+            let mut v =
+                serde_json::to_value(&r).map_err(|e| AgentError::Internal(e.to_string()))?;
+            v["duration_secs"] = serde_json::json!(secs);
+            println!("{v}");
+        } else {
+            println!(
+                "restored s3://{}/{} into {}",
+                target.bucket,
+                r.key,
+                r.to.display()
+            );
+            if let Some(v) = &r.version_id {
+                println!("  version    {v}");
+            }
+            println!(
+                "  unpacked   {} files, {} dirs, {} symlinks, {} from {} archive in {secs:.2} s",
+                r.unpacked.files,
+                r.unpacked.dirs,
+                r.unpacked.symlinks,
+                units::bytes(r.unpacked.bytes),
+                units::bytes(r.archive_bytes)
+            );
+            println!("  verified   {}", r.verified);
+        }
+        Ok(())
+    }
+}

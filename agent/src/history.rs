@@ -1,0 +1,320 @@
+//! The history file: one JSON object per line, appended once per run, never rewritten.
+//!
+//! Format (JSON lines, UTF-8). Every line has `"kind"`:
+//!
+//! - `"backup"`: `time` (RFC 3339 UTC, start of the run), `category`, `bucket`, `key`,
+//!   `version_id`, `bytes` (archive size), `uncompressed_bytes`, `files`, `duration_secs`,
+//!   `sha256` (hex, of the archive), `crc64nvme` (base64), `s3_checksum` (what S3 stored and
+//!   whether it matched), `kept`, `deleted`, `outcome` (`success` | `failure`), `stage` and
+//!   `error` on failure, `anomalies` (metric names), `tool`.
+//! - `"cost"`: `time`, `bucket`, `current_bytes`, `noncurrent_bytes`, `objects`,
+//!   `monthly_usd`, `projected_12m_usd`, `standard_12m_usd`, `tool`.
+//!
+//! Fields may be added later; readers ignore unknown fields and unknown kinds, and skip
+//! (and report) lines that do not parse, so one torn line never hides the rest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::AgentError;
+use crate::layout::Category;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub time: DateTime<Utc>,
+    pub category: Category,
+    pub bucket: String,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub version_id: Option<String>,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub uncompressed_bytes: u64,
+    #[serde(default)]
+    pub files: u64,
+    pub duration_secs: f64,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub crc64nvme: Option<String>,
+    #[serde(default)]
+    pub s3_checksum: Option<String>,
+    #[serde(default)]
+    pub kept: Option<usize>,
+    #[serde(default)]
+    pub deleted: Option<usize>,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub anomalies: Vec<String>,
+    pub tool: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostRecord {
+    pub time: DateTime<Utc>,
+    pub bucket: String,
+    pub current_bytes: u64,
+    pub noncurrent_bytes: u64,
+    pub objects: u64,
+    pub monthly_usd: f64,
+    pub projected_12m_usd: f64,
+    pub standard_12m_usd: f64,
+    pub tool: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    /// Boxed: a backup record is several times larger than a cost record.
+    Backup(Box<BackupRecord>),
+    Cost(CostRecord),
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    /// (line number, why) of lines skipped.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Default location: `$AUTOBACKUP_STATE_DIR`, else `$XDG_STATE_HOME/autobackup`, else
+/// `~/.local/state/autobackup`, else `./.autobackup`.
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("AUTOBACKUP_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("autobackup");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/state/autobackup"),
+        None => PathBuf::from(".autobackup"),
+    }
+}
+
+pub fn default_path() -> PathBuf {
+    state_dir().join("history.jsonl")
+}
+
+/// Appends one record as one line (a single `write` on an `O_APPEND` file, so concurrent
+/// runs do not interleave lines).
+pub fn append(path: &Path, record: &Record) -> Result<(), AgentError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::local("history directory", dir, e))?;
+    }
+    let mut line =
+        serde_json::to_string(record).map_err(|e| AgentError::Internal(e.to_string()))?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| AgentError::local("history file", path, e))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| AgentError::local("history file", path, e))
+}
+
+/// Reads every record; a missing file is an empty history.
+pub fn load(path: &Path) -> Result<Loaded, AgentError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
+        Err(e) => return Err(AgentError::local("history file", path, e)),
+    };
+    Ok(parse(&text))
+}
+
+/// Parses history text (see the module docs).
+pub fn parse(text: &str) -> Loaded {
+    let mut out = Loaded::default();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                out.skipped.push((i + 1, e.to_string()));
+                continue;
+            }
+        };
+        match value.get("kind").and_then(|k| k.as_str()) {
+            Some("backup") | Some("cost") => match serde_json::from_value::<Record>(value) {
+                Ok(r) => out.records.push(r),
+                Err(e) => out.skipped.push((i + 1, e.to_string())),
+            },
+            // Unknown kinds come from newer versions: not an error.
+            Some(_) => {}
+            None => out.skipped.push((i + 1, "no \"kind\" field".into())),
+        }
+    }
+    out
+}
+
+/// Successful backups of `category` into `bucket`, oldest first.
+pub fn successful_backups<'a>(
+    records: &'a [Record],
+    category: Category,
+    bucket: &str,
+) -> Vec<&'a BackupRecord> {
+    let mut v: Vec<&BackupRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Backup(b)
+                if b.category == category
+                    && b.bucket == bucket
+                    && b.outcome == Outcome::Success =>
+            {
+                Some(b.as_ref())
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort_by_key(|b| b.time);
+    v
+}
+
+/// Cost records of `bucket`, oldest first.
+pub fn cost_records<'a>(records: &'a [Record], bucket: &str) -> Vec<&'a CostRecord> {
+    let mut v: Vec<&CostRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Cost(c) if c.bucket == bucket => Some(c),
+            _ => None,
+        })
+        .collect();
+    v.sort_by_key(|c| c.time);
+    v
+}
+
+/// The most recent successful backup record for `key` (for its checksum on restore).
+pub fn find_key<'a>(records: &'a [Record], key: &str) -> Option<&'a BackupRecord> {
+    records
+        .iter()
+        .rev()
+        .filter_map(|r| match r {
+            Record::Backup(b) if b.key.as_deref() == Some(key) && b.outcome == Outcome::Success => {
+                Some(b.as_ref())
+            }
+            _ => None,
+        })
+        .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn backup(i: i64, outcome: Outcome) -> BackupRecord {
+        BackupRecord {
+            time: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(i),
+            category: Category::Documents,
+            bucket: "b".into(),
+            key: Some(format!("backups/documents/{i}.tar.gz")),
+            version_id: None,
+            bytes: 100 + i as u64,
+            uncompressed_bytes: 1000,
+            files: 3,
+            duration_secs: 1.5,
+            sha256: Some("ab".repeat(32)),
+            crc64nvme: Some("AAAAAAAAAAA=".into()),
+            s3_checksum: Some("full-object CRC64NVME matches".into()),
+            kept: Some(5),
+            deleted: Some(0),
+            outcome,
+            stage: None,
+            error: None,
+            anomalies: vec![],
+            tool: "autobackup test".into(),
+        }
+    }
+
+    #[test]
+    fn append_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/history.jsonl");
+        let b = Record::Backup(Box::new(backup(1, Outcome::Success)));
+        let c = Record::Cost(CostRecord {
+            time: Utc::now(),
+            bucket: "b".into(),
+            current_bytes: 1,
+            noncurrent_bytes: 2,
+            objects: 3,
+            monthly_usd: 0.5,
+            projected_12m_usd: 4.0,
+            standard_12m_usd: 6.0,
+            tool: "t".into(),
+        });
+        append(&path, &b).unwrap();
+        append(&path, &c).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.records, vec![b, c]);
+        assert!(loaded.skipped.is_empty());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().all(|l| l.starts_with("{\"kind\":")));
+    }
+
+    #[test]
+    fn missing_file_is_empty_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(&dir.path().join("none.jsonl")).unwrap();
+        assert!(loaded.records.is_empty());
+    }
+
+    #[test]
+    fn torn_lines_and_unknown_kinds_are_tolerated() {
+        let good =
+            serde_json::to_string(&Record::Backup(Box::new(backup(2, Outcome::Success)))).unwrap();
+        let text = format!("{good}\n{{\"kind\":\"backup\",\"time\n{{\"kind\":\"future\",\"x\":1}}\n[1,2]\n\n{good}\n");
+        let loaded = parse(&text);
+        assert_eq!(loaded.records.len(), 2);
+        assert_eq!(
+            loaded.skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+    }
+
+    #[test]
+    fn filters_successes_by_category_and_bucket_in_time_order() {
+        let mut other = backup(0, Outcome::Success);
+        other.bucket = "other".into();
+        let records = vec![
+            Record::Backup(Box::new(backup(3, Outcome::Success))),
+            Record::Backup(Box::new(backup(1, Outcome::Success))),
+            Record::Backup(Box::new(backup(2, Outcome::Failure))),
+            Record::Backup(Box::new(other)),
+        ];
+        let s = successful_backups(&records, Category::Documents, "b");
+        assert_eq!(
+            s.iter().map(|b| b.bytes).collect::<Vec<_>>(),
+            vec![101, 103]
+        );
+        assert_eq!(
+            find_key(&records, "backups/documents/3.tar.gz")
+                .unwrap()
+                .bytes,
+            103
+        );
+        assert!(find_key(&records, "backups/documents/2.tar.gz").is_none());
+    }
+}

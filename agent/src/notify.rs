@@ -1,0 +1,349 @@
+//! Notifications: the text of success, failure and anomaly messages (pure), and sending
+//! them to SNS. Without a topic (`--topic-arn` / `SNS_TOPIC_ARN`) messages are only logged,
+//! and the log says so. A notification that cannot be published is logged as an error but
+//! never changes the outcome of the run it reports on.
+
+use serde::Serialize;
+
+use crate::anomaly::{suggested_action, Direction, Finding};
+use crate::units;
+
+/// SNS subjects: ASCII, no control characters, under 100 characters.
+pub const SUBJECT_MAX: usize = 99;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub subject: String,
+    pub body: String,
+}
+
+fn subject(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if clean.len() <= SUBJECT_MAX {
+        clean
+    } else {
+        format!("{}...", &clean[..SUBJECT_MAX - 3])
+    }
+}
+
+/// Facts of a successful backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct Success {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub files: u64,
+    pub duration_secs: f64,
+    pub kept: usize,
+    pub deleted: usize,
+    pub sha256: String,
+    pub s3_check: String,
+    pub rotation: Vec<String>,
+}
+
+pub fn success(category: &str, s: &Success) -> Message {
+    let mut b = String::new();
+    b.push_str(&format!("Backup of {category} succeeded.\n\n"));
+    b.push_str(&format!("Bucket:      {}\n", s.bucket));
+    b.push_str(&format!("Key:         {}\n", s.key));
+    if let Some(v) = &s.version_id {
+        b.push_str(&format!("Version:     {v}\n"));
+    }
+    b.push_str(&format!(
+        "Size:        {} ({} bytes), {} uncompressed in {} files\n",
+        units::bytes(s.bytes),
+        s.bytes,
+        units::bytes(s.uncompressed_bytes),
+        s.files
+    ));
+    b.push_str(&format!(
+        "Duration:    {:.1} s ({:.1} MB/s of source)\n",
+        s.duration_secs,
+        units::mb_per_s(s.uncompressed_bytes, s.duration_secs)
+    ));
+    b.push_str(&format!(
+        "Backups kept: {} (deleted now: {})\n",
+        s.kept, s.deleted
+    ));
+    b.push_str(&format!("SHA-256:     {}\n", s.sha256));
+    b.push_str(&format!("S3 checksum: {}\n", s.s3_check));
+    for line in &s.rotation {
+        b.push_str(&format!("Rotation:    {line}\n"));
+    }
+    Message {
+        subject: subject(&format!(
+            "[autobackup] OK {category}: {} in {:.0}s",
+            units::bytes(s.bytes),
+            s.duration_secs
+        )),
+        body: b,
+    }
+}
+
+/// Facts of a failed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub command: String,
+    pub stage: String,
+    pub error: String,
+    pub exit_code: u8,
+    pub log_file: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+}
+
+pub fn failure(what: &str, f: &Failure) -> Message {
+    let mut b = String::new();
+    b.push_str(&format!("autobackup {} of {what} FAILED.\n\n", f.command));
+    b.push_str(&format!("Stage:     {}\n", f.stage));
+    b.push_str(&format!("Error:     {}\n", f.error));
+    b.push_str(&format!("Exit code: {}\n", f.exit_code));
+    if let Some(bucket) = &f.bucket {
+        b.push_str(&format!("Bucket:    {bucket}\n"));
+    }
+    if let Some(k) = &f.key {
+        b.push_str(&format!("Key:       {k}\n"));
+    }
+    b.push_str(&format!("Log:       {}\n", f.log_file));
+    Message {
+        subject: subject(&format!(
+            "[autobackup] FAILED {} {what}: {}",
+            f.command, f.stage
+        )),
+        body: b,
+    }
+}
+
+fn value(unit: &str, v: f64) -> String {
+    match unit {
+        "bytes" => format!("{} ({v:.0} bytes)", units::bytes_f(v)),
+        "s" => format!("{v:.2} s"),
+        "USD" => format!("${v:.4}"),
+        other => format!("{v:.3} {other}"),
+    }
+}
+
+/// An anomaly on one metric (`finding.direction` must be set).
+pub fn anomaly(what: &str, key: Option<&str>, f: &Finding) -> Message {
+    let dir = f.direction.unwrap_or(Direction::Above);
+    let word = match dir {
+        Direction::Above => "above",
+        Direction::Below => "below",
+    };
+    let mut b = String::new();
+    b.push_str(&format!(
+        "Anomaly in {what}: {} is {word} its usual range.\n\n",
+        f.metric
+    ));
+    if let Some(k) = key {
+        b.push_str(&format!("Key:        {k}\n"));
+    }
+    b.push_str(&format!("Current:    {}\n", value(&f.unit, f.current)));
+    b.push_str(&format!(
+        "Mean:       {} over {} earlier run(s)\n",
+        value(&f.unit, f.mean),
+        f.n
+    ));
+    b.push_str(&format!("Std dev σ:  {}\n", value(&f.unit, f.std_dev)));
+    match f.z {
+        Some(z) => b.push_str(&format!("Deviation:  {z:+.2}σ\n")),
+        None => b.push_str("Deviation:  history has no spread (σ = 0); judged against the floor\n"),
+    }
+    b.push_str(&format!(
+        "Threshold:  mean ± {}σ (with floors) = [{}, {}]\n",
+        f.sigma,
+        value(&f.unit, f.lower),
+        value(&f.unit, f.upper)
+    ));
+    b.push_str(&format!(
+        "\nSuggested action: {}\n",
+        suggested_action(&f.metric, dir)
+    ));
+    Message {
+        subject: subject(&format!(
+            "[autobackup] ANOMALY {what}: {} {word} normal",
+            f.metric
+        )),
+        body: b,
+    }
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    target: Option<(aws_sdk_sns::Client, String)>,
+}
+
+impl Notifier {
+    pub fn new(sns: Option<aws_sdk_sns::Client>, topic_arn: Option<String>) -> Notifier {
+        let topic = topic_arn
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        Notifier {
+            target: sns.zip(topic),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Logs one line saying where notifications go.
+    pub fn announce(&self) {
+        match &self.target {
+            Some((_, arn)) => tracing::info!(topic = %arn, "notifications go to SNS"),
+            None => tracing::info!("notifications are disabled (no --topic-arn / SNS_TOPIC_ARN): messages are only logged"),
+        }
+    }
+
+    /// Publishes (or logs) a message; returns whether SNS accepted it.
+    pub async fn send(&self, m: &Message) -> bool {
+        let Some((sns, arn)) = &self.target else {
+            tracing::info!(subject = %m.subject, "notification (not sent, no topic):\n{}", m.body);
+            return false;
+        };
+        match sns
+            .publish()
+            .topic_arn(arn)
+            .subject(&m.subject)
+            .message(&m.body)
+            .send()
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(subject = %m.subject, message_id = r.message_id().unwrap_or(""), "notification sent");
+                true
+            }
+            Err(e) => {
+                tracing::error!(subject = %m.subject, error = %crate::aws::classify(&e).text(), "could not publish the notification:\n{}", m.body);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::{check, Floor, Side, Thresholds};
+
+    #[test]
+    fn subjects_are_sns_safe() {
+        let s = subject(&format!("ünï\n{}", "x".repeat(200)));
+        assert!(s.len() <= SUBJECT_MAX);
+        assert!(s.is_ascii() && !s.chars().any(|c| c.is_ascii_control()));
+        assert!(s.ends_with("..."));
+    }
+
+    #[test]
+    fn success_message_has_the_facts() {
+        let m = success(
+            "documents",
+            &Success {
+                bucket: "b".into(),
+                key: "backups/documents/k.tar.gz".into(),
+                version_id: Some("v1".into()),
+                bytes: 2048,
+                uncompressed_bytes: 10_000,
+                files: 4,
+                duration_secs: 1.25,
+                kept: 5,
+                deleted: 1,
+                sha256: "ab".into(),
+                s3_check: "ok".into(),
+                rotation: vec!["versioning is enabled".into()],
+            },
+        );
+        assert!(m.subject.starts_with("[autobackup] OK documents"));
+        for needle in [
+            "Bucket:      b",
+            "backups/documents/k.tar.gz",
+            "2.0 KiB",
+            "4 files",
+            "1.2 s",
+            "Backups kept: 5",
+            "versioning is enabled",
+        ] {
+            assert!(m.body.contains(needle), "{needle} missing in\n{}", m.body);
+        }
+    }
+
+    #[test]
+    fn failure_message_names_stage_error_and_log() {
+        let m = failure(
+            "media",
+            &Failure {
+                command: "backup".into(),
+                stage: "pre-flight: bucket".into(),
+                error: "bucket x does not exist".into(),
+                exit_code: 6,
+                log_file: "/var/log/autobackup.log".into(),
+                bucket: Some("x".into()),
+                key: None,
+            },
+        );
+        assert!(m
+            .subject
+            .contains("FAILED backup media: pre-flight: bucket"));
+        assert!(m.body.contains("Log:       /var/log/autobackup.log"));
+        assert!(m.body.contains("Exit code: 6"));
+    }
+
+    #[test]
+    fn anomaly_message_explains_the_numbers() {
+        let c = check(
+            "size",
+            "bytes",
+            &[1000.0, 1100.0, 900.0],
+            10.0,
+            &Thresholds::default(),
+            Side::Both,
+            Floor::NONE,
+        );
+        let crate::anomaly::Check::Anomaly(f) = c else {
+            panic!("expected an anomaly")
+        };
+        let m = anomaly("backup documents", Some("k"), &f);
+        assert!(m
+            .subject
+            .contains("ANOMALY backup documents: size below normal"));
+        for needle in [
+            "Current:",
+            "Mean:",
+            "over 3 earlier run(s)",
+            "Std dev",
+            "-9.90σ",
+            "mean ± 2σ",
+            "Suggested action",
+            "smaller",
+        ] {
+            assert!(m.body.contains(needle), "{needle} missing in\n{}", m.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_topic_nothing_is_sent() {
+        let n = Notifier::new(None, Some("arn:aws:sns:us-east-1:000000000000:t".into()));
+        assert!(!n.enabled());
+        assert!(
+            !n.send(&Message {
+                subject: "s".into(),
+                body: "b".into()
+            })
+            .await
+        );
+        let n = Notifier::new(None, Some("  ".into()));
+        assert!(!n.enabled());
+    }
+}

@@ -1,0 +1,650 @@
+//! Streaming upload: consumes the archive's chunk channel and stores it under one key with a
+//! bounded number of parts in flight, so memory stays at roughly
+//! `(channel capacity + in-flight parts + 2) × part size` whatever the archive size.
+//!
+//! - An archive that fits in the first part goes up with one `PutObject` carrying all the
+//!   metadata and the full-object CRC64NVME (S3 verifies it).
+//! - Otherwise a multipart upload: `CreateMultipartUpload` declares CRC64NVME with
+//!   `ChecksumType=FULL_OBJECT`, every `UploadPart` carries its part's CRC64NVME, and
+//!   `CompleteMultipartUpload` lists the part checksums plus the whole-object value computed
+//!   while streaming, so S3 checks the assembled bytes. Any failure aborts the upload.
+//!   Because user metadata can only be set when an upload starts and the archive's digests
+//!   are known only at its end, the object is then *sealed*: copied onto itself with the
+//!   final metadata (`CopyObject`, or `UploadPartCopy` above 5 GiB) and, in a versioned
+//!   bucket, the intermediate version is deleted so no duplicate is billed.
+//! - Finally `HeadObject` with `ChecksumMode=ENABLED` checks the size and what the endpoint
+//!   stored against the agent's own CRC64NVME ([`crate::compat`] classifies it).
+//!
+//! Part sizes start at `part_size` and double every 2,000 parts, so the 10,000-part limit
+//! allows ~496 GiB with 8 MiB parts.
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    MetadataDirective,
+};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::archive::ArchiveSummary;
+use crate::aws::classify;
+use crate::compat::{self, MultipartChecksum, S3Check};
+use crate::digest::crc64nvme_base64;
+use crate::errors::AgentError;
+use crate::layout::{self, meta};
+
+/// S3's minimum part size (all parts but the last).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's maximum number of parts.
+pub const MAX_PARTS: i32 = 10_000;
+/// Largest object `CopyObject` can copy in one request.
+pub const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+/// Part size of a multipart copy when sealing objects above [`COPY_OBJECT_LIMIT`].
+pub const COPY_PART_SIZE: u64 = 1024 * 1024 * 1024;
+
+/// Target size of part `n` (1-based): doubles every 2,000 parts.
+pub fn part_size_for(n: i32, base: usize) -> usize {
+    let doublings = ((n.max(1) - 1) / 2000).min(4) as u32;
+    base.max(MIN_PART_SIZE) << doublings
+}
+
+/// What to upload where.
+#[derive(Debug, Clone)]
+pub struct UploadSpec {
+    pub bucket: String,
+    pub key: String,
+    /// Metadata known before streaming starts (category, tool, source name).
+    pub metadata: Vec<(String, String)>,
+    pub part_size: usize,
+    pub max_in_flight: usize,
+    /// Objects above this size are sealed with a multipart copy (default [`COPY_OBJECT_LIMIT`]).
+    pub copy_object_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    PutObject,
+    Multipart,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Uploaded {
+    pub method: Method,
+    pub parts: i32,
+    pub version_id: Option<String>,
+    pub s3_check: S3Check,
+    pub multipart_checksum: Option<MultipartChecksum>,
+    pub summary: ArchiveSummary,
+    /// Set when the intermediate version of a sealed upload could not be deleted.
+    pub leftover_version: Option<String>,
+}
+
+/// All metadata of a finished archive.
+pub fn final_metadata(base: &[(String, String)], s: &ArchiveSummary) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = base.iter().cloned().collect();
+    m.insert(meta::SHA256.into(), s.checksums.sha256.clone());
+    m.insert(meta::CRC64NVME.into(), s.checksums.crc64nvme.clone());
+    m.insert(meta::FILES.into(), s.files.to_string());
+    m.insert(
+        meta::UNCOMPRESSED_BYTES.into(),
+        s.uncompressed_bytes.to_string(),
+    );
+    m.insert(meta::TOOL.into(), layout::tool_version());
+    m
+}
+
+/// Reads chunks until `size` bytes or the end of the stream; `(data, ended)`.
+async fn next_part(rx: &mut mpsc::Receiver<Bytes>, size: usize) -> (Vec<Bytes>, usize, bool) {
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while len < size {
+        match rx.recv().await {
+            Some(c) => {
+                len += c.len();
+                chunks.push(c);
+            }
+            None => return (chunks, len, true),
+        }
+    }
+    (chunks, len, false)
+}
+
+fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut b = BytesMut::with_capacity(len);
+    for c in chunks {
+        b.extend_from_slice(&c);
+    }
+    b.freeze()
+}
+
+fn upload_err(spec: &UploadSpec, step: &'static str, why: impl Into<String>) -> AgentError {
+    AgentError::Upload {
+        bucket: spec.bucket.clone(),
+        key: spec.key.clone(),
+        step,
+        why: why.into(),
+    }
+}
+
+/// Uploads the stream and returns once the object is stored, sealed and checked.
+pub async fn upload_stream(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    mut rx: mpsc::Receiver<Bytes>,
+    archive: tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>,
+) -> Result<Uploaded, AgentError> {
+    let first_size = part_size_for(1, spec.part_size);
+    let (chunks, len, ended) = next_part(&mut rx, first_size).await;
+    if ended {
+        // The whole archive is in memory already (< one part): one PutObject.
+        let summary = crate::archive::join(archive).await?;
+        let body = concat(chunks, len);
+        let metadata = final_metadata(&spec.metadata, &summary);
+        let r = s3
+            .put_object()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .content_type(layout::CONTENT_TYPE)
+            .set_metadata(Some(metadata))
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(&summary.checksums.crc64nvme)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| upload_err(spec, "PutObject", classify(&e).text()))?;
+        let version_id = r.version_id().map(str::to_string);
+        let s3_check = verify_or_discard(s3, spec, version_id.as_deref(), &summary).await?;
+        return Ok(Uploaded {
+            method: Method::PutObject,
+            parts: 1,
+            version_id,
+            s3_check,
+            multipart_checksum: None,
+            summary,
+            leftover_version: None,
+        });
+    }
+
+    let created = s3
+        .create_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .content_type(layout::CONTENT_TYPE)
+        .set_metadata(Some(spec.metadata.iter().cloned().collect()))
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .map_err(|e| upload_err(spec, "CreateMultipartUpload", classify(&e).text()))?;
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| upload_err(spec, "CreateMultipartUpload", "no upload id in the answer"))?
+        .to_string();
+    let mode = compat::multipart_checksum(created.checksum_type());
+    if !mode.send_full_object() {
+        tracing::info!("endpoint answered COMPOSITE to a FULL_OBJECT multipart checksum request: parts are verified one by one, the whole-object value is checked by the agent only");
+    }
+
+    let result = stream_parts(s3, spec, &upload_id, &mut rx, (chunks, len)).await;
+    let parts = match result {
+        Ok(p) => p,
+        Err(e) => {
+            drop(rx);
+            abort(s3, spec, &upload_id).await;
+            // If the archive failed, that is the root cause.
+            return Err(match crate::archive::join(archive).await {
+                Err(archive_err) => archive_err,
+                Ok(_) => e,
+            });
+        }
+    };
+    let summary = match crate::archive::join(archive).await {
+        Ok(s) => s,
+        Err(e) => {
+            abort(s3, spec, &upload_id).await;
+            return Err(e);
+        }
+    };
+    let part_count = parts.len() as i32;
+    let mut complete = s3
+        .complete_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        );
+    if mode.send_full_object() {
+        complete = complete
+            .checksum_type(ChecksumType::FullObject)
+            .checksum_crc64_nvme(&summary.checksums.crc64nvme)
+            .mpu_object_size(summary.checksums.bytes as i64);
+    }
+    let done = match complete.send().await {
+        Ok(d) => d,
+        Err(e) => {
+            let f = classify(&e);
+            abort(s3, spec, &upload_id).await;
+            if f.code() == Some("BadDigest") {
+                return Err(AgentError::Checksum {
+                    what: format!("s3://{}/{} (assembled by S3)", spec.bucket, spec.key),
+                    expected: summary.checksums.crc64nvme.clone(),
+                    actual: f.text(),
+                });
+            }
+            return Err(upload_err(spec, "CompleteMultipartUpload", f.text()));
+        }
+    };
+    let uploaded_version = done.version_id().map(str::to_string);
+    let metadata = final_metadata(&spec.metadata, &summary);
+    let (version_id, leftover_version) = seal(
+        s3,
+        spec,
+        uploaded_version.as_deref(),
+        summary.checksums.bytes,
+        metadata,
+        mode,
+    )
+    .await?;
+    let s3_check = verify_or_discard(s3, spec, version_id.as_deref(), &summary).await?;
+    Ok(Uploaded {
+        method: Method::Multipart,
+        parts: part_count,
+        version_id,
+        s3_check,
+        multipart_checksum: Some(mode),
+        summary,
+        leftover_version,
+    })
+}
+
+/// Uploads every part, `max_in_flight` at a time; returns the completed parts in order.
+async fn stream_parts(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    upload_id: &str,
+    rx: &mut mpsc::Receiver<Bytes>,
+    first: (Vec<Bytes>, usize),
+) -> Result<Vec<CompletedPart>, AgentError> {
+    let mut in_flight: JoinSet<Result<CompletedPart, AgentError>> = JoinSet::new();
+    let mut done: Vec<CompletedPart> = Vec::new();
+    let mut pending = Some(first);
+    let mut n: i32 = 0;
+    loop {
+        let (chunks, len) = match pending.take() {
+            Some(p) => p,
+            None => {
+                let (c, l, _) = next_part(rx, part_size_for(n + 1, spec.part_size)).await;
+                (c, l)
+            }
+        };
+        if len == 0 {
+            break;
+        }
+        n += 1;
+        if n > MAX_PARTS {
+            in_flight.abort_all();
+            return Err(upload_err(
+                spec,
+                "UploadPart",
+                format!("archive needs more than {MAX_PARTS} parts; raise --part-size-mib"),
+            ));
+        }
+        while in_flight.len() >= spec.max_in_flight.max(1) {
+            if let Some(r) = in_flight.join_next().await {
+                done.push(joined(spec, r)?);
+            }
+        }
+        let body = concat(chunks, len);
+        let (s3, bucket, key, upload_id) = (
+            s3.clone(),
+            spec.bucket.clone(),
+            spec.key.clone(),
+            upload_id.to_string(),
+        );
+        let spec_c = spec.clone();
+        in_flight.spawn(async move {
+            let crc = crc64nvme_base64(&body);
+            let r = s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(n)
+                .content_length(body.len() as i64)
+                .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+                .checksum_crc64_nvme(&crc)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| {
+                    upload_err(
+                        &spec_c,
+                        "UploadPart",
+                        format!("part {n}: {}", classify(&e).text()),
+                    )
+                })?;
+            Ok(CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(r.e_tag().map(str::to_string))
+                .checksum_crc64_nvme(crc)
+                .build())
+        });
+        tracing::debug!(part = n, bytes = len, "part queued");
+    }
+    while let Some(r) = in_flight.join_next().await {
+        done.push(joined(spec, r)?);
+    }
+    done.sort_by_key(|p| p.part_number());
+    Ok(done)
+}
+
+fn joined(
+    spec: &UploadSpec,
+    r: Result<Result<CompletedPart, AgentError>, tokio::task::JoinError>,
+) -> Result<CompletedPart, AgentError> {
+    r.map_err(|e| upload_err(spec, "UploadPart", format!("part task: {e}")))?
+}
+
+async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
+    match s3
+        .abort_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        Ok(_) => tracing::info!(upload_id, "multipart upload aborted"),
+        Err(e) => tracing::warn!(
+            upload_id,
+            error = %classify(&e).text(),
+            "could not abort the multipart upload; the bucket's AbortIncompleteMultipartUpload rule will clean it up"
+        ),
+    }
+}
+
+/// Rewrites the object's metadata in place (copy onto itself) and removes the intermediate
+/// version in a versioned bucket. Returns (final version id, leftover version id).
+pub async fn seal(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    version_id: Option<&str>,
+    size: u64,
+    metadata: HashMap<String, String>,
+    mode: MultipartChecksum,
+) -> Result<(Option<String>, Option<String>), AgentError> {
+    let source = crate::s3::copy_source(&spec.bucket, &spec.key, version_id);
+    let new_version = if size <= spec.copy_object_limit {
+        let r = s3
+            .copy_object()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .copy_source(&source)
+            .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .content_type(layout::CONTENT_TYPE)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .send()
+            .await
+            .map_err(|e| upload_err(spec, "CopyObject (seal metadata)", classify(&e).text()))?;
+        r.version_id().map(str::to_string)
+    } else {
+        multipart_copy(s3, spec, &source, size, metadata, mode).await?
+    };
+    // Delete the intermediate version only when the bucket kept it as a separate version.
+    let leftover = match (version_id, new_version.as_deref()) {
+        (Some(old), Some(new)) if old != new && old != "null" => {
+            match s3
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(&spec.key)
+                .version_id(old)
+                .send()
+                .await
+            {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(version = old, error = %classify(&e).text(), "could not delete the intermediate version; it stays as a noncurrent version until lifecycle expires it");
+                    Some(old.to_string())
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok((new_version, leftover))
+}
+
+async fn multipart_copy(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    source: &str,
+    size: u64,
+    metadata: HashMap<String, String>,
+    mode: MultipartChecksum,
+) -> Result<Option<String>, AgentError> {
+    let step = "multipart copy (seal metadata)";
+    let created = s3
+        .create_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .content_type(layout::CONTENT_TYPE)
+        .set_metadata(Some(metadata.clone()))
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .map_err(|e| upload_err(spec, step, classify(&e).text()))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let copy_part = if spec.copy_object_limit < COPY_PART_SIZE {
+        // Tests lower the limit; keep parts above S3's minimum.
+        (MIN_PART_SIZE as u64).max(spec.copy_object_limit)
+    } else {
+        COPY_PART_SIZE
+    };
+    let mut parts = Vec::new();
+    let mut start = 0u64;
+    let mut n = 0;
+    while start < size {
+        n += 1;
+        let end = (start + copy_part).min(size) - 1;
+        let r = s3
+            .upload_part_copy()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(&upload_id)
+            .part_number(n)
+            .copy_source(source)
+            .copy_source_range(format!("bytes={start}-{end}"))
+            .send()
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                abort(s3, spec, &upload_id).await;
+                return Err(upload_err(spec, step, classify(&e).text()));
+            }
+        };
+        let res = r.copy_part_result();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(res.and_then(|p| p.e_tag()).map(str::to_string))
+                .set_checksum_crc64_nvme(
+                    res.and_then(|p| p.checksum_crc64_nvme())
+                        .map(str::to_string),
+                )
+                .build(),
+        );
+        start = end + 1;
+    }
+    let mut complete = s3
+        .complete_multipart_upload()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        );
+    if mode.send_full_object() {
+        if let Some(crc) = metadata.get(meta::CRC64NVME) {
+            complete = complete
+                .checksum_type(ChecksumType::FullObject)
+                .checksum_crc64_nvme(crc)
+                .mpu_object_size(size as i64);
+        }
+    }
+    match complete.send().await {
+        Ok(d) => Ok(d.version_id().map(str::to_string)),
+        Err(e) => {
+            abort(s3, spec, &upload_id).await;
+            Err(upload_err(spec, step, classify(&e).text()))
+        }
+    }
+}
+
+/// [`verify`]; an object whose stored bytes are not ours is deleted again (that version
+/// only), so it can never become the "latest" backup.
+async fn verify_or_discard(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    version_id: Option<&str>,
+    summary: &ArchiveSummary,
+) -> Result<S3Check, AgentError> {
+    let result = verify(s3, spec, version_id, summary).await;
+    if let Err(AgentError::Checksum { .. }) = &result {
+        let deleted = s3
+            .delete_object()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => {
+                tracing::warn!(key = %spec.key, "the stored object did not match the archive and was deleted")
+            }
+            Err(e) => {
+                tracing::error!(key = %spec.key, error = %classify(&e).text(), "the stored object does not match the archive and could not be deleted")
+            }
+        }
+    }
+    result
+}
+
+/// Checks size and stored checksum of the final object.
+async fn verify(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    version_id: Option<&str>,
+    summary: &ArchiveSummary,
+) -> Result<S3Check, AgentError> {
+    let h = s3
+        .head_object()
+        .bucket(&spec.bucket)
+        .key(&spec.key)
+        .set_version_id(version_id.map(str::to_string))
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| upload_err(spec, "HeadObject (verify)", classify(&e).text()))?;
+    let size = h.content_length().unwrap_or(-1);
+    if size != summary.checksums.bytes as i64 {
+        return Err(AgentError::Checksum {
+            what: format!("size of s3://{}/{}", spec.bucket, spec.key),
+            expected: summary.checksums.bytes.to_string(),
+            actual: size.to_string(),
+        });
+    }
+    let stored = compat::stored_crc64(h.checksum_type(), h.checksum_crc64_nvme());
+    let check = S3Check::judge(&stored, &summary.checksums.crc64nvme);
+    if let S3Check::Differs { stored, ours } = &check {
+        return Err(AgentError::Checksum {
+            what: format!(
+                "s3://{}/{} (CRC64NVME stored by the endpoint)",
+                spec.bucket, spec.key
+            ),
+            expected: ours.clone(),
+            actual: stored.clone(),
+        });
+    }
+    Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(1, 8, 8)]
+    #[case(2000, 8, 8)]
+    #[case(2001, 8, 16)]
+    #[case(4001, 8, 32)]
+    #[case(10000, 8, 128)]
+    #[case(1, 1, 5)]
+    fn part_sizes(#[case] n: i32, #[case] base_mib: usize, #[case] expected_mib: usize) {
+        assert_eq!(part_size_for(n, base_mib << 20), expected_mib << 20);
+    }
+
+    #[test]
+    fn the_part_schedule_reaches_far_beyond_eighty_gib() {
+        let total: u64 = (1..=MAX_PARTS)
+            .map(|n| part_size_for(n, 8 << 20) as u64)
+            .sum();
+        assert_eq!(total, (2000 * (8 + 16 + 32 + 64 + 128)) << 20);
+    }
+
+    #[tokio::test]
+    async fn next_part_accumulates_until_size_or_end() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for _ in 0..3 {
+            tx.send(Bytes::from_static(b"abcd")).await.unwrap();
+        }
+        drop(tx);
+        let (c, len, ended) = next_part(&mut rx, 6).await;
+        assert_eq!((c.len(), len, ended), (2, 8, false));
+        assert_eq!(concat(c, len), Bytes::from_static(b"abcdabcd"));
+        let (c, len, ended) = next_part(&mut rx, 6).await;
+        assert_eq!((c.len(), len, ended), (1, 4, true));
+    }
+
+    #[test]
+    fn final_metadata_has_every_field() {
+        let s = ArchiveSummary {
+            files: 3,
+            dirs: 1,
+            symlinks: 0,
+            uncompressed_bytes: 99,
+            checksums: crate::digest::Digests::new().finish(),
+            skipped: vec![],
+            changed: vec![],
+        };
+        let m = final_metadata(&[("category".into(), "media".into())], &s);
+        for k in [
+            meta::SHA256,
+            meta::CRC64NVME,
+            meta::FILES,
+            meta::UNCOMPRESSED_BYTES,
+            meta::TOOL,
+            "category",
+        ] {
+            assert!(m.contains_key(k), "{k}");
+        }
+        assert_eq!(m[meta::FILES], "3");
+        assert_eq!(m[meta::UNCOMPRESSED_BYTES], "99");
+    }
+}
