@@ -164,7 +164,9 @@ async fn run(
     )
     .await
     .map_err(|e| e.to_string())?;
-    system.set_paused(crate::system::FunctionName::Validator, true);
+    system
+        .set_paused(crate::system::FunctionName::Validator, true)
+        .await;
     let bucket = topology.buckets()[0].primary.clone();
     let keys: Vec<String> = (0..objects)
         .map(|i| format!("bench/object-{i:05}.bin"))

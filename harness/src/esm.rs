@@ -45,6 +45,9 @@ pub struct Mapping {
     pub region: String,
     /// While true, the mapping does not poll (like a disabled event source mapping).
     pub paused: watch::Receiver<bool>,
+    /// Pollers of this function inside a receive or a delivery right now: pausing waits
+    /// for it to reach zero, so nothing is picked up after a pause returns.
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts the pollers of a mapping; they stop when `stop` turns true.
@@ -77,13 +80,17 @@ async fn poll_loop(
         if *stop.borrow() {
             return;
         }
+        // Count ourselves active before looking at the pause flag (see `RunningSystem::set_paused`).
+        m.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if *m.paused.borrow() {
+            m.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = m.paused.changed() => {},
             }
             continue;
         }
+        let _active = ActiveGuard(m.active.clone());
         let receive = sqs
             .receive_message()
             .queue_url(&m.queue.url)
@@ -112,6 +119,15 @@ async fn poll_loop(
         }
         let event = to_event(&m, messages);
         deliver(&m, &sqs, &obs, event).await;
+    }
+}
+
+/// Decrements a mapping's active count when a poll round ends, however it ends.
+struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

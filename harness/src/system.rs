@@ -65,7 +65,10 @@ pub struct RunningSystem {
     /// The gap proxy the functions talk through (replication status, outages); `None` when
     /// they talk to the engine directly.
     pub proxy: Option<GapProxy>,
-    paused: std::collections::HashMap<FunctionName, watch::Sender<bool>>,
+    paused: std::collections::HashMap<
+        FunctionName,
+        (watch::Sender<bool>, Arc<std::sync::atomic::AtomicUsize>),
+    >,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -153,8 +156,16 @@ impl RunningSystem {
         let mut paused = std::collections::HashMap::new();
         let (validator_pause, validator_paused) = watch::channel(false);
         let (notifier_pause, notifier_paused) = watch::channel(false);
-        paused.insert(FunctionName::Validator, validator_pause);
-        paused.insert(FunctionName::Notifier, notifier_pause);
+        let validator_active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let notifier_active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        paused.insert(
+            FunctionName::Validator,
+            (validator_pause, validator_active.clone()),
+        );
+        paused.insert(
+            FunctionName::Notifier,
+            (notifier_pause, notifier_active.clone()),
+        );
         let wait = topology.timing.long_poll_seconds as i32;
         let batch = topology.batch_size as i32;
         let base = |role: &str, queue: &crate::topology::QueueRef, function: Function| Mapping {
@@ -163,6 +174,10 @@ impl RunningSystem {
             paused: match function {
                 Function::Validator(_) => validator_paused.clone(),
                 Function::Notifier(_) => notifier_paused.clone(),
+            },
+            active: match function {
+                Function::Validator(_) => validator_active.clone(),
+                Function::Notifier(_) => notifier_active.clone(),
             },
             function,
             batch_size: batch,
@@ -221,9 +236,17 @@ impl RunningSystem {
     }
 
     /// Pauses or resumes a function's triggers (like disabling its event source mapping).
-    pub fn set_paused(&self, function: FunctionName, paused: bool) {
-        if let Some(tx) = self.paused.get(&function) {
-            let _ = tx.send(paused);
+    /// A pause returns once no poller is inside a receive or a delivery, so no message is
+    /// picked up after it returns.
+    pub async fn set_paused(&self, function: FunctionName, paused: bool) {
+        let Some((tx, active)) = self.paused.get(&function) else {
+            return;
+        };
+        let _ = tx.send(paused);
+        if paused {
+            while active.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 

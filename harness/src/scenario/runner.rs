@@ -242,7 +242,11 @@ async fn play(
                 replicate_now(system).await.map_err(fail)?;
             }
             Step::SendEvent(e) => send_event(system, engine, &e.object).await.map_err(fail)?,
-            Step::Trigger(t) => system.set_paused(t.function, t.action == TriggerAction::Pause),
+            Step::Trigger(t) => {
+                system
+                    .set_paused(t.function, t.action == TriggerAction::Pause)
+                    .await
+            }
             Step::Outage(o) => match &system.proxy {
                 Some(p) => p.outage(&o.service, o.failures).await,
                 None => return Err(fail("outages need the gap proxy".into())),
