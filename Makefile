@@ -1,4 +1,5 @@
 # Developer entry points. `make help` lists them.
+SHELL := /bin/bash
 ENGINE ?= localstack
 NAME ?=
 CARGO ?= cargo
@@ -17,11 +18,20 @@ scenario: ## Run one scenario: make scenario NAME=poison-pill [ENGINE=ministack]
 scenarios: ## List the scenarios
 	$(HARNESS) scenario list
 
+# Runs cargo test and closes with one line adding up every test binary's result.
+define cargo_test_summed
+	@log=$$(mktemp); set -o pipefail; \
+	$(CARGO) test $(1) 2>&1 | tee $$log; status=$$?; \
+	awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($$i == "passed;") p += $$(i-1); if ($$i == "failed;") f += $$(i-1) } } \
+	     END { printf "%d passed, %d failed\n", p, f }' $$log; \
+	rm -f $$log; exit $$status
+endef
+
 test: ## Unit tests and every scenario end to end on LocalStack and MiniStack
-	$(CARGO) test --workspace --features e2e
+	$(call cargo_test_summed,--workspace --features e2e)
 
 unit: ## Fast tests only (no engine)
-	$(CARGO) test --workspace
+	$(call cargo_test_summed,--workspace)
 
 e2e: ## Only the end-to-end scenario and provisioning tests
 	$(CARGO) test --features e2e --test scenarios --test provision
