@@ -199,15 +199,7 @@ async fn run(
     // Drop the upload events: every round sends its own copies of the same bodies.
     system.stop().await;
     purge(clients, &topology.queues.validation.url).await?;
-    let bodies = event_bodies(
-        clients,
-        topology,
-        &bucket,
-        &keys,
-        caps.event_version_ids,
-        caps.raw_event_keys,
-    )
-    .await?;
+    let bodies = event_bodies(clients, topology, &caps, &bucket, &keys).await?;
 
     // Warm both paths up (engine code paths, connection pools, the validator's caches).
     let warm: Vec<String> = bodies.iter().take(20).cloned().collect();
@@ -366,39 +358,22 @@ async fn delete_batch<'a>(
 async fn event_bodies(
     clients: &Clients,
     topology: &Topology,
+    caps: &crate::engine::Capabilities,
     bucket: &str,
     keys: &[String],
-    with_version: bool,
-    raw_keys: bool,
 ) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
-        let head = clients
-            .s3
-            .head_object()
-            .bucket(bucket)
-            .key(k)
-            .send()
-            .await
-            .map_err(crate::errors::sdk)?;
-        let mut object = serde_json::json!({
-            "key": if raw_keys { k.clone() } else { checksum_validator::event::encode_event_key(k) },
-            "size": head.content_length().unwrap_or(0),
-            "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
-        });
-        if with_version {
-            object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
-        }
         out.push(
-            serde_json::json!({
-                "version": "0", "id": "bench", "detail-type": "Object Created", "source": "aws.s3",
-                "account": topology.account,
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "region": topology.primary_region,
-                "resources": [format!("arn:aws:s3:::{bucket}")],
-                "detail": {"version": "0", "bucket": {"name": bucket}, "object": object, "reason": "PutObject"}
-            })
-            .to_string(),
+            crate::engine::gaps::object_created_event(
+                &clients.s3,
+                caps,
+                &topology.account,
+                &topology.primary_region,
+                bucket,
+                k,
+            )
+            .await?,
         );
     }
     Ok(out)

@@ -40,6 +40,57 @@ pub fn normalise_event_body(caps: &Capabilities, body: &str) -> String {
     v.to_string()
 }
 
+/// The `Object Created` event body an engine with `caps` delivers for one object version
+/// (its key encoding, with or without `version-id`), for duplicate deliveries and benchmarks.
+pub async fn object_created_event(
+    s3: &aws_sdk_s3::Client,
+    caps: &Capabilities,
+    account: &str,
+    region: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<String, String> {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(crate::errors::sdk)?;
+    let mut object = serde_json::json!({
+        "key": if caps.raw_event_keys { key.to_string() } else { checksum_validator::event::encode_event_key(key) },
+        "size": head.content_length().unwrap_or(0),
+        "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
+        "sequencer": "0062E99A88DC407460",
+    });
+    if caps.event_version_ids {
+        object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
+    }
+    let id: String = (0..32)
+        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
+        .collect();
+    Ok(serde_json::json!({
+        "version": "0",
+        "id": format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": region,
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": object,
+            "request-id": "harness",
+            "requester": account,
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    })
+    .to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

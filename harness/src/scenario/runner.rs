@@ -371,53 +371,21 @@ async fn delete(system: &RunningSystem, d: &Delete) -> Result<(), String> {
 async fn send_event(system: &RunningSystem, engine: &Engine, object: &str) -> Result<(), String> {
     let (bucket, key) =
         object_location(system, object).ok_or_else(|| format!("unknown object {object}"))?;
-    let head = system
-        .clients
-        .s3
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(sdk)?;
-    let caps = engine.capabilities();
-    let mut detail_object = serde_json::json!({
-        "key": if caps.raw_event_keys { key.to_string() } else { checksum_validator::event::encode_event_key(key) },
-        "size": head.content_length().unwrap_or(0),
-        "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
-        "sequencer": "0062E99A88DC407460",
-    });
-    if caps.event_version_ids {
-        detail_object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
-    }
-    let id: String = (0..32)
-        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
-        .collect();
-    let event = serde_json::json!({
-        "version": "0",
-        "id": format!("{}-{}-{}-{}-{}", &id[0..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": system.topology.account,
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "region": system.topology.primary_region,
-        "resources": [format!("arn:aws:s3:::{bucket}")],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": detail_object,
-            "request-id": "harness-duplicate",
-            "requester": system.topology.account,
-            "source-ip-address": "127.0.0.1",
-            "reason": "PutObject",
-        },
-    });
+    let body = crate::engine::gaps::object_created_event(
+        &system.clients.s3,
+        &engine.capabilities(),
+        &system.topology.account,
+        &system.topology.primary_region,
+        bucket,
+        key,
+    )
+    .await?;
     system
         .clients
         .sqs
         .send_message()
         .queue_url(&system.topology.queues.validation.url)
-        .message_body(event.to_string())
+        .message_body(body)
         .send()
         .await
         .map_err(sdk)?;
