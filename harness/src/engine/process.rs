@@ -15,10 +15,12 @@ use super::venv::{self, Distribution};
 use super::{Engine, EngineGuard, EngineKind, Flavor, StartOptions};
 use crate::errors::EngineError;
 
-/// A started engine process; SIGTERM to its group on drop, SIGKILL after 5 s.
+/// A started engine process; SIGTERM to its group on drop, SIGKILL after 5 s, then its
+/// run directory (state and log) is removed.
 pub struct EngineProcess {
     child: Mutex<Child>,
     pub pid: u32,
+    run_dir: PathBuf,
 }
 
 impl Drop for EngineProcess {
@@ -27,6 +29,7 @@ impl Drop for EngineProcess {
             return;
         };
         terminate_group(self.pid as i32, &mut child);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 
@@ -221,6 +224,7 @@ async fn spawn_and_wait(
         EngineGuard::Process(EngineProcess {
             child: Mutex::new(child),
             pid,
+            run_dir: run_dir.clone(),
         })
     };
     Ok(Engine {

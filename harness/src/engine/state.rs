@@ -89,5 +89,8 @@ pub fn stop(kind: EngineKind) -> Option<EngineState> {
         }
     }
     remove(kind);
+    if let Some(dir) = st.log.as_ref().and_then(|l| l.parent()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Some(st)
 }
