@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumMode;
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use checksum_validator::{Validator, ValidatorConfig};
 use futures::StreamExt;
 
@@ -22,7 +20,7 @@ use crate::engine::Engine;
 use crate::observe::Observation;
 use crate::replication;
 use crate::system::{RunningSystem, SystemOptions};
-use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, Topology, TopologySpec};
 
 /// One measured round.
@@ -116,20 +114,11 @@ pub async fn validator(
 ) -> Result<ValidatorBench, String> {
     let caps = engine.capabilities();
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
-    let mode = replication::mode(&caps, false);
     let suffix = new_suffix();
     let timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
-    let (topology, _) = provision(
-        &clients,
-        spec,
-        &suffix,
-        &ProvisionOptions {
-            timing,
-            replication_on_engine: replication::configure_on_engine(&caps, &mode),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps, false)
+        .await
+        .map_err(|e| e.to_string())?;
     let result = run(
         engine,
         &clients,
@@ -321,37 +310,13 @@ async fn purge(clients: &Clients, url: &str) -> Result<(), String> {
         if msgs.is_empty() {
             return Ok(());
         }
-        delete_batch(clients, url, msgs.iter().filter_map(|m| m.receipt_handle())).await?;
+        crate::esm::delete_receipts(
+            &clients.sqs,
+            url,
+            msgs.iter().filter_map(|m| m.receipt_handle()),
+        )
+        .await?;
     }
-}
-
-async fn delete_batch<'a>(
-    clients: &Clients,
-    url: &str,
-    receipts: impl Iterator<Item = &'a str>,
-) -> Result<(), String> {
-    let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
-        .enumerate()
-        .filter_map(|(i, r)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(format!("m{i}"))
-                .receipt_handle(r)
-                .build()
-                .ok()
-        })
-        .collect();
-    if entries.is_empty() {
-        return Ok(());
-    }
-    clients
-        .sqs
-        .delete_message_batch()
-        .queue_url(url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(crate::errors::sdk)?;
-    Ok(())
 }
 
 /// The bodies the engine would deliver for each object's current version.
@@ -520,8 +485,8 @@ async fn plain_loop(
                     }
                 }))
                 .await;
-                delete_batch(
-                    &clients,
+                crate::esm::delete_receipts(
+                    &clients.sqs,
                     &url,
                     msgs.iter().filter_map(|m| m.receipt_handle()),
                 )

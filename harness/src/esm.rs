@@ -244,37 +244,46 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
         failed: failed.len(),
     })
     .await;
-    let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+    let done = receipts
         .iter()
         .filter(|(id, _)| !failed.contains(id))
-        .enumerate()
-        .filter_map(|(i, (_, receipt))| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(format!("m{i}"))
-                .receipt_handle(receipt)
-                .build()
-                .ok()
-        })
-        .collect();
-    if entries.is_empty() {
-        return;
-    }
-    if let Err(e) = sqs
-        .delete_message_batch()
-        .queue_url(&m.queue.url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
+        .map(|(_, receipt)| receipt.as_str());
+    if let Err(e) = delete_receipts(sqs, &m.queue.url, done).await {
         obs.push(Observation::BatchError {
             queue: m.role.clone(),
-            error: format!(
-                "deleting processed messages failed: {}",
-                crate::errors::sdk(e)
-            ),
+            error: format!("deleting processed messages failed: {e}"),
         })
         .await;
     }
+}
+
+/// Deletes messages by receipt handle, ten per `DeleteMessageBatch` call.
+pub async fn delete_receipts<'a>(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    receipts: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
+    let receipts: Vec<&str> = receipts.collect();
+    for chunk in receipts.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(*r)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        sqs.delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+    }
+    Ok(())
 }
 
 /// Consumes the alert queue (the SNS subscription standing in for e-mail) and records each

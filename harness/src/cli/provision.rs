@@ -6,8 +6,7 @@ use clap::Args;
 
 use crate::aws::Clients;
 use crate::engine::EngineKind;
-use crate::replication;
-use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 
 #[derive(Debug, Args)]
@@ -41,16 +40,13 @@ impl ProvisionArgs {
         let engine = super::running_engine(kind).await?;
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
         let suffix = self.suffix.unwrap_or_else(new_suffix);
-        let caps = engine.capabilities();
-        let mode = replication::mode(&caps, false);
-        let (topology, report) = provision(
+        let (topology, report, mode) = provision_for_engine(
             &clients,
             &spec,
             &suffix,
-            &ProvisionOptions {
-                timing,
-                replication_on_engine: replication::configure_on_engine(&caps, &mode),
-            },
+            timing,
+            &engine.capabilities(),
+            false,
         )
         .await?;
         if self.json {

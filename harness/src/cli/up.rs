@@ -9,7 +9,7 @@ use crate::engine::{self, EngineKind, StartOptions};
 use crate::replication;
 use crate::scenario::transcript::depth;
 use crate::system::{RunningSystem, SystemOptions};
-use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 use crate::up::{self, AlertLine, DecisionLine, UpState};
 
@@ -63,18 +63,9 @@ impl UpArgs {
         .await?;
         let caps = engine.capabilities();
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
-        let mode = replication::mode(&caps, false);
         let suffix = new_suffix();
-        let (topology, report) = provision(
-            &clients,
-            &spec,
-            &suffix,
-            &ProvisionOptions {
-                timing,
-                replication_on_engine: replication::configure_on_engine(&caps, &mode),
-            },
-        )
-        .await?;
+        let (topology, report, mode) =
+            provision_for_engine(&clients, &spec, &suffix, timing, &caps, false).await?;
         eprintln!(
             "harness: provisioned {} resources in {:.2}s",
             report.steps.len(),

@@ -14,10 +14,9 @@ use crate::aws::Clients;
 use crate::engine::Engine;
 use crate::errors::{sdk, ScenarioError};
 use crate::observe::{Observation, Observations};
-use crate::replication;
 use crate::s3util::{put_multipart, PutOptions};
 use crate::system::{RunningSystem, SystemOptions};
-use crate::topology::provision::{provision, ProvisionOptions};
+use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 
 /// How to run.
@@ -70,19 +69,17 @@ pub async fn run(
     })?;
     let timing = scenario.timing.apply(base);
     let caps = engine.capabilities();
-    let mode = replication::mode(&caps, scenario.controls_replication());
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
     let suffix = opts.suffix.clone().unwrap_or_else(new_suffix);
 
     let t = Instant::now();
-    let (topology, _report) = provision(
+    let (topology, _report, mode) = provision_for_engine(
         &clients,
         spec,
         &suffix,
-        &ProvisionOptions {
-            timing: timing.clone(),
-            replication_on_engine: replication::configure_on_engine(&caps, &mode),
-        },
+        timing,
+        &caps,
+        scenario.controls_replication(),
     )
     .await?;
     let provision_time = t.elapsed();

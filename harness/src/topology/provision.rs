@@ -80,6 +80,32 @@ pub struct ProvisionOptions {
     pub replication_on_engine: bool,
 }
 
+/// Decides who replicates in this run (`replication::mode`) and provisions to match: the
+/// one sequence every command and the scenario runner use.
+pub async fn provision_for_engine(
+    clients: &Clients,
+    spec: &TopologySpec,
+    suffix: &str,
+    timing: Timing,
+    caps: &crate::engine::Capabilities,
+    run_controls_replication: bool,
+) -> Result<
+    (
+        Topology,
+        ProvisionReport,
+        crate::replication::ReplicationMode,
+    ),
+    ProvisionError,
+> {
+    let mode = crate::replication::mode(caps, run_controls_replication);
+    let opts = ProvisionOptions {
+        timing,
+        replication_on_engine: crate::replication::configure_on_engine(caps, &mode),
+    };
+    let (topology, report) = provision(clients, spec, suffix, &opts).await?;
+    Ok((topology, report, mode))
+}
+
 type Log = Mutex<Vec<StepReport>>;
 
 async fn record(log: &Log, resource: String, status: Status, started: Instant) {
