@@ -8,6 +8,11 @@
 //! The band is `max(k·σ, floor_fraction·|mean|, floor_abs)`: with a perfectly steady history
 //! σ is 0 and any jitter would alert, so small floors are configurable (set both to 0 for a
 //! pure `k·σ` test). With fewer than `min_history` earlier runs nothing is judged.
+//!
+//! The baseline ([`baseline`]) leaves out earlier runs that were flagged on the same metric:
+//! one outlier would otherwise widen the band enough to hide the next (a backup ten times
+//! larger followed by a truncated one). When the most recent `min_history` runs were all
+//! flagged, the level has changed for good (the tree grew) and they become the baseline.
 
 use serde::Serialize;
 
@@ -133,6 +138,22 @@ impl Check {
     }
 }
 
+/// The earlier values a new run is judged against: `(value, flagged on this metric)`
+/// oldest first. Flagged runs are left out, unless the most recent `min_history` runs were
+/// all flagged: then the level has changed and exactly those runs are the baseline.
+pub fn baseline(history: &[(f64, bool)], min_history: usize) -> Vec<f64> {
+    let need = min_history.max(1);
+    let recent = &history[history.len().saturating_sub(need)..];
+    if recent.len() == need && recent.iter().all(|(_, flagged)| *flagged) {
+        return recent.iter().map(|(v, _)| *v).collect();
+    }
+    history
+        .iter()
+        .filter(|(_, flagged)| !flagged)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
 /// Judges `current` against `history` (oldest first; only the last `window` count).
 pub fn check(
     metric: &str,
@@ -221,6 +242,63 @@ mod tests {
         min_history: 3,
         window: 30,
     };
+
+    #[test]
+    fn an_outlier_does_not_hide_the_next() {
+        // Four similar backups, one ten times larger (flagged), then a truncated one.
+        let history = [
+            (100.0, false),
+            (104.0, false),
+            (98.0, false),
+            (102.0, false),
+            (1010.0, true),
+        ];
+        let base = baseline(&history, 3);
+        assert_eq!(base, vec![100.0, 104.0, 98.0, 102.0]);
+        let c = check("size", "bytes", &base, 10.0, &T, Side::Both, Floor::NONE);
+        assert_eq!(c.finding().unwrap().direction, Some(Direction::Below));
+        // With the outlier in the baseline the truncated backup would pass.
+        let all: Vec<f64> = history.iter().map(|(v, _)| *v).collect();
+        assert!(!check("size", "bytes", &all, 10.0, &T, Side::Both, Floor::NONE).is_anomaly());
+    }
+
+    #[test]
+    fn a_lasting_change_becomes_the_baseline() {
+        let history = [
+            (100.0, false),
+            (101.0, false),
+            (99.0, false),
+            (1000.0, true),
+            (1010.0, true),
+            (990.0, true),
+        ];
+        assert_eq!(baseline(&history, 3), vec![1000.0, 1010.0, 990.0]);
+        assert!(!check(
+            "size",
+            "bytes",
+            &baseline(&history, 3),
+            1005.0,
+            &T,
+            Side::Both,
+            Floor::NONE
+        )
+        .is_anomaly());
+        // Two flagged runs are not yet a new level.
+        assert_eq!(baseline(&history[..5], 3), vec![100.0, 101.0, 99.0]);
+        assert!(baseline(&[], 3).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn baseline_is_drawn_from_history(h in prop::collection::vec((0.0f64..1e9, any::<bool>()), 0..40), k in 1usize..6) {
+            let b = baseline(&h, k);
+            prop_assert!(b.len() <= h.len());
+            prop_assert!(b.iter().all(|v| h.iter().any(|(x, _)| x == v)));
+            if h.iter().all(|(_, f)| !f) {
+                prop_assert_eq!(b.len(), h.len());
+            }
+        }
+    }
 
     #[test]
     fn stats_of_a_known_series() {

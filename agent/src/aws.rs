@@ -81,9 +81,15 @@ impl Aws {
             loader = loader.endpoint_url(ep);
         }
         let sdk = loader.load().await;
+        Aws::from_config(sdk, args.path_style(), args.describe_endpoint())
+    }
+
+    /// Clients from an SDK configuration the caller loaded (the harness hands over its own,
+    /// with the engine's endpoint and test credentials).
+    pub fn from_config(sdk: SdkConfig, path_style: bool, endpoint: String) -> Aws {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(args.path_style())
+                .force_path_style(path_style)
                 .build(),
         );
         let sns = aws_sdk_sns::Client::new(&sdk);
@@ -91,7 +97,7 @@ impl Aws {
             sdk,
             s3,
             sns,
-            endpoint: args.describe_endpoint(),
+            endpoint,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | checksum stored for a multipart CRC64NVME object | full object | full object | composite `…-N` | [`stored_crc64`] |
 //! | `CopyObject` of a composite object | new full-object value | new full-object value | keeps the composite value, labels it `FULL_OBJECT` | [`stored_crc64`] (a `-N` suffix is composite whatever the label) |
 //! | `PutObject` response checksum headers | present | present | absent | the agent verifies with `HeadObject` instead |
+//! | `StorageClass` in `ListObjectVersions` | the version's class | `STANDARD` for every version | the version's class | [`version_classes_contradicted`]: when `ListObjectsV2` contradicts it, `cost` reads classes with `HeadObject` |
 //!
 //! Whatever an engine stores, the agent records its own SHA-256 of the archive (object
 //! metadata and history) and checks it on restore, so a restore is verified everywhere.
@@ -125,10 +126,59 @@ impl S3Check {
     }
 }
 
+/// Whether `ListObjectVersions` reported a storage class for a current version that
+/// `ListObjectsV2` contradicts (`current`: key -> class). AWS never does; LocalStack 4.14
+/// lists every version as STANDARD. When it does, no class from that listing can be trusted.
+pub fn version_classes_contradicted(
+    listing: &[crate::cost::inventory::Listed],
+    current: &std::collections::HashMap<String, String>,
+) -> bool {
+    listing
+        .iter()
+        .filter(|v| v.is_latest && !v.delete_marker)
+        .any(|v| current.get(&v.key).is_some_and(|c| *c != v.storage_class))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    fn listed(key: &str, class: &str, latest: bool) -> crate::cost::inventory::Listed {
+        crate::cost::inventory::Listed {
+            key: key.into(),
+            version_id: Some(format!("v-{key}-{latest}")),
+            size: 1,
+            storage_class: class.into(),
+            last_modified: chrono::Utc::now(),
+            is_latest: latest,
+            delete_marker: false,
+        }
+    }
+
+    #[test]
+    fn contradicted_version_classes() {
+        let current: std::collections::HashMap<String, String> = [
+            ("a".to_string(), "GLACIER".to_string()),
+            ("b".to_string(), "STANDARD".to_string()),
+        ]
+        .into();
+        // LocalStack: every version listed as STANDARD.
+        let lying = [listed("a", "STANDARD", true), listed("b", "STANDARD", true)];
+        assert!(version_classes_contradicted(&lying, &current));
+        // AWS: the listing agrees; noncurrent versions are not compared.
+        let honest = [
+            listed("a", "GLACIER", true),
+            listed("a", "STANDARD", false),
+            listed("b", "STANDARD", true),
+        ];
+        assert!(!version_classes_contradicted(&honest, &current));
+        // A key gone from the current listing (deleted meanwhile) proves nothing.
+        assert!(!version_classes_contradicted(
+            &[listed("c", "STANDARD", true)],
+            &current
+        ));
+    }
 
     #[rstest]
     #[case(Some(ChecksumType::FullObject), MultipartChecksum::FullObject)]

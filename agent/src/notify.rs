@@ -11,8 +11,36 @@ use crate::units;
 /// SNS subjects: ASCII, no control characters, under 100 characters.
 pub const SUBJECT_MAX: usize = 99;
 
+/// The SNS message attribute naming who sent a notification (`autobackup-agent`), so a
+/// subscription can filter the agent's messages from the failure-notifier's on a shared topic.
+pub const SENDER_ATTRIBUTE: &str = "sender";
+/// Its value.
+pub const SENDER: &str = "autobackup-agent";
+/// The SNS message attribute naming the kind of notification ([`Event::as_str`]).
+pub const EVENT_ATTRIBUTE: &str = "event";
+
+/// What a notification reports; sent as the `event` message attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    Success,
+    Failure,
+    Anomaly,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Success => "success",
+            Event::Failure => "failure",
+            Event::Anomaly => "anomaly",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
+    pub event: Event,
     pub subject: String,
     pub body: String,
 }
@@ -82,6 +110,7 @@ pub fn success(category: &str, s: &Success) -> Message {
         b.push_str(&format!("Rotation:    {line}\n"));
     }
     Message {
+        event: Event::Success,
         subject: subject(&format!(
             "[autobackup] OK {category}: {} in {:.0}s",
             units::bytes(s.bytes),
@@ -103,7 +132,9 @@ pub struct Failure {
     pub key: Option<String>,
 }
 
-pub fn failure(what: &str, f: &Failure) -> Message {
+/// `short` names the run in the subject (a category, a bucket): subjects stay short and
+/// readable, the body says `what` in full (source directory, restore target).
+pub fn failure(short: &str, what: &str, f: &Failure) -> Message {
     let mut b = String::new();
     b.push_str(&format!("autobackup {} of {what} FAILED.\n\n", f.command));
     b.push_str(&format!("Stage:     {}\n", f.stage));
@@ -117,8 +148,9 @@ pub fn failure(what: &str, f: &Failure) -> Message {
     }
     b.push_str(&format!("Log:       {}\n", f.log_file));
     Message {
+        event: Event::Failure,
         subject: subject(&format!(
-            "[autobackup] FAILED {} {what}: {}",
+            "[autobackup] FAILED {} {short}: {}",
             f.command, f.stage
         )),
         body: b,
@@ -171,12 +203,33 @@ pub fn anomaly(what: &str, key: Option<&str>, f: &Finding) -> Message {
         suggested_action(&f.metric, dir)
     ));
     Message {
+        event: Event::Anomaly,
         subject: subject(&format!(
             "[autobackup] ANOMALY {what}: {} {word} normal",
             f.metric
         )),
         body: b,
     }
+}
+
+/// The `sender` and `event` message attributes.
+fn attributes(
+    event: Event,
+) -> std::collections::HashMap<String, aws_sdk_sns::types::MessageAttributeValue> {
+    [
+        (SENDER_ATTRIBUTE, SENDER),
+        (EVENT_ATTRIBUTE, event.as_str()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .ok()
+            .map(|v| (name.to_string(), v))
+    })
+    .collect()
 }
 
 /// Where notifications go.
@@ -218,6 +271,7 @@ impl Notifier {
             .topic_arn(arn)
             .subject(&m.subject)
             .message(&m.body)
+            .set_message_attributes(Some(attributes(m.event)))
             .send()
             .await
         {
@@ -283,6 +337,7 @@ mod tests {
     fn failure_message_names_stage_error_and_log() {
         let m = failure(
             "media",
+            "media (/srv/media)",
             &Failure {
                 command: "backup".into(),
                 stage: "pre-flight: bucket".into(),
@@ -296,6 +351,7 @@ mod tests {
         assert!(m
             .subject
             .contains("FAILED backup media: pre-flight: bucket"));
+        assert!(m.body.contains("of media (/srv/media) FAILED"));
         assert!(m.body.contains("Log:       /var/log/autobackup.log"));
         assert!(m.body.contains("Exit code: 6"));
     }
@@ -338,6 +394,7 @@ mod tests {
         assert!(!n.enabled());
         assert!(
             !n.send(&Message {
+                event: Event::Success,
                 subject: "s".into(),
                 body: "b".into()
             })

@@ -63,6 +63,56 @@ pub async fn list_keys(
     Ok(keys)
 }
 
+/// Storage class of every current object under `prefix`, as `ListObjectsV2` reports it.
+pub async fn current_storage_classes(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<std::collections::HashMap<String, String>, AgentError> {
+    let mut out = std::collections::HashMap::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(|e| aws_error("S3", "ListObjectsV2", format!("s3://{bucket}/{prefix}"), &e))?;
+        for o in page.contents() {
+            if let Some(k) = o.key() {
+                out.insert(
+                    k.to_string(),
+                    o.storage_class()
+                        .map(|c| c.as_str().to_string())
+                        .unwrap_or_else(|| "STANDARD".into()),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Storage class of one version, as `HeadObject` reports it (absent means STANDARD).
+pub async fn version_storage_class(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<String, AgentError> {
+    let h = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| aws_error("S3", "HeadObject", format!("s3://{bucket}/{key}"), &e))?;
+    Ok(h.storage_class()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_else(|| "STANDARD".into()))
+}
+
 /// Result of deleting keys (without version ids).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Deleted {

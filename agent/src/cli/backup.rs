@@ -153,8 +153,22 @@ impl Backup {
     }
 
     pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
-        let time = Utc::now();
         let aws = Aws::connect(&self.aws).await;
+        let (summary, history_result) = self.perform(ctx, &aws).await?;
+        print_summary(&summary, self.json);
+        history_result
+    }
+
+    /// Everything `run` does but printing: pre-flight, upload, rotation, history, anomaly
+    /// checks and notifications, with clients the caller built (the harness passes its own).
+    /// Returns the summary and whether the history record could be written (a stored backup
+    /// whose history append failed is still stored).
+    pub async fn perform(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+    ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
+        let time = Utc::now();
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         notifier.announce();
         let history_path = self.record.history_path();
@@ -178,9 +192,9 @@ impl Backup {
             "backup starting"
         );
         let mut progress = Progress::default();
-        match self.execute(&aws, &mut progress).await {
-            Ok(done) => {
-                self.finish(
+        match self.execute(aws, &mut progress).await {
+            Ok(done) => Ok(self
+                .finish(
                     ctx,
                     &notifier,
                     &history_path,
@@ -189,17 +203,19 @@ impl Backup {
                     progress.duration_secs,
                     done,
                 )
-                .await
-            }
+                .await),
             Err(e) => {
                 let what = format!("{} ({})", self.category, self.source.display());
                 super::notify_failure(
                     &notifier,
                     ctx,
-                    "backup",
-                    &what,
-                    Some(&self.bucket.bucket),
-                    progress.key.as_deref(),
+                    super::FailedRun {
+                        command: "backup",
+                        short: self.category.name(),
+                        what: &what,
+                        bucket: Some(&self.bucket.bucket),
+                        key: progress.key.as_deref(),
+                    },
                     &e,
                 )
                 .await;
@@ -339,7 +355,7 @@ impl Backup {
         time: chrono::DateTime<Utc>,
         duration_secs: f64,
         done: Done,
-    ) -> Result<(), AgentError> {
+    ) -> (Summary, Result<(), AgentError>) {
         let Done {
             key: stored_key,
             uploaded: u,
@@ -348,8 +364,21 @@ impl Backup {
         } = done;
         let previous = history::successful_backups(earlier, self.category, &self.bucket.bucket);
         let t = self.anomaly.thresholds();
-        let sizes: Vec<f64> = previous.iter().map(|b| b.bytes as f64).collect();
-        let durations: Vec<f64> = previous.iter().map(|b| b.duration_secs).collect();
+        let flagged = |b: &BackupRecord, metric: &str| b.anomalies.iter().any(|a| a == metric);
+        let sizes = anomaly::baseline(
+            &previous
+                .iter()
+                .map(|b| (b.bytes as f64, flagged(b, "size")))
+                .collect::<Vec<_>>(),
+            t.min_history,
+        );
+        let durations = anomaly::baseline(
+            &previous
+                .iter()
+                .map(|b| (b.duration_secs, flagged(b, "duration")))
+                .collect::<Vec<_>>(),
+            t.min_history,
+        );
         let size_check = anomaly::check(
             "size",
             "bytes",
@@ -463,8 +492,7 @@ impl Backup {
             log_file: ctx.log_file.clone(),
             notifications: notifier.enabled(),
         };
-        print_summary(&summary, self.json);
-        history_result
+        (summary, history_result)
     }
 }
 

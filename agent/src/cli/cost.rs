@@ -59,16 +59,33 @@ pub struct Cost {
 impl Cost {
     pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
+        let analysis = self.perform(ctx, &aws).await?;
+        if self.json {
+            let j = serde_json::to_string_pretty(&analysis)
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
+            println!("{j}");
+        } else {
+            print!("{}", cost::report::table(&analysis));
+        }
+        Ok(())
+    }
+
+    /// Everything `run` does but printing, with clients the caller built: returns the
+    /// analysis. Failures are notified as in `run`.
+    pub async fn perform(&self, ctx: &Context, aws: &Aws) -> Result<cost::Analysis, AgentError> {
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
-        let result = self.execute(&aws, &notifier).await;
+        let result = self.execute(aws, &notifier).await;
         if let Err(e) = &result {
             super::notify_failure(
                 &notifier,
                 ctx,
-                "cost",
-                "cost analysis",
-                Some(&self.bucket.bucket),
-                None,
+                super::FailedRun {
+                    command: "cost",
+                    short: &self.bucket.bucket,
+                    what: "cost analysis",
+                    bucket: Some(&self.bucket.bucket),
+                    key: None,
+                },
                 e,
             )
             .await;
@@ -76,11 +93,35 @@ impl Cost {
         result
     }
 
-    async fn execute(&self, aws: &Aws, notifier: &Notifier) -> Result<(), AgentError> {
+    async fn execute(&self, aws: &Aws, notifier: &Notifier) -> Result<cost::Analysis, AgentError> {
         let prices = PriceTable::load(self.prices.as_deref())?;
         let bucket = &self.bucket.bucket;
         preflight::aws_side(aws, bucket).await?;
-        let listing = crate::s3::list_versions(&aws.s3, bucket, &self.prefix).await?;
+        let mut listing = crate::s3::list_versions(&aws.s3, bucket, &self.prefix).await?;
+        let current = crate::s3::current_storage_classes(&aws.s3, bucket, &self.prefix).await?;
+        if crate::compat::version_classes_contradicted(&listing, &current) {
+            let mut heads = 0;
+            for v in listing.iter_mut().filter(|v| !v.delete_marker) {
+                v.storage_class = match (v.is_latest, current.get(&v.key)) {
+                    (true, Some(c)) => c.clone(),
+                    _ => {
+                        heads += 1;
+                        crate::s3::version_storage_class(
+                            &aws.s3,
+                            bucket,
+                            &v.key,
+                            v.version_id.as_deref(),
+                        )
+                        .await?
+                    }
+                };
+            }
+            tracing::warn!(
+                heads,
+                "the endpoint's ListObjectVersions reports storage classes that ListObjectsV2 contradicts; \
+                 classes of current versions come from ListObjectsV2, the others from HeadObject"
+            );
+        }
         let rules = crate::s3::lifecycle_rules(&aws.s3, bucket).await?;
         let versioning = crate::s3::versioning(&aws.s3, bucket).await?;
         let now = Utc::now();
@@ -141,13 +182,6 @@ impl Cost {
                 .send(&notify::anomaly(&format!("cost of {bucket}"), None, f))
                 .await;
         }
-        if self.json {
-            let j = serde_json::to_string_pretty(&analysis)
-                .map_err(|e| AgentError::Internal(e.to_string()))?;
-            println!("{j}");
-        } else {
-            print!("{}", cost::report::table(&analysis));
-        }
-        Ok(())
+        Ok(analysis)
     }
 }

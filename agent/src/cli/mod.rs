@@ -167,26 +167,36 @@ pub async fn run(cli: Cli) -> u8 {
     }
 }
 
+/// A command run that failed, as its failure notification names it.
+pub struct FailedRun<'a> {
+    /// `backup`, `restore` or `cost`.
+    pub command: &'a str,
+    /// For the subject: a category or a bucket.
+    pub short: &'a str,
+    /// For the body, in full (with the source directory or restore target).
+    pub what: &'a str,
+    pub bucket: Option<&'a str>,
+    pub key: Option<&'a str>,
+}
+
 /// Sends a failure notification for a command that failed.
 pub async fn notify_failure(
     notifier: &crate::notify::Notifier,
     ctx: &Context,
-    command: &str,
-    what: &str,
-    bucket: Option<&str>,
-    key: Option<&str>,
+    run: FailedRun<'_>,
     e: &AgentError,
 ) {
     let m = crate::notify::failure(
-        what,
+        run.short,
+        run.what,
         &crate::notify::Failure {
-            command: command.to_string(),
+            command: run.command.to_string(),
             stage: e.stage().to_string(),
             error: e.to_string(),
             exit_code: e.exit_code(),
             log_file: ctx.log_file.display().to_string(),
-            bucket: bucket.map(str::to_string),
-            key: key.map(str::to_string),
+            bucket: run.bucket.map(str::to_string),
+            key: run.key.map(str::to_string),
         },
     );
     notifier.send(&m).await;

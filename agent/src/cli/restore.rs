@@ -53,9 +53,20 @@ pub struct Restore {
 impl Restore {
     pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
+        let (r, secs) = self.perform(ctx, &aws).await?;
+        self.print(&r, secs)
+    }
+
+    /// Everything `run` does but printing, with clients the caller built: returns what was
+    /// restored and how long it took (seconds). Failures are notified as in `run`.
+    pub async fn perform(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+    ) -> Result<(restore::Restored, f64), AgentError> {
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let mut key = None;
-        let result = self.execute(&aws, &mut key).await;
+        let result = self.execute(aws, &mut key).await;
         if let Err(e) = &result {
             // A refused overwrite is the user's choice, not an incident.
             if !matches!(e, AgentError::TargetExists { .. }) {
@@ -63,10 +74,13 @@ impl Restore {
                 super::notify_failure(
                     &notifier,
                     ctx,
-                    "restore",
-                    &what,
-                    Some(&self.bucket.bucket),
-                    key.as_deref(),
+                    super::FailedRun {
+                        command: "restore",
+                        short: self.category.name(),
+                        what: &what,
+                        bucket: Some(&self.bucket.bucket),
+                        key: key.as_deref(),
+                    },
                     e,
                 )
                 .await;
@@ -75,7 +89,11 @@ impl Restore {
         result
     }
 
-    async fn execute(&self, aws: &Aws, key_out: &mut Option<String>) -> Result<(), AgentError> {
+    async fn execute(
+        &self,
+        aws: &Aws,
+        key_out: &mut Option<String>,
+    ) -> Result<(restore::Restored, f64), AgentError> {
         let started = Instant::now();
         // Refuse early, before downloading anything.
         let state = restore::check_target(&self.to, self.force)?;
@@ -110,15 +128,18 @@ impl Restore {
         let r = restore::restore(&aws.s3, &target, &expected, &self.to, state).await?;
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(files = r.unpacked.files, verified = %r.verified, secs = format!("{secs:.2}"), "restore complete");
+        Ok((r, secs))
+    }
+
+    fn print(&self, r: &restore::Restored, secs: f64) -> Result<(), AgentError> {
         if self.json {
-            let mut v =
-                serde_json::to_value(&r).map_err(|e| AgentError::Internal(e.to_string()))?;
+            let mut v = serde_json::to_value(r).map_err(|e| AgentError::Internal(e.to_string()))?;
             v["duration_secs"] = serde_json::json!(secs);
             println!("{v}");
         } else {
             println!(
                 "restored s3://{}/{} into {}",
-                target.bucket,
+                self.bucket.bucket,
                 r.key,
                 r.to.display()
             );
