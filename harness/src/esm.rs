@@ -316,9 +316,13 @@ pub fn spawn_alert_sink(
             };
             for msg in out.messages.unwrap_or_default() {
                 let body = msg.body().unwrap_or_default();
-                let (subject, message) = parse_sns_envelope(body);
+                let n = parse_sns_envelope(body);
                 observations
-                    .push(Observation::Alert { subject, message })
+                    .push(Observation::Alert {
+                        subject: n.subject,
+                        message: n.message,
+                        attributes: n.attributes,
+                    })
                     .await;
                 if let Some(r) = msg.receipt_handle() {
                     let _ = sqs
@@ -334,20 +338,44 @@ pub fn spawn_alert_sink(
 }
 
 /// Subject and message of an SNS -> SQS delivery (the JSON envelope), or the raw body.
-pub fn parse_sns_envelope(body: &str) -> (String, String) {
+pub fn parse_sns_envelope(body: &str) -> SnsNotification {
     match serde_json::from_str::<serde_json::Value>(body) {
-        Ok(v) if v.get("Type").and_then(|t| t.as_str()) == Some("Notification") => (
-            v.get("Subject")
-                .and_then(|s| s.as_str())
-                .unwrap_or("")
-                .to_string(),
-            v.get("Message")
-                .and_then(|s| s.as_str())
-                .unwrap_or("")
-                .to_string(),
-        ),
-        _ => (String::new(), body.to_string()),
+        Ok(v) if v.get("Type").and_then(|t| t.as_str()) == Some("Notification") => {
+            let text = |k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("").to_string();
+            let attributes = v
+                .get("MessageAttributes")
+                .and_then(|a| a.as_object())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(name, attr)| {
+                            attr.get("Value")
+                                .and_then(|x| x.as_str())
+                                .map(|x| (name.clone(), x.to_string()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            SnsNotification {
+                subject: text("Subject"),
+                message: text("Message"),
+                attributes,
+            }
+        }
+        _ => SnsNotification {
+            subject: String::new(),
+            message: body.to_string(),
+            attributes: Default::default(),
+        },
     }
+}
+
+/// What an SQS subscription received from SNS (the JSON envelope, not raw delivery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsNotification {
+    pub subject: String,
+    pub message: String,
+    /// `MessageAttributes`: name -> `Value` (string and number attributes).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -357,8 +385,9 @@ mod tests {
     #[test]
     fn reads_the_real_sns_envelope() {
         let body = include_str!("../../fixtures/engine-events/localstack-sns-envelope.json");
-        let (subject, message) = parse_sns_envelope(body);
-        assert_eq!(subject, "Probe subject");
-        assert_eq!(message, "hello from sns");
+        let n = parse_sns_envelope(body);
+        assert_eq!(n.subject, "Probe subject");
+        assert_eq!(n.message, "hello from sns");
+        assert_eq!(n.attributes.get("k").map(String::as_str), Some("v"));
     }
 }

@@ -10,8 +10,10 @@
 //! | [`scenario`] | scenario files, the runner, the transcript |
 //! | [`report`] | redaction, snapshots, JUnit |
 //! | [`redrive`] | DLQ redrive |
+//! | [`agent`] | the backup agent inside scenarios: generated trees, backup, restore and cost runs |
 //! | [`cli`] | the `harness` command |
 
+pub mod agent;
 pub mod aws;
 pub mod bench;
 pub mod cli;

@@ -20,7 +20,13 @@ pub enum Observation {
         report: NotifyReport,
     },
     /// An alert arrived through the SNS subscription.
-    Alert { subject: String, message: String },
+    Alert {
+        subject: String,
+        message: String,
+        /// The SNS message attributes (name -> string value), e.g. the agent's `sender`
+        /// and `event`.
+        attributes: std::collections::BTreeMap<String, String>,
+    },
     /// A handler failed as a whole (the batch stays on the queue).
     BatchError { queue: String, error: String },
     /// A batch was handed to a function: its size and its batch item failures.
@@ -102,7 +108,9 @@ impl Observations {
             .await
             .into_iter()
             .filter_map(|o| match o {
-                Observation::Alert { subject, message } => Some((subject, message)),
+                Observation::Alert {
+                    subject, message, ..
+                } => Some((subject, message)),
                 _ => None,
             })
             .collect()

@@ -14,6 +14,7 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// SSE-KMS with this key (ARN or alias).
     pub kms_key: Option<String>,
+    pub storage_class: Option<aws_sdk_s3::types::StorageClass>,
 }
 
 /// Uploads `bytes` as a multipart upload with parts of `part_size` bytes, each part and the
@@ -34,7 +35,8 @@ pub async fn put_multipart(
         .key(key)
         .checksum_algorithm(algorithm.clone())
         .set_metadata(opts.metadata.clone())
-        .set_content_type(opts.content_type.clone());
+        .set_content_type(opts.content_type.clone())
+        .set_storage_class(opts.storage_class.clone());
     if let Some(k) = &opts.kms_key {
         create = create
             .server_side_encryption(ServerSideEncryption::AwsKms)

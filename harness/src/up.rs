@@ -264,7 +264,9 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                     };
                     (Some(text), None)
                 }
-                Observation::Alert { subject, message } => (
+                Observation::Alert {
+                    subject, message, ..
+                } => (
                     Some(format!("received  alert: {subject}")),
                     serde_json::to_string(&AlertLine {
                         subject: subject.clone(),

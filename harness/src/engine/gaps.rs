@@ -9,10 +9,64 @@
 //! | replication is synchronous, so lag cannot happen | MiniStack | scenarios that control replication run the harness replicator instead (`replication::mode`) |
 //! | `StartMessageMoveTask` is not implemented | MiniStack | `redrive` falls back to receive / send / delete |
 //! | replicas get new version ids (AWS keeps the source's) | both | the validator matches replica versions by content when the id is unknown |
+//! | the replicator cannot read a GLACIER / DEEP_ARCHIVE version (`InvalidObjectState`), where S3 replication copies it as it is written | LocalStack | [`restore_archived`] (here), called by the replicator before it reads such a version |
+//! | agent: multipart uploads answer COMPOSITE to a FULL_OBJECT CRC64NVME request | MiniStack | `autobackup_agent::compat` (the agent's own one place) |
 
 use serde_json::Value;
 
 use super::Capabilities;
+
+/// Restores an archived version (GLACIER, DEEP_ARCHIVE) so the harness replicator can read
+/// it, and waits until the engine says the restore finished (LocalStack does at once). The
+/// engine's `Restore` header on the primary is the only trace; the storage class stays.
+pub async fn restore_archived(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> Result<(), String> {
+    use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
+    let request = RestoreRequest::builder()
+        .days(1)
+        .glacier_job_parameters(
+            GlacierJobParameters::builder()
+                .tier(Tier::Expedited)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .build();
+    s3.restore_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(version_id)
+        .restore_request(request)
+        .send()
+        .await
+        .map_err(crate::errors::sdk)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let head = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+        if head
+            .restore()
+            .is_some_and(|r| r.contains("ongoing-request=\"false\""))
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{bucket}/{key} ({version_id}): the engine did not finish restoring the archived version within 10 s"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
 
 /// Re-encodes a raw event key the way AWS writes it (form-encoding), for engines that send
 /// raw keys. Bodies that are not S3 EventBridge events are returned unchanged.

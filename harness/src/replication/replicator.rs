@@ -290,6 +290,8 @@ impl Replicator {
             metadata: head.metadata().cloned(),
             content_type: head.content_type().map(str::to_string),
             kms_key: None,
+            // No destination storage class in the replication rule: replicas keep the source's.
+            storage_class: head.storage_class().cloned(),
         };
         let algorithm = if head.checksum_crc64_nvme().is_some() {
             ChecksumAlgorithm::Crc64Nvme
@@ -301,19 +303,7 @@ impl Replicator {
             ChecksumAlgorithm::Crc32
         };
         // The whole source version, read once.
-        let mut whole = s3
-            .get_object()
-            .bucket(&p.primary)
-            .key(&p.key)
-            .version_id(&p.version_id)
-            .send()
-            .await
-            .map_err(sdk)?
-            .body
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_vec();
+        let mut whole = read_version(s3, p).await?;
         if parts <= 1 && fault != Some(Fault::Relayout) {
             let mut bytes = whole;
             if corrupt {
@@ -325,6 +315,7 @@ impl Replicator {
                 .key(&p.key)
                 .set_metadata(opts.metadata)
                 .set_content_type(opts.content_type)
+                .set_storage_class(opts.storage_class)
                 .body(ByteStream::from(bytes));
             // Keep the source's full-object checksum, as S3 replication does.
             if !corrupt {
@@ -456,6 +447,34 @@ async fn list_versions(
     // Listing order is newest first per key; replicate oldest first.
     out.sort_by_key(|v| v.modified);
     Ok(out)
+}
+
+/// Reads a source version whole. S3 replicates an object as it is written, whatever its
+/// storage class; an engine that (like AWS for clients) refuses to read a version stored in
+/// GLACIER or DEEP_ARCHIVE (`InvalidObjectState`, LocalStack) gets a restore request first.
+/// LocalStack completes restores at once; this waits up to 10 s for it.
+async fn read_version(s3: &aws_sdk_s3::Client, p: &Pending) -> Result<Vec<u8>, String> {
+    let get = || {
+        s3.get_object()
+            .bucket(&p.primary)
+            .key(&p.key)
+            .version_id(&p.version_id)
+            .send()
+    };
+    let out = match get().await {
+        Ok(o) => o,
+        Err(e) if sdk(&e).contains("InvalidObjectState") => {
+            crate::engine::gaps::restore_archived(s3, &p.primary, &p.key, &p.version_id).await?;
+            get().await.map_err(sdk)?
+        }
+        Err(e) => return Err(sdk(e)),
+    };
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_vec())
 }
 
 #[cfg(test)]

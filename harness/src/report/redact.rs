@@ -64,7 +64,11 @@ impl Redactor {
     /// Rewrites `text`.
     pub fn apply(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for (from, to) in &self.literals {
+        // Longest first: a literal that contains another (a work directory named after the
+        // run's suffix) is replaced whole.
+        let mut literals: Vec<&(String, String)> = self.literals.iter().collect();
+        literals.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        for (from, to) in literals {
             out = out.replace(from, to);
         }
         // Number each kind's values by first appearance.
@@ -111,6 +115,16 @@ mod tests {
         assert_eq!(
             r.apply(text),
             "bucket autobackup-documents-primary-dev-{run} v=[version-1] then [version-2] again [version-1] msg [message-1] at [time]"
+        );
+    }
+
+    #[test]
+    fn a_literal_containing_another_is_replaced_whole() {
+        let mut r = Redactor::new();
+        r.suffix("ab12cd").literal("/tmp/agent-ab12cd", "[work]");
+        assert_eq!(
+            r.apply("log at /tmp/agent-ab12cd/x.log, bucket b-ab12cd"),
+            "log at [work]/x.log, bucket b-{run}"
         );
     }
 

@@ -1,15 +1,17 @@
 //! Plays a scenario on an engine: provision, start the system, run the steps, settle,
 //! check expectations, gather and render the transcript, tear down.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption, StorageClass};
 
 use super::file::{
     Delete, ReplicationAction, Scenario, Step, TriggerAction, Upload, Wait, WaitFor,
 };
 use super::transcript::{self, depth};
+use crate::agent::{agent_event, AgentSession};
 use crate::aws::Clients;
 use crate::engine::Engine;
 use crate::errors::{sdk, ScenarioError};
@@ -98,8 +100,9 @@ pub async fn run(
     .await
     .map_err(|e| ScenarioError::Other(format!("starting the gap proxy: {e}")))?;
 
+    let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent);
     let t = Instant::now();
-    let played = play(&system, engine, scenario).await;
+    let played = play(&system, engine, scenario, &mut agent).await;
     let steps_time = t.elapsed();
 
     let t = Instant::now();
@@ -118,34 +121,38 @@ pub async fn run(
             "{}: the system did not settle: {e}",
             scenario.path.display()
         ))),
-        (Ok(()), Ok(())) => {
-            let unmet = check_expectations(scenario, &topology, &observations);
-            match transcript::gather(&clients, &topology, observations).await {
-                Ok(facts) => {
-                    let mut header = vec![
-                        ("scenario".to_string(), scenario.name.clone()),
-                        ("description".to_string(), scenario.description.clone()),
-                        ("profile".to_string(), scenario.profile.clone()),
-                    ];
-                    let overrides = scenario.timing.describe();
-                    header.push((
-                        "timing overrides".to_string(),
-                        if overrides.is_empty() {
-                            "none".to_string()
-                        } else {
-                            overrides.join(", ")
-                        },
-                    ));
-                    Ok((
-                        transcript::render(&header, &facts, &topology, &engine.endpoint),
-                        unmet,
-                    ))
+        (Ok(()), Ok(())) => match transcript::gather(&clients, &topology, observations).await {
+            Ok(mut facts) => {
+                if scenario.uses_agent() {
+                    facts.agent = Some(transcript::AgentFacts {
+                        runs: agent.runs.clone(),
+                        work: agent.work_dir().to_path_buf(),
+                    });
                 }
-                Err(e) => Err(ScenarioError::Other(format!(
-                    "gathering the outcome failed: {e}"
-                ))),
+                let unmet = check_expectations(scenario, &topology, &facts, &agent);
+                let mut header = vec![
+                    ("scenario".to_string(), scenario.name.clone()),
+                    ("description".to_string(), scenario.description.clone()),
+                    ("profile".to_string(), scenario.profile.clone()),
+                ];
+                let overrides = scenario.timing.describe();
+                header.push((
+                    "timing overrides".to_string(),
+                    if overrides.is_empty() {
+                        "none".to_string()
+                    } else {
+                        overrides.join(", ")
+                    },
+                ));
+                Ok((
+                    transcript::render(&header, &facts, &topology, &engine.endpoint),
+                    unmet,
+                ))
             }
-        }
+            Err(e) => Err(ScenarioError::Other(format!(
+                "gathering the outcome failed: {e}"
+            ))),
+        },
     };
 
     let t = Instant::now();
@@ -156,6 +163,9 @@ pub async fn run(
         }
     }
     let teardown_time = t.elapsed();
+    if !opts.keep {
+        agent.cleanup();
+    }
     let (transcript, unmet) = result?;
     Ok(RunOutcome {
         scenario: scenario.name.clone(),
@@ -178,6 +188,7 @@ async fn play(
     system: &RunningSystem,
     engine: &Engine,
     scenario: &Scenario,
+    agent: &mut AgentSession,
 ) -> Result<(), ScenarioError> {
     for (index, located) in scenario.steps.iter().enumerate() {
         let fail = |why: String| ScenarioError::Step {
@@ -248,6 +259,13 @@ async fn play(
                 Some(p) => p.outage(&o.service, o.failures).await,
                 None => return Err(fail("outages need the gap proxy".into())),
             },
+            Step::Tree(t) => agent.generate(t).map_err(fail)?,
+            Step::Backup(b) => {
+                agent.backup(located.line, b).await.map_err(fail)?;
+                replicate_now(system).await.map_err(fail)?;
+            }
+            Step::Restore(r) => agent.restore(located.line, r).await.map_err(fail)?,
+            Step::Cost(c) => agent.cost(located.line, c).await.map_err(fail)?,
             Step::Redrive(r) => {
                 let q = &system.topology.queues;
                 let (from, to) = (
@@ -310,6 +328,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
         generated_bytes(&u.key, u.size.unwrap_or(0))
     };
     let s3 = &system.clients.s3;
+    let storage_class = u.storage_class.as_deref().map(StorageClass::from);
     let kms_key = u.sse_kms.then(|| system.topology.sqs_key_arn.clone());
     match u.part_size {
         None => {
@@ -317,6 +336,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
                 .put_object()
                 .bucket(bucket)
                 .key(&u.key)
+                .set_storage_class(storage_class)
                 .body(ByteStream::from(bytes));
             if let Some(k) = kms_key {
                 put = put
@@ -335,6 +355,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
                 ChecksumAlgorithm::Crc32,
                 &PutOptions {
                     kms_key,
+                    storage_class,
                     ..PutOptions::default()
                 },
             )
@@ -408,10 +429,44 @@ fn decided(obs: &[Observation], bucket: &str, key: &str, outcome: &str) -> bool 
     })
 }
 
+/// Alerts from the pipeline (the failure-notifier), not the agent's notifications.
 fn alert_count(obs: &[Observation]) -> usize {
     obs.iter()
-        .filter(|o| matches!(o, Observation::Alert { .. }))
+        .filter(|o| matches!(o, Observation::Alert { attributes, .. } if agent_event(attributes).is_none()))
         .count()
+}
+
+fn agent_notification_counts(obs: &[Observation]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for o in obs {
+        if let Observation::Alert { attributes, .. } = o {
+            if let Some(event) = agent_event(attributes) {
+                *out.entry(event.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The validator's last decision on an object (by attempt).
+fn final_decision<'a>(
+    obs: &'a [Observation],
+    bucket: &str,
+    key: &str,
+) -> Option<&'a checksum_validator::RecordReport> {
+    obs.iter()
+        .filter_map(|o| match o {
+            Observation::Decision { report, .. }
+                if report
+                    .object
+                    .as_ref()
+                    .is_some_and(|x| x.bucket == bucket && x.key == key) =>
+            {
+                Some(report)
+            }
+            _ => None,
+        })
+        .max_by_key(|r| r.attempt)
 }
 
 async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
@@ -555,9 +610,61 @@ pub async fn settle(system: &RunningSystem, timeout: Duration) -> Result<(), Str
 fn check_expectations(
     scenario: &Scenario,
     topology: &crate::topology::Topology,
-    obs: &[Observation],
+    facts: &transcript::Facts,
+    agent: &AgentSession,
 ) -> Vec<String> {
+    let obs = facts.observations.as_slice();
     let mut unmet = Vec::new();
+    if let Some(want) = &scenario.expect.agent_notifications {
+        let got = agent_notification_counts(obs);
+        for event in crate::scenario::file::AGENT_EVENTS {
+            let (w, g) = (
+                want.get(event).copied().unwrap_or(0),
+                got.get(event).copied().unwrap_or(0),
+            );
+            if w != g {
+                unmet.push(format!(
+                    "expected {w} agent {event} notification(s), got {g}"
+                ));
+            }
+        }
+    }
+    for (category, want) in &scenario.expect.backups {
+        let prefix = format!("backups/{category}/");
+        let label = format!("{category} primary");
+        let got = facts
+            .buckets
+            .iter()
+            .filter(|(l, _)| *l == label)
+            .flat_map(|(_, listing)| listing.iter())
+            .filter(|l| l.latest && !l.delete_marker && l.key.starts_with(&prefix))
+            .count();
+        if got != *want {
+            unmet.push(format!(
+                "expected {want} backup(s) under {prefix} at the end, found {got}"
+            ));
+        }
+    }
+    if let Some(want) = scenario.expect.backups_validated {
+        let stored = agent.stored_keys();
+        let mut validated = 0;
+        for (bucket, key) in &stored {
+            match final_decision(obs, bucket, key) {
+                Some(r) if r.outcome == checksum_validator::Outcome::Validated => validated += 1,
+                Some(r) => unmet.push(format!(
+                    "backup {key}: final decision {}, expected validated",
+                    r.outcome
+                )),
+                None => unmet.push(format!("backup {key}: the validator never decided it")),
+            }
+        }
+        if validated != want || stored.len() != want {
+            unmet.push(format!(
+                "expected {want} validated backup(s), {validated} of {} stored were validated",
+                stored.len()
+            ));
+        }
+    }
     if let Some(want) = scenario.expect.alerts {
         let got = alert_count(obs);
         if got != want {
@@ -599,20 +706,7 @@ fn check_expectations(
         let Some(bucket) = topology.category(cat).map(|b| b.primary.clone()) else {
             continue;
         };
-        let last = obs
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Decision { report, .. }
-                    if report
-                        .object
-                        .as_ref()
-                        .is_some_and(|x| x.bucket == bucket && x.key == key) =>
-                {
-                    Some(report)
-                }
-                _ => None,
-            })
-            .max_by_key(|r| r.attempt);
+        let last = final_decision(obs, &bucket, key);
         match last {
             Some(r) if r.outcome.as_str() == want => {}
             Some(r) => unmet.push(format!(

@@ -10,6 +10,8 @@ use checksum_validator::decision::{EvidenceKind, Verdict};
 use checksum_validator::handler::Action;
 use checksum_validator::RecordReport;
 
+use crate::agent::render as agent_render;
+use crate::agent::{agent_event, AgentRun};
 use crate::aws::Clients;
 use crate::errors::sdk;
 use crate::observe::Observation;
@@ -100,6 +102,14 @@ pub struct Facts {
     pub failure_dlq: Vec<String>,
     /// (label, listing) per bucket, primaries and replicas.
     pub buckets: Vec<(String, Vec<Listed>)>,
+    /// The agent's runs, when the scenario ran any agent step.
+    pub agent: Option<AgentFacts>,
+}
+
+/// What the agent did in a run, and where its files were.
+pub struct AgentFacts {
+    pub runs: Vec<AgentRun>,
+    pub work: std::path::PathBuf,
 }
 
 /// Gathers queue depths, the failure DLQ's bodies and every bucket's versions.
@@ -143,6 +153,7 @@ pub async fn gather(
         depths,
         failure_dlq,
         buckets,
+        agent: None,
     })
 }
 
@@ -156,7 +167,9 @@ fn action_name(a: &Action) -> &'static str {
     }
 }
 
-fn evidence_lines(r: &RecordReport) -> String {
+/// The evidence of a decision. For an agent backup (`backup` = its number) the values are
+/// named after the backup instead of shown (they depend on the machine that made the archive).
+fn evidence_lines(r: &RecordReport, backup: Option<usize>, redactor: &mut Redactor) -> String {
     let mut out = String::new();
     if r.evidence.is_empty() {
         return out;
@@ -172,10 +185,28 @@ fn evidence_lines(r: &RecordReport) -> String {
             EvidenceKind::Size => "size".to_string(),
             k => k.to_string(),
         };
-        out.push_str(&format!(
-            "        {kind:<18} {} | {}  {v}\n",
-            c.primary, c.replica
-        ));
+        let (primary, replica) = match backup {
+            Some(n) if c.kind == EvidenceKind::Size => {
+                let named = |v: &str| {
+                    if v == c.primary {
+                        format!("[size of backup-{n}]")
+                    } else {
+                        v.to_string()
+                    }
+                };
+                (named(&c.primary), named(&c.replica))
+            }
+            Some(n) => {
+                for v in [&c.primary, &c.replica] {
+                    if v.len() >= 8 {
+                        redactor.literal(v, &format!("[{kind} of backup-{n}]"));
+                    }
+                }
+                (c.primary.clone(), c.replica.clone())
+            }
+            None => (c.primary.clone(), c.replica.clone()),
+        };
+        out.push_str(&format!("        {kind:<18} {primary} | {replica}  {v}\n"));
     }
     out
 }
@@ -195,6 +226,14 @@ pub fn render(
     for (k, v) in header {
         out.push_str(&format!("{k}: {v}\n"));
     }
+    let backups = match &facts.agent {
+        Some(a) => {
+            agent_render::register(&mut redactor, &a.runs, &a.work);
+            out.push_str(&agent_render::runs_section(&a.runs));
+            agent_render::backup_labels(&a.runs)
+        }
+        None => BTreeMap::new(),
+    };
 
     // Validator decisions, grouped per object version (or per message for non-events).
     let primaries: BTreeMap<&str, &str> = topology
@@ -290,7 +329,8 @@ pub fn render(
                 action_name(&r.action),
                 r.detail
             ));
-            out.push_str(&evidence_lines(r));
+            let backup = r.object.as_ref().and_then(|o| backups.get(&o.key).copied());
+            out.push_str(&evidence_lines(r, backup, &mut redactor));
         }
     }
 
@@ -327,14 +367,23 @@ pub fn render(
         out.push_str(&n);
     }
 
-    let mut alerts: Vec<(&String, &String)> = facts
-        .observations
-        .iter()
-        .filter_map(|o| match o {
-            Observation::Alert { subject, message } => Some((subject, message)),
-            _ => None,
-        })
-        .collect();
+    let mut alerts: Vec<(&String, &String)> = Vec::new();
+    let mut agent_notifications: Vec<(String, String, String)> = Vec::new();
+    for o in &facts.observations {
+        if let Observation::Alert {
+            subject,
+            message,
+            attributes,
+        } = o
+        {
+            match agent_event(attributes) {
+                Some(event) => {
+                    agent_notifications.push((event.to_string(), subject.clone(), message.clone()))
+                }
+                None => alerts.push((subject, message)),
+            }
+        }
+    }
     alerts.sort();
     out.push_str(&format!("\nalerts received: {}\n", alerts.len()));
     for (subject, message) in alerts {
@@ -342,6 +391,10 @@ pub fn render(
         for line in message.lines() {
             out.push_str(&format!("      | {line}\n"));
         }
+    }
+
+    if facts.agent.is_some() || !agent_notifications.is_empty() {
+        out.push_str(&agent_render::notifications_section(&agent_notifications));
     }
 
     let errors: Vec<String> = facts
@@ -387,6 +440,8 @@ pub fn render(
                 l.key,
                 if l.delete_marker {
                     "delete-marker".to_string()
+                } else if let Some(n) = backups.get(&l.key) {
+                    format!("[size of backup-{n}]")
                 } else {
                     format!("{} bytes", l.size)
                 },
