@@ -47,7 +47,8 @@ pub struct BackupStep {
     /// `--keep`.
     #[serde(default = "default_keep")]
     pub keep: u32,
-    /// Back up into this bucket instead of the category's primary (one that does not exist).
+    /// Back up into this bucket instead of the category's primary (one that does not exist);
+    /// `{run}` stands for the run's suffix, so the name is unique on a shared endpoint.
     #[serde(default)]
     pub bucket: Option<String>,
     /// Further `autobackup backup` flags, appended to the scenario's `[agent] backup_args`.
@@ -240,7 +241,7 @@ impl AgentSession {
         };
         std::fs::create_dir_all(&self.work).map_err(|e| format!("{}: {e}", self.work.display()))?;
         let bucket = match &step.bucket {
-            Some(b) => b.clone(),
+            Some(b) => b.replace("{run}", &self.topology.names.suffix),
             None => self.bucket(&step.category)?,
         };
         let mut argv: Vec<String> = vec![
@@ -402,4 +403,60 @@ pub fn agent_event(attributes: &BTreeMap<String, String>) -> Option<&str> {
             .map(String::as_str)
             .unwrap_or("unknown")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn agent_notifications_are_told_apart_by_their_attributes() {
+        assert_eq!(
+            agent_event(&attrs(&[
+                ("sender", "autobackup-agent"),
+                ("event", "anomaly")
+            ])),
+            Some("anomaly")
+        );
+        assert_eq!(
+            agent_event(&attrs(&[("sender", "autobackup-agent")])),
+            Some("unknown")
+        );
+        // The failure-notifier's alerts carry no sender; another sender is not the agent.
+        assert_eq!(agent_event(&attrs(&[])), None);
+        assert_eq!(
+            agent_event(&attrs(&[("sender", "someone"), ("event", "success")])),
+            None
+        );
+    }
+
+    #[test]
+    fn scenario_argv_parses_with_the_agents_own_cli() {
+        let cmd = AgentSession::parse(vec![
+            "backup".into(),
+            "--source".into(),
+            "/tmp/x".into(),
+            "--category".into(),
+            "media".into(),
+            "--bucket".into(),
+            "b".into(),
+            "--duration-floor-secs".into(),
+            "30".into(),
+        ])
+        .unwrap();
+        let Command::Backup(b) = cmd else {
+            panic!("not a backup")
+        };
+        assert_eq!(b.duration_floor_secs, 30.0);
+        assert_eq!(b.keep, 5);
+        let err = AgentSession::parse(vec!["backup".into(), "--nope".into()]).unwrap_err();
+        assert!(err.contains("--nope"), "{err}");
+    }
 }

@@ -815,6 +815,9 @@ backups_validated = 1
             Just("[timing]".to_string()),
             "upload = \\{ category = \"(documents|x)\", key = \"[a-z]{0,3}\", (text|size) = (\"a\"|1) \\}",
             "wait = \\{ for = \"(outcome|alerts|idle|x)\", count = [0-9] \\}",
+            "tree = \\{ name = \"[a-z.]{0,3}\", files = [0-9] \\}",
+            "backup = \\{ (tree|source) = \"[a-z]{0,3}\", category = \"(media|x)\", exit = [0-9] \\}",
+            "restore = \\{ category = \"(media|x)\", compare = \"[a-z]{0,2}\" \\}",
             "[a-z_]{1,8} = [0-9]{1,3}",
         ], 0..10)) {
             let _ = parse(&lines.join("\n"));
