@@ -16,16 +16,35 @@ pub fn default_log_file() -> PathBuf {
     crate::history::state_dir().join("autobackup.log")
 }
 
-/// Installs the subscriber. Fails (exit 12) when the log file cannot be opened.
-pub fn init(log_file: &Path, verbose: bool) -> Result<(), AgentError> {
+fn open(log_file: &Path) -> Result<std::fs::File, AgentError> {
     if let Some(dir) = log_file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| AgentError::local("log directory", dir, e))?;
     }
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_file)
-        .map_err(|e| AgentError::local("log file", log_file, e))?;
+        .map_err(|e| AgentError::local("log file", log_file, e))
+}
+
+/// A dispatcher that appends the agent's lines (info and up) to `log_file` only, for a caller
+/// that runs commands in its own process (the harness) and keeps its own console:
+/// `command.perform(..).with_subscriber(dispatch)`.
+pub fn file_only(log_file: &Path) -> Result<tracing::Dispatch, AgentError> {
+    let file = open(log_file)?;
+    let layer = fmt::layer()
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .with_filter(EnvFilter::new("autobackup_agent=info,warn"));
+    Ok(tracing::Dispatch::new(
+        tracing_subscriber::registry().with(layer),
+    ))
+}
+
+/// Installs the subscriber. Fails (exit 12) when the log file cannot be opened.
+pub fn init(log_file: &Path, verbose: bool) -> Result<(), AgentError> {
+    let file = open(log_file)?;
     let default = if verbose {
         "autobackup_agent=debug,autobackup=debug,warn"
     } else {
@@ -52,6 +71,16 @@ pub fn init(log_file: &Path, verbose: bool) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_only_writes_the_agents_lines_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/agent.log");
+        let d = file_only(&log).unwrap();
+        tracing::dispatcher::with_default(&d, || tracing::info!("stored backups/x"));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("stored backups/x"), "{text}");
+    }
 
     #[test]
     fn unwritable_log_file_is_a_local_file_error() {

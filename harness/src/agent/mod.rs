@@ -28,6 +28,7 @@ use autobackup_agent::cost::Analysis;
 use autobackup_agent::errors::AgentError;
 use autobackup_agent::restore::Restored;
 use serde::Deserialize;
+use tracing::instrument::WithSubscriber;
 
 use crate::aws::Clients;
 use crate::topology::Topology;
@@ -181,6 +182,12 @@ impl AgentSession {
         }
     }
 
+    /// The agent's log lines go to `[work]/autobackup.log`, the file its failure
+    /// notifications point at, not to the harness's console.
+    fn log(&self) -> Result<tracing::Dispatch, String> {
+        autobackup_agent::logging::file_only(&self.context().log_file).map_err(|e| e.to_string())
+    }
+
     fn tree_dir(&self, name: &str) -> PathBuf {
         self.work.join("trees").join(name)
     }
@@ -259,7 +266,10 @@ impl AgentSession {
         let Command::Backup(cmd) = Self::parse(argv)? else {
             return Err("not a backup command".into());
         };
-        let result = cmd.perform(&self.context(), &self.aws).await;
+        let result = cmd
+            .perform(&self.context(), &self.aws)
+            .with_subscriber(self.log()?)
+            .await;
         let (summary, error) = match result {
             Ok((s, Ok(()))) => (Some(Box::new(s)), None),
             Ok((s, Err(e))) => (Some(Box::new(s)), Some(e)),
@@ -297,7 +307,10 @@ impl AgentSession {
         let Command::Restore(cmd) = Self::parse(argv)? else {
             return Err("not a restore command".into());
         };
-        let result = cmd.perform(&self.context(), &self.aws).await;
+        let result = cmd
+            .perform(&self.context(), &self.aws)
+            .with_subscriber(self.log()?)
+            .await;
         let (restored, error) = match result {
             Ok((r, _secs)) => (Some(Box::new(r)), None),
             Err(e) => (None, Some(e)),
@@ -341,7 +354,11 @@ impl AgentSession {
         let Command::Cost(cmd) = Self::parse(argv)? else {
             return Err("not a cost command".into());
         };
-        let (analysis, error) = match cmd.perform(&self.context(), &self.aws).await {
+        let (analysis, error) = match cmd
+            .perform(&self.context(), &self.aws)
+            .with_subscriber(self.log()?)
+            .await
+        {
             Ok(a) => (Some(Box::new(a)), None),
             Err(e) => (None, Some(e)),
         };
@@ -364,6 +381,12 @@ impl AgentSession {
         what: RunKind,
     ) -> Result<(), String> {
         let exit = error.as_ref().map(AgentError::exit_code).unwrap_or(0);
+        if let (Some(e), Ok(log)) = (&error, self.log()) {
+            // What the binary's dispatcher logs last: the error, its stage and exit code.
+            tracing::dispatcher::with_default(&log, || {
+                tracing::error!(stage = e.stage(), exit_code = exit, "{e}")
+            });
+        }
         let text = error.map(|e| e.to_string());
         self.runs.push(AgentRun {
             line,
