@@ -10,7 +10,7 @@
 //! | checksum stored for a multipart CRC64NVME object | full object | full object | composite `…-N` | [`stored_crc64`] |
 //! | `CopyObject` of a composite object | new full-object value | new full-object value | keeps the composite value, labels it `FULL_OBJECT` | [`stored_crc64`] (a `-N` suffix is composite whatever the label) |
 //! | `PutObject` response checksum headers | present | present | absent | the agent verifies with `HeadObject` instead |
-//! | `StorageClass` in `ListObjectVersions` | the version's class | `STANDARD` for every version | the version's class | [`version_classes_contradicted`]: when `ListObjectsV2` contradicts it, `cost` reads classes with `HeadObject` |
+//! | `StorageClass` in `ListObjectVersions` | the version's class | `STANDARD` for every version | the version's class | [`version_classes_contradicted`]: when `ListObjectsV2` contradicts it, `s3::list_versions_with_classes` reads classes with `HeadObject` |
 //!
 //! Whatever an engine stores, the agent records its own SHA-256 of the archive (object
 //! metadata and history) and checks it on restore, so a restore is verified everywhere.

@@ -38,59 +38,80 @@ fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// Every current object under `prefix` (`ListObjectsV2`): key and storage class.
+pub async fn list_current(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String)>, AgentError> {
+    let mut out = Vec::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(|e| aws_error("S3", "ListObjectsV2", format!("s3://{bucket}/{prefix}"), &e))?;
+        out.extend(page.contents().iter().filter_map(|o| {
+            let class = o
+                .storage_class()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_else(|| "STANDARD".into());
+            o.key().map(|k| (k.to_string(), class))
+        }));
+    }
+    Ok(out)
+}
+
 /// Every key under `prefix`.
 pub async fn list_keys(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<String>, AgentError> {
-    let mut keys = Vec::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(|e| aws_error("S3", "ListObjectsV2", format!("s3://{bucket}/{prefix}"), &e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
-    }
-    Ok(keys)
+    Ok(list_current(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
 }
 
-/// Storage class of every current object under `prefix`, as `ListObjectsV2` reports it.
-pub async fn current_storage_classes(
+/// Every version under `prefix` with the storage class the endpoint stores it in. Where
+/// `ListObjectsV2` contradicts `ListObjectVersions` on a current object
+/// ([`crate::compat::version_classes_contradicted`]), current versions take their class from
+/// `ListObjectsV2` and the others from `HeadObject`; on AWS the two agree and nothing more is
+/// read.
+pub async fn list_versions_with_classes(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> Result<std::collections::HashMap<String, String>, AgentError> {
-    let mut out = std::collections::HashMap::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page
-            .map_err(|e| aws_error("S3", "ListObjectsV2", format!("s3://{bucket}/{prefix}"), &e))?;
-        for o in page.contents() {
-            if let Some(k) = o.key() {
-                out.insert(
-                    k.to_string(),
-                    o.storage_class()
-                        .map(|c| c.as_str().to_string())
-                        .unwrap_or_else(|| "STANDARD".into()),
-                );
-            }
-        }
+) -> Result<Vec<Listed>, AgentError> {
+    let mut listing = list_versions(s3, bucket, prefix).await?;
+    let current: std::collections::HashMap<String, String> = list_current(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .collect();
+    if !crate::compat::version_classes_contradicted(&listing, &current) {
+        return Ok(listing);
     }
-    Ok(out)
+    let mut heads = 0;
+    for v in listing.iter_mut().filter(|v| !v.delete_marker) {
+        v.storage_class = match (v.is_latest, current.get(&v.key)) {
+            (true, Some(c)) => c.clone(),
+            _ => {
+                heads += 1;
+                version_storage_class(s3, bucket, &v.key, v.version_id.as_deref()).await?
+            }
+        };
+    }
+    tracing::warn!(
+        heads,
+        "the endpoint's ListObjectVersions reports storage classes that ListObjectsV2 contradicts; \
+         classes of current versions come from ListObjectsV2, the others from HeadObject"
+    );
+    Ok(listing)
 }
 
 /// Storage class of one version, as `HeadObject` reports it (absent means STANDARD).

@@ -364,21 +364,16 @@ impl Backup {
         } = done;
         let previous = history::successful_backups(earlier, self.category, &self.bucket.bucket);
         let t = self.anomaly.thresholds();
-        let flagged = |b: &BackupRecord, metric: &str| b.anomalies.iter().any(|a| a == metric);
-        let sizes = anomaly::baseline(
-            &previous
+        // Earlier values of a metric, leaving out runs flagged on it (see `anomaly::baseline`).
+        let baseline = |metric: &str, value: fn(&BackupRecord) -> f64| {
+            let series: Vec<(f64, bool)> = previous
                 .iter()
-                .map(|b| (b.bytes as f64, flagged(b, "size")))
-                .collect::<Vec<_>>(),
-            t.min_history,
-        );
-        let durations = anomaly::baseline(
-            &previous
-                .iter()
-                .map(|b| (b.duration_secs, flagged(b, "duration")))
-                .collect::<Vec<_>>(),
-            t.min_history,
-        );
+                .map(|b| (value(b), b.anomalies.iter().any(|a| a == metric)))
+                .collect();
+            anomaly::baseline(&series, t.min_history)
+        };
+        let sizes = baseline("size", |b| b.bytes as f64);
+        let durations = baseline("duration", |b| b.duration_secs);
         let size_check = anomaly::check(
             "size",
             "bytes",

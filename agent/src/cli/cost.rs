@@ -97,31 +97,7 @@ impl Cost {
         let prices = PriceTable::load(self.prices.as_deref())?;
         let bucket = &self.bucket.bucket;
         preflight::aws_side(aws, bucket).await?;
-        let mut listing = crate::s3::list_versions(&aws.s3, bucket, &self.prefix).await?;
-        let current = crate::s3::current_storage_classes(&aws.s3, bucket, &self.prefix).await?;
-        if crate::compat::version_classes_contradicted(&listing, &current) {
-            let mut heads = 0;
-            for v in listing.iter_mut().filter(|v| !v.delete_marker) {
-                v.storage_class = match (v.is_latest, current.get(&v.key)) {
-                    (true, Some(c)) => c.clone(),
-                    _ => {
-                        heads += 1;
-                        crate::s3::version_storage_class(
-                            &aws.s3,
-                            bucket,
-                            &v.key,
-                            v.version_id.as_deref(),
-                        )
-                        .await?
-                    }
-                };
-            }
-            tracing::warn!(
-                heads,
-                "the endpoint's ListObjectVersions reports storage classes that ListObjectsV2 contradicts; \
-                 classes of current versions come from ListObjectsV2, the others from HeadObject"
-            );
-        }
+        let listing = crate::s3::list_versions_with_classes(&aws.s3, bucket, &self.prefix).await?;
         let rules = crate::s3::lifecycle_rules(&aws.s3, bucket).await?;
         let versioning = crate::s3::versioning(&aws.s3, bucket).await?;
         let now = Utc::now();

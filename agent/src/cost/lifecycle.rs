@@ -304,7 +304,7 @@ pub fn timeline(v: &Version, rules: &[Rule], versioned: bool) -> Timeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
 
@@ -326,7 +326,7 @@ mod tests {
     }
 
     /// The topology's rule: noncurrent -> GLACIER_IR after 30 days, expire after 90.
-    fn topology_rule() -> Rule {
+    pub(crate) fn topology_rule() -> Rule {
         Rule {
             id: "documents-lifecycle-rule".into(),
             enabled: true,

@@ -173,7 +173,6 @@ pub fn table(a: &Analysis) -> String {
 mod tests {
     use super::*;
     use crate::cost::inventory::Listed;
-    use crate::cost::lifecycle::{Filter, NoncurrentAction};
     use crate::cost::prices::PriceTable;
     use crate::rotation::Versioning;
     use chrono::{Duration, TimeZone, Utc};
@@ -205,23 +204,7 @@ mod tests {
                 delete_marker: true,
             }))
             .collect();
-        let rule = Rule {
-            id: "documents-lifecycle-rule".into(),
-            enabled: true,
-            filter: Filter::default(),
-            noncurrent_transitions: vec![NoncurrentAction {
-                noncurrent_days: 30,
-                storage_class: Some("GLACIER_IR".into()),
-                newer_noncurrent_versions: None,
-            }],
-            noncurrent_expiration: Some(NoncurrentAction {
-                noncurrent_days: 90,
-                storage_class: None,
-                newer_noncurrent_versions: None,
-            }),
-            abort_incomplete_multipart_days: Some(7),
-            ..Rule::default()
-        };
+        let rule = crate::cost::lifecycle::tests::topology_rule();
         let mut a = crate::cost::analyze(
             "autobackup-documents-primary-dev-x",
             &listing,

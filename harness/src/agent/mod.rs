@@ -118,6 +118,18 @@ pub struct AgentRun {
     pub what: RunKind,
 }
 
+impl AgentRun {
+    /// The summary of a backup this run stored.
+    pub fn stored(&self) -> Option<&Summary> {
+        match &self.what {
+            RunKind::Backup {
+                summary: Some(s), ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RunKind {
     Backup {
@@ -146,6 +158,8 @@ pub struct AgentSession {
     options: AgentOptions,
     trees: BTreeMap<String, TreeInfo>,
     restores: usize,
+    /// Writes to `[work]/autobackup.log`; opened by the first agent run.
+    log: Option<tracing::Dispatch>,
     pub runs: Vec<AgentRun>,
 }
 
@@ -163,6 +177,7 @@ impl AgentSession {
             options: options.clone(),
             trees: BTreeMap::new(),
             restores: 0,
+            log: None,
             runs: Vec::new(),
         }
     }
@@ -182,10 +197,16 @@ impl AgentSession {
         }
     }
 
-    /// The agent's log lines go to `[work]/autobackup.log`, the file its failure
-    /// notifications point at, not to the harness's console.
-    fn log(&self) -> Result<tracing::Dispatch, String> {
-        autobackup_agent::logging::file_only(&self.context().log_file).map_err(|e| e.to_string())
+    /// The agent's log lines go to `[work]/autobackup.log` (creating the work directory),
+    /// the file its failure notifications point at, not to the harness's console.
+    fn log(&mut self) -> Result<tracing::Dispatch, String> {
+        if let Some(d) = &self.log {
+            return Ok(d.clone());
+        }
+        let d = autobackup_agent::logging::file_only(&self.context().log_file)
+            .map_err(|e| e.to_string())?;
+        self.log = Some(d.clone());
+        Ok(d)
     }
 
     fn tree_dir(&self, name: &str) -> PathBuf {
@@ -246,7 +267,6 @@ impl AgentSession {
             (None, Some(s)) => (self.work.join(s), format!("[work]/{s}")),
             (None, None) => return Err("a backup needs `tree` or `source`".into()),
         };
-        std::fs::create_dir_all(&self.work).map_err(|e| format!("{}: {e}", self.work.display()))?;
         let bucket = match &step.bucket {
             Some(b) => b.replace("{run}", &self.topology.names.suffix),
             None => self.bucket(&step.category)?,
@@ -266,9 +286,10 @@ impl AgentSession {
         let Command::Backup(cmd) = Self::parse(argv)? else {
             return Err("not a backup command".into());
         };
+        let log = self.log()?;
         let result = cmd
             .perform(&self.context(), &self.aws)
-            .with_subscriber(self.log()?)
+            .with_subscriber(log)
             .await;
         let (summary, error) = match result {
             Ok((s, Ok(()))) => (Some(Box::new(s)), None),
@@ -307,9 +328,10 @@ impl AgentSession {
         let Command::Restore(cmd) = Self::parse(argv)? else {
             return Err("not a restore command".into());
         };
+        let log = self.log()?;
         let result = cmd
             .perform(&self.context(), &self.aws)
-            .with_subscriber(self.log()?)
+            .with_subscriber(log)
             .await;
         let (restored, error) = match result {
             Ok((r, _secs)) => (Some(Box::new(r)), None),
@@ -346,7 +368,6 @@ impl AgentSession {
 
     /// `cost = { ... }`.
     pub async fn cost(&mut self, line: usize, step: &CostStep) -> Result<(), String> {
-        std::fs::create_dir_all(&self.work).map_err(|e| format!("{}: {e}", self.work.display()))?;
         let bucket = self.bucket(&step.category)?;
         let mut argv: Vec<String> = vec!["cost".into()];
         argv.extend(self.common(&bucket));
@@ -354,9 +375,10 @@ impl AgentSession {
         let Command::Cost(cmd) = Self::parse(argv)? else {
             return Err("not a cost command".into());
         };
+        let log = self.log()?;
         let (analysis, error) = match cmd
             .perform(&self.context(), &self.aws)
-            .with_subscriber(self.log()?)
+            .with_subscriber(log)
             .await
         {
             Ok(a) => (Some(Box::new(a)), None),
@@ -397,16 +419,12 @@ impl AgentSession {
         self.check_exit(want, exit, text.as_deref())
     }
 
-    /// Keys of every backup the agent stored, in the order stored.
-    pub fn stored_keys(&self) -> Vec<(String, String)> {
+    /// Bucket and key of every backup the agent stored, in the order stored.
+    pub fn stored_keys(&self) -> Vec<(&str, &str)> {
         self.runs
             .iter()
-            .filter_map(|r| match &r.what {
-                RunKind::Backup {
-                    summary: Some(s), ..
-                } => Some((s.bucket.clone(), s.key.clone())),
-                _ => None,
-            })
+            .filter_map(AgentRun::stored)
+            .map(|s| (s.bucket.as_str(), s.key.as_str()))
             .collect()
     }
 

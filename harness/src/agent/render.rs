@@ -22,16 +22,16 @@ use crate::report::redact::Redactor;
 /// Backup keys the agent stored, numbered in the order stored (1-based).
 pub fn backup_labels(runs: &[AgentRun]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for r in runs {
-        if let RunKind::Backup {
-            summary: Some(s), ..
-        } = &r.what
-        {
-            let n = out.len() + 1;
-            out.entry(s.key.clone()).or_insert(n);
-        }
+    for s in runs.iter().filter_map(AgentRun::stored) {
+        let n = out.len() + 1;
+        out.entry(s.key.clone()).or_insert(n);
     }
     out
+}
+
+/// How the size of backup `n` is shown: its bytes depend on the machine.
+pub fn size_label(n: usize) -> String {
+    format!("[size of backup-{n}]")
 }
 
 /// The timestamp part of a backup key (`backups/<category>/<timestamp>.tar.gz`).
@@ -46,23 +46,19 @@ pub fn register(redactor: &mut Redactor, runs: &[AgentRun], work: &Path) {
     redactor.literal(&work.display().to_string(), "[work]");
     let labels = backup_labels(runs);
     for r in runs {
-        match &r.what {
-            RunKind::Backup {
-                summary: Some(s), ..
-            } => {
-                let n = labels.get(&s.key).copied().unwrap_or(0);
-                if let Some(ts) = key_timestamp(&s.key) {
-                    redactor.literal(ts, &format!("[backup-{n}]"));
-                }
-                redactor.literal(&s.sha256, &format!("[sha256 of backup-{n}]"));
-                redactor.literal(&s.crc64nvme, &format!("[crc64 of backup-{n}]"));
+        if let Some(s) = r.stored() {
+            let n = labels.get(&s.key).copied().unwrap_or(0);
+            if let Some(ts) = key_timestamp(&s.key) {
+                redactor.literal(ts, &format!("[backup-{n}]"));
             }
-            RunKind::Cost {
-                analysis: Some(a), ..
-            } => {
-                redactor.literal(&a.time.format("%Y-%m-%d %H:%M").to_string(), "[time]");
-            }
-            _ => {}
+            redactor.literal(&s.sha256, &format!("[sha256 of backup-{n}]"));
+            redactor.literal(&s.crc64nvme, &format!("[crc64 of backup-{n}]"));
+        }
+        if let RunKind::Cost {
+            analysis: Some(a), ..
+        } = &r.what
+        {
+            redactor.literal(&a.time.format("%Y-%m-%d %H:%M").to_string(), "[time]");
         }
     }
 }
@@ -99,7 +95,7 @@ fn check_line(c: &Check) -> String {
 pub fn runs_section(runs: &[AgentRun]) -> String {
     let labels = backup_labels(runs);
     let size_of = |key: &str| match labels.get(key) {
-        Some(n) => format!("[size of backup-{n}]"),
+        Some(n) => size_label(*n),
         None => "?".into(),
     };
     let mut out = String::from("\nagent runs:\n");

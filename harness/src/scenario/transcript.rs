@@ -189,7 +189,7 @@ fn evidence_lines(r: &RecordReport, backup: Option<usize>, redactor: &mut Redact
             Some(n) if c.kind == EvidenceKind::Size => {
                 let named = |v: &str| {
                     if v == c.primary {
-                        format!("[size of backup-{n}]")
+                        agent_render::size_label(n)
                     } else {
                         v.to_string()
                     }
@@ -441,7 +441,7 @@ pub fn render(
                 if l.delete_marker {
                     "delete-marker".to_string()
                 } else if let Some(n) = backups.get(&l.key) {
-                    format!("[size of backup-{n}]")
+                    agent_render::size_label(*n)
                 } else {
                     format!("{} bytes", l.size)
                 },
