@@ -17,10 +17,10 @@ async fn provision_twice(kind: EngineKind) {
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
     let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
     let caps = engine.capabilities();
-    let mode = replication::mode(&caps, false);
+    let mode = replication::mode(&caps);
     let opts = ProvisionOptions {
         timing: spec.profile("seed").unwrap().clone(),
-        replication_on_engine: replication::configure_on_engine(&caps, &mode),
+        replication_on_engine: replication::configure_on_engine(&mode),
     };
     let suffix = new_suffix();
     let (first_topology, first) = provision(&clients, &spec, &suffix, &opts)

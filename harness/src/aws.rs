@@ -16,6 +16,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub kms: aws_sdk_kms::Client,
+    /// KMS in the replica region (the replica CMK).
+    pub kms_replica: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub endpoint: String,
     pub kind: EngineKind,
@@ -68,6 +70,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(&sdk),
             events: aws_sdk_eventbridge::Client::new(&sdk),
             kms: aws_sdk_kms::Client::new(&sdk),
+            kms_replica: aws_sdk_kms::Client::new(&replica_sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
             endpoint: endpoint.to_string(),
             kind,

@@ -116,7 +116,7 @@ pub async fn validator(
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
     let suffix = new_suffix();
     let timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
-    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps, false)
+    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
         .await
         .map_err(|e| e.to_string())?;
     let result = run(

@@ -3,8 +3,11 @@
 //! Long-polls up to the batch size, builds the `SqsEvent` with the real message and system
 //! attributes, calls the same handler code the Lambda binary runs, deletes the successes,
 //! and leaves reported failures for SQS to redeliver after their visibility timeout (moving
-//! them to a DLQ is the queue's redrive policy, as on AWS). A handler error fails the whole
-//! batch, as on AWS.
+//! them to a DLQ is the queue's redrive policy, as on AWS).
+//!
+//! It is a plain SQS trigger: it knows nothing about S3 or replication. Whoever starts a
+//! mapping may pass [`DeliveryHooks`] that run before and after each invocation
+//! (`system.rs` owns the only ones).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +17,20 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use checksum_validator::Validator;
 use failure_notifier::Notifier;
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::engine::{gaps, Capabilities};
 use crate::observe::{Observation, Observations};
-use crate::replication::Replicator;
 use crate::topology::QueueRef;
+
+/// What runs around each invocation of a mapping.
+pub trait DeliveryHooks: Send + Sync {
+    /// Before the function sees the batch (may rewrite record bodies).
+    fn before<'a>(&'a self, event: &'a mut SqsEvent) -> BoxFuture<'a, ()>;
+    /// After the function answered the batch.
+    fn after<'a>(&'a self, event: &'a SqsEvent) -> BoxFuture<'a, ()>;
+}
 
 /// The function behind a mapping.
 #[derive(Clone)]
@@ -40,8 +50,7 @@ pub struct Mapping {
     pub wait_seconds: i32,
     /// Concurrent pollers (Lambda scales these; scenarios use 1).
     pub pollers: usize,
-    pub caps: Capabilities,
-    pub replicator: Option<Arc<Replicator>>,
+    pub hooks: Option<Arc<dyn DeliveryHooks>>,
     pub region: String,
     /// While true, the mapping does not poll (like a disabled event source mapping).
     pub paused: watch::Receiver<bool>,
@@ -117,8 +126,15 @@ async fn poll_loop(
         if messages.is_empty() {
             continue;
         }
-        let event = to_event(&m, messages);
+        let mut event = to_event(&m, messages);
+        if let Some(h) = &m.hooks {
+            h.before(&mut event).await;
+        }
+        let answered = event.clone();
         deliver(&m, &sqs, &obs, event).await;
+        if let Some(h) = &m.hooks {
+            h.after(&answered).await;
+        }
     }
 }
 
@@ -138,11 +154,7 @@ fn to_event(m: &Mapping, messages: Vec<aws_sdk_sqs::types::Message>) -> SqsEvent
         let mut rec = SqsMessage::default();
         rec.message_id = msg.message_id().map(str::to_string);
         rec.receipt_handle = msg.receipt_handle().map(str::to_string);
-        let body = msg.body().unwrap_or_default();
-        rec.body = Some(match m.function {
-            Function::Validator(_) => gaps::normalise_event_body(&m.caps, body),
-            Function::Notifier(_) => body.to_string(),
-        });
+        rec.body = msg.body().map(str::to_string);
         rec.md5_of_body = msg.md5_of_body().map(str::to_string);
         rec.md5_of_message_attributes = msg.md5_of_message_attributes().map(str::to_string);
         rec.attributes = msg
@@ -182,18 +194,6 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
         .collect();
     let failed: Vec<String> = match &m.function {
         Function::Validator(v) => {
-            if let Some(rep) = &m.replicator {
-                for r in &event.records {
-                    if let Ok(events) =
-                        checksum_validator::event::parse_body(r.body.as_deref().unwrap_or(""))
-                    {
-                        for e in events {
-                            rep.ensure_processed(&e.bucket, e.version_id.as_deref())
-                                .await;
-                        }
-                    }
-                }
-            }
             let report = v.handle_with_report(event).await;
             for r in report.records {
                 obs.push(Observation::Decision {

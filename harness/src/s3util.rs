@@ -19,7 +19,7 @@ pub struct PutOptions {
 
 /// Uploads `bytes` as a multipart upload with parts of `part_size` bytes, each part and the
 /// upload declaring `algorithm`, and the part checksums listed on completion (the form both
-/// engines and AWS accept; see `../shared/notes/rust-deps.md`).
+/// engines and AWS accept; see `../shared/notes/rust-deps.md`). Returns the new version id.
 pub async fn put_multipart(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -28,7 +28,7 @@ pub async fn put_multipart(
     part_size: usize,
     algorithm: ChecksumAlgorithm,
     opts: &PutOptions,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let mut create = s3
         .create_multipart_upload()
         .bucket(bucket)
@@ -81,6 +81,6 @@ pub async fn put_multipart(
         )
         .send()
         .await
-        .map_err(sdk)?;
-    Ok(())
+        .map(|out| out.version_id().map(str::to_string))
+        .map_err(sdk)
 }

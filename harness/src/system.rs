@@ -1,21 +1,28 @@
 //! The running backup system on top of a provisioned topology: the real validator and
-//! notifier behind their event source mappings, the alert sink, and the harness replicator
-//! where replication is emulated.
+//! notifier behind their event source mappings, the alert sink, the harness replicator
+//! where replication is emulated, and the fidelity layer every client talks through.
+//!
+//! The validator's mapping gets this module's [`ReplicationHooks`]: before a delivery they
+//! fill the engine gaps of the event body (`engine::gaps`) and make sure the replicator
+//! knows the version (so its status is reported from the first read); after it they tell
+//! the replicator the first attempt is over (its copy may land from then on).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use checksum_validator::{Validator, ValidatorConfig};
 use failure_notifier::{Notifier, NotifierConfig};
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::Clients;
 use crate::engine::proxy::GapProxy;
-use crate::engine::Capabilities;
-use crate::esm::{self, Function, Mapping};
+use crate::engine::{gaps, Capabilities};
+use crate::esm::{self, DeliveryHooks, Function, Mapping};
 use crate::observe::Observations;
-use crate::replication::{ReplicationMode, Replicator};
+use crate::replication::{ReplicationMode, ReplicationTiming, Replicator};
 use crate::topology::Topology;
 
 /// Knobs for starting the system.
@@ -29,8 +36,9 @@ pub struct SystemOptions {
     pub deep_verify: bool,
     /// The validator's `ALERT_ON_UNVERIFIABLE`.
     pub alert_on_unverifiable: bool,
-    /// Functions talk to the engine directly, without the gap proxy (no replication status
-    /// for emulated replication, no outages): for benchmarks.
+    /// Functions talk to the engine directly, without the fidelity layer (no replication
+    /// status or replica version ids for emulated replication, no outages): for measuring
+    /// the layer's cost in benchmarks.
     pub direct: bool,
 }
 
@@ -57,7 +65,13 @@ pub enum FunctionName {
 /// The system while it runs; [`RunningSystem::stop`] ends every task it started.
 pub struct RunningSystem {
     pub topology: Topology,
+    /// Clients through the fidelity layer: what AWS would show (the engine's own clients
+    /// when the functions run direct).
     pub clients: Clients,
+    /// Clients of the engine itself.
+    pub engine_clients: Clients,
+    /// (bucket, key, version id) of every upload the harness made, in order.
+    pub uploads: tokio::sync::Mutex<Vec<(String, String, String)>>,
     pub observations: Observations,
     pub replicator: Option<Arc<Replicator>>,
     pub mode: ReplicationMode,
@@ -79,12 +93,9 @@ pub fn validator_config(topology: &Topology, opts: &SystemOptions) -> ValidatorC
     ValidatorConfig {
         failure_queue_url: Some(topology.queues.failure.url.clone()),
         replica_region: Some(topology.replica_region.clone()),
-        replica_bucket_map: if topology.replication_on_engine {
-            Default::default()
-        } else {
-            topology.replica_map()
-        },
+        replica_bucket_map: Default::default(),
         lag_budget: Duration::from_secs_f64(t.lag_budget_seconds),
+        overdue_cap: ValidatorConfig::default().overdue_cap,
         retry_base: Duration::from_secs_f64(t.retry_base_seconds),
         retry_max: Duration::from_secs_f64(t.retry_max_seconds),
         max_receive_count: topology.max_receive_count,
@@ -116,16 +127,26 @@ impl RunningSystem {
         let function_sdk =
             crate::aws::sdk_config(&function_endpoint, &topology.primary_region, clients.kind)
                 .await;
+        let view = Clients::for_endpoint(
+            &function_endpoint,
+            clients.kind,
+            &topology.primary_region,
+            &topology.replica_region,
+        )
+        .await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let replicator = if mode.is_emulated() {
-            let pairs = topology
-                .buckets()
-                .iter()
-                .map(|b| (b.primary.clone(), b.replica.clone()))
-                .collect();
-            let r = Arc::new(Replicator::new(clients.clone(), pairs));
+            let t = &topology.timing;
+            let r = Arc::new(Replicator::new(
+                clients.clone(),
+                topology.replication.clone(),
+                ReplicationTiming {
+                    lag: Duration::from_secs_f64(t.replication_lag_seconds.max(0.0)),
+                    fallback: Duration::from_secs_f64(t.replication_fallback_seconds.max(0.0)),
+                },
+            ));
             let runner = r.clone();
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -168,6 +189,12 @@ impl RunningSystem {
         );
         let wait = topology.timing.long_poll_seconds as i32;
         let batch = topology.batch_size as i32;
+        let hooks: Option<Arc<dyn DeliveryHooks>> = replicator.as_ref().map(|r| {
+            Arc::new(ReplicationHooks {
+                replicator: r.clone(),
+                caps,
+            }) as Arc<dyn DeliveryHooks>
+        });
         let base = |role: &str, queue: &crate::topology::QueueRef, function: Function| Mapping {
             role: role.to_string(),
             queue: queue.clone(),
@@ -179,12 +206,14 @@ impl RunningSystem {
                 Function::Validator(_) => validator_active.clone(),
                 Function::Notifier(_) => notifier_active.clone(),
             },
+            hooks: match function {
+                Function::Validator(_) => hooks.clone(),
+                Function::Notifier(_) => None,
+            },
             function,
             batch_size: batch,
             wait_seconds: wait,
             pollers: opts.pollers,
-            caps,
-            replicator: replicator.clone(),
             region: topology.primary_region.clone(),
         };
         let mappings = [
@@ -223,7 +252,9 @@ impl RunningSystem {
         ));
         Ok(RunningSystem {
             topology,
-            clients,
+            clients: view,
+            engine_clients: clients,
+            uploads: Default::default(),
             observations,
             replicator,
             mode,
@@ -256,5 +287,54 @@ impl RunningSystem {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
         }
+    }
+}
+
+/// The validator mapping's hooks where the harness replicates (see the module docs).
+pub struct ReplicationHooks {
+    pub replicator: Arc<Replicator>,
+    pub caps: Capabilities,
+}
+
+impl DeliveryHooks for ReplicationHooks {
+    fn before<'a>(&'a self, event: &'a mut SqsEvent) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for record in &mut event.records {
+                let Some(body) = record.body.as_deref() else {
+                    continue;
+                };
+                let Some(fields) = gaps::event_fields(body) else {
+                    continue;
+                };
+                let version = match &fields.version_id {
+                    Some(v) => Some(v.clone()),
+                    None => match &fields.etag {
+                        Some(etag) => {
+                            self.replicator
+                                .version_for_event(&fields.bucket, &fields.key, etag, fields.size)
+                                .await
+                        }
+                        None => None,
+                    },
+                };
+                if let Some(v) = &version {
+                    self.replicator.ensure_known(&fields.bucket, v).await;
+                }
+                record.body = Some(gaps::rewrite_event(&self.caps, body, version.as_deref()));
+            }
+        })
+    }
+
+    fn after<'a>(&'a self, event: &'a SqsEvent) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for record in &event.records {
+                let Some(fields) = record.body.as_deref().and_then(gaps::event_fields) else {
+                    continue;
+                };
+                if let Some(v) = &fields.version_id {
+                    self.replicator.first_attempt_done(&fields.bucket, v).await;
+                }
+            }
+        })
     }
 }

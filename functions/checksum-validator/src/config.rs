@@ -5,7 +5,8 @@
 //! | `FAILURE_QUEUE_URL` | none | where decided failures go as structured failure records; without it a failure is left on the validation queue (it then reaches the DLQ and still alerts) |
 //! | `REPLICA_AWS_REGION` | the bucket's own location | region of the replica buckets |
 //! | `REPLICA_BUCKET_MAP` | none | `primary=replica,...`: explicit destinations, overriding the replication configuration |
-//! | `LAG_BUDGET_SECONDS` | 900 | how long replication may lag before it is `replication-overdue` (S3 RTC's promise) |
+//! | `LAG_BUDGET_SECONDS` | 900 | how long replication may lag before a `replication-overdue` alert. 900 s is S3 Replication Time Control's 15-minute SLA (99.99 % of objects); without RTC "the majority of objects replicate within 15 minutes, but they can sometimes take a couple of hours" (S3 User Guide, "Troubleshooting replication"), so raise it or enable RTC. Overdue is not final: the message keeps being watched |
+//! | `OVERDUE_CAP_SECONDS` | 86400 | how long after the upload an overdue version is still watched; a replica that validates before then sends a resolved notice, after it a final overdue alert |
 //! | `RETRY_BASE_SECONDS` | 5 | first retry delay for lag and transient errors; doubles per attempt |
 //! | `RETRY_MAX_SECONDS` | 300 | cap of the retry delay |
 //! | `MAX_RECEIVE_COUNT` | 3 | the validation queue's redrive `maxReceiveCount`; a lagging message is re-queued before it reaches it |
@@ -32,6 +33,7 @@ pub struct ValidatorConfig {
     pub replica_region: Option<String>,
     pub replica_bucket_map: HashMap<String, String>,
     pub lag_budget: Duration,
+    pub overdue_cap: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub max_receive_count: u32,
@@ -48,6 +50,7 @@ impl Default for ValidatorConfig {
             replica_region: None,
             replica_bucket_map: HashMap::new(),
             lag_budget: Duration::from_secs(900),
+            overdue_cap: Duration::from_secs(86_400),
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
             max_receive_count: 3,
@@ -81,6 +84,7 @@ impl ValidatorConfig {
                 None => HashMap::new(),
             },
             lag_budget: secs(&get, "LAG_BUDGET_SECONDS", d.lag_budget)?,
+            overdue_cap: secs(&get, "OVERDUE_CAP_SECONDS", d.overdue_cap)?,
             retry_base: secs(&get, "RETRY_BASE_SECONDS", d.retry_base)?,
             retry_max: secs(&get, "RETRY_MAX_SECONDS", d.retry_max)?,
             max_receive_count: number(&get, "MAX_RECEIVE_COUNT", d.max_receive_count)?,

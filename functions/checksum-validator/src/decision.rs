@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coverage::Uncovered;
 use crate::facts::{ChecksumAlgorithm, ChecksumScope, ObjectFacts, ReplicationStatus};
 
 /// Every conclusion the validator can reach for one event record.
@@ -25,6 +26,9 @@ pub enum Outcome {
     ReplicationFailed,
     /// Still no replica after the lag budget.
     ReplicationOverdue,
+    /// No replication rule covers the version (the source reports no replication status):
+    /// it will never be replicated.
+    NotReplicated,
     /// The version named by the event no longer exists (overwritten and expired, or deleted).
     Superseded,
     /// Both sides exist and sizes match, but no comparable content evidence exists.
@@ -46,6 +50,7 @@ impl Outcome {
             Outcome::ReplicaMissing => "replica-missing",
             Outcome::ReplicationFailed => "replication-failed",
             Outcome::ReplicationOverdue => "replication-overdue",
+            Outcome::NotReplicated => "not-replicated",
             Outcome::Superseded => "superseded",
             Outcome::Unverifiable => "unverifiable",
             Outcome::Malformed => "malformed",
@@ -61,6 +66,7 @@ impl Outcome {
             | Outcome::ReplicaMissing
             | Outcome::ReplicationFailed
             | Outcome::ReplicationOverdue
+            | Outcome::NotReplicated
             | Outcome::Error => true,
             Outcome::Unverifiable => alert_on_unverifiable,
             Outcome::Validated
@@ -117,6 +123,9 @@ pub struct Comparison {
     pub primary: String,
     pub replica: String,
     pub verdict: Verdict,
+    /// The destination bucket compared, when the object has more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 /// Lookup result for the primary version named by the event.
@@ -127,11 +136,40 @@ pub enum PrimaryState {
     Gone,
 }
 
-/// Lookup result for the replica of that version.
+/// Lookup result for the replica of that version at one destination: the replica's
+/// version with the source's version id, as S3 replication keeps it ("Replicas have the
+/// same key names and the same metadata, for example creation time, user-defined metadata,
+/// and version ID", S3 User Guide, Replication). Any other version is a different upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaState {
     Found(ObjectFacts),
     Missing,
+}
+
+/// One destination bucket and what it holds of the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtDestination {
+    pub bucket: String,
+    pub state: ReplicaState,
+}
+
+/// What replication owes the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// No rule covers it (the source reports no status, or is itself a replica).
+    Uncovered(Uncovered),
+    /// Every destination it must reach (at least one), and what each holds.
+    Destinations(Vec<AtDestination>),
+}
+
+impl Replication {
+    /// The single-destination case.
+    pub fn one(bucket: &str, state: ReplicaState) -> Replication {
+        Replication::Destinations(vec![AtDestination {
+            bucket: bucket.to_string(),
+            state,
+        }])
+    }
 }
 
 /// Time facts for the lag budget.
@@ -162,6 +200,7 @@ pub fn compare(primary: &ObjectFacts, replica: &ObjectFacts) -> Vec<Comparison> 
         } else {
             Verdict::Differ
         },
+        destination: None,
     }];
 
     for algorithm in ChecksumAlgorithm::ALL {
@@ -194,6 +233,7 @@ pub fn compare(primary: &ObjectFacts, replica: &ObjectFacts) -> Vec<Comparison> 
             primary: describe_checksum(p.value.as_str(), p.scope),
             replica: describe_checksum(r.value.as_str(), r.scope),
             verdict,
+            destination: None,
         });
     }
 
@@ -222,6 +262,7 @@ pub fn compare(primary: &ObjectFacts, replica: &ObjectFacts) -> Vec<Comparison> 
             primary: pe.to_string(),
             replica: re.to_string(),
             verdict,
+            destination: None,
         });
     }
     out
@@ -250,8 +291,13 @@ pub fn judge(comparisons: &[Comparison]) -> Outcome {
     }
 }
 
-/// Decides one record from the primary and replica lookups and the time facts.
-pub fn decide(primary: &PrimaryState, replica: &ReplicaState, timing: Timing) -> Decision {
+/// Decides one record from the primary lookup, what replication owes it and the time facts.
+///
+/// The source's replication status is consulted in every branch: FAILED is a failure even
+/// when some replica matches (S3 reports FAILED when any destination failed), COMPLETED
+/// with a missing replica is `replica-missing`, PENDING with a missing replica is lag (then
+/// overdue), and no status at all means no rule covers the version (`not-replicated`).
+pub fn decide(primary: &PrimaryState, replication: &Replication, timing: Timing) -> Decision {
     let primary = match primary {
         PrimaryState::Gone => {
             return Decision {
@@ -262,69 +308,147 @@ pub fn decide(primary: &PrimaryState, replica: &ReplicaState, timing: Timing) ->
         }
         PrimaryState::Found(facts) => facts,
     };
-    match replica {
-        ReplicaState::Missing => {
-            let (outcome, detail) = match primary.replication_status {
-                Some(ReplicationStatus::Failed) => (
-                    Outcome::ReplicationFailed,
-                    "source replication status is FAILED; S3 does not retry it".to_string(),
-                ),
-                Some(ReplicationStatus::Completed) => (
-                    Outcome::ReplicaMissing,
-                    "source says replication COMPLETED but the replica version is absent"
-                        .to_string(),
-                ),
-                status if timing.age > timing.lag_budget => (
-                    Outcome::ReplicationOverdue,
-                    format!(
-                        "no replica after {}s (lag budget {}s, source status {})",
-                        timing.age.as_secs(),
-                        timing.lag_budget.as_secs(),
-                        status_name(status)
-                    ),
-                ),
-                status => (
-                    Outcome::Lagging,
-                    format!(
-                        "replica not there yet (source status {})",
-                        status_name(status)
-                    ),
-                ),
-            };
-            Decision {
-                outcome,
+    let destinations = match replication {
+        Replication::Uncovered(why) => {
+            return Decision {
+                outcome: Outcome::NotReplicated,
                 evidence: Vec::new(),
-                detail,
+                detail: format!("not covered by replication: {}", why.explain()),
             }
         }
-        ReplicaState::Found(replica) => {
-            let evidence = compare(primary, replica);
-            let outcome = judge(&evidence);
-            let detail = match outcome {
-                Outcome::Validated => {
-                    let by: Vec<String> = evidence
-                        .iter()
-                        .filter(|c| c.kind != EvidenceKind::Size && c.verdict == Verdict::Match)
-                        .map(|c| c.kind.to_string())
-                        .collect();
-                    format!("replica is an exact copy ({})", by.join(", "))
-                }
-                Outcome::Mismatch => {
-                    let by: Vec<String> = evidence
-                        .iter()
-                        .filter(|c| c.verdict == Verdict::Differ)
-                        .map(|c| c.kind.to_string())
-                        .collect();
-                    format!("replica differs ({})", by.join(", "))
-                }
-                _ => "sizes match but no comparable content evidence exists".into(),
-            };
-            Decision {
-                outcome,
-                evidence,
-                detail,
+        Replication::Destinations(d) if d.is_empty() => {
+            return Decision {
+                outcome: Outcome::NotReplicated,
+                evidence: Vec::new(),
+                detail: format!(
+                    "not covered by replication: {}",
+                    Uncovered::Filtered.explain()
+                ),
             }
         }
+        Replication::Destinations(d) => d,
+    };
+    let status = primary.replication_status;
+    let several = destinations.len() > 1;
+    let mut evidence = Vec::new();
+    let mut verdicts: Vec<(Outcome, String)> = Vec::new();
+    for at in destinations {
+        let (outcome, detail) = match &at.state {
+            ReplicaState::Found(replica) => {
+                let mut found = compare(primary, replica);
+                if several {
+                    for c in &mut found {
+                        c.destination = Some(at.bucket.clone());
+                    }
+                }
+                let outcome = judge(&found);
+                let detail = match outcome {
+                    Outcome::Validated => format!(
+                        "replica is an exact copy ({})",
+                        kinds(&found, |c| c.verdict == Verdict::Match
+                            && c.kind != EvidenceKind::Size)
+                    ),
+                    Outcome::Mismatch => format!(
+                        "replica differs ({})",
+                        kinds(&found, |c| c.verdict == Verdict::Differ)
+                    ),
+                    _ => "sizes match but no comparable content evidence exists".into(),
+                };
+                evidence.extend(found);
+                (outcome, detail)
+            }
+            ReplicaState::Missing => missing(status, timing),
+        };
+        verdicts.push((
+            outcome,
+            if several {
+                format!("{}: {detail}", at.bucket)
+            } else {
+                detail
+            },
+        ));
+    }
+    let pick = |o: Outcome| {
+        verdicts
+            .iter()
+            .filter(|(v, _)| *v == o)
+            .map(|(_, d)| d.clone())
+            .collect::<Vec<_>>()
+    };
+    let order = [
+        Outcome::Mismatch,
+        Outcome::ReplicationFailed,
+        Outcome::ReplicaMissing,
+        Outcome::ReplicationOverdue,
+        Outcome::Lagging,
+        Outcome::Unverifiable,
+        Outcome::Validated,
+    ];
+    let mut outcome = order
+        .into_iter()
+        .find(|o| verdicts.iter().any(|(v, _)| v == o))
+        .unwrap_or(Outcome::Validated);
+    let mut detail = pick(outcome).join("; ");
+    if status == Some(ReplicationStatus::Failed)
+        && outcome != Outcome::Mismatch
+        && outcome != Outcome::ReplicationFailed
+    {
+        // Every replica found matched (or is pending), yet S3 says a destination failed.
+        detail = format!(
+            "source replication status is FAILED although {} ({detail}); S3 does not retry it",
+            if several {
+                "the replicas found match"
+            } else {
+                "a replica was found"
+            }
+        );
+        outcome = Outcome::ReplicationFailed;
+    }
+    Decision {
+        outcome,
+        evidence,
+        detail,
+    }
+}
+
+fn kinds(evidence: &[Comparison], pred: impl Fn(&Comparison) -> bool) -> String {
+    let mut by: Vec<String> = Vec::new();
+    for c in evidence.iter().filter(|c| pred(c)) {
+        let k = c.kind.to_string();
+        if !by.contains(&k) {
+            by.push(k);
+        }
+    }
+    by.join(", ")
+}
+
+/// The verdict for a destination that does not hold the version, by the source status.
+fn missing(status: Option<ReplicationStatus>, timing: Timing) -> (Outcome, String) {
+    match status {
+        Some(ReplicationStatus::Failed) => (
+            Outcome::ReplicationFailed,
+            "source replication status is FAILED; S3 does not retry it".to_string(),
+        ),
+        Some(ReplicationStatus::Completed) => (
+            Outcome::ReplicaMissing,
+            "source says replication COMPLETED but the replica version is absent".to_string(),
+        ),
+        status if timing.age > timing.lag_budget => (
+            Outcome::ReplicationOverdue,
+            format!(
+                "no replica after {}s (lag budget {}s, source status {})",
+                timing.age.as_secs(),
+                timing.lag_budget.as_secs(),
+                status_name(status)
+            ),
+        ),
+        status => (
+            Outcome::Lagging,
+            format!(
+                "replica not there yet (source status {})",
+                status_name(status)
+            ),
+        ),
     }
 }
 
@@ -421,17 +545,19 @@ mod tests {
         Outcome::Unverifiable
     )]
     fn judges_evidence(#[case] p: ObjectFacts, #[case] r: ObjectFacts, #[case] want: Outcome) {
-        let d = decide(&PrimaryState::Found(p), &ReplicaState::Found(r), SOON);
+        let d = decide(
+            &PrimaryState::Found(p),
+            &Replication::one("r", ReplicaState::Found(r)),
+            SOON,
+        );
         assert_eq!(d.outcome, want, "{d:?}");
     }
 
     #[rstest]
     #[case::pending_is_lag(Some(ReplicationStatus::Pending), SOON, Outcome::Lagging)]
-    #[case::unreported_is_lag(None, SOON, Outcome::Lagging)]
     #[case::failed_is_failure(Some(ReplicationStatus::Failed), SOON, Outcome::ReplicationFailed)]
     #[case::completed_but_absent(Some(ReplicationStatus::Completed), SOON, Outcome::ReplicaMissing)]
     #[case::overdue(Some(ReplicationStatus::Pending), LATE, Outcome::ReplicationOverdue)]
-    #[case::overdue_unreported(None, LATE, Outcome::ReplicationOverdue)]
     #[case::failed_beats_overdue(Some(ReplicationStatus::Failed), LATE, Outcome::ReplicationFailed)]
     fn missing_replica(
         #[case] status: Option<ReplicationStatus>,
@@ -440,14 +566,125 @@ mod tests {
     ) {
         let mut p = ObjectFacts::simple(1, "a");
         p.replication_status = status;
-        let d = decide(&PrimaryState::Found(p), &ReplicaState::Missing, timing);
+        let d = decide(
+            &PrimaryState::Found(p),
+            &Replication::one("r", ReplicaState::Missing),
+            timing,
+        );
         assert_eq!(d.outcome, want);
     }
 
     #[test]
     fn gone_primary_is_superseded() {
-        let d = decide(&PrimaryState::Gone, &ReplicaState::Missing, SOON);
+        let d = decide(
+            &PrimaryState::Gone,
+            &Replication::one("r", ReplicaState::Missing),
+            SOON,
+        );
         assert_eq!(d.outcome, Outcome::Superseded);
+    }
+
+    fn status(mut f: ObjectFacts, s: ReplicationStatus) -> ObjectFacts {
+        f.replication_status = Some(s);
+        f
+    }
+
+    fn two(a: ReplicaState, b: ReplicaState) -> Replication {
+        Replication::Destinations(vec![
+            AtDestination {
+                bucket: "west".into(),
+                state: a,
+            },
+            AtDestination {
+                bucket: "east".into(),
+                state: b,
+            },
+        ])
+    }
+
+    #[test]
+    fn uncovered_is_not_replicated_at_once() {
+        for why in [
+            Uncovered::Filtered,
+            Uncovered::SseKmsNotOptedIn,
+            Uncovered::ArchivedStorageClass("GLACIER".into()),
+            Uncovered::IsReplica,
+        ] {
+            let d = decide(
+                &PrimaryState::Found(ObjectFacts::simple(1, "a")),
+                &Replication::Uncovered(why.clone()),
+                SOON,
+            );
+            assert_eq!(d.outcome, Outcome::NotReplicated);
+            assert!(d.detail.contains(&why.explain()), "{}", d.detail);
+        }
+    }
+
+    /// An identical re-upload whose replication FAILED: a matching replica of the same
+    /// version id cannot hide the FAILED status (S3 reports FAILED when any destination failed).
+    #[test]
+    fn failed_status_is_a_failure_even_when_a_replica_matches() {
+        let p = status(ObjectFacts::simple(5, "aa"), ReplicationStatus::Failed);
+        let d = decide(
+            &PrimaryState::Found(p),
+            &Replication::one("r", ReplicaState::Found(ObjectFacts::simple(5, "aa"))),
+            SOON,
+        );
+        assert_eq!(d.outcome, Outcome::ReplicationFailed, "{d:?}");
+    }
+
+    #[test]
+    fn a_difference_beats_failed() {
+        let p = status(ObjectFacts::simple(5, "aa"), ReplicationStatus::Failed);
+        let d = decide(
+            &PrimaryState::Found(p),
+            &Replication::one("r", ReplicaState::Found(ObjectFacts::simple(5, "bb"))),
+            SOON,
+        );
+        assert_eq!(d.outcome, Outcome::Mismatch);
+    }
+
+    #[rstest]
+    #[case::both_copies(
+        ReplicationStatus::Completed,
+        ReplicaState::Found(ObjectFacts::simple(5, "aa")),
+        Outcome::Validated
+    )]
+    #[case::one_pending(ReplicationStatus::Pending, ReplicaState::Missing, Outcome::Lagging)]
+    #[case::one_failed(
+        ReplicationStatus::Failed,
+        ReplicaState::Missing,
+        Outcome::ReplicationFailed
+    )]
+    #[case::one_lost(
+        ReplicationStatus::Completed,
+        ReplicaState::Missing,
+        Outcome::ReplicaMissing
+    )]
+    #[case::one_differs(
+        ReplicationStatus::Pending,
+        ReplicaState::Found(ObjectFacts::simple(5, "bb")),
+        Outcome::Mismatch
+    )]
+    fn every_destination_counts(
+        #[case] s: ReplicationStatus,
+        #[case] east: ReplicaState,
+        #[case] want: Outcome,
+    ) {
+        let p = status(ObjectFacts::simple(5, "aa"), s);
+        let d = decide(
+            &PrimaryState::Found(p),
+            &two(ReplicaState::Found(ObjectFacts::simple(5, "aa")), east),
+            SOON,
+        );
+        assert_eq!(d.outcome, want, "{d:?}");
+        if want != Outcome::Validated {
+            assert!(
+                d.detail.contains("east"),
+                "names the destination: {}",
+                d.detail
+            );
+        }
     }
 
     fn arb_facts() -> impl Strategy<Value = ObjectFacts> {
@@ -481,6 +718,7 @@ mod tests {
                 parts: None,
                 replication_status: None,
                 version_id: None,
+                storage_class: None,
             })
     }
 
@@ -488,7 +726,7 @@ mod tests {
         /// Never `validated` without a matching piece of content evidence, and never when sizes differ.
         #[test]
         fn never_validated_without_matching_evidence(p in arb_facts(), r in arb_facts()) {
-            let d = decide(&PrimaryState::Found(p.clone()), &ReplicaState::Found(r.clone()), SOON);
+            let d = decide(&PrimaryState::Found(p.clone()), &Replication::one("r", ReplicaState::Found(r.clone())), SOON);
             if d.outcome == Outcome::Validated {
                 prop_assert_eq!(p.size, r.size);
                 let full_match = ChecksumAlgorithm::ALL.iter().any(|a| {
@@ -504,8 +742,8 @@ mod tests {
         /// Swapping primary and replica never changes the outcome: the judgement is symmetric.
         #[test]
         fn judgement_is_symmetric(p in arb_facts(), r in arb_facts()) {
-            let a = decide(&PrimaryState::Found(p.clone()), &ReplicaState::Found(r.clone()), SOON);
-            let b = decide(&PrimaryState::Found(r), &ReplicaState::Found(p), SOON);
+            let a = decide(&PrimaryState::Found(p.clone()), &Replication::one("r", ReplicaState::Found(r.clone())), SOON);
+            let b = decide(&PrimaryState::Found(r), &Replication::one("r", ReplicaState::Found(p)), SOON);
             prop_assert_eq!(a.outcome, b.outcome);
         }
     }

@@ -61,7 +61,8 @@ impl Checksum {
     /// Builds a checksum from S3's header value and its `x-amz-checksum-type`.
     ///
     /// S3 writes composite checksums as `base64-N`; a value with that suffix is composite even
-    /// when the type header is missing (some engines omit it).
+    /// when the type header is missing (the `-N` suffix is how S3 writes a checksum of part
+    /// checksums: S3 User Guide, "Checking object integrity", composite checksums).
     pub fn from_header(
         algorithm: ChecksumAlgorithm,
         raw: &str,
@@ -112,6 +113,8 @@ impl ReplicationStatus {
     pub fn parse(raw: &str) -> Option<ReplicationStatus> {
         match raw.to_ascii_uppercase().as_str() {
             "PENDING" => Some(ReplicationStatus::Pending),
+            // The API's enum lists both spellings (S3 API Reference, HeadObject,
+            // `x-amz-replication-status`: COMPLETE | PENDING | FAILED | REPLICA | COMPLETED).
             "COMPLETED" | "COMPLETE" => Some(ReplicationStatus::Completed),
             "FAILED" => Some(ReplicationStatus::Failed),
             "REPLICA" => Some(ReplicationStatus::Replica),
@@ -132,6 +135,8 @@ pub struct ObjectFacts {
     pub parts: Option<u32>,
     pub replication_status: Option<ReplicationStatus>,
     pub version_id: Option<String>,
+    /// `x-amz-storage-class` (absent for STANDARD).
+    pub storage_class: Option<String>,
 }
 
 impl ObjectFacts {
@@ -145,6 +150,7 @@ impl ObjectFacts {
             parts: None,
             replication_status: None,
             version_id: None,
+            storage_class: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The structured record a decided failure travels in, from the validator to the notifier.
 //!
 //! A message left in a DLQ carries only its original body; a failure record carries the
-//! reason, the evidence, the attempts and when the object was first seen.
+//! reason, the evidence, the attempts and when the object was first seen. A record with
+//! `resolves` set is a resolved notice for an earlier alert (a late replica validated).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,12 @@ pub struct FailureRecord {
     pub outcome: Outcome,
     pub detail: String,
     pub object: ObjectRef,
+    /// The replica at the (first) destination, looked up by the source's version id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<ObjectRef>,
+    /// Every destination's replica, when the object has more than one destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ObjectRef>,
     #[serde(default)]
     pub evidence: Vec<Comparison>,
     pub attempts: u32,
@@ -45,6 +50,10 @@ pub struct FailureRecord {
     pub decided_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_message_id: Option<String>,
+    /// Set on a resolved notice: the earlier alert this record resolves (the outcome is
+    /// then the new, healthy one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolves: Option<Outcome>,
 }
 
 impl FailureRecord {

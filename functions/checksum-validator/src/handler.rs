@@ -25,15 +25,19 @@ use tokio::sync::Mutex;
 use crate::aws_error::{classify, AwsError};
 use crate::config::ValidatorConfig;
 use crate::decision::{
-    decide, judge, Comparison, Decision, Outcome, PrimaryState, ReplicaState, Timing,
+    decide, judge, AtDestination, Comparison, Decision, Outcome, PrimaryState, ReplicaState,
+    Replication, Timing,
 };
 use crate::event::{parse_body, ObjectEvent};
 use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
 use crate::retry::backoff;
-use crate::s3::{ReplicaMatch, S3Lookup};
+use crate::s3::S3Lookup;
 
 /// Message attribute carrying the attempts made before a lagging message was re-queued.
 pub const ATTEMPTS_ATTRIBUTE: &str = "autobackup-attempts";
+/// Message attribute set on a message whose `replication-overdue` alert was sent: it is
+/// watched until the replica validates (a resolved notice follows) or the cap is reached.
+pub const OVERDUE_ATTRIBUTE: &str = "autobackup-overdue-alerted";
 
 /// What the handler did with a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,6 +47,12 @@ pub enum Action {
     Done,
     /// A failure record went to the failure queue; the original is deleted.
     FailureSent,
+    /// The overdue alert went to the failure queue and the message was re-queued with
+    /// this delay to keep watching for the replica; the original is deleted.
+    AlertedAndRequeued(#[serde(with = "secs")] Duration),
+    /// A late replica validated after its overdue alert: a resolved notice went to the
+    /// failure queue; the original is deleted.
+    ResolvedSent,
     /// Reported as a batch item failure, visible again after this delay.
     RetryAfter(#[serde(with = "secs")] Duration),
     /// Re-sent to the queue with this delay (its receive count was exhausted); original deleted.
@@ -73,9 +83,8 @@ mod secs {
 pub enum VersionSource {
     /// The version id named by the event.
     Event,
-    /// The event named none; the version whose ETag matches the event's was judged.
-    MatchedByEtag,
-    /// The event named none and no version matched its ETag; the current version was judged.
+    /// The event named none (an unversioned bucket, which S3 replication does not
+    /// support); the current version was judged.
     CurrentVersion,
 }
 
@@ -90,8 +99,8 @@ pub struct RecordReport {
     pub attempt: u32,
     pub action: Action,
     pub version_source: Option<VersionSource>,
-    pub replica: Option<ObjectRef>,
-    pub replica_match: Option<ReplicaMatch>,
+    /// The replica looked up at each destination (by the source's version id).
+    pub replicas: Vec<ObjectRef>,
     pub duration_ms: u64,
 }
 
@@ -161,8 +170,7 @@ impl Validator {
                             attempt: 0,
                             action: Action::LeftOnQueue("handler panicked".into()),
                             version_source: None,
-                            replica: None,
-                            replica_match: None,
+                            replicas: Vec::new(),
                             duration_ms: 0,
                         }]
                     }
@@ -221,8 +229,7 @@ impl Validator {
                         self.config.max_receive_count
                     )),
                     version_source: None,
-                    replica: None,
-                    replica_match: None,
+                    replicas: Vec::new(),
                     duration_ms: started.elapsed().as_millis() as u64,
                 };
                 log_report(&report);
@@ -259,8 +266,7 @@ impl Validator {
                 attempt,
                 action,
                 version_source: judged.version_source,
-                replica: judged.replica.clone(),
-                replica_match: judged.replica_match,
+                replicas: judged.replicas.clone(),
                 duration_ms: started.elapsed().as_millis() as u64,
             };
             log_report(&report);
@@ -278,19 +284,15 @@ impl Validator {
             age,
             lag_budget: self.config.lag_budget,
         };
-        let (version_id, version_source) = match (&event.version_id, &event.etag) {
-            (Some(v), _) => (Some(v.clone()), VersionSource::Event),
-            (None, Some(etag)) => match self
-                .s3
-                .version_by_etag(&event.bucket, &event.key, etag, event.size)
-                .await
-            {
-                Ok(Some(v)) => (Some(v), VersionSource::MatchedByEtag),
-                _ => (None, VersionSource::CurrentVersion),
-            },
-            (None, None) => (None, VersionSource::CurrentVersion),
-        };
-        let version_source = Some(version_source);
+        // EventBridge `Object Created` events of versioned buckets name the version
+        // (`detail.object.version-id`, S3 User Guide, "EventBridge event message
+        // structure"); S3 replication requires versioning on both buckets.
+        let version_source = Some(if event.version_id.is_some() {
+            VersionSource::Event
+        } else {
+            VersionSource::CurrentVersion
+        });
+        let version_id = event.version_id.clone();
         let fail = |e: AwsError, what: &str| {
             let decision = match e {
                 AwsError::Transient(why) if age <= self.config.lag_budget => Decision {
@@ -318,8 +320,7 @@ impl Validator {
                 decision,
                 version_source,
                 version_id: None,
-                replica: None,
-                replica_match: None,
+                replicas: Vec::new(),
             }
         };
 
@@ -331,74 +332,120 @@ impl Validator {
             Ok(Some(facts)) => facts,
             Ok(None) => {
                 return Judged {
-                    decision: decide(&PrimaryState::Gone, &ReplicaState::Missing, timing),
+                    decision: decide(
+                        &PrimaryState::Gone,
+                        &Replication::Destinations(Vec::new()),
+                        timing,
+                    ),
                     version_source,
                     version_id: None,
-                    replica: None,
-                    replica_match: None,
+                    replicas: Vec::new(),
                 }
             }
             Err(e) => return fail(e, "reading the primary object"),
         };
-        let dest = match self.s3.destination(&event.bucket, &event.key).await {
-            Ok(d) => d,
-            Err(e) => return fail(e, "finding the replica destination"),
-        };
-        let found = match self.s3.find_replica(&dest, &event.key, &primary).await {
-            Ok(found) => found,
-            Err(e) => return fail(e, "reading the replica"),
-        };
-        let (replica_state, replica, replica_match) = match found {
-            Some((facts, how)) => {
-                let r = ObjectRef {
-                    bucket: dest.bucket.clone(),
-                    key: event.key.clone(),
-                    version_id: facts.version_id.clone(),
-                    category: None,
-                };
-                (ReplicaState::Found(facts), Some(r), Some(how))
+        let version = primary.version_id.clone();
+        let found = PrimaryState::Found(primary.clone());
+        // "Amazon S3 returns the x-amz-replication-status header if the object in your
+        // request is eligible for replication" (S3 User Guide, "Getting replication status
+        // information"): no header, or REPLICA, means no rule will ever copy this version.
+        if matches!(
+            primary.replication_status,
+            None | Some(crate::facts::ReplicationStatus::Replica)
+        ) {
+            let why = self
+                .s3
+                .uncovered(&event.bucket, &event.key, version.as_deref(), &primary)
+                .await;
+            return Judged {
+                decision: decide(&found, &Replication::Uncovered(why), timing),
+                version_source,
+                version_id: version,
+                replicas: Vec::new(),
+            };
+        }
+        let destinations = match self
+            .s3
+            .destinations(&event.bucket, &event.key, version.as_deref(), &primary)
+            .await
+        {
+            Ok(Ok(d)) => d,
+            Ok(Err(why)) => {
+                // The source reports a status, yet no rule the validator can read covers it.
+                return fail(
+                    AwsError::Permanent {
+                        code: "NoMatchingReplicationRule".into(),
+                        message: format!(
+                            "the source reports replication status {} but {}",
+                            primary
+                                .replication_status
+                                .map(|s| format!("{s:?}").to_ascii_uppercase())
+                                .unwrap_or_default(),
+                            why.explain()
+                        ),
+                    },
+                    "finding the replica destinations",
+                );
             }
-            None => (
-                ReplicaState::Missing,
-                Some(ObjectRef {
-                    bucket: dest.bucket.clone(),
-                    key: event.key.clone(),
-                    version_id: None,
-                    category: None,
-                }),
-                None,
-            ),
+            Err(e) => return fail(e, "finding the replica destinations"),
         };
-        let mut decision = decide(
-            &PrimaryState::Found(primary.clone()),
-            &replica_state,
-            timing,
-        );
+        let mut at = Vec::with_capacity(destinations.len());
+        let mut replicas = Vec::with_capacity(destinations.len());
+        for dest in &destinations {
+            let state = match self.s3.replica(dest, &event.key, version.as_deref()).await {
+                Ok(state) => state,
+                Err(e) => return fail(e, "reading the replica"),
+            };
+            replicas.push(ObjectRef {
+                bucket: dest.bucket.clone(),
+                key: event.key.clone(),
+                version_id: match &state {
+                    ReplicaState::Found(f) => f.version_id.clone(),
+                    ReplicaState::Missing => None,
+                },
+                category: None,
+            });
+            at.push(AtDestination {
+                bucket: dest.bucket.clone(),
+                state,
+            });
+        }
+        let replication = Replication::Destinations(at);
+        let mut decision = decide(&found, &replication, timing);
         if decision.outcome == Outcome::Unverifiable && self.config.deep_verify {
-            match self
-                .deep_compare(event, &primary, &dest.region, replica.as_ref())
-                .await
-            {
-                Ok(c) => {
-                    decision.evidence.push(c);
-                    decision.outcome = judge(&decision.evidence);
-                    decision.detail = match decision.outcome {
-                        Outcome::Validated => {
-                            "replica is an exact copy (streamed-sha256, deep mode)".into()
-                        }
-                        Outcome::Mismatch => "replica differs (streamed-sha256, deep mode)".into(),
-                        _ => decision.detail,
-                    };
+            let mut streamed = Vec::new();
+            for (dest, replica) in destinations.iter().zip(&replicas) {
+                if replica.version_id.is_none() {
+                    continue;
                 }
-                Err(e) => return fail(e, "deep verification"),
+                match self
+                    .deep_compare(event, &primary, &dest.region, replica)
+                    .await
+                {
+                    Ok(mut c) => {
+                        if destinations.len() > 1 {
+                            c.destination = Some(dest.bucket.clone());
+                        }
+                        streamed.push(c);
+                    }
+                    Err(e) => return fail(e, "deep verification"),
+                }
             }
+            decision.evidence.extend(streamed);
+            decision.outcome = judge(&decision.evidence);
+            decision.detail = match decision.outcome {
+                Outcome::Validated => {
+                    "replica is an exact copy (streamed-sha256, deep mode)".into()
+                }
+                Outcome::Mismatch => "replica differs (streamed-sha256, deep mode)".into(),
+                _ => decision.detail,
+            };
         }
         Judged {
             decision,
             version_source,
-            version_id: primary.version_id.clone(),
-            replica,
-            replica_match,
+            version_id: version,
+            replicas,
         }
     }
 
@@ -408,11 +455,8 @@ impl Validator {
         event: &ObjectEvent,
         primary: &crate::facts::ObjectFacts,
         replica_region: &str,
-        replica: Option<&ObjectRef>,
+        replica: &ObjectRef,
     ) -> Result<Comparison, AwsError> {
-        let Some(replica) = replica else {
-            return Err(AwsError::NotFound);
-        };
         let (p, r) = futures::try_join!(
             self.s3.stream_sha256(
                 None,
@@ -436,6 +480,7 @@ impl Validator {
             },
             primary: p.0,
             replica: r.0,
+            destination: None,
         })
     }
 
@@ -451,24 +496,77 @@ impl Validator {
         message_id: &str,
     ) -> Action {
         let outcome = judged.decision.outcome;
+        let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
+        let record = |outcome: Outcome, detail: String, resolves: Option<Outcome>| FailureRecord {
+            schema: FAILURE_RECORD_SCHEMA.to_string(),
+            outcome,
+            detail,
+            object: object.clone(),
+            replica: judged.replicas.first().cloned(),
+            replicas: if judged.replicas.len() > 1 {
+                judged.replicas.clone()
+            } else {
+                Vec::new()
+            },
+            evidence: judged.decision.evidence.clone(),
+            attempts: attempt,
+            first_seen: event.time,
+            decided_at: Utc::now(),
+            source_message_id: Some(message_id.to_string()),
+            resolves,
+        };
+        let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
+            && event
+                .time
+                .and_then(|t| (Utc::now() - t).to_std().ok())
+                .is_some_and(|age| age > self.config.overdue_cap);
         match outcome {
             Outcome::Lagging | Outcome::TransientError => {
                 self.retry(msg, attempt, receive_count).await
             }
+            // Overdue is not final: without RTC "the majority of objects replicate within 15
+            // minutes, but they can sometimes take a couple of hours" (S3 User Guide,
+            // "Troubleshooting replication"). Alert once, then keep watching up to the cap.
+            Outcome::ReplicationOverdue if past_cap => {
+                let detail = format!(
+                    "{}; gave up watching after {}s (OVERDUE_CAP_SECONDS)",
+                    judged.decision.detail,
+                    self.config.overdue_cap.as_secs()
+                );
+                self.send_failure(&record(outcome, detail, None)).await
+            }
+            Outcome::ReplicationOverdue if alerted => self.retry(msg, attempt, receive_count).await,
+            Outcome::ReplicationOverdue => {
+                let sent = self
+                    .send_failure(&record(outcome, judged.decision.detail.clone(), None))
+                    .await;
+                if sent != Action::FailureSent {
+                    return sent;
+                }
+                match self.requeue(msg, attempt, true).await {
+                    Ok(delay) => Action::AlertedAndRequeued(delay),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-queueing an overdue message failed; it is not watched further");
+                        Action::FailureSent
+                    }
+                }
+            }
+            Outcome::Validated if alerted => {
+                let detail = format!(
+                    "the replica arrived after the overdue alert and validated: {}",
+                    judged.decision.detail
+                );
+                match self
+                    .send_failure(&record(outcome, detail, Some(Outcome::ReplicationOverdue)))
+                    .await
+                {
+                    Action::FailureSent => Action::ResolvedSent,
+                    other => other,
+                }
+            }
             o if o.is_failure(self.config.alert_on_unverifiable) => {
-                let record = FailureRecord {
-                    schema: FAILURE_RECORD_SCHEMA.to_string(),
-                    outcome,
-                    detail: judged.decision.detail.clone(),
-                    object: object.clone(),
-                    replica: judged.replica.clone(),
-                    evidence: judged.decision.evidence.clone(),
-                    attempts: attempt,
-                    first_seen: event.time,
-                    decided_at: Utc::now(),
-                    source_message_id: Some(message_id.to_string()),
-                };
-                self.send_failure(&record).await
+                self.send_failure(&record(o, judged.decision.detail.clone(), None))
+                    .await
             }
             _ => Action::Done,
         }
@@ -499,38 +597,17 @@ impl Validator {
     }
 
     async fn retry(&self, msg: &SqsMessage, attempt: u32, receive_count: u32) -> Action {
-        let delay = backoff(
-            attempt,
-            self.config.retry_base,
-            self.config.retry_max,
-            rand::random::<f64>(),
-        );
+        let delay = self.retry_delay(attempt);
         let Some(queue_url) = self.queue_url(msg).await else {
             return Action::RetryAfter(delay);
         };
         if receive_count >= self.config.max_receive_count {
             // One more failed receive would move it to the DLQ: re-send a fresh copy instead.
-            let delay = delay.min(Duration::from_secs(900));
-            let sent = self
-                .sqs
-                .send_message()
-                .queue_url(&queue_url)
-                .message_body(msg.body.clone().unwrap_or_default())
-                .delay_seconds(delay.as_secs() as i32)
-                .message_attributes(
-                    ATTEMPTS_ATTRIBUTE,
-                    MessageAttributeValue::builder()
-                        .data_type("Number")
-                        .string_value(attempt.to_string())
-                        .build()
-                        .expect("data type is set"),
-                )
-                .send()
-                .await;
-            return match sent {
-                Ok(_) => Action::Requeued(delay),
+            let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
+            return match self.requeue(msg, attempt, alerted).await {
+                Ok(delay) => Action::Requeued(delay),
                 Err(e) => {
-                    tracing::warn!(error = %classify(&e), "re-queueing a lagging message failed");
+                    tracing::warn!(error = %e, "re-queueing a lagging message failed");
                     Action::RetryAfter(delay)
                 }
             };
@@ -549,6 +626,57 @@ impl Validator {
             }
         }
         Action::RetryAfter(delay)
+    }
+
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        backoff(
+            attempt,
+            self.config.retry_base,
+            self.config.retry_max,
+            rand::random::<f64>(),
+        )
+    }
+
+    /// Sends a fresh copy of `msg` to its queue with the retry delay (at most SQS's 900 s),
+    /// carrying the attempts so far and, when `alerted`, the overdue mark. The caller
+    /// reports the original as done, so the event source mapping deletes it.
+    async fn requeue(
+        &self,
+        msg: &SqsMessage,
+        attempt: u32,
+        alerted: bool,
+    ) -> Result<Duration, AwsError> {
+        let delay = self.retry_delay(attempt).min(Duration::from_secs(900));
+        let queue_url = self
+            .queue_url(msg)
+            .await
+            .ok_or_else(|| AwsError::Permanent {
+                code: "UnknownQueue".into(),
+                message: "the record's source queue URL could not be resolved".into(),
+            })?;
+        let attr = |v: String, ty: &str| {
+            MessageAttributeValue::builder()
+                .data_type(ty)
+                .string_value(v)
+                .build()
+                .expect("data type is set")
+        };
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(msg.body.clone().unwrap_or_default())
+            .delay_seconds(delay.as_secs() as i32)
+            .message_attributes(ATTEMPTS_ATTRIBUTE, attr(attempt.to_string(), "Number"));
+        if alerted {
+            let since = msg
+                .message_attributes
+                .get(OVERDUE_ATTRIBUTE)
+                .and_then(|a| a.string_value.clone())
+                .unwrap_or_else(|| Utc::now().to_rfc3339());
+            send = send.message_attributes(OVERDUE_ATTRIBUTE, attr(since, "String"));
+        }
+        send.send().await.map(|_| delay).map_err(|e| classify(&e))
     }
 
     /// The URL of the queue a record came from, from its `eventSourceARN` (cached).
@@ -581,8 +709,7 @@ struct Judged {
     decision: Decision,
     version_source: Option<VersionSource>,
     version_id: Option<String>,
-    replica: Option<ObjectRef>,
-    replica_match: Option<ReplicaMatch>,
+    replicas: Vec<ObjectRef>,
 }
 
 /// One structured log line per record: outcome, evidence, attempt, duration.

@@ -1,11 +1,12 @@
 //! checksum-validator: decides whether each S3 replica is an exact copy of its primary.
 //!
-//! Layout: [`event`] parses message bodies; [`facts`] and [`decision`] are the pure decision
-//! core; [`s3`] is the S3 adapter; [`handler`] runs a batch and acts on decisions;
+//! Layout: [`event`] parses message bodies; [`facts`], [`coverage`] and [`decision`] are the
+//! pure decision core; [`s3`] is the S3 adapter; [`handler`] runs a batch and acts on decisions;
 //! [`failure_record`] is the message a failure travels in; [`config`] reads the environment.
 
 pub mod aws_error;
 pub mod config;
+pub mod coverage;
 pub mod decision;
 pub mod event;
 pub mod facts;

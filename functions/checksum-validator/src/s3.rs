@@ -1,8 +1,9 @@
 //! The S3 adapter: turns `HeadObject` and bucket configuration into [`ObjectFacts`], and
-//! finds where an object's replica lives.
+//! finds where an object's replicas live.
 //!
-//! The destination comes from the primary bucket's replication configuration (cached per
-//! bucket), or from an explicit `REPLICA_BUCKET_MAP` entry; never from rewriting names.
+//! The destinations come from the primary bucket's replication configuration (cached per
+//! bucket, read by [`coverage`]'s rules), or from an explicit `REPLICA_BUCKET_MAP` entry;
+//! never from rewriting names. A replica is looked up by the source's version id only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,30 +13,17 @@ use aws_sdk_s3::Client;
 use tokio::sync::Mutex;
 
 use crate::aws_error::{classify, AwsError};
-use crate::decision::{compare, judge, Outcome};
+use crate::coverage::{self, Rule, Uncovered};
+use crate::decision::ReplicaState;
 use crate::facts::{
     normalise_etag, Checksum, ChecksumAlgorithm, Encryption, ObjectFacts, ReplicationStatus,
 };
 
-/// Where a primary bucket's objects are replicated to.
+/// One destination bucket of a primary's replication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub bucket: String,
     pub region: String,
-    /// Key prefix the rule covers ("" for all objects).
-    pub prefix: String,
-}
-
-/// How the replica version was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplicaMatch {
-    /// Same version id as the source, as S3 replication keeps it.
-    SameVersionId,
-    /// Matched among the replica's versions of the key (engines that assign new ids).
-    ByContent,
-    /// The replica's current version of the key (nothing matched by id or content).
-    Current,
 }
 
 /// Looks objects up in the primary and replica buckets.
@@ -45,7 +33,8 @@ pub struct S3Lookup {
     replica_region: Option<String>,
     overrides: HashMap<String, String>,
     clients: Mutex<HashMap<String, Client>>,
-    destinations: Mutex<HashMap<String, Arc<Destination>>>,
+    rules: Mutex<HashMap<String, Arc<Vec<Rule>>>>,
+    regions: Mutex<HashMap<String, String>>,
     categories: Mutex<HashMap<String, Option<String>>>,
 }
 
@@ -63,7 +52,8 @@ impl S3Lookup {
             replica_region,
             overrides,
             clients: Mutex::new(HashMap::new()),
-            destinations: Mutex::new(HashMap::new()),
+            rules: Mutex::new(HashMap::new()),
+            regions: Mutex::new(HashMap::new()),
             categories: Mutex::new(HashMap::new()),
         }
     }
@@ -91,36 +81,6 @@ impl S3Lookup {
         version_id: Option<&str>,
     ) -> Result<Option<ObjectFacts>, AwsError> {
         describe(&self.primary, bucket, key, version_id).await
-    }
-
-    /// For an event without a version id: the version of `key` whose ETag (and size) match
-    /// the event's, so each upload is judged on its own even when the key was overwritten
-    /// since. `Ok(None)` when no version matches (the caller falls back to the current one).
-    pub async fn version_by_etag(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-        size: Option<i64>,
-    ) -> Result<Option<String>, AwsError> {
-        let etag = normalise_etag(etag);
-        let out = self
-            .primary
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(key)
-            .max_keys(100)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let found = out
-            .versions()
-            .iter()
-            .filter(|v| v.key() == Some(key))
-            .filter(|v| v.e_tag().map(normalise_etag).as_deref() == Some(etag.as_str()))
-            .filter(|v| size.is_none() || v.size() == size)
-            .find_map(|v| v.version_id().map(str::to_string));
-        Ok(found)
     }
 
     /// Streams one object version and returns its SHA-256 (hex) and length: deep mode.
@@ -185,105 +145,135 @@ impl S3Lookup {
         found
     }
 
-    /// The replica destination of `bucket` for `key`.
-    pub async fn destination(&self, bucket: &str, key: &str) -> Result<Arc<Destination>, AwsError> {
-        if let Some(d) = self.destinations.lock().await.get(bucket) {
-            if key.starts_with(&d.prefix) {
-                return Ok(d.clone());
-            }
-        }
-        let (dest_bucket, prefix) = match self.overrides.get(bucket) {
-            Some(b) => (b.clone(), String::new()),
-            None => {
-                self.destination_from_replication_config(bucket, key)
-                    .await?
-            }
-        };
-        let region = match &self.replica_region {
-            Some(r) => r.clone(),
-            None => self.bucket_region(&dest_bucket).await?,
-        };
-        let d = Arc::new(Destination {
-            bucket: dest_bucket,
-            region,
-            prefix,
-        });
-        self.destinations
-            .lock()
-            .await
-            .insert(bucket.to_string(), d.clone());
-        Ok(d)
-    }
-
-    async fn destination_from_replication_config(
+    /// The destinations a primary version must reach, or why no rule covers it. An
+    /// explicit `REPLICA_BUCKET_MAP` entry names the one destination; otherwise the
+    /// bucket's replication configuration decides ([`coverage`]).
+    pub async fn destinations(
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<(String, String), AwsError> {
+        version_id: Option<&str>,
+        facts: &ObjectFacts,
+    ) -> Result<Result<Vec<Destination>, Uncovered>, AwsError> {
+        let names = match self.overrides.get(bucket) {
+            Some(b) => Ok(vec![b.clone()]),
+            None => {
+                let rules = self.rules(bucket).await?;
+                let tags = self.tags_if_needed(&rules, bucket, key, version_id).await?;
+                coverage::destinations(&rules, key, &tags, facts)
+            }
+        };
+        let names = match names {
+            Ok(n) => n,
+            Err(why) => return Ok(Err(why)),
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let region = match &self.replica_region {
+                Some(r) => r.clone(),
+                None => self.bucket_region(&name).await?,
+            };
+            out.push(Destination {
+                bucket: name,
+                region,
+            });
+        }
+        Ok(Ok(out))
+    }
+
+    /// Why a version whose source reports no replication status (or `REPLICA`) is not
+    /// covered, as far as the rules tell.
+    pub async fn uncovered(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        facts: &ObjectFacts,
+    ) -> Uncovered {
+        if facts.replication_status == Some(ReplicationStatus::Replica) {
+            return Uncovered::IsReplica;
+        }
+        if self.overrides.contains_key(bucket) {
+            return Uncovered::Unexplained;
+        }
+        let Ok(rules) = self.rules(bucket).await else {
+            return Uncovered::Unexplained;
+        };
+        let tags = self
+            .tags_if_needed(&rules, bucket, key, version_id)
+            .await
+            .unwrap_or_default();
+        coverage::explain_missing_status(&rules, key, &tags, facts)
+    }
+
+    /// The object's tags, fetched only when some rule filters on tags.
+    async fn tags_if_needed(
+        &self,
+        rules: &[Rule],
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        if rules.iter().all(|r| r.tags.is_empty()) {
+            return Ok(Vec::new());
+        }
         let out = self
+            .primary
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// The replication rules of a primary bucket (cached); none when it has no
+    /// configuration.
+    pub async fn rules(&self, bucket: &str) -> Result<Arc<Vec<Rule>>, AwsError> {
+        if let Some(r) = self.rules.lock().await.get(bucket) {
+            return Ok(r.clone());
+        }
+        let out = match self
             .primary
             .get_bucket_replication()
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| match classify(&e) {
-                AwsError::NotFound => AwsError::Permanent {
-                    code: "ReplicationConfigurationNotFound".into(),
-                    message: format!("bucket {bucket} has no replication configuration"),
-                },
-                AwsError::Permanent { code, message }
+        {
+            Ok(out) => Some(out),
+            Err(e) => match classify(&e) {
+                AwsError::NotFound => None,
+                AwsError::Permanent { code, .. }
                     if code == "ReplicationConfigurationNotFoundError" =>
                 {
-                    AwsError::Permanent {
-                        code,
-                        message: format!(
-                            "bucket {bucket} has no replication configuration: {message}"
-                        ),
-                    }
+                    None
                 }
-                other => other,
-            })?;
-        let Some(config) = out.replication_configuration() else {
-            return Err(AwsError::Permanent {
-                code: "ReplicationConfigurationNotFound".into(),
-                message: format!("bucket {bucket} has no replication configuration"),
-            });
+                other => return Err(other),
+            },
         };
-        let mut best: Option<(i32, String, String)> = None;
-        for rule in config.rules() {
-            if rule.status().as_str() != "Enabled" {
-                continue;
-            }
-            #[allow(deprecated)]
-            let prefix = rule
-                .filter()
-                .and_then(|f| {
-                    f.prefix()
-                        .map(str::to_string)
-                        .or_else(|| f.and().and_then(|a| a.prefix()).map(str::to_string))
-                })
-                .or_else(|| rule.prefix().map(str::to_string))
-                .unwrap_or_default();
-            if !key.starts_with(&prefix) {
-                continue;
-            }
-            let Some(arn) = rule.destination().map(|d| d.bucket()) else {
-                continue;
-            };
-            let dest = arn.rsplit(':').next().unwrap_or(arn).to_string();
-            let priority = rule.priority().unwrap_or(0);
-            if best.as_ref().is_none_or(|(p, _, _)| priority > *p) {
-                best = Some((priority, dest, prefix));
-            }
-        }
-        best.map(|(_, d, p)| (d, p))
-            .ok_or_else(|| AwsError::Permanent {
-                code: "NoReplicationRule".into(),
-                message: format!("no enabled replication rule of {bucket} covers key {key:?}"),
-            })
+        let rules = Arc::new(
+            out.as_ref()
+                .and_then(|o| o.replication_configuration())
+                .map(rules_of)
+                .unwrap_or_default(),
+        );
+        self.rules
+            .lock()
+            .await
+            .insert(bucket.to_string(), rules.clone());
+        Ok(rules)
     }
 
     async fn bucket_region(&self, bucket: &str) -> Result<String, AwsError> {
+        if let Some(r) = self.regions.lock().await.get(bucket) {
+            return Ok(r.clone());
+        }
         let out = self
             .primary
             .get_bucket_location()
@@ -297,73 +287,80 @@ impl S3Lookup {
                 },
                 other => other,
             })?;
-        Ok(match out.location_constraint().map(|c| c.as_str()) {
+        let region = match out.location_constraint().map(|c| c.as_str()) {
             None | Some("") => "us-east-1".to_string(),
             Some("EU") => "eu-west-1".to_string(),
             Some(r) => r.to_string(),
-        })
+        };
+        self.regions
+            .lock()
+            .await
+            .insert(bucket.to_string(), region.clone());
+        Ok(region)
     }
 
-    /// Finds the replica of `primary` in `dest`: same version id first (what S3 replication
-    /// keeps), then the replica version whose content evidence matches, then the current one.
-    pub async fn find_replica(
+    /// The replica of a primary version at `dest`: the replica's version with the same
+    /// version id, which S3 replication keeps. A miss is `Missing` (not replicated yet, or
+    /// lost): another version of the key is a different upload and never stands in for it.
+    pub async fn replica(
         &self,
         dest: &Destination,
         key: &str,
-        primary: &ObjectFacts,
-    ) -> Result<Option<(ObjectFacts, ReplicaMatch)>, AwsError> {
+        version_id: Option<&str>,
+    ) -> Result<ReplicaState, AwsError> {
         let client = self.client_for(&dest.region).await;
-        if let Some(v) = primary.version_id.as_deref() {
-            match describe(&client, &dest.bucket, key, Some(v)).await {
-                Ok(Some(facts)) => return Ok(Some((facts, ReplicaMatch::SameVersionId))),
-                Ok(None) => {}
-                // Engines that assign new version ids reject a foreign id as invalid.
-                Err(AwsError::Permanent { code, .. }) if code == "InvalidArgument" => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let versions = client
-            .list_object_versions()
-            .bucket(&dest.bucket)
-            .prefix(key)
-            .max_keys(50)
-            .send()
-            .await
-            .map_err(|e| match classify(&e) {
-                AwsError::NotFound => AwsError::Permanent {
-                    code: "NoSuchBucket".into(),
-                    message: format!("replica bucket {} does not exist", dest.bucket),
-                },
-                other => other,
-            })?;
-        let mut candidates: Vec<(bool, String)> = versions
-            .versions()
-            .iter()
-            .filter(|v| v.key() == Some(key))
-            .filter_map(|v| {
-                v.version_id()
-                    .map(|id| (v.is_latest().unwrap_or(false), id.to_string()))
-            })
-            .collect();
-        if candidates.is_empty() {
-            // The key's current state may be a delete marker; or nothing arrived yet.
-            return Ok(None);
-        }
-        candidates.sort_by_key(|(latest, _)| !*latest);
-        let mut current: Option<ObjectFacts> = None;
-        for (latest, id) in candidates.into_iter().take(10) {
-            let Some(facts) = describe(&client, &dest.bucket, key, Some(&id)).await? else {
-                continue;
-            };
-            if judge(&compare(primary, &facts)) == Outcome::Validated {
-                return Ok(Some((facts, ReplicaMatch::ByContent)));
-            }
-            if latest || current.is_none() {
-                current = Some(facts);
-            }
-        }
-        Ok(current.map(|f| (f, ReplicaMatch::Current)))
+        Ok(
+            match describe(&client, &dest.bucket, key, version_id).await? {
+                Some(facts) => ReplicaState::Found(facts),
+                None => ReplicaState::Missing,
+            },
+        )
     }
+}
+
+/// The coverage view of a replication configuration: V1 rules (`Prefix`), V2 filters
+/// (`Prefix`, `Tag`, `And`).
+pub fn rules_of(config: &aws_sdk_s3::types::ReplicationConfiguration) -> Vec<Rule> {
+    config
+        .rules()
+        .iter()
+        .map(|rule| {
+            let filter = rule.filter();
+            #[allow(deprecated)]
+            let prefix = filter
+                .and_then(|f| {
+                    f.prefix()
+                        .map(str::to_string)
+                        .or_else(|| f.and().and_then(|a| a.prefix()).map(str::to_string))
+                })
+                .or_else(|| rule.prefix().map(str::to_string))
+                .unwrap_or_default();
+            let mut tags: Vec<(String, String)> = Vec::new();
+            if let Some(t) = filter.and_then(|f| f.tag()) {
+                tags.push((t.key().to_string(), t.value().to_string()));
+            }
+            if let Some(and) = filter.and_then(|f| f.and()) {
+                tags.extend(
+                    and.tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string())),
+                );
+            }
+            let arn = rule.destination().map(|d| d.bucket()).unwrap_or_default();
+            Rule {
+                id: rule.id().unwrap_or_default().to_string(),
+                enabled: rule.status().as_str() == "Enabled",
+                priority: rule.priority().unwrap_or(0),
+                prefix,
+                tags,
+                sse_kms_opt_in: rule
+                    .source_selection_criteria()
+                    .and_then(|c| c.sse_kms_encrypted_objects())
+                    .is_some_and(|k| k.status().as_str() == "Enabled"),
+                destination: arn.rsplit(':').next().unwrap_or(arn).to_string(),
+            }
+        })
+        .collect()
 }
 
 /// `HeadObject` with checksums, turned into facts. `Ok(None)` when the version is not there.
@@ -433,6 +430,7 @@ pub async fn describe(
             .replication_status()
             .and_then(|s| ReplicationStatus::parse(s.as_str())),
         version_id: out.version_id().map(str::to_string),
+        storage_class: out.storage_class().map(|c| c.as_str().to_string()),
     };
     if facts.parts.is_none() {
         facts.parts = facts.etag_parts();

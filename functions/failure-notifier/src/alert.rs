@@ -43,27 +43,38 @@ pub fn compose(body: &str, origin: &Origin, project: &str) -> Alert {
 
 fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
     let category = r.object.category.as_deref().unwrap_or("uncategorised");
-    let subject = subject(&format!(
-        "[{project}] {} {category}: {}",
-        r.outcome.as_str().to_ascii_uppercase(),
-        r.object.key
-    ));
+    let label = match r.resolves {
+        Some(_) => "RESOLVED".to_string(),
+        None => r.outcome.as_str().to_ascii_uppercase(),
+    };
+    let subject = subject(&format!("[{project}] {label} {category}: {}", r.object.key));
     let mut m = String::new();
-    m.push_str(&format!("Replica validation failed: {}\n\n", r.outcome));
+    match r.resolves {
+        Some(earlier) => m.push_str(&format!(
+            "Resolved: the earlier {earlier} alert for this version; the replica is now {}\n\n",
+            r.outcome
+        )),
+        None => m.push_str(&format!("Replica validation failed: {}\n\n", r.outcome)),
+    }
     m.push_str(&format!("Object:      {}\n", r.object.s3_uri()));
     m.push_str(&format!(
         "Version:     {}\n",
         r.object.version_id.as_deref().unwrap_or("(current)")
     ));
     m.push_str(&format!("Category:    {category}\n"));
-    if let Some(rep) = &r.replica {
+    let replicas: Vec<&checksum_validator::failure_record::ObjectRef> = if r.replicas.is_empty() {
+        r.replica.iter().collect()
+    } else {
+        r.replicas.iter().collect()
+    };
+    for rep in replicas {
         m.push_str(&format!(
             "Replica:     {}{}\n",
             rep.s3_uri(),
             rep.version_id
                 .as_deref()
                 .map(|v| format!(" (version {v})"))
-                .unwrap_or_default()
+                .unwrap_or_else(|| " (not there)".to_string())
         ));
     }
     m.push_str(&format!("Reason:      {}\n", r.detail));
@@ -75,11 +86,13 @@ fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
                 Verdict::Differ => "DIFFER".to_string(),
                 Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
             };
+            let kind = match &c.destination {
+                Some(d) => format!("{} @{d}", c.kind),
+                None => c.kind.to_string(),
+            };
             m.push_str(&format!(
                 "  {:<20} {} | {}  {verdict}\n",
-                c.kind.to_string(),
-                c.primary,
-                c.replica
+                kind, c.primary, c.replica
             ));
         }
     }
@@ -89,7 +102,12 @@ fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
     }
     m.push_str(&format!("Decided at:  {}\n", r.decided_at.to_rfc3339()));
     m.push_str(&format!("Queue:       {}\n", origin.queue));
-    m.push_str(&format!("\nRunbook: {}\n", runbook(r.outcome.as_str())));
+    let kind = if r.resolves.is_some() {
+        "resolved"
+    } else {
+        r.outcome.as_str()
+    };
+    m.push_str(&format!("\nRunbook: {}\n", runbook(kind)));
     Alert {
         subject,
         message: cap_message(m),
@@ -145,7 +163,9 @@ pub fn runbook(kind: &str) -> &'static str {
         "mismatch" => "the replica differs from the primary. Re-copy the version (or re-run replication with S3 Batch Replication), then check for tampering on the replica side.",
         "replica-missing" => "the source says COMPLETED but the replica version is gone. Check the replica bucket's lifecycle rules and deletions, then re-replicate with S3 Batch Replication.",
         "replication-failed" => "S3 marked replication FAILED and will not retry. Check the replication role's permissions and the destination bucket/KMS key, then use S3 Batch Replication for failed objects.",
-        "replication-overdue" => "no replica within the lag budget. Check the replication rule status and the S3 replication metrics for the bucket.",
+        "replication-overdue" => "no replica within the lag budget. The validator keeps watching and sends a RESOLVED notice if the replica arrives. Check the S3 replication metrics (OperationsPendingReplication, ReplicationLatency) and the rule status; without Replication Time Control some objects take hours.",
+        "not-replicated" => "no replication rule covers this object, so S3 will never copy it. Fix the rule that excludes it (filter, SSE-KMS opt-in with a ReplicaKmsKeyID, storage class), then copy existing objects with S3 Batch Replication.",
+        "resolved" => "nothing to do: the replica arrived and is an exact copy.",
         "unverifiable" => "no comparable checksum exists on both sides. Upload with a full-object checksum (CRC64NVME) or enable the validator's deep mode.",
         "error" => "the validator hit a permanent AWS error (see Reason). Fix the permission or configuration it names.",
         _ => "inspect the body above. If it is a real S3 event, fix the cause and redrive it to the validation queue (`harness redrive`); otherwise delete it.",
@@ -239,6 +259,19 @@ mod tests {
         assert_eq!(a.subject, "[autobackup] MISMATCH documents: a b.txt");
         assert!(a.message.contains("s3://p/a b.txt"));
         assert!(a.message.contains("Runbook: the replica differs"));
+    }
+
+    #[test]
+    fn resolved_notices_say_so() {
+        let body = r#"{"schema":"autobackup.validation-failure/1","outcome":"validated","detail":"late",
+            "object":{"bucket":"p","key":"k","version_id":"v1","category":"documents"},
+            "attempts":9,"decided_at":"2026-11-22T00:00:01Z","resolves":"replication-overdue"}"#;
+        let a = compose(body, &origin(), "autobackup");
+        assert_eq!(a.subject, "[autobackup] RESOLVED documents: k");
+        assert!(a
+            .message
+            .contains("Resolved: the earlier replication-overdue alert"));
+        assert!(a.message.contains("Runbook: nothing to do"));
     }
 
     proptest! {

@@ -40,15 +40,8 @@ impl ProvisionArgs {
         let engine = super::running_engine(kind).await?;
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
         let suffix = self.suffix.unwrap_or_else(new_suffix);
-        let (topology, report, mode) = provision_for_engine(
-            &clients,
-            &spec,
-            &suffix,
-            timing,
-            &engine.capabilities(),
-            false,
-        )
-        .await?;
+        let (topology, report, mode) =
+            provision_for_engine(&clients, &spec, &suffix, timing, &engine.capabilities()).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&topology)?);
         } else {

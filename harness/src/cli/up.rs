@@ -65,7 +65,7 @@ impl UpArgs {
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
         let suffix = new_suffix();
         let (topology, report, mode) =
-            provision_for_engine(&clients, &spec, &suffix, timing, &caps, false).await?;
+            provision_for_engine(&clients, &spec, &suffix, timing, &caps).await?;
         eprintln!(
             "harness: provisioned {} resources in {:.2}s",
             report.steps.len(),

@@ -1,95 +1,93 @@
-//! Engine gaps: the one place where the harness normalises what an engine does differently
-//! from AWS, so the functions can be written to AWS's documented behaviour.
+//! Engine gaps: the one place that lists where the local engines differ from AWS and how
+//! the harness makes them behave like AWS, so the functions can be written to AWS's
+//! documented behaviour only (nothing in `functions/` knows an engine).
 //!
-//! | gap | engine | where it is handled |
-//! |---|---|---|
-//! | event `object.key` arrives raw, AWS form-encodes it | MiniStack | [`normalise_event_body`] (here), applied by the event source mapping before the validator sees the body |
-//! | event has no `version-id` | MiniStack | the validator judges the current version and says so (`version_source: current-version`) |
-//! | S3 replication stores the config but copies nothing | LocalStack | `replication::Replicator` copies versions and delete markers |
-//! | replication is synchronous, so lag cannot happen | MiniStack | scenarios that control replication run the harness replicator instead (`replication::mode`) |
-//! | `StartMessageMoveTask` is not implemented | MiniStack | `redrive` falls back to receive / send / delete |
-//! | replicas get new version ids (AWS keeps the source's) | both | the validator matches replica versions by content when the id is unknown |
-//! | the replicator cannot read a GLACIER / DEEP_ARCHIVE version (`InvalidObjectState`), where S3 replication copies it as it is written | LocalStack | [`restore_archived`] (here), called by the replicator before it reads such a version |
-//! | agent: multipart uploads answer COMPOSITE to a FULL_OBJECT CRC64NVME request | MiniStack | `autobackup_agent::compat` (the agent's own one place) |
+//! | gap | engine | AWS reference | where it is handled |
+//! |---|---|---|---|
+//! | S3 replication stores the config but copies nothing | LocalStack | S3 User Guide, Replication | `replication::Replicator` copies versions and delete markers by the rules |
+//! | replication is synchronous inside `PutObject` (never PENDING, lag cannot happen) | MiniStack | "Troubleshooting replication": most objects within 15 min, some take hours | the harness replicator on every engine (`replication::mode`): asynchronous, a copy lands `replication_lag_seconds` after the first validation attempt of its event, or when a scenario says |
+//! | replicas get new version ids | both | "Replicas have the same key names and the same metadata, for example creation time, user-defined metadata, and version ID" (S3 User Guide, Replication) | the fidelity layer (`engine::proxy`) maps replica version ids to the source's for every client |
+//! | ineligible objects are copied (SSE-KMS without opt-in, GLACIER / DEEP_ARCHIVE, filtered keys) and report a status | MiniStack | "What does Amazon S3 replicate?"; "Getting replication status information" (status only for eligible objects) | `replication::config` rules decide; the layer reports no status for ineligible versions |
+//! | `x-amz-replication-status` never reported | LocalStack | "Getting replication status information" (PENDING, COMPLETED, FAILED, REPLICA) | the layer adds it from the replicator |
+//! | event `object.key` arrives raw | MiniStack | classic S3 notifications form-encode keys (S3 User Guide, "Event message structure"); AWS documents no encoding for EventBridge (undecided: see issue 10) | [`event_fields`] and [`rewrite_event`] (here), applied by `system.rs`'s delivery hook |
+//! | event has no `version-id` | MiniStack | EventBridge `Object Created` carries `version-id` for versioned buckets ("EventBridge event message structure") | the delivery hook fills it in: the version of the key with the event's ETag and size, oldest unclaimed first (`Replicator::version_for_event`) |
+//! | `ListObjectVersions` reports STANDARD for every version | LocalStack | S3 API Reference, `ObjectVersion.StorageClass` | the replicator reads each version's class with `HeadObject`; the agent's cost report corrects it in `autobackup_agent::compat` |
+//! | `StartMessageMoveTask` is not implemented | MiniStack | SQS API Reference | `redrive` falls back to receive / send / delete |
+//! | agent: multipart uploads answer COMPOSITE to a FULL_OBJECT CRC64NVME request | MiniStack | S3 User Guide, "Checking object integrity" (CRC64NVME is full-object only) | `autobackup_agent::compat` (the agent's own one place) |
+//!
+//! Undocumented on AWS, so modelled and said so: how replication latency compares with
+//! event delivery. The model lands every replica after the first validation attempt
+//! (the case that exposes lag handling); scenarios add delays, pauses and faults.
 
 use serde_json::Value;
 
 use super::Capabilities;
 
-/// Restores an archived version (GLACIER, DEEP_ARCHIVE) so the harness replicator can read
-/// it, and waits until the engine says the restore finished (LocalStack does at once). The
-/// engine's `Restore` header on the primary is the only trace; the storage class stays.
-pub async fn restore_archived(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    version_id: &str,
-) -> Result<(), String> {
-    use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
-    let request = RestoreRequest::builder()
-        .days(1)
-        .glacier_job_parameters(
-            GlacierJobParameters::builder()
-                .tier(Tier::Expedited)
-                .build()
-                .map_err(|e| e.to_string())?,
-        )
-        .build();
-    s3.restore_object()
-        .bucket(bucket)
-        .key(key)
-        .version_id(version_id)
-        .restore_request(request)
-        .send()
-        .await
-        .map_err(crate::errors::sdk)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let head = s3
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .version_id(version_id)
-            .send()
-            .await
-            .map_err(crate::errors::sdk)?;
-        if head
-            .restore()
-            .is_some_and(|r| r.contains("ongoing-request=\"false\""))
-        {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!(
-                "{bucket}/{key} ({version_id}): the engine did not finish restoring the archived version within 10 s"
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// What the delivery hook needs from an S3 `Object Created` EventBridge body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFields {
+    pub bucket: String,
+    /// The key as the engine wrote it.
+    pub key: String,
+    pub etag: Option<String>,
+    pub size: Option<i64>,
+    pub version_id: Option<String>,
+}
+
+/// The fields of an S3 `Object Created` EventBridge body; `None` for anything else.
+pub fn event_fields(body: &str) -> Option<EventFields> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    if v.get("source").and_then(Value::as_str) != Some("aws.s3")
+        || v.get("detail-type").and_then(Value::as_str) != Some("Object Created")
+    {
+        return None;
+    }
+    let o = v.pointer("/detail/object")?;
+    Some(EventFields {
+        bucket: v.pointer("/detail/bucket/name")?.as_str()?.to_string(),
+        key: o.get("key")?.as_str()?.to_string(),
+        etag: o.get("etag").and_then(Value::as_str).map(str::to_string),
+        size: o.get("size").and_then(Value::as_i64),
+        version_id: o
+            .get("version-id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// The key as the validator should receive it: an engine's raw key re-encoded the way the
+/// harness assumes AWS writes it (form-encoding), otherwise unchanged.
+pub fn event_key(caps: &Capabilities, key: &str) -> String {
+    if caps.raw_event_keys {
+        checksum_validator::event::encode_event_key(key)
+    } else {
+        key.to_string()
     }
 }
 
-/// Re-encodes a raw event key the way AWS writes it (form-encoding), for engines that send
-/// raw keys. Bodies that are not S3 EventBridge events are returned unchanged.
-pub fn normalise_event_body(caps: &Capabilities, body: &str) -> String {
-    if !caps.raw_event_keys {
-        return body.to_string();
-    }
+/// Rewrites an S3 EventBridge body as AWS would deliver it: the key encoded as AWS does
+/// ([`event_key`]) and the version id filled in when the engine left it out.
+///
+/// Idempotent: an engine that sends raw keys also leaves out the version id, so a body that
+/// carries one (written by the engine, or by this function on an earlier delivery and
+/// re-queued by the validator) keeps its key as it is.
+pub fn rewrite_event(caps: &Capabilities, body: &str, version_id: Option<&str>) -> String {
     let Ok(mut v) = serde_json::from_str::<Value>(body) else {
         return body.to_string();
     };
-    if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
+    let untouched = v.pointer("/detail/object/version-id").is_none();
+    if !untouched {
         return body.to_string();
     }
-    let Some(key) = v
-        .pointer("/detail/object/key")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return body.to_string();
-    };
-    let encoded = checksum_validator::event::encode_event_key(&key);
     if let Some(slot) = v.pointer_mut("/detail/object/key") {
-        *slot = Value::String(encoded);
+        if let Some(raw) = slot.as_str() {
+            *slot = Value::String(event_key(caps, raw));
+        }
+    }
+    if let (Some(id), Some(object)) = (version_id, v.pointer_mut("/detail/object")) {
+        if object.get("version-id").is_none() {
+            object["version-id"] = Value::String(id.to_string());
+        }
     }
     v.to_string()
 }
@@ -156,22 +154,39 @@ mod tests {
         include_str!("../../../fixtures/engine-events/localstack-4.13.1-event-1.json");
 
     #[test]
-    fn ministack_keys_become_what_aws_and_localstack_send() {
+    fn ministack_keys_become_what_localstack_sends() {
         let caps = Flavor::Ministack.capabilities();
-        let normalised = normalise_event_body(&caps, MINI);
+        let fields = event_fields(MINI).expect("an Object Created event");
+        assert!(fields.version_id.is_none());
+        let normalised = rewrite_event(&caps, MINI, Some("v1"));
         let events = checksum_validator::event::parse_body(&normalised).unwrap();
         let from_localstack = checksum_validator::event::parse_body(LOCAL).unwrap();
         assert_eq!(events[0].key, "reports/Q1 summary+final é.txt");
         assert_eq!(events[0].key, from_localstack[0].key);
+        assert_eq!(events[0].version_id.as_deref(), Some("v1"));
     }
 
     #[test]
-    fn other_bodies_pass_through() {
+    fn a_version_id_the_engine_sent_is_kept() {
+        let caps = Flavor::Localstack.capabilities();
+        let before = checksum_validator::event::parse_body(LOCAL).unwrap();
+        let after =
+            checksum_validator::event::parse_body(&rewrite_event(&caps, LOCAL, Some("other")))
+                .unwrap();
+        assert_eq!(before[0].version_id, after[0].version_id);
+        assert_eq!(before[0].key, after[0].key);
+    }
+
+    #[test]
+    fn rewriting_twice_changes_nothing_more() {
         let caps = Flavor::Ministack.capabilities();
-        assert_eq!(normalise_event_body(&caps, "not json"), "not json");
-        assert_eq!(
-            normalise_event_body(&Flavor::Localstack.capabilities(), LOCAL),
-            LOCAL
-        );
+        let once = rewrite_event(&caps, MINI, Some("v1"));
+        assert_eq!(rewrite_event(&caps, &once, Some("v1")), once);
+    }
+
+    #[test]
+    fn other_bodies_are_not_events() {
+        assert!(event_fields("not json").is_none());
+        assert!(event_fields(r#"{"source":"aws.s3","detail-type":"Object Deleted"}"#).is_none());
     }
 }

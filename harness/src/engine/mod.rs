@@ -80,6 +80,9 @@ pub enum Flavor {
 pub struct Capabilities {
     /// S3 replication really copies objects.
     pub native_replication: bool,
+    /// Replication behaves as AWS documents it (replicas keep version ids, asynchronous,
+    /// PENDING/COMPLETED/FAILED, only eligible objects).
+    pub faithful_replication: bool,
     /// Event keys arrive raw instead of form-encoded as AWS documents.
     pub raw_event_keys: bool,
     /// `StartMessageMoveTask` is implemented.
@@ -93,18 +96,21 @@ impl Flavor {
         match self {
             Flavor::Localstack => Capabilities {
                 native_replication: false,
+                faithful_replication: false,
                 raw_event_keys: false,
                 message_move_task: true,
                 event_version_ids: true,
             },
             Flavor::Ministack => Capabilities {
                 native_replication: true,
+                faithful_replication: false,
                 raw_event_keys: true,
                 message_move_task: false,
                 event_version_ids: false,
             },
             Flavor::Aws => Capabilities {
                 native_replication: true,
+                faithful_replication: true,
                 raw_event_keys: false,
                 message_move_task: true,
                 event_version_ids: true,

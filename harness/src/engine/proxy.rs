@@ -1,23 +1,37 @@
-//! The gap proxy: a loopback HTTP proxy between the functions and the engine that fills
-//! two gaps in one place, and changes nothing else (requests and responses pass through
-//! byte for byte):
+//! The fidelity layer: a loopback HTTP proxy between every client (the functions, the
+//! harness's own steps, a user's AWS CLI) and the engine, which makes what clients see of
+//! S3 replication what AWS shows, and injects outages. Everything else passes through
+//! byte for byte, bodies streamed.
 //!
-//! - **Replication status.** Where the harness replicator stands in for S3 replication, the
-//!   engine cannot report `x-amz-replication-status` on the source. The proxy adds it to
-//!   `HeadObject`/`GetObject` answers for primary objects from the replicator's status table
-//!   (PENDING until copied, COMPLETED, or FAILED for an injected failure), as S3 does.
-//! - **Outages.** A scenario can make the next N requests to one service (e.g. `sns`) fail
-//!   with HTTP 503 `ServiceUnavailable`, to prove the functions never drop an alert.
+//! Where the harness replicator stands in for S3 replication ([`Replicator`]):
+//! - **Replica version ids.** S3 replicas keep the source's version id ("Replicas have the
+//!   same key names and the same metadata, for example creation time, user-defined metadata,
+//!   and version ID", S3 User Guide, Replication). Engines give copies new ids, so on a
+//!   replica bucket the layer maps `versionId` (and `version-id-marker`) in requests from
+//!   the source id to the engine's, answers `404 NoSuchVersion` for a version not
+//!   replicated (yet), and maps `x-amz-version-id` headers and the `<VersionId>` elements of
+//!   `ListObjectVersions` back to source ids.
+//! - **Replication status.** `x-amz-replication-status` on `HeadObject`/`GetObject` comes
+//!   from the replicator: PENDING / COMPLETED / FAILED for eligible primary versions, none
+//!   for a version no rule covers ("Amazon S3 returns the x-amz-replication-status header if
+//!   the object in your request is eligible for replication", "Getting replication status
+//!   information"), REPLICA on replicas. An engine's own header is dropped.
+//! - **Configuration.** `GetBucketReplication` on a primary answers the rules the replicator
+//!   applies (the engine holds none, so it cannot replicate on its own).
 //!
-//! The service of a request is read from its SigV4 credential scope.
+//! Outages: a scenario can make the next N requests to one service (e.g. `sns`) fail with
+//! HTTP 503 `ServiceUnavailable`. The service of a request is read from its SigV4
+//! credential scope. Rewriting a query changes what was signed; neither local engine
+//! verifies signatures (`../shared/notes/engines.md`), and real AWS is never proxied.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use futures::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -25,6 +39,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::replication::Replicator;
+
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Shared state of the proxy.
 pub struct ProxyState {
@@ -35,7 +51,7 @@ pub struct ProxyState {
     injected: Mutex<u32>,
 }
 
-/// A running gap proxy; stops when dropped.
+/// A running fidelity layer; stops when dropped.
 pub struct GapProxy {
     pub endpoint: String,
     pub state: Arc<ProxyState>,
@@ -85,7 +101,7 @@ impl GapProxy {
         })
     }
 
-    /// Reports replication status for the primaries this replicator serves.
+    /// Serves replication as this replicator performs it.
     pub async fn set_replicator(&self, r: Arc<Replicator>) {
         *self.state.replicator.lock().await = Some(r);
     }
@@ -112,20 +128,81 @@ pub fn signing_service(authorization: &str) -> Option<&str> {
     scope.split('/').nth(3)
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    st: Arc<ProxyState>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A path-style S3 request: bucket and the query's parameters in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    pub bucket: String,
+    pub has_key: bool,
+    pub query: Vec<(String, Option<String>)>,
+}
+
+impl S3Target {
+    pub fn parse(path_and_query: &str) -> S3Target {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let path = path.trim_start_matches('/');
+        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+        S3Target {
+            bucket: bucket.to_string(),
+            has_key: !key.is_empty(),
+            query: query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (p.to_string(), None),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, _)| k == name)
+    }
+
+    fn set(&mut self, name: &str, value: String) {
+        for (k, v) in &mut self.query {
+            if k == name {
+                *v = Some(value.clone());
+            }
+        }
+    }
+
+    fn query_string(&self) -> String {
+        self.query
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+async fn handle(req: Request<Incoming>, st: Arc<ProxyState>) -> Result<Response<Body>, Infallible> {
     match forward(req, &st).await {
         Ok(r) => Ok(r),
         Err(e) => Ok(Response::builder()
             .status(502)
-            .body(Full::new(Bytes::from(format!("gap proxy: {e}"))))
+            .body(full(format!("fidelity layer: {e}")))
             .expect("valid response")),
     }
 }
 
-async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Full<Bytes>>, String> {
+fn full(s: impl Into<Bytes>) -> Body {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Body>, String> {
     let service = req
         .headers()
         .get("authorization")
@@ -144,67 +221,184 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Ful
         }
     }
     let method = req.method().clone();
-    let path_and_query = req
+    let mut path_and_query = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    let replicator = if service == "s3" {
+        st.replicator.lock().await.clone()
+    } else {
+        None
+    };
+    // Which side of replication this request touches, if any.
+    let mut side = Side::None;
+    let mut target = S3Target::parse(&path_and_query);
+    if let Some(r) = &replicator {
+        if r.is_primary(&target.bucket) {
+            side = Side::Primary;
+            if method == hyper::Method::GET && !target.has_key && target.flag("replication") {
+                if let Some(c) = r.config(&target.bucket) {
+                    return Ok(xml(200, c.to_xml()));
+                }
+            }
+        } else if r.is_replica(&target.bucket) {
+            side = Side::Replica;
+            for param in ["versionId", "version-id-marker"] {
+                let Some(source) = target.param(param).map(str::to_string) else {
+                    continue;
+                };
+                match r.engine_id(&target.bucket, &source).await {
+                    Some(engine) => target.set(param, engine),
+                    None if param == "versionId" => {
+                        return Ok(no_such_version(method == hyper::Method::HEAD, &source))
+                    }
+                    None => {}
+                }
+            }
+            let path = path_and_query
+                .split_once('?')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_else(|| path_and_query.clone());
+            let q = target.query_string();
+            path_and_query = if q.is_empty() {
+                path
+            } else {
+                format!("{path}?{q}")
+            };
+        }
+    }
     let headers = req.headers().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
     let url = format!("{}{path_and_query}", st.upstream);
     let mut out = st.http.request(
         reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?,
         &url,
     );
     for (name, value) in headers.iter() {
-        if matches!(name.as_str(), "host" | "connection" | "content-length") {
+        if matches!(name.as_str(), "host" | "connection") {
             continue;
         }
         out = out.header(name.as_str(), value.as_bytes());
     }
     let answer = out.body(body).send().await.map_err(|e| e.to_string())?;
     let status = answer.status().as_u16();
+    let rewrite_listing = side == Side::Replica
+        && method == hyper::Method::GET
+        && !target.has_key
+        && target.flag("versions")
+        && status == 200;
     let mut builder = Response::builder().status(status);
-    let mut has_status = false;
     let mut version: Option<String> = None;
     for (name, value) in answer.headers() {
         match name.as_str() {
             "transfer-encoding" | "connection" => continue,
-            "x-amz-replication-status" => has_status = true,
-            "x-amz-version-id" => version = value.to_str().ok().map(str::to_string),
+            "content-length" if rewrite_listing => continue,
+            "x-amz-replication-status" if side != Side::None => continue,
+            "x-amz-version-id" if side != Side::None => {
+                version = value.to_str().ok().map(str::to_string);
+                continue;
+            }
             _ => {}
         }
         builder = builder.header(name.as_str(), value.as_bytes());
     }
-    if service == "s3"
-        && (method == hyper::Method::HEAD || method == hyper::Method::GET)
-        && status == 200
-        && !has_status
-    {
-        if let (Some(bucket), Some(v)) = (
-            path_and_query
-                .trim_start_matches('/')
-                .split(['/', '?'])
-                .next(),
-            version,
-        ) {
-            if let Some(r) = st.replicator.lock().await.clone() {
-                if let Some(s) = r.status(bucket, &v).await {
-                    builder = builder.header("x-amz-replication-status", s);
-                }
+    if let (Some(r), Some(v)) = (&replicator, version) {
+        let shown = match side {
+            Side::Replica => r.source_id(&target.bucket, &v).await.unwrap_or(v.clone()),
+            _ => v.clone(),
+        };
+        builder = builder.header("x-amz-version-id", shown);
+        let object_read = (method == hyper::Method::HEAD || method == hyper::Method::GET)
+            && target.has_key
+            && status == 200;
+        if object_read {
+            if side == Side::Primary {
+                r.ensure_known(&target.bucket, &v).await;
+            }
+            if let Some(s) = r.status(&target.bucket, &v).await {
+                builder = builder.header("x-amz-replication-status", s);
             }
         }
     }
-    let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
-    builder.body(Full::new(bytes)).map_err(|e| e.to_string())
+    if rewrite_listing {
+        let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
+        let map = match &replicator {
+            Some(r) => r.id_map(&target.bucket).await,
+            None => HashMap::new(),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        return builder
+            .body(full(rewrite_version_ids(&text, &map)))
+            .map_err(|e| e.to_string());
+    }
+    let stream = answer
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(std::io::Error::other);
+    builder
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .map_err(|e| e.to_string())
 }
 
-fn unavailable(service: &str) -> Response<Full<Bytes>> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    None,
+    Primary,
+    Replica,
+}
+
+/// Replaces engine version ids by source ids in a `ListObjectVersions` body.
+pub fn rewrite_version_ids(xml: &str, map: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    loop {
+        let next = ["<VersionId>", "<NextVersionIdMarker>", "<VersionIdMarker>"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, *open)))
+            .min_by_key(|(i, _)| *i);
+        let Some((i, open)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let start = i + open.len();
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find('<').unwrap_or(rest.len());
+        let id = &rest[..end];
+        out.push_str(map.get(id).map(String::as_str).unwrap_or(id));
+        rest = &rest[end..];
+    }
+}
+
+fn xml(status: u16, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(full(body))
+        .expect("valid response")
+}
+
+/// S3's answer for a version id the bucket does not hold.
+fn no_such_version(head: bool, version: &str) -> Response<Body> {
+    let body = if head {
+        String::new()
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchVersion</Code>\
+             <Message>The specified version does not exist.</Message><VersionId>{version}</VersionId>\
+             <RequestId>harness-fidelity</RequestId></Error>"
+        )
+    };
+    Response::builder()
+        .status(404)
+        .header("content-type", "application/xml")
+        .header("x-amz-error-code", "NoSuchVersion")
+        .body(full(body))
+        .expect("valid response")
+}
+
+fn unavailable(service: &str) -> Response<Body> {
     let body = format!(
         "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>\
          <Message>{service} is unavailable (outage injected by the harness)</Message></Error>\
@@ -213,7 +407,7 @@ fn unavailable(service: &str) -> Response<Full<Bytes>> {
     Response::builder()
         .status(503)
         .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from(body)))
+        .body(full(body))
         .expect("valid response")
 }
 
@@ -226,5 +420,27 @@ mod tests {
         let h = "AWS4-HMAC-SHA256 Credential=test/20261122/us-east-1/sns/aws4_request, SignedHeaders=host, Signature=abc";
         assert_eq!(signing_service(h), Some("sns"));
         assert_eq!(signing_service("Bearer x"), None);
+    }
+
+    #[test]
+    fn parses_path_style_targets() {
+        let t = S3Target::parse("/b/some/key.txt?versionId=v1&x-id=GetObject");
+        assert_eq!(t.bucket, "b");
+        assert!(t.has_key);
+        assert_eq!(t.param("versionId"), Some("v1"));
+        let l = S3Target::parse("/b?versions&prefix=a");
+        assert!(!l.has_key);
+        assert!(l.flag("versions"));
+        assert_eq!(l.query_string(), "versions&prefix=a");
+    }
+
+    #[test]
+    fn listing_ids_become_source_ids() {
+        let map = HashMap::from([("e1".to_string(), "s1".to_string())]);
+        let xml = "<Version><Key>k</Key><VersionId>e1</VersionId></Version><DeleteMarker><VersionId>e2</VersionId></DeleteMarker><NextVersionIdMarker>e1</NextVersionIdMarker>";
+        assert_eq!(
+            rewrite_version_ids(xml, &map),
+            "<Version><Key>k</Key><VersionId>s1</VersionId></Version><DeleteMarker><VersionId>e2</VersionId></DeleteMarker><NextVersionIdMarker>s1</NextVersionIdMarker>"
+        );
     }
 }

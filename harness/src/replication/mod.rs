@@ -1,11 +1,16 @@
-//! Replication: native where the engine replicates, emulated by the harness where it does
-//! not. [`mode`] is the one place that decides which.
+//! Replication: S3 replication as AWS documents it, on every engine. On a local engine the
+//! harness [`Replicator`] copies versions by the bucket's [`config::BucketReplication`]
+//! rules and the fidelity layer (the gap proxy) makes clients see what AWS shows (source
+//! version ids on replicas, statuses only for eligible objects). Only a real AWS endpoint
+//! replicates natively. [`mode`] is the one place that decides which.
 
+pub mod config;
 pub mod replicator;
 
 use serde::Serialize;
 
-pub use replicator::{Fault, Replicator};
+pub use config::{BucketReplication, RuleSpec};
+pub use replicator::{Fault, ReplicationTiming, Replicator, Status};
 
 use crate::engine::Capabilities;
 
@@ -36,30 +41,29 @@ impl std::fmt::Display for ReplicationMode {
 
 /// Decides native vs emulated replication for a run.
 ///
-/// - The engine copies nothing (free LocalStack): emulated.
-/// - The run controls replication (delay, pause, faults): emulated, because an engine's
-///   native replication cannot be delayed or broken on purpose (MiniStack copies inside
-///   `PutObject`). The primaries then carry no replication configuration on the engine and
-///   the validator is given the destinations explicitly (`REPLICA_BUCKET_MAP`).
-/// - Otherwise: native.
-pub fn mode(caps: &Capabilities, run_controls_replication: bool) -> ReplicationMode {
-    if !caps.native_replication {
+/// - Real AWS replicates as AWS does: native.
+/// - Every local engine: emulated. LocalStack copies nothing; MiniStack copies inside
+///   `PutObject`, gives replicas new version ids, never reports PENDING and copies what AWS
+///   would not (SSE-KMS without the opt-in, GLACIER). The primaries then carry no
+///   replication configuration on the engine (the fidelity layer serves it).
+pub fn mode(caps: &Capabilities) -> ReplicationMode {
+    if caps.faithful_replication {
+        ReplicationMode::Native
+    } else if caps.native_replication {
+        ReplicationMode::Emulated(
+            "the engine's replication is synchronous and gives replicas new version ids".into(),
+        )
+    } else {
         ReplicationMode::Emulated(
             "the engine stores replication configuration but copies nothing".into(),
         )
-    } else if run_controls_replication {
-        ReplicationMode::Emulated(
-            "the scenario controls replication timing or faults, which native replication cannot do".into(),
-        )
-    } else {
-        ReplicationMode::Native
     }
 }
 
-/// Whether the engine must carry the replication configuration: always, except when the
-/// harness stands in for an engine that would otherwise replicate as well.
-pub fn configure_on_engine(caps: &Capabilities, mode: &ReplicationMode) -> bool {
-    !(caps.native_replication && mode.is_emulated())
+/// Whether the engine must carry the replication configuration: only where it replicates
+/// as AWS does.
+pub fn configure_on_engine(mode: &ReplicationMode) -> bool {
+    !mode.is_emulated()
 }
 
 #[cfg(test)]
@@ -68,14 +72,14 @@ mod tests {
     use crate::engine::Flavor;
 
     #[test]
-    fn decides_per_engine_and_run() {
+    fn only_aws_replicates_natively() {
         let ls = Flavor::Localstack.capabilities();
         let ms = Flavor::Ministack.capabilities();
-        assert!(mode(&ls, false).is_emulated());
-        assert_eq!(mode(&ms, false), ReplicationMode::Native);
-        assert!(mode(&ms, true).is_emulated());
-        assert!(configure_on_engine(&ls, &mode(&ls, true)));
-        assert!(!configure_on_engine(&ms, &mode(&ms, true)));
-        assert!(configure_on_engine(&ms, &mode(&ms, false)));
+        let aws = Flavor::Aws.capabilities();
+        assert!(mode(&ls).is_emulated());
+        assert!(mode(&ms).is_emulated());
+        assert_eq!(mode(&aws), ReplicationMode::Native);
+        assert!(!configure_on_engine(&mode(&ms)));
+        assert!(configure_on_engine(&mode(&aws)));
     }
 }

@@ -1,16 +1,29 @@
-//! The harness replicator: copies new primary versions and delete markers to the replica,
-//! as S3 replication would, with per-object delay, pause/resume and fault modes.
+//! The harness replicator: S3 replication as AWS documents it, on every local engine.
+//!
+//! - **What** it copies follows the bucket's [`BucketReplication`] rules (filters, SSE-KMS
+//!   opt-in, archive classes, delete markers, every destination).
+//! - **Identity**: S3 replicas keep the source's version id. An engine gives each copy a
+//!   new id, so the replicator records `(replica bucket, source id) <-> engine id`; the
+//!   fidelity layer ([`crate::engine::proxy`]) translates, so every client sees source ids.
+//! - **Status**: PENDING from the moment a version is known, COMPLETED once every
+//!   destination holds it, FAILED on an injected failure; none for an ineligible version.
+//!   Replicas report REPLICA.
+//! - **Timing** is asynchronous: an event is delivered without waiting for its replica. A
+//!   version's copy is due `lag` after the first delivery attempt of its event finished
+//!   (see [`Replicator::first_attempt_done`]), or `fallback` after it was discovered when
+//!   no event reaches the validator; a scenario's explicit delay counts from discovery.
 //!
 //! It discovers versions by listing the primaries, so objects uploaded by any client are
 //! replicated. It keeps the source's multipart layout (part by part) and its checksum.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ServerSideEncryption};
 use tokio::sync::Mutex;
 
+use super::config::{BucketReplication, Eligibility, SourceVersion, Target};
 use crate::aws::Clients;
 use crate::errors::sdk;
 use crate::s3util::{put_multipart, PutOptions};
@@ -29,17 +42,65 @@ pub enum Fault {
     Relayout,
 }
 
+/// `x-amz-replication-status` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pending,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_header(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+/// How long replication takes when a scenario does not say.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationTiming {
+    /// After the first delivery attempt of a version's event finished.
+    pub lag: Duration,
+    /// After discovery, for versions whose event never reaches the validator (delete
+    /// markers, a paused validator).
+    pub fallback: Duration,
+}
+
 /// Part size of a relayout copy: different from the 5 MiB parts clients commonly use.
 const RELAYOUT_PART: usize = 6 * 1024 * 1024;
 
+/// A fault and the 1-based destination it hits (every one when `None`).
+type TargetedFault = (Fault, Option<usize>);
+
+/// One source version the replicator knows.
 #[derive(Debug, Clone)]
-struct Pending {
+struct Tracked {
     primary: String,
-    replica: String,
     key: String,
     version_id: String,
+    etag: String,
+    size: i64,
     delete_marker: bool,
-    due: Instant,
+    sse_kms: bool,
+    /// Destinations (empty and `ineligible` set when no rule covers it).
+    targets: Vec<Target>,
+    ineligible: Option<&'static str>,
+    status: Option<Status>,
+    /// When the copy is due; `None` while waiting for the first delivery attempt.
+    due: Option<Instant>,
+    fallback: Instant,
+    /// Destinations already holding it.
+    copied: Vec<bool>,
+    /// Handled for good (copied everywhere, failed, never, ineligible).
+    settled: bool,
+    /// An event without a version id was matched to it (engines that omit the id).
+    claimed: bool,
+    errors: u32,
 }
 
 #[derive(Default)]
@@ -47,31 +108,59 @@ struct State {
     paused: bool,
     /// key (or "*") -> delay applied to new versions of it.
     delays: HashMap<String, Duration>,
-    faults: HashMap<String, Fault>,
-    seen: HashSet<(String, String)>,
-    held: Vec<Pending>,
+    /// key (or "*") -> fault, and the 1-based destination it hits (all when `None`).
+    faults: HashMap<String, TargetedFault>,
+    versions: HashMap<(String, String), Tracked>,
+    /// Discovery order, oldest first.
+    order: Vec<(String, String)>,
+    /// (replica bucket, source version id) -> the engine's version id of the copy.
+    engine_ids: HashMap<(String, String), String>,
+    /// (replica bucket, engine version id) -> source version id.
+    source_ids: HashMap<(String, String), String>,
     copied: usize,
-    /// (primary bucket, version id) -> replication status as S3 would report it.
-    statuses: HashMap<(String, String), &'static str>,
 }
 
-/// Emulated S3 replication for a set of primary -> replica bucket pairs.
+/// Emulated S3 replication for a set of primary buckets.
 pub struct Replicator {
     clients: Clients,
-    pairs: Vec<(String, String)>,
+    configs: HashMap<String, BucketReplication>,
+    timing: ReplicationTiming,
     state: Mutex<State>,
     /// Serialises passes so a version is never copied twice.
     pass_lock: Mutex<()>,
 }
 
 impl Replicator {
-    pub fn new(clients: Clients, pairs: Vec<(String, String)>) -> Replicator {
+    pub fn new(
+        clients: Clients,
+        configs: Vec<BucketReplication>,
+        timing: ReplicationTiming,
+    ) -> Replicator {
         Replicator {
             clients,
-            pairs,
+            configs: configs
+                .into_iter()
+                .map(|c| (c.primary.clone(), c))
+                .collect(),
+            timing,
             state: Mutex::new(State::default()),
             pass_lock: Mutex::new(()),
         }
+    }
+
+    /// The replication configuration of a primary bucket.
+    pub fn config(&self, primary: &str) -> Option<&BucketReplication> {
+        self.configs.get(primary)
+    }
+
+    pub fn is_primary(&self, bucket: &str) -> bool {
+        self.configs.contains_key(bucket)
+    }
+
+    pub fn is_replica(&self, bucket: &str) -> bool {
+        self.configs
+            .values()
+            .any(|c| c.rules.iter().any(|r| r.destination == bucket))
     }
 
     pub async fn pause(&self) {
@@ -82,7 +171,7 @@ impl Replicator {
         self.state.lock().await.paused = false;
     }
 
-    /// Delays new versions of `key` ("*" for every key) by `delay`.
+    /// Delays new versions of `key` ("*" for every key) by `delay` from their discovery.
     pub async fn delay(&self, key: &str, delay: Duration) {
         self.state
             .lock()
@@ -91,72 +180,177 @@ impl Replicator {
             .insert(key.to_string(), delay);
     }
 
-    pub async fn fault(&self, key: &str, fault: Fault) {
+    /// Injects `fault` for new versions of `key` ("*" for every key), at one destination
+    /// (1-based) or all.
+    pub async fn fault(&self, key: &str, fault: Fault, destination: Option<usize>) {
         self.state
             .lock()
             .await
             .faults
-            .insert(key.to_string(), fault);
+            .insert(key.to_string(), (fault, destination));
     }
 
-    /// Versions waiting (paused or delayed).
+    /// Eligible versions not handled yet (waiting, delayed, paused or retrying).
     pub async fn held(&self) -> usize {
-        self.state.lock().await.held.len()
+        self.state
+            .lock()
+            .await
+            .versions
+            .values()
+            .filter(|t| !t.settled)
+            .count()
     }
 
     pub async fn copied(&self) -> usize {
         self.state.lock().await.copied
     }
 
-    /// The replication status S3 would report for a source version, if tracked.
+    /// The replication status S3 reports for a version of `bucket` (a primary's source
+    /// version, or REPLICA for a replica's engine version id), if any.
     pub async fn status(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
+        let st = self.state.lock().await;
+        let k = (bucket.to_string(), version_id.to_string());
+        if let Some(t) = st.versions.get(&k) {
+            return t.status.map(Status::as_header);
+        }
+        st.source_ids.contains_key(&k).then_some("REPLICA")
+    }
+
+    /// The engine's version id of the copy of source version `source_id` in `replica`.
+    pub async fn engine_id(&self, replica: &str, source_id: &str) -> Option<String> {
         self.state
             .lock()
             .await
-            .statuses
-            .get(&(bucket.to_string(), version_id.to_string()))
-            .copied()
+            .engine_ids
+            .get(&(replica.to_string(), source_id.to_string()))
+            .cloned()
     }
 
-    /// Makes sure the version named by an event has been handled (copied, or deliberately
-    /// held) before the validator sees the event, as on an engine whose replication is done
-    /// by the time the event is delivered.
-    pub async fn ensure_processed(&self, bucket: &str, version_id: Option<&str>) {
-        if !self.pairs.iter().any(|(p, _)| p == bucket) {
+    /// The source version id of the engine version `engine_id` of `replica`.
+    pub async fn source_id(&self, replica: &str, engine_id: &str) -> Option<String> {
+        self.state
+            .lock()
+            .await
+            .source_ids
+            .get(&(replica.to_string(), engine_id.to_string()))
+            .cloned()
+    }
+
+    /// Every engine-id -> source-id pair of a replica bucket (for rewriting listings).
+    pub async fn id_map(&self, replica: &str) -> HashMap<String, String> {
+        self.state
+            .lock()
+            .await
+            .source_ids
+            .iter()
+            .filter(|((b, _), _)| b == replica)
+            .map(|((_, e), s)| (e.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Why a version is not replicated, if it is tracked and ineligible.
+    pub async fn ineligible(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
+        self.state
+            .lock()
+            .await
+            .versions
+            .get(&(bucket.to_string(), version_id.to_string()))
+            .and_then(|t| t.ineligible)
+    }
+
+    /// Makes sure a primary version is known (so its status is reported from the first
+    /// read on): discovers new versions when it is not.
+    pub async fn ensure_known(&self, bucket: &str, version_id: &str) {
+        if !self.is_primary(bucket) {
             return;
         }
-        if let Some(v) = version_id {
-            let st = self.state.lock().await;
-            let key = (bucket.to_string(), v.to_string());
-            let decided = st.statuses.get(&key).is_some_and(|s| *s != "PENDING");
-            // Held on purpose (paused, or delayed into the future): the event sees no replica.
-            let now = Instant::now();
-            let held = st
-                .held
-                .iter()
-                .any(|h| h.primary == bucket && h.version_id == v && (st.paused || h.due > now));
-            if decided || held {
+        let k = (bucket.to_string(), version_id.to_string());
+        for _ in 0..20 {
+            if self.state.lock().await.versions.contains_key(&k) {
                 return;
             }
+            if let Err(e) = self.discover().await {
+                tracing::warn!(error = %e, "replication discovery failed");
+            }
+            if self.state.lock().await.versions.contains_key(&k) {
+                return;
+            }
+            // An engine may deliver the event a moment before the version shows in listings.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // Not handled yet, or a pass is copying it right now: a pass of our own waits for
-        // that one (passes are serialised) and handles whatever is still due. An engine may
-        // deliver the event a moment before the version shows in listings: look again
-        // briefly until the named version is known.
-        for _ in 0..30 {
+    }
+
+    /// For an event that names no version id (an engine gap): the version of `key` with
+    /// this ETag and size, the oldest one no earlier event was matched to, else the newest.
+    pub async fn version_for_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        size: Option<i64>,
+    ) -> Option<String> {
+        let etag = etag.trim_matches('"');
+        for round in 0..20 {
+            // Look at what is known only after a fresh discovery: the event may be here
+            // before the version it names shows in a pass.
+            if let Err(e) = self.discover().await {
+                tracing::warn!(error = %e, "replication discovery failed");
+            }
+            {
+                let mut st = self.state.lock().await;
+                let order = st.order.clone();
+                let candidates: Vec<(String, String)> = order
+                    .into_iter()
+                    .filter(|k| {
+                        st.versions.get(k).is_some_and(|t| {
+                            t.primary == bucket
+                                && t.key == key
+                                && !t.delete_marker
+                                && t.etag == etag
+                                && size.is_none_or(|s| s == t.size)
+                        })
+                    })
+                    .collect();
+                // An unclaimed one is this upload's; with every one claimed, the event is a
+                // duplicate delivery of the newest.
+                let pick = candidates
+                    .iter()
+                    .find(|k| !st.versions[*k].claimed)
+                    .or(candidates.last())
+                    .cloned();
+                if let Some(k) = pick {
+                    if let Some(t) = st.versions.get_mut(&k) {
+                        t.claimed = true;
+                    }
+                    return Some(k.1);
+                }
+            }
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        None
+    }
+
+    /// The first delivery attempt of a version's event finished: its copy is due `lag`
+    /// from now. With no lag the copy happens before this returns, so the next attempt
+    /// sees it.
+    pub async fn first_attempt_done(&self, bucket: &str, version_id: &str) {
+        let k = (bucket.to_string(), version_id.to_string());
+        {
+            let mut st = self.state.lock().await;
+            let Some(t) = st.versions.get_mut(&k) else {
+                return;
+            };
+            if t.due.is_some() || t.settled {
+                return;
+            }
+            t.due = Some(Instant::now() + self.timing.lag);
+        }
+        if self.timing.lag.is_zero() {
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "replication pass failed");
             }
-            let Some(v) = version_id else { return };
-            let st = self.state.lock().await;
-            if st
-                .statuses
-                .contains_key(&(bucket.to_string(), v.to_string()))
-            {
-                return;
-            }
-            drop(st);
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -171,95 +365,257 @@ impl Replicator {
         }
     }
 
+    /// Discovers versions not seen yet, and decides their eligibility.
+    pub async fn discover(&self) -> Result<(), String> {
+        let _one = self.pass_lock.lock().await;
+        self.discover_locked().await
+    }
+
+    async fn discover_locked(&self) -> Result<(), String> {
+        for (primary, config) in &self.configs {
+            let found = list_versions(&self.clients.s3, primary).await?;
+            for v in found {
+                let k = (primary.clone(), v.version_id.clone());
+                if self.state.lock().await.versions.contains_key(&k) {
+                    continue;
+                }
+                let tracked = self.track(primary, config, v).await?;
+                let mut st = self.state.lock().await;
+                st.order.push(k.clone());
+                st.versions.insert(k, tracked);
+            }
+        }
+        Ok(())
+    }
+
+    async fn track(
+        &self,
+        primary: &str,
+        config: &BucketReplication,
+        v: ListedVersion,
+    ) -> Result<Tracked, String> {
+        // The storage class comes from HeadObject: LocalStack 4.14 lists every version as
+        // STANDARD (see `engine::gaps`).
+        let (sse_kms, tags, storage_class) = if v.delete_marker {
+            (false, Vec::new(), None)
+        } else {
+            let head = self
+                .clients
+                .s3
+                .head_object()
+                .bucket(primary)
+                .key(&v.key)
+                .version_id(&v.version_id)
+                .send()
+                .await;
+            let sse_kms = head.as_ref().is_ok_and(|h| {
+                matches!(
+                    h.server_side_encryption(),
+                    Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+                )
+            });
+            let storage_class = match &head {
+                Ok(h) => h.storage_class().map(|c| c.as_str().to_string()),
+                Err(_) => v.storage_class.clone(),
+            };
+            let needs_tags = config.rules.iter().any(|r| !r.tags.is_empty());
+            let tags = if needs_tags {
+                self.clients
+                    .s3
+                    .get_object_tagging()
+                    .bucket(primary)
+                    .key(&v.key)
+                    .version_id(&v.version_id)
+                    .send()
+                    .await
+                    .map(|t| {
+                        t.tag_set()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            (sse_kms, tags, storage_class)
+        };
+        let eligibility = config.eligibility(&SourceVersion {
+            key: &v.key,
+            tags: &tags,
+            sse_kms,
+            storage_class: storage_class.as_deref(),
+            delete_marker: v.delete_marker,
+            replica: false,
+        });
+        let now = Instant::now();
+        let st = self.state.lock().await;
+        let explicit = st
+            .delays
+            .get(&v.key)
+            .or_else(|| st.delays.get("*"))
+            .copied();
+        let (targets, ineligible) = match eligibility {
+            Eligibility::Replicate(t) => (t, None),
+            Eligibility::Ineligible(why) => (Vec::new(), Some(why)),
+        };
+        let due = match explicit {
+            Some(d) => Some(now + d),
+            // No event reaches the validator for a delete marker.
+            None if v.delete_marker => Some(now + self.timing.lag),
+            None => None,
+        };
+        Ok(Tracked {
+            primary: primary.to_string(),
+            copied: vec![false; targets.len()],
+            settled: ineligible.is_some(),
+            status: ineligible.is_none().then_some(Status::Pending),
+            key: v.key,
+            version_id: v.version_id,
+            etag: v.etag,
+            size: v.size,
+            delete_marker: v.delete_marker,
+            sse_kms,
+            targets,
+            ineligible,
+            due,
+            fallback: now + self.timing.fallback,
+            claimed: false,
+            errors: 0,
+        })
+    }
+
     /// One pass: discover new versions, copy what is due.
     pub async fn pass(&self) -> Result<(), String> {
         let _one = self.pass_lock.lock().await;
-        for (primary, replica) in &self.pairs {
-            let found = list_versions(&self.clients.s3, primary).await?;
-            let mut st = self.state.lock().await;
-            for v in found {
-                if !st.seen.insert((primary.clone(), v.version_id.clone())) {
-                    continue;
-                }
-                st.statuses
-                    .insert((primary.clone(), v.version_id.clone()), "PENDING");
-                let delay = st
-                    .delays
-                    .get(&v.key)
-                    .or_else(|| st.delays.get("*"))
-                    .copied()
-                    .unwrap_or(Duration::ZERO);
-                st.held.push(Pending {
-                    primary: primary.clone(),
-                    replica: replica.clone(),
-                    key: v.key,
-                    version_id: v.version_id,
-                    delete_marker: v.delete_marker,
-                    due: Instant::now() + delay,
-                });
-            }
-        }
-        let due: Vec<Pending> = {
-            let mut st = self.state.lock().await;
+        self.discover_locked().await?;
+        let due: Vec<(Tracked, Option<TargetedFault>)> = {
+            let st = self.state.lock().await;
             if st.paused {
                 return Ok(());
             }
             let now = Instant::now();
-            let (due, later): (Vec<Pending>, Vec<Pending>) =
-                st.held.drain(..).partition(|p| p.due <= now);
-            st.held = later;
-            due
+            st.order
+                .iter()
+                .filter_map(|k| st.versions.get(k))
+                .filter(|t| !t.settled)
+                .filter(|t| t.due.map_or(t.fallback <= now, |d| d <= now))
+                .map(|t| {
+                    let fault = st
+                        .faults
+                        .get(&t.key)
+                        .or_else(|| st.faults.get("*"))
+                        .copied();
+                    (t.clone(), fault)
+                })
+                .collect()
         };
-        for p in due {
-            let fault = {
-                let st = self.state.lock().await;
-                st.faults
-                    .get(&p.key)
-                    .or_else(|| st.faults.get("*"))
-                    .copied()
-            };
-            let result = match fault {
-                Some(Fault::Never) => Ok("PENDING"),
-                Some(Fault::Failed) => Ok("FAILED"),
-                _ if p.delete_marker => self.copy_delete_marker(&p).await.map(|_| "COMPLETED"),
-                f => self.copy_version(&p, f).await.map(|_| "COMPLETED"),
-            };
-            match result {
-                Ok(status) => {
-                    let mut st = self.state.lock().await;
-                    st.statuses
-                        .insert((p.primary.clone(), p.version_id.clone()), status);
-                    if status == "COMPLETED" {
-                        st.copied += 1;
-                    }
-                    tracing::debug!(key = %p.key, status, "replication handled");
-                }
-                Err(e) => {
-                    tracing::warn!(key = %p.key, error = %e, "replication of a version failed; retrying");
-                    let mut st = self.state.lock().await;
-                    st.held.push(Pending {
-                        due: Instant::now() + Duration::from_millis(500),
-                        ..p
-                    });
-                }
-            }
+        for (t, fault) in due {
+            self.replicate(t, fault).await;
         }
         Ok(())
     }
 
-    async fn copy_delete_marker(&self, p: &Pending) -> Result<(), String> {
-        self.clients
+    /// Copies one version to every destination it has not reached, applying its fault.
+    async fn replicate(&self, t: Tracked, fault: Option<TargetedFault>) {
+        let k = (t.primary.clone(), t.version_id.clone());
+        let mut failed = false;
+        let mut never = false;
+        let mut retry: Option<String> = None;
+        let mut results: Vec<(usize, String, String)> = Vec::new();
+        for (i, target) in t.targets.iter().enumerate() {
+            if t.copied[i] {
+                continue;
+            }
+            let hit = fault.and_then(|(f, at)| at.is_none_or(|n| n == i + 1).then_some(f));
+            match hit {
+                Some(Fault::Failed) => {
+                    failed = true;
+                    continue;
+                }
+                Some(Fault::Never) => {
+                    never = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let copy = if t.delete_marker {
+                self.copy_delete_marker(&t, target).await
+            } else {
+                self.copy_version(&t, target, hit).await
+            };
+            match copy {
+                Ok(Some(engine_id)) => results.push((i, target.bucket.clone(), engine_id)),
+                // Deleted (permanently) before we got to it: nothing to replicate.
+                Ok(None) => results.push((i, target.bucket.clone(), String::new())),
+                Err(e) => {
+                    retry = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut st = self.state.lock().await;
+        for (_, bucket, engine_id) in &results {
+            if !engine_id.is_empty() {
+                st.engine_ids
+                    .insert((bucket.clone(), t.version_id.clone()), engine_id.clone());
+                st.source_ids
+                    .insert((bucket.clone(), engine_id.clone()), t.version_id.clone());
+            }
+        }
+        st.copied += results.iter().filter(|r| !r.2.is_empty()).count();
+        let Some(tracked) = st.versions.get_mut(&k) else {
+            return;
+        };
+        for (i, _, _) in &results {
+            tracked.copied[*i] = true;
+        }
+        if let Some(e) = retry {
+            tracked.errors += 1;
+            let backoff = Duration::from_millis(500)
+                .saturating_mul(1 << tracked.errors.min(6))
+                .min(Duration::from_secs(30));
+            tracked.due = Some(Instant::now() + backoff);
+            tracing::warn!(key = %tracked.key, error = %e, "replication of a version failed; retrying");
+            return;
+        }
+        tracked.settled = true;
+        tracked.status = Some(if failed {
+            Status::Failed
+        } else if never {
+            Status::Pending
+        } else {
+            Status::Completed
+        });
+        tracing::debug!(key = %tracked.key, status = ?tracked.status, "replication handled");
+    }
+
+    /// Replicates a delete marker: the replica gets one of its own. Returns its engine id.
+    async fn copy_delete_marker(
+        &self,
+        t: &Tracked,
+        target: &Target,
+    ) -> Result<Option<String>, String> {
+        let out = self
+            .clients
             .s3_replica
             .delete_object()
-            .bucket(&p.replica)
-            .key(&p.key)
+            .bucket(&target.bucket)
+            .key(&t.key)
             .send()
             .await
             .map_err(sdk)?;
-        Ok(())
+        Ok(out.version_id().map(str::to_string))
     }
 
-    async fn copy_version(&self, p: &Pending, fault: Option<Fault>) -> Result<(), String> {
+    /// Copies a version; returns the engine's version id of the copy (`None` when the
+    /// source version is gone).
+    async fn copy_version(
+        &self,
+        p: &Tracked,
+        target: &Target,
+        fault: Option<Fault>,
+    ) -> Result<Option<String>, String> {
         let corrupt = fault == Some(Fault::Corrupt);
         let s3 = &self.clients.s3;
         let head = match s3
@@ -272,8 +628,7 @@ impl Replicator {
             .await
         {
             Ok(h) => h,
-            // Deleted (permanently) before we got to it: nothing to replicate.
-            Err(e) if sdk(&e).contains("404") || sdk(&e).contains("NotFound") => return Ok(()),
+            Err(e) if sdk(&e).contains("404") || sdk(&e).contains("NotFound") => return Ok(None),
             Err(e) => return Err(sdk(e)),
         };
         let parts = head
@@ -286,11 +641,17 @@ impl Replicator {
             })
             .unwrap_or(1);
         let dst = &self.clients.s3_replica;
+        // Replicas keep the source's metadata and storage class (no destination storage
+        // class in the rule), and are encrypted "using the same type of server-side
+        // encryption that was used for the source object": SSE-KMS with the rule's replica key.
         let opts = PutOptions {
             metadata: head.metadata().cloned(),
             content_type: head.content_type().map(str::to_string),
-            kms_key: None,
-            // No destination storage class in the replication rule: replicas keep the source's.
+            kms_key: if p.sse_kms {
+                target.kms_key.clone()
+            } else {
+                None
+            },
             storage_class: head.storage_class().cloned(),
         };
         let algorithm = if head.checksum_crc64_nvme().is_some() {
@@ -302,7 +663,6 @@ impl Replicator {
         } else {
             ChecksumAlgorithm::Crc32
         };
-        // The whole source version, read once.
         let mut whole = read_version(s3, p).await?;
         if parts <= 1 && fault != Some(Fault::Relayout) {
             let mut bytes = whole;
@@ -311,12 +671,17 @@ impl Replicator {
             }
             let mut put = dst
                 .put_object()
-                .bucket(&p.replica)
+                .bucket(&target.bucket)
                 .key(&p.key)
                 .set_metadata(opts.metadata)
                 .set_content_type(opts.content_type)
                 .set_storage_class(opts.storage_class)
                 .body(ByteStream::from(bytes));
+            if let Some(k) = &opts.kms_key {
+                put = put
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(k);
+            }
             // Keep the source's full-object checksum, as S3 replication does.
             if !corrupt {
                 if let Some(v) = head.checksum_crc64_nvme() {
@@ -329,8 +694,8 @@ impl Replicator {
                     put = put.checksum_crc32(v);
                 }
             }
-            put.send().await.map_err(sdk)?;
-            return Ok(());
+            let out = put.send().await.map_err(sdk)?;
+            return Ok(Some(out.version_id().unwrap_or_default().to_string()));
         }
         // Multipart: learn the source's part layout, then write the replica with the same
         // part boundaries (or with other ones for a relayout fault).
@@ -362,7 +727,17 @@ impl Replicator {
         } else {
             first
         };
-        put_multipart(dst, &p.replica, &p.key, &whole, part_size, algorithm, &opts).await
+        let id = put_multipart(
+            dst,
+            &target.bucket,
+            &p.key,
+            &whole,
+            part_size,
+            algorithm,
+            &opts,
+        )
+        .await?;
+        Ok(Some(id.unwrap_or_default()))
     }
 }
 
@@ -391,6 +766,9 @@ fn flip(bytes: &mut [u8]) {
 struct ListedVersion {
     key: String,
     version_id: String,
+    etag: String,
+    size: i64,
+    storage_class: Option<String>,
     delete_marker: bool,
     modified: i64,
 }
@@ -417,6 +795,9 @@ async fn list_versions(
                 out.push(ListedVersion {
                     key: k.to_string(),
                     version_id: id.to_string(),
+                    etag: v.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                    size: v.size().unwrap_or(0),
+                    storage_class: v.storage_class().map(|c| c.as_str().to_string()),
                     delete_marker: false,
                     modified: v.last_modified().map(|t| t.as_nanos() as i64).unwrap_or(0)
                         - i as i64,
@@ -428,6 +809,9 @@ async fn list_versions(
                 out.push(ListedVersion {
                     key: k.to_string(),
                     version_id: id.to_string(),
+                    etag: String::new(),
+                    size: 0,
+                    storage_class: None,
                     delete_marker: true,
                     modified: m.last_modified().map(|t| t.as_nanos() as i64).unwrap_or(0)
                         - i as i64,
@@ -449,26 +833,16 @@ async fn list_versions(
     Ok(out)
 }
 
-/// Reads a source version whole. S3 replicates an object as it is written, whatever its
-/// storage class; an engine that (like AWS for clients) refuses to read a version stored in
-/// GLACIER or DEEP_ARCHIVE (`InvalidObjectState`, LocalStack) gets a restore request first.
-/// LocalStack completes restores at once; this waits up to 10 s for it.
-async fn read_version(s3: &aws_sdk_s3::Client, p: &Pending) -> Result<Vec<u8>, String> {
-    let get = || {
-        s3.get_object()
-            .bucket(&p.primary)
-            .key(&p.key)
-            .version_id(&p.version_id)
-            .send()
-    };
-    let out = match get().await {
-        Ok(o) => o,
-        Err(e) if sdk(&e).contains("InvalidObjectState") => {
-            crate::engine::gaps::restore_archived(s3, &p.primary, &p.key, &p.version_id).await?;
-            get().await.map_err(sdk)?
-        }
-        Err(e) => return Err(sdk(e)),
-    };
+/// Reads a source version whole.
+async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
+    let out = s3
+        .get_object()
+        .bucket(&p.primary)
+        .key(&p.key)
+        .version_id(&p.version_id)
+        .send()
+        .await
+        .map_err(sdk)?;
     Ok(out
         .body
         .collect()

@@ -15,6 +15,8 @@ pub struct Redactor {
     values: BTreeMap<String, &'static str>,
     /// Literal replacements applied first (suffix, endpoint).
     literals: Vec<(String, String)>,
+    /// Patterns applied last, in order (figures that depend on timing).
+    patterns: Vec<(Regex, String)>,
 }
 
 fn timestamp() -> &'static Regex {
@@ -49,6 +51,16 @@ impl Redactor {
         if !value.is_empty() {
             self.literals
                 .push((value.to_string(), placeholder.to_string()));
+        }
+        self
+    }
+
+    /// Replaces every match of `pattern` with `replacement` (`$1` names groups), after
+    /// everything else, in the order added.
+    pub fn pattern(&mut self, pattern: &str, replacement: &str) -> &mut Self {
+        match Regex::new(pattern) {
+            Ok(re) => self.patterns.push((re, replacement.to_string())),
+            Err(e) => tracing::error!(pattern, error = %e, "invalid redaction pattern"),
         }
         self
     }
@@ -94,6 +106,9 @@ impl Redactor {
         }
         out = timestamp().replace_all(&out, "[time]").into_owned();
         out = uuid().replace_all(&out, "[uuid]").into_owned();
+        for (re, to) in &self.patterns {
+            out = re.replace_all(&out, to.as_str()).into_owned();
+        }
         out
     }
 }
@@ -126,6 +141,14 @@ mod tests {
             r.apply("log at /tmp/agent-ab12cd/x.log, bucket b-ab12cd"),
             "log at [work]/x.log, bucket b-{run}"
         );
+    }
+
+    #[test]
+    fn patterns_apply_last_in_order() {
+        let mut r = Redactor::new();
+        r.pattern(r"after \d+s", "after [n]s")
+            .pattern(r"\[n\]", "N");
+        assert_eq!(r.apply("no replica after 61s"), "no replica after Ns");
     }
 
     proptest! {

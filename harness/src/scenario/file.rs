@@ -45,6 +45,8 @@ pub struct Scenario {
     pub expect: Expect,
     pub validator: ValidatorOptions,
     pub agent: AgentOptions,
+    /// `[topology]`: changes to the provisioned topology (replication rules).
+    pub topology: crate::topology::TopologyOverrides,
 }
 
 /// Validator settings a scenario may change (its Lambda environment).
@@ -84,6 +86,8 @@ struct RawScenario {
     validator: ValidatorOptions,
     #[serde(default)]
     agent: AgentOptions,
+    #[serde(default)]
+    topology: crate::topology::TopologyOverrides,
 }
 
 fn default_profile() -> String {
@@ -237,6 +241,10 @@ pub struct ReplicationControl {
     pub seconds: Option<f64>,
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// For `fault`: the destination it hits (1 = the replica bucket, 2 = the second one);
+    /// every destination when absent.
+    #[serde(default)]
+    pub destination: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -250,6 +258,8 @@ pub enum WaitFor {
     Idle,
     /// `queue` holds at least `count` visible messages.
     Queue,
+    /// The harness replicator has copied (or decided) every version it knows.
+    Replicated,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -355,19 +365,20 @@ fn check_tree_references(
 /// Queue roles a scenario may name.
 pub const QUEUE_ROLES: [&str; 4] = ["validation", "validation-dlq", "failure", "failure-dlq"];
 
-const OUTCOMES: [&str; 11] = [
-    "validated",
-    "lagging",
-    "mismatch",
-    "replica-missing",
-    "replication-failed",
-    "replication-overdue",
-    "superseded",
-    "unverifiable",
-    "malformed",
-    "error",
-    "transient-error",
-];
+/// An outcome name as the validator writes it (`validated`, `not-replicated`, ...).
+pub fn parse_outcome(name: &str) -> Option<checksum_validator::Outcome> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// `category/key#N` -> (`category/key`, Some(N)): the N-th upload of the key (from 1).
+pub fn split_version(object: &str) -> (&str, Option<usize>) {
+    match object.rsplit_once('#') {
+        Some((o, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            (o, n.parse().ok())
+        }
+        _ => (object, None),
+    }
+}
 
 /// Turns a TOML error into a file error with line and column.
 pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &str) -> FileError {
@@ -444,10 +455,31 @@ impl Scenario {
             steps.push((offset, LocatedStep { line, step }));
         }
         for (object, outcome) in &raw.expect.outcomes {
+            let (object, nth) = split_version(object);
             check_object(object, categories)
                 .map_err(|(m, h)| invalid(0, format!("[expect] {m}"), h))?;
-            if !OUTCOMES.contains(&outcome.as_str()) {
-                return Err(invalid(0, format!("[expect] unknown outcome {outcome:?}"), "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, superseded, unverifiable, malformed, error"));
+            if nth == Some(0) {
+                return Err(invalid(
+                    0,
+                    format!("[expect] {object}#0: versions count from 1"),
+                    "name the first upload of a key as category/key#1",
+                ));
+            }
+            if parse_outcome(outcome).is_none() {
+                return Err(invalid(
+                    0,
+                    format!("[expect] unknown outcome {outcome:?}"),
+                    "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, not-replicated, superseded, unverifiable, malformed, error",
+                ));
+            }
+        }
+        if let Some(d) = raw.topology.replication.destinations {
+            if !(1..=2).contains(&d) {
+                return Err(invalid(
+                    0,
+                    format!("[topology.replication] destinations = {d} is not supported"),
+                    "use 1 or 2",
+                ));
             }
         }
         if let Some(n) = &raw.expect.agent_notifications {
@@ -482,6 +514,7 @@ impl Scenario {
             expect: raw.expect,
             validator: raw.validator,
             agent: raw.agent,
+            topology: raw.topology,
         })
     }
 
@@ -596,7 +629,7 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
                 };
                 check_object(o, categories)?;
                 match &w.outcome {
-                    Some(x) if OUTCOMES.contains(&x.as_str()) => Ok(()),
+                    Some(x) if parse_outcome(x).is_some() => Ok(()),
                     _ => Err((
                         "wait for outcome needs a known `outcome`".into(),
                         "e.g. outcome = \"validated\"",

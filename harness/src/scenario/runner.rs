@@ -71,19 +71,13 @@ pub async fn run(
     })?;
     let timing = scenario.timing.apply(base);
     let caps = engine.capabilities();
+    let spec = &scenario.topology.apply(spec);
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
     let suffix = opts.suffix.clone().unwrap_or_else(new_suffix);
 
     let t = Instant::now();
-    let (topology, _report, mode) = provision_for_engine(
-        &clients,
-        spec,
-        &suffix,
-        timing,
-        &caps,
-        scenario.controls_replication(),
-    )
-    .await?;
+    let (topology, _report, mode) =
+        provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
     let provision_time = t.elapsed();
 
     let system = RunningSystem::start(
@@ -113,15 +107,24 @@ pub async fn run(
     let settle_time = t.elapsed();
     let observations = system.observations.snapshot().await;
     let topology = system.topology.clone();
+    // What clients see through the fidelity layer, gathered while it still runs.
+    let gathered = match (&played, &settled) {
+        (Ok(()), Ok(())) => {
+            Some(transcript::gather(&system.clients, &topology, observations).await)
+        }
+        _ => None,
+    };
+    let uploads = system.uploads.lock().await.clone();
     system.stop().await;
 
-    let result = match (played, settled) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(ScenarioError::Other(format!(
+    let result = match (played, settled, gathered) {
+        (Err(e), _, _) => Err(e),
+        (Ok(()), Err(e), _) => Err(ScenarioError::Other(format!(
             "{}: the system did not settle: {e}",
             scenario.path.display()
         ))),
-        (Ok(()), Ok(())) => match transcript::gather(&clients, &topology, observations).await {
+        (Ok(()), Ok(()), None) => Err(ScenarioError::Other("nothing was gathered".into())),
+        (Ok(()), Ok(()), Some(gathered)) => match gathered {
             Ok(mut facts) => {
                 if scenario.uses_agent() {
                     facts.agent = Some(transcript::AgentFacts {
@@ -129,7 +132,7 @@ pub async fn run(
                         work: agent.work_dir().to_path_buf(),
                     });
                 }
-                let unmet = check_expectations(scenario, &topology, &facts, &agent);
+                let unmet = check_expectations(scenario, &topology, &facts, &agent, &uploads);
                 let mut header = vec![
                     ("scenario".to_string(), scenario.name.clone()),
                     ("description".to_string(), scenario.description.clone()),
@@ -144,6 +147,13 @@ pub async fn run(
                         overrides.join(", ")
                     },
                 ));
+                let topology_overrides = scenario.topology.describe();
+                if !topology_overrides.is_empty() {
+                    header.push((
+                        "topology overrides".to_string(),
+                        topology_overrides.join(", "),
+                    ));
+                }
                 Ok((
                     transcript::render(&header, &facts, &topology, &engine.endpoint),
                     unmet,
@@ -201,7 +211,7 @@ async fn play(
         match &located.step {
             Step::Upload(u) => {
                 upload(system, u).await.map_err(fail)?;
-                replicate_now(system).await.map_err(fail)?;
+                discover_now(system).await.map_err(fail)?;
             }
             Step::Send(s) => {
                 let q = system
@@ -239,7 +249,8 @@ async fn play(
                     }
                     ReplicationAction::Fault => {
                         if let Some(f) = r.fault {
-                            rep.fault(r.key.as_deref().unwrap_or("*"), f).await
+                            rep.fault(r.key.as_deref().unwrap_or("*"), f, r.destination)
+                                .await
                         }
                     }
                 }
@@ -247,7 +258,7 @@ async fn play(
             Step::Wait(w) => wait(system, w).await.map_err(fail)?,
             Step::Delete(d) => {
                 delete(system, d).await.map_err(fail)?;
-                replicate_now(system).await.map_err(fail)?;
+                discover_now(system).await.map_err(fail)?;
             }
             Step::SendEvent(e) => send_event(system, engine, &e.object).await.map_err(fail)?,
             Step::Trigger(t) => {
@@ -262,7 +273,7 @@ async fn play(
             Step::Tree(t) => agent.generate(t).map_err(fail)?,
             Step::Backup(b) => {
                 agent.backup(located.line, b).await.map_err(fail)?;
-                replicate_now(system).await.map_err(fail)?;
+                discover_now(system).await.map_err(fail)?;
             }
             Step::Restore(r) => agent.restore(located.line, r).await.map_err(fail)?,
             Step::Cost(c) => agent.cost(located.line, c).await.map_err(fail)?,
@@ -283,12 +294,12 @@ async fn play(
     Ok(())
 }
 
-/// Where the harness replicator stands in, replicates what is due right away, as
-/// MiniStack does inside `PutObject` and S3 usually does within seconds: a scenario's
-/// object state never depends on when the background pass happens to run.
-async fn replicate_now(system: &RunningSystem) -> Result<(), String> {
+/// Where the harness replicator stands in, it learns of new versions right away (their
+/// status is PENDING from the first read, and their replication clock starts now): a
+/// scenario's timing never depends on when the background pass happens to run.
+async fn discover_now(system: &RunningSystem) -> Result<(), String> {
     match &system.replicator {
-        Some(r) => r.pass().await,
+        Some(r) => r.discover().await,
         None => Ok(()),
     }
 }
@@ -343,10 +354,11 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
                     .server_side_encryption(ServerSideEncryption::AwsKms)
                     .ssekms_key_id(k);
             }
-            put.send().await.map_err(sdk)?;
+            let out = put.send().await.map_err(sdk)?;
+            record_upload(system, bucket, &u.key, out.version_id()).await;
         }
         Some(part) => {
-            put_multipart(
+            let id = put_multipart(
                 s3,
                 bucket,
                 &u.key,
@@ -360,9 +372,20 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
                 },
             )
             .await?;
+            record_upload(system, bucket, &u.key, id.as_deref()).await;
         }
     }
     Ok(())
+}
+
+async fn record_upload(system: &RunningSystem, bucket: &str, key: &str, version: Option<&str>) {
+    if let Some(v) = version {
+        system
+            .uploads
+            .lock()
+            .await
+            .push((bucket.to_string(), key.to_string(), v.to_string()));
+    }
 }
 
 async fn delete(system: &RunningSystem, d: &Delete) -> Result<(), String> {
@@ -448,12 +471,21 @@ fn agent_notification_counts(obs: &[Observation]) -> BTreeMap<String, usize> {
     out
 }
 
-/// The validator's last decision on an object (by attempt).
+/// The validator's last decision on an object (any version, in the order observed).
 fn final_decision<'a>(
     obs: &'a [Observation],
     bucket: &str,
     key: &str,
 ) -> Option<&'a checksum_validator::RecordReport> {
+    decisions(obs, bucket, key).last().copied()
+}
+
+/// Every decision on an object, in the order observed.
+fn decisions<'a>(
+    obs: &'a [Observation],
+    bucket: &str,
+    key: &str,
+) -> Vec<&'a checksum_validator::RecordReport> {
     obs.iter()
         .filter_map(|o| match o {
             Observation::Decision { report, .. }
@@ -466,7 +498,7 @@ fn final_decision<'a>(
             }
             _ => None,
         })
-        .max_by_key(|r| r.attempt)
+        .collect()
 }
 
 async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
@@ -508,6 +540,26 @@ async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
             }
         }
         WaitFor::Idle => settle(system, timeout).await,
+        WaitFor::Replicated => {
+            let Some(r) = &system.replicator else {
+                return Ok(());
+            };
+            let deadline = Instant::now() + timeout;
+            loop {
+                r.pass().await?;
+                let held = r.held().await;
+                if held == 0 {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "the replicator still holds {held} version(s) after {}s",
+                        timeout.as_secs_f64()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         WaitFor::Queue => {
             let role = w.queue.as_deref().unwrap_or("validation");
             let want = w.count.unwrap_or(1) as u64;
@@ -612,6 +664,7 @@ fn check_expectations(
     topology: &crate::topology::Topology,
     facts: &transcript::Facts,
     agent: &AgentSession,
+    uploads: &[(String, String, String)],
 ) -> Vec<String> {
     let obs = facts.observations.as_slice();
     let mut unmet = Vec::new();
@@ -699,23 +752,67 @@ fn check_expectations(
             }
         }
     }
-    for (object, want) in &scenario.expect.outcomes {
+    for (named, want) in &scenario.expect.outcomes {
+        let (object, nth) = crate::scenario::file::split_version(named);
         let Some((cat, key)) = object.split_once('/') else {
             continue;
         };
         let Some(bucket) = topology.category(cat).map(|b| b.primary.clone()) else {
             continue;
         };
-        let last = final_decision(obs, &bucket, key);
-        match last {
-            Some(r) if r.outcome.as_str() == want => {}
-            Some(r) => unmet.push(format!(
-                "{object}: expected {want}, final decision was {}",
-                r.outcome
-            )),
-            None => unmet.push(format!(
-                "{object}: expected {want}, but the validator never decided it"
-            )),
+        let all = decisions(obs, &bucket, key);
+        // Versions of the key: the harness's uploads in order, then any other version the
+        // validator decided (uploaded by the agent or another client).
+        let mut versions: Vec<String> = uploads
+            .iter()
+            .filter(|(b, k, _)| *b == bucket && k == key)
+            .map(|(_, _, v)| v.clone())
+            .collect();
+        for r in &all {
+            if let Some(v) = r.object.as_ref().and_then(|o| o.version_id.clone()) {
+                if !versions.contains(&v) {
+                    versions.push(v);
+                }
+            }
+        }
+        let checked: Vec<(usize, Option<String>)> = match nth {
+            Some(n) => match versions.get(n - 1) {
+                Some(v) => vec![(n, Some(v.clone()))],
+                None => {
+                    unmet.push(format!(
+                        "{named}: expected {want}, but the key has {} version(s)",
+                        versions.len()
+                    ));
+                    continue;
+                }
+            },
+            None if versions.is_empty() => vec![(0, None)],
+            None => versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i + 1, Some(v.clone())))
+                .collect(),
+        };
+        for (n, version) in checked {
+            let last = all.iter().rev().find(|r| {
+                version.is_none()
+                    || r.object.as_ref().and_then(|o| o.version_id.as_ref()) == version.as_ref()
+            });
+            let label = if n == 0 {
+                object.to_string()
+            } else {
+                format!("{object}#{n}")
+            };
+            match last {
+                Some(r) if r.outcome.as_str() == want => {}
+                Some(r) => unmet.push(format!(
+                    "{label}: expected {want}, final decision was {}",
+                    r.outcome
+                )),
+                None => unmet.push(format!(
+                    "{label}: expected {want}, but the validator never decided it"
+                )),
+            }
         }
     }
     unmet

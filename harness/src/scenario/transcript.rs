@@ -143,10 +143,14 @@ pub async fn gather(
             format!("{} primary", b.category),
             list_bucket(&clients.s3, &b.primary).await?,
         ));
-        buckets.push((
-            format!("{} replica", b.category),
-            list_bucket(&clients.s3_replica, &b.replica).await?,
-        ));
+        for (i, d) in b.destinations().iter().enumerate() {
+            let label = if i == 0 {
+                format!("{} replica", b.category)
+            } else {
+                format!("{} replica {}", b.category, i + 1)
+            };
+            buckets.push((label, list_bucket(&clients.s3_replica, d).await?));
+        }
     }
     Ok(Facts {
         observations,
@@ -157,14 +161,109 @@ pub async fn gather(
     })
 }
 
+/// What the handler did, as the transcript names it. Retrying through visibility or
+/// through a re-queue is one thing to a reader (which one depends on the receive count).
 fn action_name(a: &Action) -> &'static str {
     match a {
         Action::Done => "done",
         Action::FailureSent => "failure record sent",
-        Action::RetryAfter(_) => "retry",
-        Action::Requeued(_) => "re-queued",
+        Action::RetryAfter(_) | Action::Requeued(_) => "retry",
+        Action::AlertedAndRequeued(_) => "failure record sent, still watching",
+        Action::ResolvedSent => "resolved notice sent",
         Action::LeftOnQueue(_) => "left on queue",
     }
+}
+
+/// The outcome history of one object version (or message): each delivery's decisions in
+/// order. A run of retries with the same outcome shows once, since how many retries fit in
+/// a wait depends on timing; every other decision shows each time.
+fn history(
+    reports: &[&RecordReport],
+    backups: &BTreeMap<String, usize>,
+    redactor: &mut Redactor,
+) -> String {
+    // Deliveries (distinct messages) in the order they were first decided; a message whose
+    // first decision carries earlier attempts is a re-queued continuation, not a delivery.
+    let mut deliveries: Vec<&str> = Vec::new();
+    let mut delivery_of: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for r in reports {
+        if seen.contains(&r.message_id.as_str()) {
+            continue;
+        }
+        seen.push(&r.message_id);
+        let first = reports
+            .iter()
+            .filter(|x| x.message_id == r.message_id)
+            .map(|x| x.attempt)
+            .min()
+            .unwrap_or(1);
+        if first <= 1 || deliveries.is_empty() {
+            deliveries.push(&r.message_id);
+        }
+        delivery_of.insert(&r.message_id, deliveries.len() - 1);
+    }
+    let mut ordered: Vec<(usize, &RecordReport)> = reports
+        .iter()
+        .map(|r| {
+            (
+                delivery_of.get(r.message_id.as_str()).copied().unwrap_or(0),
+                *r,
+            )
+        })
+        .collect();
+    ordered.sort_by_key(|(d, r)| (*d, r.attempt));
+    let mut out = String::new();
+    let mut step = 0;
+    let mut last: Option<(usize, checksum_validator::Outcome, &'static str)> = None;
+    for (delivery, r) in ordered {
+        let name = action_name(&r.action);
+        let this = (delivery, r.outcome, name);
+        if name == "retry" && last == Some(this) {
+            continue;
+        }
+        last = Some(this);
+        step += 1;
+        let label = if deliveries.len() > 1 {
+            format!(" (delivery {})", delivery + 1)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "    {step}.{label} {} -> {name}\n      {}\n",
+            r.outcome, r.detail
+        ));
+        out.push_str(&replica_lines(r, redactor));
+        let backup = r.object.as_ref().and_then(|o| backups.get(&o.key).copied());
+        out.push_str(&evidence_lines(r, backup, redactor));
+    }
+    out
+}
+
+/// How the replica was identified: by the source's version id, at each destination.
+fn replica_lines(r: &RecordReport, redactor: &mut Redactor) -> String {
+    let source = r.object.as_ref().and_then(|o| o.version_id.as_deref());
+    let mut out = String::new();
+    for rep in &r.replicas {
+        let line = match (&rep.version_id, source) {
+            (Some(v), Some(s)) if v == s => {
+                format!(
+                    "replica: {} version {v} (the source's version id)",
+                    rep.bucket
+                )
+            }
+            (Some(v), _) => {
+                redactor.value("version", v);
+                format!(
+                    "replica: {} version {v} (NOT the source's version id)",
+                    rep.bucket
+                )
+            }
+            (None, _) => format!("replica: {} has no such version", rep.bucket),
+        };
+        out.push_str(&format!("      {line}\n"));
+    }
+    out
 }
 
 /// The evidence of a decision. For an agent backup (`backup` = its number) the values are
@@ -181,9 +280,10 @@ fn evidence_lines(r: &RecordReport, backup: Option<usize>, redactor: &mut Redact
             Verdict::Differ => "DIFFER".to_string(),
             Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
         };
-        let kind = match c.kind {
-            EvidenceKind::Size => "size".to_string(),
-            k => k.to_string(),
+        let kind = match (&c.destination, c.kind) {
+            (Some(d), k) => format!("{k} @{d}"),
+            (None, EvidenceKind::Size) => "size".to_string(),
+            (None, k) => k.to_string(),
         };
         let (primary, replica) = match backup {
             Some(n) if c.kind == EvidenceKind::Size => {
@@ -221,7 +321,10 @@ pub fn render(
     let mut redactor = Redactor::new();
     redactor
         .suffix(&topology.names.suffix)
-        .literal(endpoint, "[endpoint]");
+        .literal(endpoint, "[endpoint]")
+        // How long lag lasted and how many attempts a wait held depend on retry timing.
+        .pattern(r"no replica after \d+s", "no replica after [n]s")
+        .pattern(r"Attempts:    \d+", "Attempts:    [n]");
     let mut out = String::new();
     for (k, v) in header {
         out.push_str(&format!("{k}: {v}\n"));
@@ -259,7 +362,7 @@ pub fn render(
                 if let Some(v) = &obj.version_id {
                     redactor.value("version", v);
                 }
-                if let Some(v) = report.replica.as_ref().and_then(|r| r.version_id.as_ref()) {
+                for v in report.replicas.iter().filter_map(|r| r.version_id.as_ref()) {
                     redactor.value("version", v);
                 }
                 let cat = primaries
@@ -295,43 +398,8 @@ pub fn render(
         out.push_str("  none\n");
     }
     for ((object, _, which), reports) in groups {
-        // Deliveries (distinct messages) in the order they were first decided.
-        let mut deliveries: Vec<&str> = Vec::new();
-        for r in &reports {
-            if !deliveries.contains(&r.message_id.as_str()) {
-                deliveries.push(&r.message_id);
-            }
-        }
-        let mut reports: Vec<(usize, &RecordReport)> = reports
-            .into_iter()
-            .map(|r| {
-                (
-                    deliveries
-                        .iter()
-                        .position(|d| *d == r.message_id)
-                        .unwrap_or(0),
-                    r,
-                )
-            })
-            .collect();
-        reports.sort_by_key(|(d, r)| (*d, r.attempt));
         out.push_str(&format!("  {object} ({which})\n"));
-        for (delivery, r) in reports {
-            let label = if deliveries.len() > 1 {
-                format!(" (delivery {})", delivery + 1)
-            } else {
-                String::new()
-            };
-            out.push_str(&format!(
-                "    attempt {}{label}: {} -> {}\n      {}\n",
-                r.attempt,
-                r.outcome,
-                action_name(&r.action),
-                r.detail
-            ));
-            let backup = r.object.as_ref().and_then(|o| backups.get(&o.key).copied());
-            out.push_str(&evidence_lines(r, backup, &mut redactor));
-        }
+        out.push_str(&history(&reports, &backups, &mut redactor));
     }
 
     let mut notified: Vec<String> = facts

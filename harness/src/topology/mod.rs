@@ -7,7 +7,7 @@ pub mod teardown;
 
 use serde::Serialize;
 
-pub use spec::{Timing, TimingOverrides, TopologySpec};
+pub use spec::{ReplicationSpec, Timing, TimingOverrides, TopologyOverrides, TopologySpec};
 
 /// A queue's name, URL and ARN.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -23,6 +23,17 @@ pub struct CategoryBuckets {
     pub category: String,
     pub primary: String,
     pub replica: String,
+    /// Further destinations (`[replication] destinations` > 1), in the replica region.
+    pub extra_replicas: Vec<String>,
+}
+
+impl CategoryBuckets {
+    /// Every destination bucket, the replica first.
+    pub fn destinations(&self) -> Vec<String> {
+        std::iter::once(self.replica.clone())
+            .chain(self.extra_replicas.iter().cloned())
+            .collect()
+    }
 }
 
 /// The queues of the topology.
@@ -70,6 +81,8 @@ pub struct Names {
     pub rule: String,
     pub sqs_key_alias: String,
     pub sns_key_alias: String,
+    /// The replica-region CMK for SSE-KMS replicas (`ReplicaKmsKeyID`).
+    pub replica_key_alias: String,
     pub validator_role: String,
     pub notifier_role: String,
 }
@@ -86,6 +99,9 @@ impl Names {
                     category: c.clone(),
                     primary: format!("{p}-{c}-primary-{e}-{suffix}"),
                     replica: format!("{p}-{c}-replica-{e}-{suffix}"),
+                    extra_replicas: (2..=spec.replication.destinations)
+                        .map(|n| format!("{p}-{c}-replica{n}-{e}-{suffix}"))
+                        .collect(),
                 })
                 .collect(),
             validation_queue: format!("{p}-validation-queue-{e}-{suffix}"),
@@ -97,6 +113,7 @@ impl Names {
             rule: format!("{p}-s3-upload-trigger-{e}-{suffix}"),
             sqs_key_alias: format!("alias/{p}-sqs-key-{e}-{suffix}"),
             sns_key_alias: format!("alias/{p}-sns-key-{e}-{suffix}"),
+            replica_key_alias: format!("alias/{p}-replica-key-{e}-{suffix}"),
             validator_role: format!("{p}-checksum-validator-role-{e}-{suffix}"),
             notifier_role: format!("{p}-failure-notifier-role-{e}-{suffix}"),
         }
@@ -133,6 +150,11 @@ pub struct Topology {
     pub rule_arn: String,
     pub sqs_key_arn: String,
     pub sns_key_arn: String,
+    /// The replica-region CMK SSE-KMS replicas are encrypted with.
+    pub replica_key_arn: String,
+    /// Each primary's replication configuration (on the engine, or held by the fidelity
+    /// layer where the harness replicates).
+    pub replication: Vec<crate::replication::BucketReplication>,
     /// Whether the primaries carry a replication configuration on the engine.
     pub replication_on_engine: bool,
     pub batch_size: u32,
@@ -148,12 +170,12 @@ impl Topology {
         self.names.buckets.iter().find(|b| b.category == name)
     }
 
-    /// primary -> replica, for the validator's explicit mapping.
-    pub fn replica_map(&self) -> std::collections::HashMap<String, String> {
+    /// Every replica bucket (all destinations).
+    pub fn replica_buckets(&self) -> Vec<String> {
         self.names
             .buckets
             .iter()
-            .map(|b| (b.primary.clone(), b.replica.clone()))
+            .flat_map(|b| b.destinations())
             .collect()
     }
 }

@@ -11,7 +11,7 @@ use futures::future::try_join_all;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::{Names, QueueRef, Queues, Timing, Topology, TopologySpec};
+use super::{CategoryBuckets, Names, QueueRef, Queues, Timing, Topology, TopologySpec};
 use crate::aws::Clients;
 use crate::errors::{sdk, ProvisionError};
 
@@ -88,7 +88,6 @@ pub async fn provision_for_engine(
     suffix: &str,
     timing: Timing,
     caps: &crate::engine::Capabilities,
-    run_controls_replication: bool,
 ) -> Result<
     (
         Topology,
@@ -97,10 +96,10 @@ pub async fn provision_for_engine(
     ),
     ProvisionError,
 > {
-    let mode = crate::replication::mode(caps, run_controls_replication);
+    let mode = crate::replication::mode(caps);
     let opts = ProvisionOptions {
         timing,
-        replication_on_engine: crate::replication::configure_on_engine(caps, &mode),
+        replication_on_engine: crate::replication::configure_on_engine(&mode),
     };
     let (topology, report) = provision(clients, spec, suffix, &opts).await?;
     Ok((topology, report, mode))
@@ -132,23 +131,37 @@ pub async fn provision(
     let log: Log = Mutex::new(Vec::new());
 
     // Phase 1: keys, roles, buckets and the queues nothing else depends on.
-    let (sqs_key, sns_key) = futures::try_join!(
-        ensure_key(clients, &names.sqs_key_alias, "SQS encryption key", &log),
-        ensure_key(clients, &names.sns_key_alias, "SNS encryption key", &log),
+    let (sqs_key, sns_key, replica_key) = futures::try_join!(
+        ensure_key(
+            &clients.kms,
+            &names.sqs_key_alias,
+            "SQS encryption key",
+            &log
+        ),
+        ensure_key(
+            &clients.kms,
+            &names.sns_key_alias,
+            "SNS encryption key",
+            &log
+        ),
+        ensure_key(
+            &clients.kms_replica,
+            &names.replica_key_alias,
+            "SSE-KMS replica key (replica region)",
+            &log
+        ),
     )?;
     let bucket_jobs = names.buckets.iter().flat_map(|b| {
-        [
-            (
-                b.primary.clone(),
-                spec.primary_region.clone(),
-                b.category.clone(),
-            ),
-            (
-                b.replica.clone(),
-                spec.replica_region.clone(),
-                b.category.clone(),
-            ),
-        ]
+        std::iter::once((
+            b.primary.clone(),
+            spec.primary_region.clone(),
+            b.category.clone(),
+        ))
+        .chain(
+            b.destinations()
+                .into_iter()
+                .map(|d| (d, spec.replica_region.clone(), b.category.clone())),
+        )
     });
     let buckets = try_join_all(bucket_jobs.map(|(name, region, category)| {
         let log = &log;
@@ -225,13 +238,24 @@ pub async fn provision(
         let log = &log;
         async move { ensure_eventbridge_notifications(clients, &b.primary, log).await }
     }));
-    let replication = try_join_all(names.buckets.iter().map(|b| {
+    let configs: Vec<crate::replication::BucketReplication> = names
+        .buckets
+        .iter()
+        .map(|b| {
+            replication_config(
+                spec,
+                b,
+                role_arns.get(&b.primary).cloned().unwrap_or_default(),
+                &replica_key,
+            )
+        })
+        .collect();
+    let replication = try_join_all(configs.iter().map(|c| {
         let log = &log;
-        let role = role_arns.get(&b.primary).cloned().unwrap_or_default();
         let on = opts.replication_on_engine;
         async move {
             if on {
-                ensure_replication(clients, &b.category, &b.primary, &b.replica, &role, log).await
+                ensure_replication(clients, c, log).await
             } else {
                 Ok(())
             }
@@ -263,6 +287,8 @@ pub async fn provision(
         rule_arn,
         sqs_key_arn: sqs_key,
         sns_key_arn: sns_key,
+        replica_key_arn: replica_key,
+        replication: configs,
         replication_on_engine: opts.replication_on_engine,
         batch_size: spec.queues.batch_size,
         max_receive_count: spec.queues.max_receive_count,
@@ -271,14 +297,19 @@ pub async fn provision(
 }
 
 async fn ensure_key(
-    clients: &Clients,
+    kms: &aws_sdk_kms::Client,
     alias: &str,
     description: &str,
     log: &Log,
 ) -> Result<String, ProvisionError> {
     let t = Instant::now();
-    let step = format!("kms key {alias}");
-    if let Ok(found) = clients.kms.describe_key().key_id(alias).send().await {
+    let region = kms
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let step = format!("kms key {alias} ({region})");
+    if let Ok(found) = kms.describe_key().key_id(alias).send().await {
         if let Some(arn) = found.key_metadata().and_then(|m| m.arn()) {
             record(log, step, Status::Exists, t).await;
             return Ok(arn.to_string());
@@ -294,8 +325,7 @@ async fn ensure_key(
              "Resource": "*"}
         ]
     });
-    let created = clients
-        .kms
+    let created = kms
         .create_key()
         .description(description)
         .policy(policy.to_string())
@@ -307,21 +337,14 @@ async fn ensure_key(
         .ok_or_else(|| ProvisionError::new(&step, "no key metadata"))?;
     let key_id = meta.key_id().to_string();
     let arn = meta.arn().unwrap_or_default().to_string();
-    clients
-        .kms
-        .create_alias()
+    kms.create_alias()
         .alias_name(alias)
         .target_key_id(&key_id)
         .send()
         .await
         .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
     // Rotation on, as in the seed (best effort: not every engine implements it).
-    let _ = clients
-        .kms
-        .enable_key_rotation()
-        .key_id(&key_id)
-        .send()
-        .await;
+    let _ = kms.enable_key_rotation().key_id(&key_id).send().await;
     record(log, step, Status::Created, t).await;
     Ok(arn)
 }
@@ -388,25 +411,22 @@ async fn ensure_roles(
     spec: &TopologySpec,
     log: &Log,
 ) -> Result<HashMap<String, String>, ProvisionError> {
+    let every_bucket = |b: &CategoryBuckets| {
+        std::iter::once(b.primary.clone())
+            .chain(b.destinations())
+            .collect::<Vec<_>>()
+    };
     let bucket_objects: Vec<String> = names
         .buckets
         .iter()
-        .flat_map(|b| {
-            [
-                format!("arn:aws:s3:::{}/*", b.primary),
-                format!("arn:aws:s3:::{}/*", b.replica),
-            ]
-        })
+        .flat_map(every_bucket)
+        .map(|b| format!("arn:aws:s3:::{b}/*"))
         .collect();
     let bucket_arns: Vec<String> = names
         .buckets
         .iter()
-        .flat_map(|b| {
-            [
-                format!("arn:aws:s3:::{}", b.primary),
-                format!("arn:aws:s3:::{}", b.replica),
-            ]
-        })
+        .flat_map(every_bucket)
+        .map(|b| format!("arn:aws:s3:::{b}"))
         .collect();
     let region = &spec.primary_region;
     let queue_arn = |n: &str| format!("arn:aws:sqs:{region}:*:{n}");
@@ -419,7 +439,7 @@ async fn ensure_roles(
             "checksum-validator",
             json!({"Version": "2012-10-17", "Statement": [
                 logs,
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"], "Resource": bucket_objects},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"], "Resource": bucket_objects},
                 {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetReplicationConfiguration", "s3:GetBucketLocation", "s3:GetBucketTagging"], "Resource": bucket_arns},
                 {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ChangeMessageVisibility", "sqs:SendMessage"], "Resource": queue_arn(&names.validation_queue)},
                 {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn(&names.failure_queue)},
@@ -456,7 +476,8 @@ async fn ensure_roles(
                 json!({"Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetReplicationConfiguration"], "Resource": format!("arn:aws:s3:::{}", b.primary)},
                     {"Effect": "Allow", "Action": ["s3:GetObjectVersion", "s3:GetObjectVersionAcl", "s3:GetObjectVersionForReplication", "s3:GetObjectVersionTagging"], "Resource": format!("arn:aws:s3:::{}/*", b.primary)},
-                    {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"], "Resource": format!("arn:aws:s3:::{}/*", b.replica)}
+                    {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
+                     "Resource": b.destinations().iter().map(|d| format!("arn:aws:s3:::{d}/*")).collect::<Vec<_>>()}
                 ]}),
             )],
             log,
@@ -636,56 +657,63 @@ async fn ensure_eventbridge_notifications(
     Ok(())
 }
 
+/// The replication rules of one category: one rule per destination, covering the spec's
+/// prefix, replicating delete markers and (when on) SSE-KMS objects with the replica CMK.
+pub fn replication_config(
+    spec: &TopologySpec,
+    b: &CategoryBuckets,
+    role_arn: String,
+    replica_key_arn: &str,
+) -> crate::replication::BucketReplication {
+    let r = &spec.replication;
+    crate::replication::BucketReplication {
+        primary: b.primary.clone(),
+        role: role_arn,
+        rules: b
+            .destinations()
+            .into_iter()
+            .enumerate()
+            .map(|(i, destination)| crate::replication::RuleSpec {
+                id: if i == 0 {
+                    format!("{}-replication-rule", b.category)
+                } else {
+                    format!("{}-replication-rule-{}", b.category, i + 1)
+                },
+                priority: i as i32 + 1,
+                prefix: r.prefix.clone(),
+                tags: Vec::new(),
+                delete_markers: r.delete_markers,
+                replica_kms_key: r.sse_kms.then(|| replica_key_arn.to_string()),
+                destination,
+                rtc: r.rtc,
+            })
+            .collect(),
+    }
+}
+
 async fn ensure_replication(
     clients: &Clients,
-    category: &str,
-    primary: &str,
-    replica: &str,
-    role_arn: &str,
+    config: &crate::replication::BucketReplication,
     log: &Log,
 ) -> Result<(), ProvisionError> {
     let t = Instant::now();
-    let step = format!("s3 replication {primary} -> {replica}");
+    let step = format!("s3 replication {}", config.primary);
     let f = fail(&step);
     let status = match clients
         .s3
         .get_bucket_replication()
-        .bucket(primary)
+        .bucket(&config.primary)
         .send()
         .await
     {
         Ok(_) => Status::Exists,
         Err(_) => Status::Created,
     };
-    let rule = s3t::ReplicationRule::builder()
-        .id(format!("{category}-replication-rule"))
-        .priority(1)
-        .status(s3t::ReplicationRuleStatus::Enabled)
-        .filter(s3t::ReplicationRuleFilter::builder().prefix("").build())
-        .delete_marker_replication(
-            s3t::DeleteMarkerReplication::builder()
-                .status(s3t::DeleteMarkerReplicationStatus::Enabled)
-                .build(),
-        )
-        .destination(
-            s3t::Destination::builder()
-                .bucket(format!("arn:aws:s3:::{replica}"))
-                .build()
-                .map_err(|e| f(e.to_string()))?,
-        )
-        .build()
-        .map_err(|e| f(e.to_string()))?;
     clients
         .s3
         .put_bucket_replication()
-        .bucket(primary)
-        .replication_configuration(
-            s3t::ReplicationConfiguration::builder()
-                .role(role_arn)
-                .rules(rule)
-                .build()
-                .map_err(|e| f(e.to_string()))?,
-        )
+        .bucket(&config.primary)
+        .replication_configuration(config.to_sdk().map_err(&f)?)
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;

@@ -18,7 +18,104 @@ pub struct TopologySpec {
     pub categories: Vec<String>,
     pub buckets: BucketSpec,
     pub queues: QueueSpec,
+    #[serde(default)]
+    pub replication: ReplicationSpec,
     pub profiles: BTreeMap<String, Timing>,
+}
+
+/// The replication rules of every category (one rule per destination).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSpec {
+    /// Replicate SSE-KMS objects: `SourceSelectionCriteria.SseKmsEncryptedObjects` plus a
+    /// replica-region CMK as `ReplicaKmsKeyID`. Without it S3 leaves them unreplicated.
+    pub sse_kms: bool,
+    /// `DeleteMarkerReplication`.
+    pub delete_markers: bool,
+    /// Key prefix the rules cover ("" for every key).
+    pub prefix: String,
+    /// Destinations per category: 1 is the replica bucket; 2 adds `<..>-replica2-<..>`.
+    pub destinations: u32,
+    /// S3 Replication Time Control (15-minute SLA) and replication metrics.
+    pub rtc: bool,
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> Self {
+        ReplicationSpec {
+            sse_kms: true,
+            delete_markers: true,
+            prefix: String::new(),
+            destinations: 1,
+            rtc: false,
+        }
+    }
+}
+
+/// A scenario's changes to the replication rules (`[topology.replication]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationOverrides {
+    pub sse_kms: Option<bool>,
+    pub delete_markers: Option<bool>,
+    pub prefix: Option<String>,
+    pub destinations: Option<u32>,
+    pub rtc: Option<bool>,
+}
+
+/// A scenario's changes to the topology (`[topology]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyOverrides {
+    #[serde(default)]
+    pub replication: ReplicationOverrides,
+}
+
+impl TopologyOverrides {
+    /// The spec with these overrides applied.
+    pub fn apply(&self, spec: &TopologySpec) -> TopologySpec {
+        let mut out = spec.clone();
+        let r = &self.replication;
+        let rep = &mut out.replication;
+        if let Some(v) = r.sse_kms {
+            rep.sse_kms = v;
+        }
+        if let Some(v) = r.delete_markers {
+            rep.delete_markers = v;
+        }
+        if let Some(v) = &r.prefix {
+            rep.prefix = v.clone();
+        }
+        if let Some(v) = r.destinations {
+            rep.destinations = v;
+        }
+        if let Some(v) = r.rtc {
+            rep.rtc = v;
+        }
+        out
+    }
+
+    /// `replication.name=value` for each override that is set, in a fixed order.
+    pub fn describe(&self) -> Vec<String> {
+        let r = &self.replication;
+        let mut out = Vec::new();
+        if let Some(v) = r.sse_kms {
+            out.push(format!("replication.sse_kms={v}"));
+        }
+        if let Some(v) = r.delete_markers {
+            out.push(format!("replication.delete_markers={v}"));
+        }
+        if let Some(v) = &r.prefix {
+            out.push(format!("replication.prefix={v:?}"));
+        }
+        if let Some(v) = r.destinations {
+            out.push(format!("replication.destinations={v}"));
+        }
+        if let Some(v) = r.rtc {
+            out.push(format!("replication.rtc={v}"));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -50,6 +147,12 @@ pub struct Timing {
     pub retry_base_seconds: f64,
     pub retry_max_seconds: f64,
     pub lag_budget_seconds: f64,
+    /// The harness replicator's copy lands this long after the first validation attempt of
+    /// the version's event finished (so a first attempt never sees its replica, as on AWS
+    /// where replication takes longer than event delivery).
+    pub replication_lag_seconds: f64,
+    /// ... or this long after the version appeared, when no event reaches the validator.
+    pub replication_fallback_seconds: f64,
 }
 
 /// A scenario's overrides on top of its profile; each set value shows in the outcome.
@@ -62,6 +165,8 @@ pub struct TimingOverrides {
     pub retry_base_seconds: Option<f64>,
     pub retry_max_seconds: Option<f64>,
     pub lag_budget_seconds: Option<f64>,
+    pub replication_lag_seconds: Option<f64>,
+    pub replication_fallback_seconds: Option<f64>,
 }
 
 impl TimingOverrides {
@@ -77,6 +182,12 @@ impl TimingOverrides {
             retry_base_seconds: self.retry_base_seconds.unwrap_or(base.retry_base_seconds),
             retry_max_seconds: self.retry_max_seconds.unwrap_or(base.retry_max_seconds),
             lag_budget_seconds: self.lag_budget_seconds.unwrap_or(base.lag_budget_seconds),
+            replication_lag_seconds: self
+                .replication_lag_seconds
+                .unwrap_or(base.replication_lag_seconds),
+            replication_fallback_seconds: self
+                .replication_fallback_seconds
+                .unwrap_or(base.replication_fallback_seconds),
         }
     }
 
@@ -96,6 +207,8 @@ impl TimingOverrides {
         push!(retry_base_seconds);
         push!(retry_max_seconds);
         push!(lag_budget_seconds);
+        push!(replication_lag_seconds);
+        push!(replication_fallback_seconds);
         out
     }
 }
@@ -143,6 +256,15 @@ impl TopologySpec {
                     "use lowercase letters, digits and '-'",
                 ));
             }
+        }
+        if !(1..=2).contains(&spec.replication.destinations) {
+            return Err(invalid(
+                format!(
+                    "[replication] destinations = {} is not supported",
+                    spec.replication.destinations
+                ),
+                "use 1 or 2",
+            ));
         }
         for p in ["seed", "fast"] {
             if !spec.profiles.contains_key(p) {

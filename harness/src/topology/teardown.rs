@@ -25,10 +25,11 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     let mut report = TeardownReport::default();
 
     let bucket_jobs = names.buckets.iter().flat_map(|b| {
-        [
-            (b.primary.clone(), &clients.s3),
-            (b.replica.clone(), &clients.s3_replica),
-        ]
+        std::iter::once((b.primary.clone(), &clients.s3)).chain(
+            b.destinations()
+                .into_iter()
+                .map(|d| (d, &clients.s3_replica)),
+        )
     });
     let results = futures::future::join_all(
         bucket_jobs.map(|(name, s3)| async move { (name.clone(), delete_bucket(s3, &name).await) }),
@@ -132,15 +133,18 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
         }
     }
 
-    for alias in [&names.sqs_key_alias, &names.sns_key_alias] {
-        if let Ok(found) = clients.kms.describe_key().key_id(alias).send().await {
+    for (alias, kms) in [
+        (&names.sqs_key_alias, &clients.kms),
+        (&names.sns_key_alias, &clients.kms),
+        (&names.replica_key_alias, &clients.kms_replica),
+    ] {
+        if let Ok(found) = kms.describe_key().key_id(alias).send().await {
             let key_id = found
                 .key_metadata()
                 .map(|m| m.key_id().to_string())
                 .unwrap_or_default();
-            let _ = clients.kms.delete_alias().alias_name(alias).send().await;
-            let _ = clients
-                .kms
+            let _ = kms.delete_alias().alias_name(alias).send().await;
+            let _ = kms
                 .schedule_key_deletion()
                 .key_id(&key_id)
                 .pending_window_in_days(7)
