@@ -19,7 +19,10 @@ use crate::topology::Topology;
 pub struct UpState {
     pub pid: u32,
     pub engine: String,
+    /// The fidelity layer: what clients should use (they see what AWS would show).
     pub endpoint: String,
+    /// The raw engine, for debugging the layer (replicas show the engine's version ids).
+    pub engine_endpoint: String,
     /// pid of the engine process the `up` started (none when attached or external).
     pub engine_pid: Option<u32>,
     pub profile: String,
@@ -54,6 +57,7 @@ impl UpState {
         topology: &Topology,
         engine: &str,
         endpoint: &str,
+        engine_endpoint: &str,
         engine_pid: Option<u32>,
         profile: &str,
         replication: &str,
@@ -62,6 +66,7 @@ impl UpState {
             pid: std::process::id(),
             engine: engine.to_string(),
             endpoint: endpoint.to_string(),
+            engine_endpoint: engine_endpoint.to_string(),
             engine_pid,
             profile: profile.to_string(),
             replication: replication.to_string(),
@@ -106,6 +111,10 @@ impl UpState {
             self.engine, self.endpoint, self.profile, self.replication
         ));
         s.push_str(&format!(
+            "  {} is the fidelity layer: clients see S3 replication as AWS shows it\n  (raw engine, for debugging only: {})\n",
+            self.endpoint, self.engine_endpoint
+        ));
+        s.push_str(&format!(
             "regions: primary {}, replica {}\n",
             self.primary_region, self.replica_region
         ));
@@ -121,10 +130,10 @@ impl UpState {
             s.push_str(&format!("  {:<15} {}\n", q.role, q.url));
         }
         s.push_str(&format!("failure topic: {}\n", self.topic_arn));
-        s.push_str("\nuse it from any AWS client:\n");
+        s.push_str("\nuse it from any AWS client (AWS CLI v1 reads AWS_DEFAULT_REGION and needs --endpoint-url):\n");
         s.push_str(&format!(
-            "  export AWS_ENDPOINT_URL={}\n  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={}\n",
-            self.endpoint, self.access_key_id, self.secret_access_key, self.primary_region
+            "  export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={} AWS_DEFAULT_REGION={}\n",
+            self.endpoint, self.access_key_id, self.secret_access_key, self.primary_region, self.primary_region
         ));
         let docs = self
             .buckets
@@ -137,10 +146,13 @@ impl UpState {
             .unwrap_or("");
         s.push_str("\ntry:\n");
         s.push_str(&format!(
-            "  aws s3 cp ./report.pdf s3://{docs}/report.pdf            # upload: replicated, validated\n"
+            "  aws --endpoint-url $AWS_ENDPOINT_URL s3 cp ./report.pdf s3://{docs}/report.pdf   # upload: replicated, validated\n"
         ));
         s.push_str(&format!(
-            "  aws sqs send-message --queue-url {validation} --message-body 'not json'   # poison: DLQ, then one alert\n"
+            "  aws --endpoint-url $AWS_ENDPOINT_URL s3api head-object --bucket {docs} --key report.pdf   # ReplicationStatus PENDING, then COMPLETED\n"
+        ));
+        s.push_str(&format!(
+            "  aws --endpoint-url $AWS_ENDPOINT_URL sqs send-message --queue-url {validation} --message-body 'not json'   # poison: DLQ, then one alert\n"
         ));
         s.push_str(&format!(
             "  harness --engine {} redrive --from validation-dlq --to failure   # the seed runbook's redrive\n",

@@ -1,6 +1,9 @@
 //! End to end: `harness up` as a child process, driven with the plain AWS SDK (nothing from
 //! the harness library), checked through `harness status` and `harness alerts`, stopped
-//! with SIGINT; every engine process it started must be gone.
+//! with SIGINT; every engine process it started must be gone. And the fidelity layer it
+//! prints, seen with the plain SDK: replicas keep the source's version id, the source
+//! reports PENDING then COMPLETED and the replica REPLICA, an ineligible object has no
+//! status and no replica, and `GetBucketReplication` parses into the rules.
 
 #![cfg(feature = "e2e")]
 
@@ -27,11 +30,25 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-async fn up_end_to_end(engine: &str) {
-    let json =
-        std::env::temp_dir().join(format!("harness-up-{engine}-{}.json", std::process::id()));
+/// One `harness up` per engine at a time (a second one refuses).
+fn one_up_per_engine(engine: &str) -> std::sync::MutexGuard<'static, ()> {
+    static LOCKS: std::sync::OnceLock<[std::sync::Mutex<()>; 2]> = std::sync::OnceLock::new();
+    let locks = LOCKS.get_or_init(Default::default);
+    let lock = &locks[usize::from(engine == "localstack")];
+    lock.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts `harness up` and waits for its ready line; returns the child and its JSON.
+fn start_up(
+    engine: &str,
+    profile: &str,
+) -> (std::process::Child, serde_json::Value, std::path::PathBuf) {
+    let json = std::env::temp_dir().join(format!(
+        "harness-up-{engine}-{profile}-{}.json",
+        std::process::id()
+    ));
     let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["--engine", engine, "up", "--json"])
+        .args(["--engine", engine, "up", "--profile", profile, "--json"])
         .arg(&json)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -53,15 +70,50 @@ async fn up_end_to_end(engine: &str) {
             break;
         }
     }
-    // A second `up` for the same engine refuses instead of touching the first one.
-    let second = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["--engine", engine, "up"])
-        .output()
-        .expect("second up");
-    assert_eq!(second.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("already runs"));
-
     let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (child, info, json)
+}
+
+async fn sdk(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn stop(mut child: std::process::Child) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let code = child.wait().expect("up exits");
+    assert!(code.success(), "harness up exited with {code}");
+}
+
+async fn up_end_to_end(engine: &str) {
+    let _one = one_up_per_engine(engine);
+    let (mut child, info, json) = start_up(engine, "fast");
+    {
+        // A second `up` for the same engine refuses instead of touching the first one.
+        let second = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["--engine", engine, "up"])
+            .output()
+            .expect("second up");
+        assert_eq!(second.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&second.stderr).contains("already runs"));
+    }
+
     let endpoint = info["endpoint"].as_str().unwrap().to_string();
     let bucket = info["buckets"][0]["primary"].as_str().unwrap().to_string();
     let queue = info["queues"]
@@ -75,19 +127,8 @@ async fn up_end_to_end(engine: &str) {
         .to_string();
     let engine_pid = info["engine_pid"].as_u64().map(|p| p as u32);
 
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let config = sdk(&endpoint, "us-east-1").await;
+    let s3 = s3(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     s3.put_object()
         .bucket(&bucket)
@@ -122,11 +163,7 @@ async fn up_end_to_end(engine: &str) {
     assert!(alerts.contains("poison, not json"), "{alerts}");
 
     // SIGINT: everything it started stops.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let code = child.wait().expect("up exits");
-    assert!(code.success(), "harness up exited with {code}");
+    stop(child);
     if let Some(pid) = engine_pid {
         let t = Instant::now();
         while alive(pid) && t.elapsed() < Duration::from_secs(10) {
@@ -136,6 +173,164 @@ async fn up_end_to_end(engine: &str) {
     }
     assert!(harness(engine, &["status"]).contains("no `harness up` runs"));
     let _ = std::fs::remove_file(json);
+}
+
+/// The fidelity layer with the plain SDK, on the `seed` profile (a replica lands 5 s after
+/// the first validation attempt, so PENDING is observable right after the upload).
+async fn fidelity_layer(engine: &str) {
+    let _one = one_up_per_engine(engine);
+    let (child, info, json) = start_up(engine, "seed");
+    let endpoint = info["endpoint"].as_str().unwrap().to_string();
+    assert_ne!(
+        info["endpoint"], info["engine_endpoint"],
+        "clients get the fidelity layer, not the raw engine"
+    );
+    let primary = info["buckets"][0]["primary"].as_str().unwrap().to_string();
+    let replica = info["buckets"][0]["replica"].as_str().unwrap().to_string();
+    let s3p = s3(&sdk(&endpoint, info["primary_region"].as_str().unwrap()).await);
+    let s3r = s3(&sdk(&endpoint, info["replica_region"].as_str().unwrap()).await);
+
+    let put = s3p
+        .put_object()
+        .bucket(&primary)
+        .key("fidelity/a.txt")
+        .body(ByteStream::from_static(b"seen through the fidelity layer"))
+        .send()
+        .await
+        .expect("upload");
+    let source = put.version_id().expect("versioned bucket").to_string();
+    let head = s3p
+        .head_object()
+        .bucket(&primary)
+        .key("fidelity/a.txt")
+        .send()
+        .await
+        .expect("head source");
+    assert_eq!(
+        head.replication_status().map(|s| s.as_str()),
+        Some("PENDING"),
+        "an eligible object is PENDING until its replica lands"
+    );
+    // Before it lands, the replica has no such version.
+    let early = s3r
+        .head_object()
+        .bucket(&replica)
+        .key("fidelity/a.txt")
+        .version_id(&source)
+        .send()
+        .await;
+    assert!(early.is_err(), "no replica version yet: {early:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = s3p
+            .head_object()
+            .bucket(&primary)
+            .key("fidelity/a.txt")
+            .send()
+            .await
+            .expect("head source");
+        if h.replication_status().map(|s| s.as_str()) == Some("COMPLETED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never COMPLETED: {h:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rep = s3r
+        .head_object()
+        .bucket(&replica)
+        .key("fidelity/a.txt")
+        .version_id(&source)
+        .send()
+        .await
+        .expect("the replica has the source's version id");
+    assert_eq!(rep.version_id(), Some(source.as_str()));
+    assert_eq!(
+        rep.replication_status().map(|s| s.as_str()),
+        Some("REPLICA")
+    );
+    let current = s3r
+        .head_object()
+        .bucket(&replica)
+        .key("fidelity/a.txt")
+        .send()
+        .await
+        .expect("replica current version");
+    assert_eq!(current.version_id(), Some(source.as_str()));
+    let listed = s3r
+        .list_object_versions()
+        .bucket(&replica)
+        .send()
+        .await
+        .expect("list replica versions");
+    let ids: Vec<&str> = listed
+        .versions()
+        .iter()
+        .filter_map(|v| v.version_id())
+        .collect();
+    assert_eq!(ids, vec![source.as_str()], "listings show source ids");
+
+    // Ineligible (GLACIER is never replicated): no status, and no replica ever.
+    let cold = s3p
+        .put_object()
+        .bucket(&primary)
+        .key("fidelity/cold.tar")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(ByteStream::from_static(b"archived"))
+        .send()
+        .await
+        .expect("upload to GLACIER");
+    let cold_head = s3p
+        .head_object()
+        .bucket(&primary)
+        .key("fidelity/cold.tar")
+        .send()
+        .await
+        .expect("head GLACIER object");
+    assert_eq!(cold_head.replication_status(), None, "{cold_head:?}");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let cold_replica = s3r
+        .head_object()
+        .bucket(&replica)
+        .key("fidelity/cold.tar")
+        .version_id(cold.version_id().unwrap_or_default())
+        .send()
+        .await;
+    assert!(
+        cold_replica.is_err(),
+        "an ineligible object is never replicated"
+    );
+
+    let config = s3p
+        .get_bucket_replication()
+        .bucket(&primary)
+        .send()
+        .await
+        .expect("GetBucketReplication parses");
+    let rules = config
+        .replication_configuration()
+        .expect("a configuration")
+        .rules();
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0]
+        .source_selection_criteria()
+        .and_then(|c| c.sse_kms_encrypted_objects())
+        .is_some());
+    assert!(rules[0]
+        .destination()
+        .is_some_and(|d| d.bucket().ends_with(&replica)));
+    stop(child);
+    let _ = std::fs::remove_file(json);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fidelity_on_ministack() {
+    fidelity_layer("ministack").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fidelity_on_localstack() {
+    fidelity_layer("localstack").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

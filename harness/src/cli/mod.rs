@@ -102,7 +102,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 /// the external endpoint. Commands that leave state behind need one that outlives them.
 pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::Engine> {
     if let Some(st) = up::live(kind) {
-        return Ok(crate::engine::Engine::attached(kind, &st.endpoint, st.pid));
+        return Ok(crate::engine::Engine::attached(
+            kind,
+            &st.engine_endpoint,
+            st.pid,
+        ));
     }
     if kind == EngineKind::External {
         return Ok(crate::engine::start(kind, &Default::default()).await?);

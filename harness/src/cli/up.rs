@@ -79,9 +79,15 @@ impl UpArgs {
             &SystemOptions::default(),
         )
         .await?;
+        let clients_endpoint = system
+            .proxy
+            .as_ref()
+            .map(|p| p.endpoint.clone())
+            .unwrap_or_else(|| engine.endpoint.clone());
         let state = UpState::new(
             &topology,
             kind.name(),
+            &clients_endpoint,
             &engine.endpoint,
             engine.pid(),
             &self.profile,
