@@ -20,7 +20,10 @@
 //! | 12 | a local file (history, prices, log, chart) cannot be read or written |
 //! | 13 | the backup is stored but rotation failed |
 //! | 14 | another S3 or SNS call failed |
-//! | 15 | unpacking the downloaded archive failed |
+//! | 15 | unpacking the downloaded archive failed, or it exceeded an unpack limit |
+//!
+//! A failure whose cleanup (removing a restore's staging tree) also failed keeps the exit
+//! code of the original failure and names the path left behind.
 
 use std::path::PathBuf;
 
@@ -50,7 +53,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (12, "a local file (history, prices, log, chart) failed"),
     (13, "backup stored but rotation failed"),
     (14, "another S3 or SNS call failed"),
-    (15, "unpacking the downloaded archive failed"),
+    (
+        15,
+        "unpacking the downloaded archive failed (or exceeded an unpack limit)",
+    ),
 ];
 
 /// The exit-code table as text for `--help`.
@@ -137,6 +143,25 @@ pub enum AgentError {
         path: PathBuf,
         why: String,
     },
+
+    /// A restore stopped because the archive exceeded one of the unpack limits.
+    #[error("unpacking {key}: {what} exceeds the limit of {max}; raise it with {flag} if the archive is trusted")]
+    UnpackLimit {
+        key: String,
+        /// What was counted, e.g. "the entry count".
+        what: String,
+        max: u64,
+        /// The command-line flag that raises the limit.
+        flag: &'static str,
+    },
+
+    /// `error` happened, and removing what it left behind failed too.
+    #[error("{error}; cleaning up {} also failed: {why} (remove it by hand)", path.display())]
+    Cleanup {
+        error: Box<AgentError>,
+        path: PathBuf,
+        why: String,
+    },
 }
 
 impl AgentError {
@@ -157,7 +182,8 @@ impl AgentError {
             AgentError::LocalFile { .. } => 12,
             AgentError::Rotation { .. } => 13,
             AgentError::Aws { .. } => 14,
-            AgentError::Unpack { .. } => 15,
+            AgentError::Unpack { .. } | AgentError::UnpackLimit { .. } => 15,
+            AgentError::Cleanup { error, .. } => error.exit_code(),
         }
     }
 
@@ -178,7 +204,8 @@ impl AgentError {
             AgentError::LocalFile { .. } => "local file",
             AgentError::Rotation { .. } => "rotation",
             AgentError::Aws { .. } => "aws call",
-            AgentError::Unpack { .. } => "unpack",
+            AgentError::Unpack { .. } | AgentError::UnpackLimit { .. } => "unpack",
+            AgentError::Cleanup { error, .. } => error.stage(),
         }
     }
 
@@ -244,10 +271,41 @@ mod tests {
             },
             AgentError::Unpack {
                 key: s(),
+                path: p.clone(),
+                why: s(),
+            },
+            AgentError::UnpackLimit {
+                key: s(),
+                what: s(),
+                max: 1,
+                flag: "--max-entries",
+            },
+            AgentError::Cleanup {
+                error: Box::new(AgentError::NotFound { what: s() }),
                 path: p,
                 why: s(),
             },
         ]
+    }
+
+    #[test]
+    fn a_failed_cleanup_keeps_the_original_code_and_stage() {
+        let e = AgentError::Cleanup {
+            error: Box::new(AgentError::Checksum {
+                what: "x".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            }),
+            path: PathBuf::from("/t/.x.autobackup-partial-1"),
+            why: "Permission denied".into(),
+        };
+        assert_eq!(e.exit_code(), 9);
+        assert_eq!(e.stage(), "checksum verification");
+        let text = e.to_string();
+        assert!(
+            text.contains("checksum mismatch") && text.contains("autobackup-partial-1"),
+            "{text}"
+        );
     }
 
     #[test]

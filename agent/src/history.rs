@@ -219,6 +219,25 @@ pub fn find_key<'a>(records: &'a [Record], key: &str) -> Option<&'a BackupRecord
         .next()
 }
 
+/// The latest successful backup record of `key` in `bucket` (the same key in another
+/// bucket is another backup): the restore's preferred checksum reference.
+pub fn find_backup<'a>(records: &'a [Record], bucket: &str, key: &str) -> Option<&'a BackupRecord> {
+    records
+        .iter()
+        .rev()
+        .filter_map(|r| match r {
+            Record::Backup(b)
+                if b.bucket == bucket
+                    && b.key.as_deref() == Some(key)
+                    && b.outcome == Outcome::Success =>
+            {
+                Some(b.as_ref())
+            }
+            _ => None,
+        })
+        .next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +335,22 @@ mod tests {
             103
         );
         assert!(find_key(&records, "backups/documents/2.tar.gz").is_none());
+    }
+
+    #[test]
+    fn find_backup_matches_the_bucket_too() {
+        let mut other = backup(3, Outcome::Success);
+        other.bucket = "other".into();
+        other.sha256 = Some("other-sha".into());
+        let mut mine = backup(3, Outcome::Success);
+        mine.sha256 = Some("my-sha".into());
+        let records = vec![
+            Record::Backup(Box::new(mine)),
+            Record::Backup(Box::new(other)),
+        ];
+        let key = "backups/documents/3.tar.gz";
+        let found = find_backup(&records, "b", key).unwrap();
+        assert_eq!(found.sha256.as_deref(), Some("my-sha"));
+        assert!(find_backup(&records, "third", key).is_none());
     }
 }

@@ -2,13 +2,40 @@
 //! blocking unpacker while hashing it, and move the tree into place only if the archive's
 //! checksum matches. A backup that cannot be restored is no backup.
 //!
-//! The tree is unpacked into a hidden staging directory next to the target; on a checksum
-//! mismatch or any error it is removed and the target is untouched. An existing non-empty
-//! target is refused unless `force`, in which case it is replaced only after a verified
-//! unpack. The expected checksum comes, in this order, from the object's `sha256` metadata,
-//! the history record of the key, or S3's full-object CRC64NVME; with none of them the
-//! restore fails unless unverified restores are allowed. Entries that would land outside
-//! the target (absolute paths, `..`) are refused by the tar reader.
+//! **Staging.** The tree is unpacked into a hidden staging directory next to the target,
+//! `.NAME.autobackup-partial-PID-NANOS-RANDOM`, created exclusively with mode 0700, so no
+//! other user can reach anything inside while it is unpacked, and no leftover of an earlier
+//! (crashed) run gets in the way; leftovers found are reported as warnings. Inside,
+//! directories are created 0700 and files 0600; the archived modes, owners and directory
+//! times are applied only after the checksum verified. On a mismatch or any error the
+//! staging tree is removed (read-only directories are made writable first) and the target
+//! is untouched; a removal that fails is reported in the error, with the path left behind.
+//! An existing non-empty target is refused unless `force`, in which case it is moved to
+//! the staging name plus `.old` (unique per run) only after a verified unpack, then removed.
+//!
+//! **Modes and owners.** Without `preserve_owner`, modes are masked with 0o777: setuid,
+//! setgid and sticky bits are never restored (the count of entries that lost one is in
+//! [`Unpacked::special_bits_stripped`]), and everything belongs to the caller. With it
+//! (root only), owners come from the archive's uid/gid and the full mode is restored.
+//!
+//! **Limits.** [`Limits`] bound the number of entries, the total file bytes, path and link
+//! lengths, and the size of GNU long-name/PAX extension headers, which are read by this
+//! module within their limit (the tar reader would buffer any size). Exceeding one fails
+//! the restore with [`AgentError::UnpackLimit`] (exit 15) and removes the staging tree.
+//! Entries that would land outside the target (absolute paths are made relative, `..` is
+//! refused), paths through a symlink, and entry types other than files, directories,
+//! symlinks and hard links (devices, FIFOs, GNU sparse files) are refused.
+//!
+//! **Reference checksum**, in this order ([`Expected::choose`]):
+//! 1. the SHA-256 in the agent's local history for that bucket and key: the one reference
+//!    someone who can write the bucket cannot change;
+//! 2. the object's `sha256` metadata, only when the caller trusts it (`--trust-metadata`,
+//!    which warns: whoever can PutObject also writes the metadata);
+//! 3. S3's stored full-object CRC64NVME (also checked by the SDK while streaming): it
+//!    proves the bytes are the ones S3 stored, not that the agent wrote them;
+//! 4. nothing: the restore fails unless unverified restores are allowed.
+//!
+//! When the history and the metadata disagree, the history wins and a warning is logged.
 
 use std::collections::HashMap;
 use std::fs;
@@ -72,18 +99,36 @@ pub enum Expected {
 }
 
 impl Expected {
-    /// Picks the best available reference.
-    pub fn choose(target: &Target, history_sha256: Option<&str>) -> Expected {
-        if let Some(h) = target.metadata.get(meta::SHA256).filter(|h| !h.is_empty()) {
+    /// Picks the strongest available reference (see the module docs for the order):
+    /// the history's SHA-256, then the object metadata's only if `trust_metadata`, then
+    /// S3's full-object CRC64NVME.
+    pub fn choose(target: &Target, history_sha256: Option<&str>, trust_metadata: bool) -> Expected {
+        let metadata = target
+            .metadata
+            .get(meta::SHA256)
+            .filter(|h| !h.is_empty())
+            .map(|h| h.to_ascii_lowercase());
+        if let Some(h) = history_sha256.filter(|h| !h.is_empty()) {
+            let h = h.to_ascii_lowercase();
+            if metadata.as_ref().is_some_and(|m| *m != h) {
+                tracing::warn!(
+                    key = %target.key,
+                    "the object's sha256 metadata differs from the history; verifying against the history"
+                );
+            }
             return Expected::Sha256 {
-                hex: h.to_ascii_lowercase(),
-                source: "object metadata".into(),
+                hex: h,
+                source: "history".into(),
             };
         }
-        if let Some(h) = history_sha256.filter(|h| !h.is_empty()) {
+        if let Some(h) = metadata.filter(|_| trust_metadata) {
+            tracing::warn!(
+                key = %target.key,
+                "no history record for this backup: verifying against the object's sha256 metadata, which anyone who can write the bucket can set"
+            );
             return Expected::Sha256 {
-                hex: h.to_ascii_lowercase(),
-                source: "history".into(),
+                hex: h,
+                source: "object metadata".into(),
             };
         }
         if let Stored::FullObject(v) = &target.stored {
@@ -233,6 +278,105 @@ pub struct Unpacked {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
+    /// Files and directories whose setuid, setgid or sticky bit was not restored (every
+    /// one that had one, unless `--preserve-owner`).
+    #[serde(default)]
+    pub special_bits_stripped: u64,
+}
+
+/// Bounds on what one unpack may create, against hostile or broken archives. The
+/// defaults are far above any backup this agent writes; each has a command-line flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries of any kind (files, directories, links, extension headers).
+    pub max_entries: u64,
+    /// Sum of the regular files' sizes.
+    pub max_bytes: u64,
+    /// Length of an entry's path or link target, in bytes.
+    pub max_path: u64,
+    /// Size of one GNU long-name/long-link or PAX extension payload (held in memory).
+    pub max_extension: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 10_000_000,
+            max_bytes: 1 << 40,
+            max_path: 4096,
+            max_extension: 1 << 20,
+        }
+    }
+}
+
+/// How an unpack treats what the archive says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpackOptions {
+    pub limits: Limits,
+    /// Restore owners (uid/gid from the archive) and setuid/setgid/sticky bits. Needs
+    /// root; without it modes are masked with 0o777 and files belong to the caller.
+    pub preserve_owner: bool,
+}
+
+/// Which limit an archive exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Entries,
+    Bytes,
+    Path,
+    Extension,
+}
+
+impl Limit {
+    pub fn what(self) -> &'static str {
+        match self {
+            Limit::Entries => "the number of entries",
+            Limit::Bytes => "the total size of the files (bytes)",
+            Limit::Path => "the length of a path or link target (bytes)",
+            Limit::Extension => "the size of a long-name or PAX extension header (bytes)",
+        }
+    }
+
+    pub fn flag(self) -> &'static str {
+        match self {
+            Limit::Entries => "--max-entries",
+            Limit::Bytes => "--max-bytes",
+            Limit::Path => "--max-path-bytes",
+            Limit::Extension => "--max-extension-bytes",
+        }
+    }
+}
+
+/// Why an unpack failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// An entry the unpacker does not create (outside the target, through a symlink, an
+    /// unsupported type, a malformed header).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{} exceeds the limit of {max} (raise it with {})", limit.what(), limit.flag())]
+    Limit { limit: Limit, max: u64 },
+}
+
+impl UnpackError {
+    /// The agent error for an unpack of `key` into `dir`.
+    pub fn into_agent(self, key: &str, dir: &Path) -> AgentError {
+        match self {
+            UnpackError::Limit { limit, max } => AgentError::UnpackLimit {
+                key: key.to_string(),
+                what: limit.what().to_string(),
+                max,
+                flag: limit.flag(),
+            },
+            other => AgentError::Unpack {
+                key: key.to_string(),
+                path: dir.to_path_buf(),
+                why: other.to_string(),
+            },
+        }
+    }
 }
 
 /// Reads chunks from a channel (blocking), hashing them.
@@ -260,64 +404,476 @@ impl Read for ChannelReader {
     }
 }
 
-/// Unpacks a gzip'd tar read from `rx` into `dir` (which must exist), then drains the rest
-/// of the stream so the checksums cover every byte. Blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// The final owner, mode and time of one unpacked entry, applied only after the archive
+/// verified.
+#[derive(Debug, Clone)]
+struct Final {
+    /// Relative to the unpack directory; empty for the directory itself.
+    path: PathBuf,
+    kind: Kind,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: Option<u64>,
+}
+
+/// The modes, owners and directory times an unpack deferred (see [`Pending::apply`]).
+#[derive(Debug, Default)]
+pub struct Pending {
+    entries: Vec<Final>,
+}
+
+impl Pending {
+    /// Applies the archived modes (masked with 0o777 unless `preserve_owner`), owners (only
+    /// with `preserve_owner`) and directory times to the tree in `dir`, deepest entries
+    /// first so that a read-only directory does not block its contents. The root of `dir`
+    /// gets the mode a new directory would get (0o777 minus the umask) unless the archive
+    /// has an entry for it. Call only after the checksum verified.
+    pub fn apply(mut self, dir: &Path, preserve_owner: bool) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777 & !umask()))?;
+        self.entries.sort_by(|a, b| {
+            b.path
+                .as_os_str()
+                .as_bytes()
+                .cmp(a.path.as_os_str().as_bytes())
+        });
+        for e in self.entries {
+            let p = if e.path.as_os_str().is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(&e.path)
+            };
+            if preserve_owner {
+                let id = |v: u64| {
+                    u32::try_from(v).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("id {v} is too large"))
+                    })
+                };
+                // Owner first: chown clears setuid/setgid bits, the chmod below sets them.
+                std::os::unix::fs::lchown(&p, Some(id(e.uid)?), Some(id(e.gid)?))?;
+            }
+            if e.kind == Kind::Symlink {
+                continue;
+            }
+            let keep = if preserve_owner { 0o7777 } else { 0o777 };
+            fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & keep))?;
+            if e.kind == Kind::Dir {
+                if let Some(t) = e.mtime {
+                    set_times_nofollow(&p, t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The process umask, read from /proc (setting it to read it races with other threads);
+/// 0o022 when unknown.
+fn umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+        & 0o777
+}
+
+/// Sets atime and mtime of `path` (not following a symlink) to `secs` (0 becomes 1, as
+/// tar-rs does, for tools that treat 0 as missing).
+fn set_times_nofollow(path: &Path, secs: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let secs = libc::time_t::try_from(secs.max(1)).unwrap_or(libc::time_t::MAX);
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: `c` is a valid NUL-terminated string and `times` two valid timespecs, both
+    // alive for the duration of the call; utimensat does not keep either pointer.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Turns an archive path into a relative path of normal components: leading `/` and `.`
+/// parts are dropped (as tar does), `..` and NUL bytes are refused.
+fn relative(bytes: &[u8]) -> Result<PathBuf, UnpackError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+    let shown = String::from_utf8_lossy(bytes);
+    if bytes.contains(&0) {
+        return Err(UnpackError::Refused(format!(
+            "entry {shown:?} has a NUL byte in its name; refused"
+        )));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(std::ffi::OsStr::from_bytes(bytes)).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                return Err(UnpackError::Refused(format!(
+                    "entry {shown} would land outside the target; refused"
+                )))
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the missing parents of `rel` inside `dir` (0700) and refuses a path that goes
+/// through anything but a real directory (a symlink in particular). Returns the full path.
+fn prepare_parent(dir: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut cur = dir.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(UnpackError::Refused(format!(
+                    "entry {} goes through {}, which is not a directory; refused",
+                    rel.display(),
+                    cur.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new().mode(0o700).create(&cur)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(dir.join(rel))
+}
+
+fn system_time(secs: u64) -> Option<std::time::SystemTime> {
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs.max(1)))
+}
+
+/// One entry's metadata after its extension headers were applied.
+struct Described {
+    path: Vec<u8>,
+    link: Option<Vec<u8>>,
+    uid: u64,
+    gid: u64,
+    mtime: Option<u64>,
+}
+
+/// Reads an extension payload of `size` bytes after checking it against the limit.
+fn read_extension(r: &mut impl Read, size: u64, limits: &Limits) -> Result<Vec<u8>, UnpackError> {
+    if size > limits.max_extension {
+        return Err(UnpackError::Limit {
+            limit: Limit::Extension,
+            max: limits.max_extension,
+        });
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    r.take(size).read_to_end(&mut data)?;
+    if (data.len() as u64) < size {
+        return Err(UnpackError::Refused(
+            "archive ends inside an extension header".into(),
+        ));
+    }
+    Ok(data)
+}
+
+fn strip_nul(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
+fn pax_number(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?;
+    // mtime may carry a fraction; the whole seconds are enough here.
+    s.split('.').next()?.trim().parse().ok()
+}
+
+/// Unpacks a gzip'd tar read from `rx` into `dir` (which must exist and be private to the
+/// caller), then drains the rest of the stream so the checksums cover every byte. Blocking.
+///
+/// Everything is created no more open than 0700 (directories) and 0600 (files); the
+/// archived modes, owners and directory times are returned in [`Unpack::pending`], to be
+/// applied once the checksum verified. Extension headers (GNU long names and links, PAX)
+/// are read here, within [`Limits::max_extension`], rather than by the tar reader, which
+/// would buffer any size. Regular files, directories, symbolic links and hard links are
+/// created; any other type (devices, FIFOs, GNU sparse files), paths with `..`, and paths
+/// through a symlink are refused.
 pub fn unpack_stream(
     rx: mpsc::Receiver<Result<Bytes, String>>,
     dir: &Path,
-) -> io::Result<(Unpacked, Checksums)> {
+    opts: &UnpackOptions,
+) -> Result<Unpack, UnpackError> {
     let mut reader = ChannelReader {
         rx,
         current: Bytes::new(),
         digests: Digests::new(),
     };
-    let mut stats = Unpacked::default();
-    {
+    let (stats, pending) = {
         let gz = flate2::read::GzDecoder::new(&mut reader);
         let mut archive = tar::Archive::new(gz);
-        archive.set_preserve_mtime(true);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(false);
-        archive.set_unpack_xattrs(false);
-        // Directories last (deepest first), so read-only ones do not block their contents
-        // and their mtimes survive, as tar::Archive::unpack does.
-        let mut dirs = Vec::new();
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                stats.dirs += 1;
-                dirs.push(entry);
-                continue;
-            }
-            if kind.is_file() {
-                stats.files += 1;
-                stats.bytes += entry.size();
-            } else if kind.is_symlink() {
-                stats.symlinks += 1;
-            }
-            let path = entry.path()?.into_owned();
-            if !entry.unpack_in(dir)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "entry {} would land outside the target; refused",
-                        path.display()
-                    ),
-                ));
-            }
-        }
-        dirs.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-        for mut d in dirs {
-            d.unpack_in(dir)?;
-        }
+        let r = unpack_entries(&mut archive, dir, opts)?;
         // The gzip trailer (and anything after the tar end marker) still has to be read and
         // hashed: read the decoder to its end, which also checks the gzip CRC.
         let mut gz = archive.into_inner();
         io::copy(&mut gz, &mut io::sink())?;
-    }
+        r
+    };
     io::copy(&mut reader, &mut io::sink())?;
-    Ok((stats, reader.digests.finish()))
+    Ok(Unpack {
+        stats,
+        checksums: reader.digests.finish(),
+        pending,
+    })
+}
+
+/// What [`unpack_stream`] produced.
+#[derive(Debug)]
+pub struct Unpack {
+    pub stats: Unpacked,
+    pub checksums: Checksums,
+    /// Final modes, owners and directory times, not yet applied.
+    pub pending: Pending,
+}
+
+fn unpack_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    dir: &Path,
+    opts: &UnpackOptions,
+) -> Result<(Unpacked, Pending), UnpackError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let limits = &opts.limits;
+    let mut stats = Unpacked::default();
+    let mut pending = Pending::default();
+    let mut count: u64 = 0;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    let mut pax: Option<Vec<u8>> = None;
+    // Raw: the tar reader would read extension payloads of any size into memory.
+    for entry in archive.entries()?.raw(true) {
+        let mut entry = entry?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(UnpackError::Limit {
+                limit: Limit::Entries,
+                max: limits.max_entries,
+            });
+        }
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let size = entry.size();
+        let twice =
+            || UnpackError::Refused("two extension headers of one kind for one entry".into());
+        if kind.is_gnu_longname() {
+            if long_name.is_some() {
+                return Err(twice());
+            }
+            long_name = Some(strip_nul(read_extension(&mut entry, size, limits)?));
+            continue;
+        }
+        if kind.is_gnu_longlink() {
+            if long_link.is_some() {
+                return Err(twice());
+            }
+            long_link = Some(strip_nul(read_extension(&mut entry, size, limits)?));
+            continue;
+        }
+        if kind.is_pax_local_extensions() {
+            if pax.is_some() {
+                return Err(twice());
+            }
+            pax = Some(read_extension(&mut entry, size, limits)?);
+            continue;
+        }
+        if kind.is_pax_global_extensions() {
+            // Read within the limit and ignored (nothing in it matters here).
+            read_extension(&mut entry, size, limits)?;
+            continue;
+        }
+        let mut d = Described {
+            path: long_name
+                .take()
+                .unwrap_or_else(|| header.path_bytes().into_owned()),
+            link: long_link
+                .take()
+                .or_else(|| header.link_name_bytes().map(|c| c.into_owned())),
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            mtime: header.mtime().ok(),
+        };
+        if let Some(p) = pax.take() {
+            for ext in tar::PaxExtensions::new(&p) {
+                let ext = ext.map_err(|e| UnpackError::Refused(format!("bad PAX header: {e}")))?;
+                let v = ext.value_bytes();
+                match ext.key_bytes() {
+                    b"path" => d.path = v.to_vec(),
+                    b"linkpath" => d.link = Some(v.to_vec()),
+                    b"uid" => d.uid = pax_number(v).unwrap_or(d.uid),
+                    b"gid" => d.gid = pax_number(v).unwrap_or(d.gid),
+                    b"mtime" => d.mtime = pax_number(v).or(d.mtime),
+                    // The raw reader sized the data by the header; a different PAX size
+                    // would be read differently by other tools.
+                    b"size" if pax_number(v) != Some(size) => {
+                        return Err(UnpackError::Refused(
+                            "PAX size differs from the header size; refused".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let too_long = |n: usize| n as u64 > limits.max_path;
+        if too_long(d.path.len()) || d.link.as_ref().is_some_and(|l| too_long(l.len())) {
+            return Err(UnpackError::Limit {
+                limit: Limit::Path,
+                max: limits.max_path,
+            });
+        }
+        let rel = relative(&d.path)?;
+        let shown = rel.display().to_string();
+        let mode = header.mode().unwrap_or(0o600);
+        let special = mode & 0o7000 != 0;
+        let created = if kind.is_dir() {
+            if !rel.as_os_str().is_empty() {
+                let p = prepare_parent(dir, &rel)?;
+                match fs::DirBuilder::new().mode(0o700).create(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !fs::symlink_metadata(&p)?.is_dir() {
+                            return Err(UnpackError::Refused(format!(
+                                "directory entry {shown} collides with another entry; refused"
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                stats.dirs += 1;
+            }
+            Some(Kind::Dir)
+        } else if kind.is_file() || kind.is_contiguous() {
+            if rel.as_os_str().is_empty() {
+                return Err(UnpackError::Refused(
+                    "a file entry without a name; refused".into(),
+                ));
+            }
+            if stats.bytes.saturating_add(size) > limits.max_bytes {
+                return Err(UnpackError::Limit {
+                    limit: Limit::Bytes,
+                    max: limits.max_bytes,
+                });
+            }
+            let p = prepare_parent(dir, &rel)?;
+            // create_new (O_EXCL) never opens an existing file or follows a symlink.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
+            let n = io::copy(&mut (&mut entry).take(size), &mut f)?;
+            if n != size {
+                return Err(UnpackError::Refused(format!(
+                    "archive ends inside {shown} ({n} of {size} bytes)"
+                )));
+            }
+            if let Some(t) = d.mtime.and_then(system_time) {
+                f.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))?;
+            }
+            stats.files += 1;
+            stats.bytes += size;
+            Some(Kind::File)
+        } else if kind.is_symlink() {
+            let target = d.link.clone().filter(|l| !l.is_empty()).ok_or_else(|| {
+                UnpackError::Refused(format!("symlink {shown} has no target; refused"))
+            })?;
+            if rel.as_os_str().is_empty() {
+                return Err(UnpackError::Refused(
+                    "a symlink entry without a name; refused".into(),
+                ));
+            }
+            let p = prepare_parent(dir, &rel)?;
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
+            if let Some(t) = d.mtime {
+                set_times_nofollow(&p, t)?;
+            }
+            stats.symlinks += 1;
+            Some(Kind::Symlink)
+        } else if kind.is_hard_link() {
+            let src_rel = relative(d.link.as_deref().unwrap_or_default())?;
+            if src_rel.as_os_str().is_empty() || rel.as_os_str().is_empty() {
+                return Err(UnpackError::Refused(format!(
+                    "hard link {shown} without a name or target; refused"
+                )));
+            }
+            // The source must be an entry already unpacked here, reached through real
+            // directories only.
+            let src = prepare_parent(dir, &src_rel)?;
+            if fs::symlink_metadata(&src).is_err() {
+                return Err(UnpackError::Refused(format!(
+                    "hard link {shown} to {}, which is not in the archive before it; refused",
+                    src_rel.display()
+                )));
+            }
+            let p = prepare_parent(dir, &rel)?;
+            fs::hard_link(&src, &p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{shown}: {e}")))?;
+            stats.files += 1;
+            // The linked inode gets its mode from its own entry.
+            None
+        } else {
+            return Err(UnpackError::Refused(format!(
+                "entry {shown} has a type this agent does not restore ({kind:?}); refused"
+            )));
+        };
+        if let Some(kind) = created {
+            if special && !opts.preserve_owner && kind != Kind::Symlink {
+                stats.special_bits_stripped += 1;
+            }
+            pending.entries.push(Final {
+                path: rel,
+                kind,
+                mode,
+                uid: d.uid,
+                gid: d.gid,
+                mtime: d.mtime,
+            });
+        }
+    }
+    if long_name.is_some() || long_link.is_some() || pax.is_some() {
+        return Err(UnpackError::Refused(
+            "an extension header at the end of the archive describes no entry".into(),
+        ));
+    }
+    Ok((stats, pending))
 }
 
 /// Result of a restore.
@@ -330,25 +886,180 @@ pub struct Restored {
     pub unpacked: Unpacked,
     pub verified: String,
     pub sha256: String,
+    /// Things the restore could not tidy up (a replaced tree left behind, leftover staging
+    /// directories of earlier runs); the restore itself succeeded.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
-fn staging_path(to: &Path) -> PathBuf {
-    let name = to
-        .file_name()
+const STAGING_MARK: &str = ".autobackup-partial-";
+
+fn target_name(to: &Path) -> String {
+    to.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "restore".into());
-    let parent = to
-        .parent()
+        .unwrap_or_else(|| "restore".into())
+}
+
+fn parent_dir(to: &Path) -> &Path {
+    to.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+}
+
+/// A fresh staging name next to `to`: pid, time and a random part, so no two runs (and no
+/// leftover of a crashed one) share it.
+fn staging_path(to: &Path) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
+        .map(|d| d.as_nanos())
         .unwrap_or(0);
-    parent.join(format!(
-        ".{name}.autobackup-partial-{}-{nanos}",
-        std::process::id()
+    parent_dir(to).join(format!(
+        ".{}{STAGING_MARK}{}-{nanos}-{:08x}",
+        target_name(to),
+        std::process::id(),
+        rand::random::<u32>()
     ))
+}
+
+/// The name the replaced tree is moved to: the staging name plus `.old`, unique per run.
+fn old_path(staging: &Path) -> PathBuf {
+    let mut s = staging.as_os_str().to_owned();
+    s.push(".old");
+    PathBuf::from(s)
+}
+
+/// Creates the staging directory, exclusively and 0700, and lists leftovers of earlier runs.
+fn create_staging(to: &Path) -> Result<(PathBuf, Vec<String>), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = parent_dir(to);
+    fs::create_dir_all(parent)
+        .map_err(|e| AgentError::local("restore target parent", parent, e))?;
+    let mut attempt = 0;
+    let staging = loop {
+        let p = staging_path(to);
+        match fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => break p,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => return Err(AgentError::local("staging directory", &p, e)),
+        }
+    };
+    // The umask can only narrow 0700; make sure the owner can work in it.
+    if let Err(e) = fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)) {
+        let _ = fs::remove_dir(&staging);
+        return Err(AgentError::local("staging directory", &staging, e));
+    }
+    let prefix = format!(".{}{STAGING_MARK}", target_name(to));
+    let mut warnings = Vec::new();
+    if let Ok(rd) = fs::read_dir(parent) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && e.path() != staging {
+                let w = format!(
+                    "leftover of an earlier restore: {} (remove it once no restore runs)",
+                    e.path().display()
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+            }
+        }
+    }
+    Ok((staging, warnings))
+}
+
+/// Removes `path` and everything under it, giving the owner rwx on each directory first
+/// so that read-only trees go too. Symlinks are removed, never followed.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::symlink_metadata(path)?;
+    if !m.is_dir() {
+        return fs::remove_file(path);
+    }
+    let mode = m.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode((mode | 0o700) & 0o7777))?;
+    }
+    for e in fs::read_dir(path)? {
+        remove_tree(&e?.path())?;
+    }
+    fs::remove_dir(path)
+}
+
+/// Adds a failed removal of `staging` to `error`; a staging dir already gone is fine.
+fn with_cleanup(error: AgentError, staging: &Path) -> AgentError {
+    match remove_tree(staging) {
+        Ok(()) => error,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => error,
+        Err(e) => {
+            tracing::error!(path = %staging.display(), error = %e, "could not remove the staging directory");
+            AgentError::Cleanup {
+                error: Box::new(error),
+                path: staging.to_path_buf(),
+                why: e.to_string(),
+            }
+        }
+    }
+}
+
+/// What a local restore produced.
+#[derive(Debug)]
+pub struct Placed {
+    pub unpacked: Unpacked,
+    pub checksums: Checksums,
+    pub verified: String,
+    pub warnings: Vec<String>,
+}
+
+/// Everything after the download starts: unpacks the stream into a fresh private staging
+/// directory next to `to`, verifies the checksum, applies the final modes and owners,
+/// and moves the tree into place. On any failure the staging tree is removed (a failed
+/// removal is part of the error) and the target is untouched. Blocking.
+pub fn unpack_verify_place(
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    key: &str,
+    what: &str,
+    expected: &Expected,
+    to: &Path,
+    state: TargetState,
+    opts: &UnpackOptions,
+) -> Result<Placed, AgentError> {
+    let (staging, mut warnings) = create_staging(to)?;
+    let run = || -> Result<Placed, AgentError> {
+        let u = unpack_stream(rx, &staging, opts).map_err(|e| e.into_agent(key, &staging))?;
+        let verified = expected.verify(&u.checksums, what)?;
+        u.pending
+            .apply(&staging, opts.preserve_owner)
+            .map_err(|e| AgentError::Unpack {
+                key: key.to_string(),
+                path: staging.clone(),
+                why: format!("applying modes and owners: {e}"),
+            })?;
+        warnings.extend(put_in_place(&staging, to, state)?);
+        Ok(Placed {
+            unpacked: u.stats,
+            checksums: u.checksums,
+            verified,
+            warnings: std::mem::take(&mut warnings),
+        })
+    };
+    run().map_err(|e| with_cleanup(e, &staging))
+}
+
+/// Refuses `--preserve-owner` unless the effective uid is 0.
+pub fn check_preserve_owner(euid: u32) -> Result<(), AgentError> {
+    if euid == 0 {
+        Ok(())
+    } else {
+        Err(AgentError::Config(format!(
+            "--preserve-owner restores owners and setuid/setgid bits, which needs root (effective uid 0); this process runs as uid {euid}"
+        )))
+    }
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Downloads, verifies and unpacks `target` into `to`.
@@ -358,46 +1069,8 @@ pub async fn restore(
     expected: &Expected,
     to: &Path,
     state: TargetState,
+    opts: &UnpackOptions,
 ) -> Result<Restored, AgentError> {
-    let what = format!("s3://{}/{}", target.bucket, target.key);
-    let staging = staging_path(to);
-    fs::create_dir_all(&staging)
-        .map_err(|e| AgentError::local("staging directory", &staging, e))?;
-    let result = download_and_unpack(s3, target, &staging).await;
-    let (unpacked, sums) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    let verified = match expected.verify(&sums, &what) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if let Err(e) = put_in_place(&staging, to, state) {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    Ok(Restored {
-        key: target.key.clone(),
-        version_id: target.version_id.clone(),
-        to: to.to_path_buf(),
-        archive_bytes: sums.bytes,
-        unpacked,
-        verified,
-        sha256: sums.sha256,
-    })
-}
-
-async fn download_and_unpack(
-    s3: &aws_sdk_s3::Client,
-    target: &Target,
-    staging: &Path,
-) -> Result<(Unpacked, Checksums), AgentError> {
     let what = format!("s3://{}/{}", target.bucket, target.key);
     let resp = s3
         .get_object()
@@ -415,8 +1088,18 @@ async fn download_and_unpack(
         })?;
     let mut body = resp.body;
     let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(8);
-    let dir = staging.to_path_buf();
-    let unpacker = tokio::task::spawn_blocking(move || unpack_stream(rx, &dir));
+    let unpacker = {
+        let (key, what, expected, to, opts) = (
+            target.key.clone(),
+            what.clone(),
+            expected.clone(),
+            to.to_path_buf(),
+            *opts,
+        );
+        tokio::task::spawn_blocking(move || {
+            unpack_verify_place(rx, &key, &what, &expected, &to, state, &opts)
+        })
+    };
     let mut download_error: Option<String> = None;
     while let Some(chunk) = body.next().await {
         match chunk {
@@ -435,63 +1118,89 @@ async fn download_and_unpack(
         }
     }
     drop(tx);
-    let unpacked = unpacker
+    let placed = unpacker
         .await
         .map_err(|e| AgentError::Internal(format!("unpack thread: {e}")))?;
-    if let Some(e) = download_error {
-        // The SDK validates S3's full-object checksum while streaming the body.
-        if e.to_ascii_lowercase().contains("checksum") {
-            return Err(AgentError::Checksum {
-                what: what.clone(),
-                expected: "the checksum S3 stored".into(),
-                actual: e,
+    let placed = match (placed, download_error) {
+        (Ok(p), _) => p,
+        (Err(unpack_error), Some(e)) => {
+            // The SDK validates S3's full-object checksum while streaming the body.
+            let err = if e.to_ascii_lowercase().contains("checksum") {
+                AgentError::Checksum {
+                    what: what.clone(),
+                    expected: "the checksum S3 stored".into(),
+                    actual: e,
+                }
+            } else {
+                AgentError::Aws {
+                    service: "S3",
+                    op: "GetObject (body)",
+                    target: what,
+                    why: e,
+                }
+            };
+            // Keep a failed cleanup visible under the download error.
+            return Err(match unpack_error {
+                AgentError::Cleanup { path, why, .. } => AgentError::Cleanup {
+                    error: Box::new(err),
+                    path,
+                    why,
+                },
+                _ => err,
             });
         }
-        return Err(AgentError::Aws {
-            service: "S3",
-            op: "GetObject (body)",
-            target: what,
-            why: e,
-        });
-    }
-    unpacked.map_err(|e| AgentError::Unpack {
+        (Err(e), None) => return Err(e),
+    };
+    Ok(Restored {
         key: target.key.clone(),
-        path: staging.to_path_buf(),
-        why: e.to_string(),
+        version_id: target.version_id.clone(),
+        to: to.to_path_buf(),
+        archive_bytes: placed.checksums.bytes,
+        unpacked: placed.unpacked,
+        verified: placed.verified,
+        sha256: placed.checksums.sha256,
+        warnings: placed.warnings,
     })
 }
 
-fn put_in_place(staging: &Path, to: &Path, state: TargetState) -> Result<(), AgentError> {
+/// Moves the verified staging tree to `to`. Returns warnings for what it could not tidy
+/// (the replaced tree left behind).
+fn put_in_place(staging: &Path, to: &Path, state: TargetState) -> Result<Vec<String>, AgentError> {
     let local = |what, p: &Path, e: io::Error| AgentError::local(what, p, e);
     match state {
         TargetState::Absent => {
-            if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent)
-                    .map_err(|e| local("restore target parent", parent, e))?;
-            }
-            fs::rename(staging, to).map_err(|e| local("restore target", to, e))
+            fs::rename(staging, to).map_err(|e| local("restore target", to, e))?;
+            Ok(Vec::new())
         }
         TargetState::EmptyDir => {
             fs::remove_dir(to).map_err(|e| local("restore target", to, e))?;
-            fs::rename(staging, to).map_err(|e| local("restore target", to, e))
+            fs::rename(staging, to).map_err(|e| local("restore target", to, e))?;
+            Ok(Vec::new())
         }
         TargetState::Replace => {
-            let old = staging.with_extension("old");
+            let old = old_path(staging);
             fs::rename(to, &old).map_err(|e| local("restore target", to, e))?;
             if let Err(e) = fs::rename(staging, to) {
                 // Put the previous tree back.
-                let _ = fs::rename(&old, to);
+                if let Err(back) = fs::rename(&old, to) {
+                    return Err(AgentError::Cleanup {
+                        error: Box::new(local("restore target", to, e)),
+                        path: old,
+                        why: format!("the previous tree could not be moved back: {back}"),
+                    });
+                }
                 return Err(local("restore target", to, e));
             }
-            let removed = if old.is_dir() {
-                fs::remove_dir_all(&old)
-            } else {
-                fs::remove_file(&old)
-            };
-            if let Err(e) = removed {
-                tracing::warn!(path = %old.display(), error = %e, "could not remove the replaced tree");
+            match remove_tree(&old) {
+                Ok(()) => Ok(Vec::new()),
+                Err(e) => {
+                    tracing::warn!(path = %old.display(), error = %e, "could not remove the replaced tree");
+                    Ok(vec![format!(
+                        "the replaced tree was left at {}: {e} (remove it by hand)",
+                        old.display()
+                    )])
+                }
             }
-            Ok(())
         }
     }
 }
@@ -526,20 +1235,47 @@ mod tests {
     #[test]
     fn expected_checksum_preference() {
         let full = Stored::FullObject("crc".into());
+        // The history wins over the metadata, trusted or not.
+        for trust in [false, true] {
+            assert!(
+                matches!(Expected::choose(&target(Some("AA"), full.clone()), Some("BB"), trust), Expected::Sha256 { hex, source } if hex == "bb" && source == "history")
+            );
+        }
+        // Metadata only when trusted...
         assert!(
-            matches!(Expected::choose(&target(Some("AA"), full.clone()), Some("bb")), Expected::Sha256 { hex, source } if hex == "aa" && source == "object metadata")
+            matches!(Expected::choose(&target(Some("AA"), full.clone()), None, true), Expected::Sha256 { hex, source } if hex == "aa" && source == "object metadata")
         );
-        assert!(
-            matches!(Expected::choose(&target(None, full.clone()), Some("bb")), Expected::Sha256 { source, .. } if source == "history")
-        );
+        // ...otherwise S3's full-object checksum, or nothing.
         assert!(matches!(
-            Expected::choose(&target(None, full), None),
+            Expected::choose(&target(Some("AA"), full.clone()), None, false),
+            Expected::Crc64nvme { .. }
+        ));
+        assert!(matches!(
+            Expected::choose(&target(None, full), None, true),
             Expected::Crc64nvme { .. }
         ));
         assert_eq!(
-            Expected::choose(&target(None, Stored::Composite("x-2".into())), None),
+            Expected::choose(
+                &target(Some("AA"), Stored::Composite("x-2".into())),
+                None,
+                false
+            ),
             Expected::Nothing
         );
+    }
+
+    /// Finding 5: an object replaced together with matching metadata must not verify when
+    /// the history knows the original SHA-256.
+    #[test]
+    fn replaced_object_with_matching_metadata_fails_against_the_history() {
+        let evil = Checksums {
+            sha256: "ee".repeat(32),
+            crc64nvme: "evil".into(),
+            bytes: 1,
+        };
+        let t = target(Some(&"ee".repeat(32)), Stored::FullObject("evil".into()));
+        let exp = Expected::choose(&t, Some(&"aa".repeat(32)), false);
+        assert_eq!(exp.verify(&evil, "x").unwrap_err().exit_code(), 9);
     }
 
     #[test]
@@ -605,7 +1341,9 @@ mod tests {
 
         let (bytes, summary) = archive_bytes(root);
         let out = tempfile::tempdir().unwrap();
-        let (stats, sums) = unpack_stream(feed(bytes), out.path()).unwrap();
+        let u = unpack_stream(feed(bytes), out.path(), &UnpackOptions::default()).unwrap();
+        let (stats, sums) = (u.stats, u.checksums);
+        u.pending.apply(out.path(), false).unwrap();
         assert_eq!(sums, summary.checksums);
         assert_eq!(
             (stats.files, stats.symlinks),
@@ -651,7 +1389,7 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let out = parent.path().join("out");
         fs::create_dir(&out).unwrap();
-        let err = unpack_stream(feed(raw), &out).unwrap_err();
+        let err = unpack_stream(feed(raw), &out, &UnpackOptions::default()).unwrap_err();
         assert!(err.to_string().contains("outside"), "{err}");
         assert!(!parent.path().join("evil").exists());
     }
@@ -664,11 +1402,12 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         let out = tempfile::tempdir().unwrap();
-        match unpack_stream(feed(bytes), out.path()) {
+        match unpack_stream(feed(bytes), out.path(), &UnpackOptions::default()) {
             // gzip's own CRC usually catches it...
             Err(_) => {}
             // ...and when it does not, the SHA-256 comparison does.
-            Ok((_, sums)) => {
+            Ok(u) => {
+                let sums = u.checksums;
                 let exp = Expected::Sha256 {
                     hex: summary.checksums.sha256.clone(),
                     source: "test".into(),
@@ -687,10 +1426,418 @@ mod tests {
         let staging = staging_path(&to);
         fs::create_dir(&staging).unwrap();
         fs::write(staging.join("new"), b"new").unwrap();
-        put_in_place(&staging, &to, TargetState::Replace).unwrap();
+        assert!(put_in_place(&staging, &to, TargetState::Replace)
+            .unwrap()
+            .is_empty());
         assert!(to.join("new").exists() && !to.join("old").exists());
         assert!(!staging.exists());
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A gzip'd tar of hand-made entries: (path, type, mode, data).
+    fn crafted(entries: &[(&str, tar::EntryType, u32, &[u8])]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        {
+            let gz = flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+            let mut b = tar::Builder::new(gz);
+            for (path, kind, mode, data) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*kind);
+                h.set_mode(*mode);
+                h.set_uid(1234);
+                h.set_gid(2345);
+                h.set_mtime(1_600_000_000);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+            b.into_inner().unwrap().finish().unwrap();
+        }
+        raw
+    }
+
+    fn sha_of(bytes: &[u8]) -> Expected {
+        let mut d = Digests::new();
+        d.update(bytes);
+        Expected::Sha256 {
+            hex: d.finish().sha256,
+            source: "test".into(),
+        }
+    }
+
+    fn setuid_archive() -> Vec<u8> {
+        use tar::EntryType::{Directory, Regular};
+        crafted(&[
+            ("sgid-dir", Directory, 0o2755, b""),
+            ("sgid-dir/tool", Regular, 0o4755, b"#!/bin/sh\n"),
+            ("sticky", Directory, 0o1777, b""),
+            ("plain", Regular, 0o640, b"x"),
+        ])
+    }
+
+    /// Finding 1: setuid/setgid/sticky bits are not restored by default, and counted.
+    #[test]
+    fn special_bits_are_stripped_without_preserve_owner() {
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        let bytes = setuid_archive();
+        let placed = unpack_verify_place(
+            feed(bytes.clone()),
+            "k",
+            "x",
+            &sha_of(&bytes),
+            &to,
+            TargetState::Absent,
+            &UnpackOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(mode_of(&to.join("sgid-dir/tool")), 0o755);
+        assert_eq!(mode_of(&to.join("sgid-dir")), 0o755);
+        assert_eq!(mode_of(&to.join("sticky")), 0o777);
+        assert_eq!(mode_of(&to.join("plain")), 0o640);
+        assert_eq!(placed.unpacked.special_bits_stripped, 3);
+        // Owned by the caller, not by the archive's uid.
+        assert_eq!(fs::metadata(to.join("plain")).unwrap().uid(), euid());
+    }
+
+    /// Finding 1: with --preserve-owner (root), owners and special bits come back.
+    #[test]
+    fn preserve_owner_restores_owners_and_special_bits() {
+        if euid() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        let bytes = setuid_archive();
+        let opts = UnpackOptions {
+            preserve_owner: true,
+            ..UnpackOptions::default()
+        };
+        let placed = unpack_verify_place(
+            feed(bytes.clone()),
+            "k",
+            "x",
+            &sha_of(&bytes),
+            &to,
+            TargetState::Absent,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(placed.unpacked.special_bits_stripped, 0);
+        assert_eq!(mode_of(&to.join("sgid-dir/tool")), 0o4755);
+        assert_eq!(mode_of(&to.join("sgid-dir")), 0o2755);
+        assert_eq!(mode_of(&to.join("sticky")), 0o1777);
+        let m = fs::metadata(to.join("sgid-dir/tool")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 2345));
+    }
+
+    #[test]
+    fn preserve_owner_is_refused_unless_root() {
+        let e = check_preserve_owner(1000).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("needs root"), "{e}");
+        check_preserve_owner(0).unwrap();
+    }
+
+    /// Finding 2: the staging dir is 0700, entries stay 0700/0600 until the checksum
+    /// verified, and the final modes come only with `apply`.
+    #[test]
+    fn staging_is_private_and_final_modes_wait_for_verification() {
+        use tar::EntryType::{Directory, Regular};
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        let (staging, _) = create_staging(&to).unwrap();
+        assert_eq!(mode_of(&staging), 0o700);
+        let bytes = crafted(&[
+            ("open", Directory, 0o777, b""),
+            ("open/public", Regular, 0o666, b"p"),
+            ("open/exec", Regular, 0o755, b"e"),
+        ]);
+        let u = unpack_stream(feed(bytes), &staging, &UnpackOptions::default()).unwrap();
+        assert_eq!(mode_of(&staging), 0o700);
+        assert_eq!(mode_of(&staging.join("open")), 0o700);
+        assert_eq!(mode_of(&staging.join("open/public")), 0o600);
+        assert_eq!(mode_of(&staging.join("open/exec")), 0o600);
+        u.pending.apply(&staging, false).unwrap();
+        assert_eq!(mode_of(&staging.join("open")), 0o777);
+        assert_eq!(mode_of(&staging.join("open/public")), 0o666);
+        assert_eq!(mode_of(&staging.join("open/exec")), 0o755);
+        assert_eq!(mode_of(&staging), 0o777 & !umask());
+        let mtime = fs::metadata(staging.join("open")).unwrap().mtime();
+        assert_eq!(mtime, 1_600_000_000);
+        remove_tree(&staging).unwrap();
+    }
+
+    /// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree.
+    #[test]
+    fn a_mismatch_removes_the_staging_tree_and_keeps_the_target() {
+        use tar::EntryType::{Directory, Regular};
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        fs::create_dir(&to).unwrap();
+        fs::write(to.join("mine"), b"mine").unwrap();
+        let bytes = crafted(&[
+            ("ro", Directory, 0o555, b""),
+            ("ro/f", Regular, 0o444, b"f"),
+        ]);
+        let wrong = Expected::Sha256 {
+            hex: "00".repeat(32),
+            source: "test".into(),
+        };
+        let e = unpack_verify_place(
+            feed(bytes),
+            "k",
+            "x",
+            &wrong,
+            &to,
+            TargetState::Replace,
+            &UnpackOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 9, "{e}");
+        let names: Vec<_> = fs::read_dir(parent.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["t"]);
+        assert_eq!(fs::read(to.join("mine")).unwrap(), b"mine");
+    }
+
+    /// Finding 3: replacing a target twice, with read-only directories in it and
+    /// leftovers of earlier runs (the old fixed `.t.old` name, a crashed run's staging dir)
+    /// next to it, works and reports the leftovers.
+    #[test]
+    fn replacing_twice_with_read_only_dirs_and_leftovers_works() {
+        use tar::EntryType::{Directory, Regular};
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        for leftover in [".t.old", ".t.autobackup-partial-1-2"] {
+            let p = parent.path().join(leftover);
+            fs::create_dir_all(p.join("ro")).unwrap();
+            fs::write(p.join("ro/f"), b"f").unwrap();
+            fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        fs::create_dir(&to).unwrap();
+        fs::write(to.join("old"), b"old").unwrap();
+        let bytes = crafted(&[
+            ("ro", Directory, 0o555, b""),
+            ("ro/f", Regular, 0o444, b"new"),
+        ]);
+        for round in 0..2 {
+            let placed = unpack_verify_place(
+                feed(bytes.clone()),
+                "k",
+                "x",
+                &sha_of(&bytes),
+                &to,
+                TargetState::Replace,
+                &UnpackOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(fs::read(to.join("ro/f")).unwrap(), b"new");
+            assert_eq!(mode_of(&to.join("ro")), 0o555);
+            assert!(
+                placed
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains(".t.autobackup-partial-1-2")),
+                "{:?}",
+                placed.warnings
+            );
+        }
+        let mut names: Vec<_> = fs::read_dir(parent.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".t.autobackup-partial-1-2", ".t.old", "t"]);
+        for leftover in [".t.old", ".t.autobackup-partial-1-2", "t"] {
+            remove_tree(&parent.path().join(leftover)).unwrap();
+        }
+    }
+
+    #[test]
+    fn staging_and_old_names_are_unique_per_run() {
+        let to = Path::new("/srv/t");
+        let (a, b) = (staging_path(to), staging_path(to));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!(".t.autobackup-partial-{}-", std::process::id())));
+        assert_eq!(
+            old_path(&a).file_name().unwrap().to_string_lossy(),
+            format!("{name}.old")
+        );
+    }
+
+    /// Finding 3: `remove_tree` removes read-only trees that `remove_dir_all` cannot (as a
+    /// non-root user: as root the test re-runs itself as nobody).
+    #[test]
+    fn remove_tree_removes_read_only_trees() {
+        const ENV: &str = "AUTOBACKUP_TEST_AS_NOBODY";
+        if euid() == 0 && std::env::var_os(ENV).is_none() {
+            use std::os::unix::process::CommandExt;
+            let exe = std::env::current_exe().unwrap();
+            let out = std::process::Command::new(exe)
+                .args([
+                    "--exact",
+                    "restore::tests::remove_tree_removes_read_only_trees",
+                    "--nocapture",
+                ])
+                .env(ENV, "1")
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "as nobody: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        let build = |root: &Path| {
+            fs::create_dir_all(root.join("ro/none")).unwrap();
+            fs::write(root.join("ro/f"), b"f").unwrap();
+            fs::write(root.join("ro/none/g"), b"g").unwrap();
+            fs::set_permissions(root.join("ro/none"), fs::Permissions::from_mode(0o000)).unwrap();
+            fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        };
+        let base = tempfile::tempdir().unwrap();
+        let a = base.path().join("a");
+        build(&a);
+        if euid() != 0 {
+            // What the restore used before: fails on a read-only tree.
+            assert!(fs::remove_dir_all(&a).is_err());
+        }
+        remove_tree(&a).unwrap();
+        assert!(!a.exists());
+    }
+
+    /// Finding 4: each limit stops a crafted archive with a typed error (exit 15), and the
+    /// staging tree is removed.
+    #[rstest]
+    #[case::entries(Limit::Entries)]
+    #[case::bytes(Limit::Bytes)]
+    #[case::path(Limit::Path)]
+    #[case::extension(Limit::Extension)]
+    fn limits_stop_crafted_archives(#[case] which: Limit) {
+        use tar::EntryType::Regular;
+        let low = Limits {
+            max_entries: 10,
+            max_bytes: 100,
+            max_path: 200,
+            max_extension: 1024,
+        };
+        let bytes = match which {
+            Limit::Entries => {
+                let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+                let entries: Vec<_> = names
+                    .iter()
+                    .map(|n| (n.as_str(), Regular, 0o644, &b"x"[..]))
+                    .collect();
+                crafted(&entries)
+            }
+            Limit::Bytes => crafted(&[("big", Regular, 0o644, &[0u8; 1000][..])]),
+            // 301 bytes: a GNU long name, within the extension limit.
+            Limit::Path => crafted(&[(&format!("{}f", "dd/".repeat(100)), Regular, 0o644, b"x")]),
+            Limit::Extension => {
+                // One GNU long-name header declaring 1 GiB, and no data: the tar reader
+                // would try to buffer all of it.
+                let mut raw = Vec::new();
+                {
+                    use std::io::Write;
+                    let mut gz =
+                        flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(tar::EntryType::GNULongName);
+                    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+                    h.set_size(1 << 30);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    gz.write_all(h.as_bytes()).unwrap();
+                    gz.finish().unwrap();
+                }
+                raw
+            }
+        };
+        // Within the defaults, each of them unpacks (or fails for another reason).
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        let opts = UnpackOptions {
+            limits: low,
+            preserve_owner: false,
+        };
+        let started = std::time::Instant::now();
+        let e = unpack_verify_place(
+            feed(bytes.clone()),
+            "k",
+            "x",
+            &sha_of(&bytes),
+            &to,
+            TargetState::Absent,
+            &opts,
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        match &e {
+            AgentError::UnpackLimit { flag, .. } => assert_eq!(*flag, which.flag(), "{e}"),
+            other => panic!("expected a limit error, got {other}"),
+        }
+        assert_eq!(e.exit_code(), 15);
+        assert_eq!(
+            fs::read_dir(parent.path()).unwrap().count(),
+            0,
+            "staging left behind"
+        );
+        if which != Limit::Extension {
+            let to2 = parent.path().join("t2");
+            unpack_verify_place(
+                feed(bytes.clone()),
+                "k",
+                "x",
+                &sha_of(&bytes),
+                &to2,
+                TargetState::Absent,
+                &UnpackOptions::default(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn special_entry_types_and_paths_through_symlinks_are_refused() {
+        use tar::EntryType::{Fifo, Regular, Symlink};
+        let mut link = Vec::new();
+        {
+            let gz = flate2::write::GzEncoder::new(&mut link, flate2::Compression::fast());
+            let mut b = tar::Builder::new(gz);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, "escape", "/tmp").unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(Regular);
+            h.set_size(1);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "escape/planted", &b"x"[..]).unwrap();
+            b.into_inner().unwrap().finish().unwrap();
+        }
+        let fifo = crafted(&[("pipe", Fifo, 0o644, b"")]);
+        for (bytes, want) in [(link, "not a directory"), (fifo, "type")] {
+            let out = tempfile::tempdir().unwrap();
+            let err = unpack_stream(feed(bytes), out.path(), &UnpackOptions::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        assert!(!Path::new("/tmp/planted").exists());
     }
 }

@@ -10,7 +10,7 @@ use crate::aws::{Aws, AwsArgs};
 use crate::errors::AgentError;
 use crate::layout::Category;
 use crate::notify::Notifier;
-use crate::restore::{self, At, Expected};
+use crate::restore::{self, At, Expected, Limits, UnpackOptions};
 use crate::{history, preflight, units};
 
 #[derive(Args, Debug, Clone)]
@@ -32,9 +32,36 @@ pub struct Restore {
     #[arg(long)]
     pub force: bool,
 
-    /// Restore even when no reference checksum exists (no metadata, history or S3 checksum).
+    /// Restore even when no reference checksum exists (no history record, trusted
+    /// metadata or S3 full-object checksum).
     #[arg(long)]
     pub allow_unverified: bool,
+
+    /// Verify against the object's sha256 metadata when the local history has no record of
+    /// the backup. Warns: anyone who can write the bucket can also write the metadata.
+    #[arg(long)]
+    pub trust_metadata: bool,
+
+    /// Restore owners (uid/gid from the archive) and setuid/setgid/sticky bits. Needs root.
+    /// Without it modes are masked with 0o777 and the files belong to the caller.
+    #[arg(long)]
+    pub preserve_owner: bool,
+
+    /// Most entries (files, directories, links, headers) the archive may hold.
+    #[arg(long, default_value_t = Limits::default().max_entries, value_name = "N")]
+    pub max_entries: u64,
+
+    /// Most bytes the archive's files may add up to (default 1 TiB).
+    #[arg(long, default_value_t = Limits::default().max_bytes, value_name = "BYTES")]
+    pub max_bytes: u64,
+
+    /// Longest path or link target, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_path, value_name = "BYTES")]
+    pub max_path_bytes: u64,
+
+    /// Largest GNU long-name or PAX extension header, in bytes (held in memory).
+    #[arg(long, default_value_t = Limits::default().max_extension, value_name = "BYTES")]
+    pub max_extension_bytes: u64,
 
     #[command(flatten)]
     pub bucket: BucketArgs,
@@ -51,6 +78,19 @@ pub struct Restore {
 }
 
 impl Restore {
+    /// The unpack limits and owner handling from the command line.
+    pub fn unpack_options(&self) -> UnpackOptions {
+        UnpackOptions {
+            limits: Limits {
+                max_entries: self.max_entries,
+                max_bytes: self.max_bytes,
+                max_path: self.max_path_bytes,
+                max_extension: self.max_extension_bytes,
+            },
+            preserve_owner: self.preserve_owner,
+        }
+    }
+
     pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
         let (r, secs) = self.perform(ctx, &aws).await?;
@@ -96,6 +136,9 @@ impl Restore {
     ) -> Result<(restore::Restored, f64), AgentError> {
         let started = Instant::now();
         // Refuse early, before downloading anything.
+        if self.preserve_owner {
+            restore::check_preserve_owner(restore::euid())?;
+        }
         let state = restore::check_target(&self.to, self.force)?;
         preflight::aws_side(aws, &self.bucket.bucket).await?;
         let target =
@@ -109,13 +152,23 @@ impl Restore {
                 Vec::new()
             }
         };
-        let from_history = history::find_key(&records, &target.key).and_then(|r| r.sha256.clone());
-        let expected = Expected::choose(&target, from_history.as_deref());
+        let from_history = history::find_backup(&records, &target.bucket, &target.key)
+            .and_then(|r| r.sha256.clone());
+        let expected = Expected::choose(&target, from_history.as_deref(), self.trust_metadata);
         if expected == Expected::Nothing && !self.allow_unverified {
+            let has_metadata = target
+                .metadata
+                .get(crate::layout::meta::SHA256)
+                .is_some_and(|h| !h.is_empty());
+            let hint = if has_metadata {
+                "none trusted: the object has sha256 metadata, pass --trust-metadata to verify against it, or --allow-unverified to restore anyway"
+            } else {
+                "none available; pass --allow-unverified to restore anyway"
+            };
             return Err(AgentError::Checksum {
                 what: format!("s3://{}/{}", target.bucket, target.key),
-                expected: "a reference checksum (sha256 metadata, history record or S3 full-object checksum)".into(),
-                actual: "none available; pass --allow-unverified to restore anyway".into(),
+                expected: "a reference checksum (history record, trusted sha256 metadata or S3 full-object checksum)".into(),
+                actual: hint.into(),
             });
         }
         tracing::info!(
@@ -125,8 +178,22 @@ impl Restore {
             to = %self.to.display(),
             "restore starting"
         );
-        let r = restore::restore(&aws.s3, &target, &expected, &self.to, state).await?;
+        let r = restore::restore(
+            &aws.s3,
+            &target,
+            &expected,
+            &self.to,
+            state,
+            &self.unpack_options(),
+        )
+        .await?;
         let secs = started.elapsed().as_secs_f64();
+        if r.unpacked.special_bits_stripped > 0 {
+            tracing::warn!(
+                entries = r.unpacked.special_bits_stripped,
+                "setuid/setgid/sticky bits were not restored (pass --preserve-owner, as root, to keep them)"
+            );
+        }
         tracing::info!(files = r.unpacked.files, verified = %r.verified, secs = format!("{secs:.2}"), "restore complete");
         Ok((r, secs))
     }
@@ -155,6 +222,15 @@ impl Restore {
                 units::bytes(r.archive_bytes)
             );
             println!("  verified   {}", r.verified);
+            if r.unpacked.special_bits_stripped > 0 {
+                println!(
+                    "  modes      setuid/setgid/sticky bits not restored on {} entries (--preserve-owner restores them, as root)",
+                    r.unpacked.special_bits_stripped
+                );
+            }
+            for w in &r.warnings {
+                println!("  warning    {w}");
+            }
         }
         Ok(())
     }
