@@ -3,14 +3,26 @@
 //! (SHA-256 and CRC64NVME). Nothing is staged on disk and at most the channel's capacity
 //! plus one chunk is held in memory here.
 //!
-//! The tree is walked in name order (deterministic archives for an unchanged tree). Regular
-//! files, directories and symbolic links (stored as links, never followed) are archived;
-//! sockets, FIFOs and devices are skipped and reported. A file that changes size while it is
-//! read is archived at the size it had when its header was written (shorter: zero-padded,
-//! longer: truncated), as GNU tar does, and reported; the archive stays valid.
+//! The tree is walked in name order (deterministic archives for an unchanged tree) through
+//! directory descriptors: every entry is looked up, opened and `fstat`ed relative to its
+//! already-open parent (`openat` with `O_NOFOLLOW`), so an entry or directory swapped for a
+//! symlink while the walk runs is never followed out of the tree, and regular files are
+//! opened `O_NONBLOCK` and archived only if the opened descriptor is still a regular file,
+//! so a FIFO swapped in cannot hang the backup. Regular files, directories and symbolic
+//! links (stored as links, never followed) are archived; sockets, FIFOs and devices are
+//! skipped and reported. A file that changes size while it is read is archived at the size
+//! it had when its header was written (shorter: zero-padded, longer: truncated), as GNU tar
+//! does, and reported; the archive stays valid.
+//!
+//! An entry that vanishes during the walk (ENOENT), cannot be read (EACCES, EPERM) or
+//! changes type between the listing and the open is skipped and reported (`vanished`,
+//! `unreadable`) rather than failing the run, as GNU tar does; more than
+//! [`ArchiveOptions::max_skipped`] of them fail it. The source directory itself and read
+//! errors in the middle of a file stay fatal.
 //! Paths are relative to the source directory; long and non-UTF-8 names use GNU extensions.
 
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +39,8 @@ pub struct ArchiveOptions {
     pub chunk_size: usize,
     /// gzip level 0-9.
     pub level: u32,
+    /// Most entries that may vanish or be unreadable before the run fails.
+    pub max_skipped: usize,
 }
 
 impl Default for ArchiveOptions {
@@ -34,6 +48,7 @@ impl Default for ArchiveOptions {
         ArchiveOptions {
             chunk_size: 8 * 1024 * 1024,
             level: 6,
+            max_skipped: 100,
         }
     }
 }
@@ -52,6 +67,13 @@ pub struct ArchiveSummary {
     pub skipped: Vec<String>,
     /// Files whose size changed while they were read, relative paths.
     pub changed: Vec<String>,
+    /// Entries listed but gone before they were opened (ENOENT), relative paths.
+    #[serde(default)]
+    pub vanished: Vec<String>,
+    /// Entries not archived because they could not be opened (EACCES, EPERM) or changed
+    /// type between the listing and the open: `path (reason)`.
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 /// Sends fixed-size chunks down the channel, hashing everything written.
@@ -131,15 +153,182 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
+/// Descriptor-relative file system calls (Linux `*at`), so that the walk never resolves a
+/// path through something swapped in after it was listed.
+mod at {
+    use std::ffi::{CStr, CString, OsStr, OsString};
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::PathBuf;
+
+    fn cstr(name: &OsStr) -> io::Result<CString> {
+        CString::new(name.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    /// What `fstatat(AT_SYMLINK_NOFOLLOW)` says about an entry.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Stat {
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub mtime: i64,
+    }
+
+    impl Stat {
+        pub fn kind(&self) -> u32 {
+            self.mode & libc::S_IFMT
+        }
+    }
+
+    pub fn lstat(dir: &File, name: &OsStr) -> io::Result<Stat> {
+        let c = cstr(name)?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `dir` is an open descriptor, `c` a NUL-terminated string and `st` room for
+        // one `stat`, all valid for the call; on success the kernel filled `st`.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstatat returned 0, so `st` is initialised.
+        let st = unsafe { st.assume_init() };
+        Ok(Stat {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+        })
+    }
+
+    /// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC)`.
+    pub fn open(dir: &File, name: &OsStr, flags: libc::c_int) -> io::Result<File> {
+        let c = cstr(name)?;
+        // SAFETY: `dir` is an open descriptor and `c` a NUL-terminated string, both valid
+        // for the call.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a descriptor we just opened and own nowhere else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    pub fn readlink(dir: &File, name: &OsStr) -> io::Result<PathBuf> {
+        let c = cstr(name)?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // SAFETY: `buf` has `buf.len()` writable bytes; readlinkat writes at most that.
+            let n = unsafe {
+                libc::readlinkat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            if n < buf.len() {
+                buf.truncate(n);
+                return Ok(PathBuf::from(OsString::from_vec(buf)));
+            }
+            if buf.len() >= 1 << 20 {
+                return Err(io::Error::other("symlink target longer than 1 MiB"));
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+
+    /// The names in an open directory, without `.` and `..`.
+    pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
+        // fdopendir takes ownership of its descriptor: give it a duplicate.
+        let dup = dir.try_clone()?;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(dup);
+        // SAFETY: `fd` is an open directory descriptor we own; on success the DIR owns it.
+        let d = unsafe { libc::fdopendir(fd) };
+        if d.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so `fd` is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        // SAFETY: `d` is a valid DIR (the duplicate shares the offset: start from 0).
+        unsafe { libc::rewinddir(d) };
+        let mut names = Vec::new();
+        let result = loop {
+            // SAFETY: errno is thread-local; readdir reports errors only through it.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: `d` is a valid DIR, used by this thread only.
+            let ent = unsafe { libc::readdir(d) };
+            if ent.is_null() {
+                let e = io::Error::last_os_error();
+                break if e.raw_os_error() == Some(0) {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+            // SAFETY: a non-null dirent from readdir holds a NUL-terminated name that stays
+            // valid until the next readdir on `d`; it is copied right away.
+            let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        };
+        // SAFETY: `d` is valid and closed exactly once (this also closes `fd`).
+        unsafe { libc::closedir(d) };
+        result.map(|()| names)
+    }
+}
+
+/// What opening a listed regular file gave.
+#[derive(Debug)]
+enum Opened {
+    File(File, std::fs::Metadata),
+    /// The name is no longer a regular file (a FIFO, device or directory swapped in).
+    NotRegular,
+}
+
+/// Opens `name` in `dir` for reading without following a symlink and without blocking on
+/// a FIFO, then checks on the descriptor that it is a regular file.
+fn open_regular(dir: &File, name: &OsStr) -> io::Result<Opened> {
+    let f = at::open(dir, name, libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let meta = f.metadata()?;
+    Ok(if meta.is_file() {
+        Opened::File(f, meta)
+    } else {
+        Opened::NotRegular
+    })
+}
+
 struct Walker<W: Write> {
     builder: tar::Builder<W>,
     root: PathBuf,
+    max_skipped: usize,
     files: u64,
     dirs: u64,
     symlinks: u64,
     bytes: u64,
     skipped: Vec<String>,
     changed: Vec<String>,
+    vanished: Vec<String>,
+    unreadable: Vec<String>,
 }
 
 impl<W: Write> Walker<W> {
@@ -150,19 +339,68 @@ impl<W: Write> Walker<W> {
         }
     }
 
-    fn walk(&mut self, rel: &Path) -> Result<(), AgentError> {
-        let dir = self.root.join(rel);
-        let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)
-            .map_err(|e| self.err(rel, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(rel, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let rel_path = rel.join(entry.file_name());
-            let abs = entry.path();
-            let meta = fs::symlink_metadata(&abs).map_err(|e| self.err(&rel_path, e))?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
+    /// Records an entry that could not be archived because it vanished, is unreadable or
+    /// changed type; other errors are fatal, and so is going over `max_skipped`.
+    fn skip(&mut self, rel: &Path, e: io::Error) -> Result<(), AgentError> {
+        let shown = rel.to_string_lossy().into_owned();
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => {
+                tracing::warn!(path = %shown, "entry vanished before it was read; not archived");
+                self.vanished.push(shown);
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                tracing::warn!(path = %shown, error = %e, "entry unreadable; not archived");
+                self.unreadable.push(format!("{shown} ({e})"));
+            }
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EINVAL) | Some(libc::ENXIO) => {
+                tracing::warn!(path = %shown, error = %e, "entry changed type while the tree was walked; not archived");
+                self.unreadable.push(format!(
+                    "{shown} (changed type while the tree was walked: {e})"
+                ));
+            }
+            _ => return Err(self.err(rel, e)),
+        }
+        let n = self.vanished.len() + self.unreadable.len();
+        if n > self.max_skipped {
+            return Err(AgentError::Archive {
+                path: self.root.clone(),
+                why: format!(
+                    "{n} entries vanished or were unreadable, more than --max-skipped {}; last: {}",
+                    self.max_skipped,
+                    rel.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, dir: &File, rel: &Path) -> Result<(), AgentError> {
+        let mut names = match at::list(dir) {
+            Ok(n) => n,
+            Err(e) if !rel.as_os_str().is_empty() => return self.skip(rel, e),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        names.sort();
+        for name in names {
+            self.entry(dir, rel, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Archives one listed entry of `dir` (which is `rel` in the tree).
+    fn entry(&mut self, dir: &File, rel: &Path, name: &OsStr) -> Result<(), AgentError> {
+        let rel_path = rel.join(name);
+        let st = match at::lstat(dir, name) {
+            Ok(st) => st,
+            Err(e) => return self.skip(&rel_path, e),
+        };
+        match st.kind() {
+            libc::S_IFDIR => {
+                let sub = match at::open(dir, name, libc::O_RDONLY | libc::O_DIRECTORY) {
+                    Ok(f) => f,
+                    Err(e) => return self.skip(&rel_path, e),
+                };
+                let meta = sub.metadata().map_err(|e| self.err(&rel_path, e))?;
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
                 h.set_entry_type(tar::EntryType::Directory);
@@ -171,11 +409,17 @@ impl<W: Write> Walker<W> {
                     .append_data(&mut h, &rel_path, io::empty())
                     .map_err(|e| self.err(&rel_path, e))?;
                 self.dirs += 1;
-                self.walk(&rel_path)?;
-            } else if ft.is_file() {
-                let file = File::open(&abs).map_err(|e| self.err(&rel_path, e))?;
+                self.walk(&sub, &rel_path)?;
+            }
+            libc::S_IFREG => {
+                let (file, meta) = match open_regular(dir, name) {
+                    Ok(Opened::File(f, m)) => (f, m),
+                    Ok(Opened::NotRegular) => {
+                        return self.skip(&rel_path, io::Error::from_raw_os_error(libc::ENXIO))
+                    }
+                    Err(e) => return self.skip(&rel_path, e),
+                };
                 // Size from the open file, so the header matches what we read.
-                let meta = file.metadata().map_err(|e| self.err(&rel_path, e))?;
                 let size = meta.len();
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
@@ -200,17 +444,26 @@ impl<W: Write> Walker<W> {
                 }
                 self.files += 1;
                 self.bytes += size;
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&abs).map_err(|e| self.err(&rel_path, e))?;
+            }
+            libc::S_IFLNK => {
+                let target = match at::readlink(dir, name) {
+                    Ok(t) => t,
+                    Err(e) => return self.skip(&rel_path, e),
+                };
+                // The fields HeaderMode::Complete takes from a symlink's lstat.
                 let mut h = tar::Header::new_gnu();
-                h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                h.set_mtime(st.mtime.max(0) as u64);
+                h.set_uid(st.uid.into());
+                h.set_gid(st.gid.into());
+                h.set_mode(st.mode);
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 self.builder
                     .append_link(&mut h, &rel_path, &target)
                     .map_err(|e| self.err(&rel_path, e))?;
                 self.symlinks += 1;
-            } else {
+            }
+            _ => {
                 tracing::warn!(path = %rel_path.display(), "skipping special file (socket, FIFO or device)");
                 self.skipped.push(rel_path.to_string_lossy().into_owned());
             }
@@ -233,14 +486,26 @@ pub fn write_archive(
     let mut w = Walker {
         builder,
         root: source.to_path_buf(),
+        max_skipped: opts.max_skipped,
         files: 0,
         dirs: 0,
         symlinks: 0,
         bytes: 0,
         skipped: Vec::new(),
         changed: Vec::new(),
+        vanished: Vec::new(),
+        unreadable: Vec::new(),
     };
-    w.walk(Path::new(""))?;
+    // The source itself may be a symlink to the directory (it is followed once, here).
+    let root = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(source)
+            .map_err(|e| w.err(Path::new(""), e))?
+    };
+    w.walk(&root, Path::new(""))?;
     let io_err = |e: io::Error| AgentError::Archive {
         path: source.to_path_buf(),
         why: e.to_string(),
@@ -256,6 +521,8 @@ pub fn write_archive(
         checksums,
         skipped: w.skipped,
         changed: w.changed,
+        vanished: w.vanished,
+        unreadable: w.unreadable,
     })
 }
 
@@ -286,6 +553,7 @@ pub async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn chunk_sink_emits_fixed_size_chunks_and_hashes_everything() {
@@ -351,6 +619,7 @@ mod tests {
             ArchiveOptions {
                 chunk_size: 64,
                 level: 1,
+                ..ArchiveOptions::default()
             },
             tx,
         )
@@ -378,5 +647,132 @@ mod tests {
         let err =
             write_archive(&dir.path().join("missing"), ArchiveOptions::default(), tx).unwrap_err();
         assert_eq!(err.exit_code(), 8);
+    }
+
+    fn sink_walker(root: &Path, max_skipped: usize) -> Walker<io::Sink> {
+        Walker {
+            builder: tar::Builder::new(io::sink()),
+            root: root.to_path_buf(),
+            max_skipped,
+            files: 0,
+            dirs: 0,
+            symlinks: 0,
+            bytes: 0,
+            skipped: Vec::new(),
+            changed: Vec::new(),
+            vanished: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Finding 6: a name that is a FIFO or a symlink by the time it is opened is neither
+    /// followed nor blocks.
+    #[test]
+    fn open_regular_neither_follows_symlinks_nor_blocks_on_fifos() {
+        use std::os::unix::ffi::OsStrExt;
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+        let fifo = std::ffi::CString::new(dir.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        fs::write(dir.path().join("plain"), b"plain").unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fifo =
+                open_regular(&d, OsStr::new("fifo")).map(|o| matches!(o, Opened::NotRegular));
+            let link = open_regular(&d, OsStr::new("link"))
+                .map(|_| ())
+                .unwrap_err();
+            let plain = open_regular(&d, OsStr::new("plain")).unwrap();
+            let _ = tx.send((
+                fifo.unwrap(),
+                link.raw_os_error(),
+                matches!(plain, Opened::File(..)),
+            ));
+        });
+        let (fifo_refused, link_err, plain_ok) = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("open_regular blocked");
+        assert!(fifo_refused);
+        assert_eq!(link_err, Some(libc::ELOOP));
+        assert!(plain_ok);
+    }
+
+    /// Finding 6: the walk reports an entry swapped for a symlink between listing and open
+    /// as unreadable, and never archives the symlink's target.
+    #[test]
+    fn a_file_swapped_for_a_symlink_is_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("f")).unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let mut w = sink_walker(dir.path(), 100);
+        // As if lstat had seen a regular file: go straight to the open.
+        match open_regular(&d, OsStr::new("f")) {
+            Err(e) => w.skip(Path::new("f"), e).unwrap(),
+            Ok(_) => panic!("followed the symlink"),
+        }
+        assert_eq!(w.files, 0);
+        assert_eq!(w.unreadable.len(), 1, "{:?}", w.unreadable);
+        assert!(w.unreadable[0].contains("changed type"));
+    }
+
+    /// Finding 7: an entry listed but gone before it is read is skipped and reported;
+    /// more than max_skipped of them fail the run.
+    #[test]
+    fn vanished_entries_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("kept"), b"k").unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let mut w = sink_walker(dir.path(), 1);
+        // Listed, then removed, then walked.
+        w.entry(&d, Path::new(""), OsStr::new("gone")).unwrap();
+        w.entry(&d, Path::new(""), OsStr::new("kept")).unwrap();
+        assert_eq!(w.vanished, ["gone"]);
+        assert_eq!(w.files, 1);
+        let e = w
+            .entry(&d, Path::new(""), OsStr::new("gone too"))
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 8);
+        assert!(e.to_string().contains("--max-skipped 1"), "{e}");
+    }
+
+    /// Finding 7: unreadable files and directories (as a non-root user) are skipped and
+    /// reported, and the backup of the rest succeeds.
+    #[test]
+    fn unreadable_entries_are_skipped_and_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        if !crate::test_support::runs_as_non_root(
+            "archive::tests::unreadable_entries_are_skipped_and_reported",
+        ) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("lost+found")).unwrap();
+        fs::write(root.join("lost+found/x"), b"x").unwrap();
+        fs::write(root.join("secret"), b"s").unwrap();
+        fs::write(root.join("ok"), b"ok").unwrap();
+        fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o000)).unwrap();
+        fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+        let (tx, _rx) = mpsc::channel(1024);
+        let summary = write_archive(root, ArchiveOptions::default(), tx).unwrap();
+        fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(summary.files, 1);
+        assert_eq!(summary.unreadable.len(), 2, "{:?}", summary.unreadable);
+        assert!(summary.unreadable[0].starts_with("lost+found"));
+        assert!(summary.unreadable[1].starts_with("secret"));
+        let (tx, _rx) = mpsc::channel(1024);
+        fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o000)).unwrap();
+        let strict = ArchiveOptions {
+            max_skipped: 1,
+            ..ArchiveOptions::default()
+        };
+        assert_eq!(write_archive(root, strict, tx).unwrap_err().exit_code(), 8);
+        fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o700)).unwrap();
     }
 }

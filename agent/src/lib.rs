@@ -68,5 +68,7 @@ pub mod restore;
 pub mod rotation;
 pub mod rss;
 pub mod s3;
+#[cfg(test)]
+mod test_support;
 pub mod units;
 pub mod upload;

@@ -78,7 +78,13 @@ pub struct Success {
     pub sha256: String,
     pub s3_check: String,
     pub rotation: Vec<String>,
+    /// Entries that vanished or were unreadable during the walk, and were not archived.
+    #[serde(default)]
+    pub not_archived: Vec<String>,
 }
+
+/// How many skipped entries a notification names before it only counts.
+const NOT_ARCHIVED_SHOWN: usize = 10;
 
 pub fn success(category: &str, s: &Success) -> Message {
     let mut b = String::new();
@@ -108,6 +114,21 @@ pub fn success(category: &str, s: &Success) -> Message {
     b.push_str(&format!("S3 checksum: {}\n", s.s3_check));
     for line in &s.rotation {
         b.push_str(&format!("Rotation:    {line}\n"));
+    }
+    if !s.not_archived.is_empty() {
+        b.push_str(&format!(
+            "Not archived: {} entries vanished or were unreadable during the walk\n",
+            s.not_archived.len()
+        ));
+        for p in s.not_archived.iter().take(NOT_ARCHIVED_SHOWN) {
+            b.push_str(&format!("  - {p}\n"));
+        }
+        if s.not_archived.len() > NOT_ARCHIVED_SHOWN {
+            b.push_str(&format!(
+                "  - ... and {} more (see the log)\n",
+                s.not_archived.len() - NOT_ARCHIVED_SHOWN
+            ));
+        }
     }
     Message {
         event: Event::Success,
@@ -317,6 +338,7 @@ mod tests {
                 sha256: "ab".into(),
                 s3_check: "ok".into(),
                 rotation: vec!["versioning is enabled".into()],
+                not_archived: vec![],
             },
         );
         assert!(m.subject.starts_with("[autobackup] OK documents"));
@@ -402,5 +424,30 @@ mod tests {
         );
         let n = Notifier::new(None, Some("  ".into()));
         assert!(!n.enabled());
+    }
+
+    #[test]
+    fn success_message_counts_entries_not_archived() {
+        let mut s = Success {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            bytes: 1,
+            uncompressed_bytes: 1,
+            files: 1,
+            duration_secs: 1.0,
+            kept: 1,
+            deleted: 0,
+            sha256: "ab".into(),
+            s3_check: "ok".into(),
+            rotation: vec![],
+            not_archived: vec![],
+        };
+        assert!(!success("media", &s).body.contains("Not archived"));
+        s.not_archived = (0..12).map(|i| format!("gone{i}")).collect();
+        let body = success("media", &s).body;
+        assert!(body.contains("Not archived: 12 entries"), "{body}");
+        assert!(body.contains("gone9") && !body.contains("gone10"));
+        assert!(body.contains("and 2 more"));
     }
 }

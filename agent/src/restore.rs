@@ -1297,6 +1297,7 @@ mod tests {
             ArchiveOptions {
                 chunk_size: 1000,
                 level: 6,
+                ..ArchiveOptions::default()
             },
             tx,
         )
@@ -1680,27 +1681,9 @@ mod tests {
     /// non-root user: as root the test re-runs itself as nobody).
     #[test]
     fn remove_tree_removes_read_only_trees() {
-        const ENV: &str = "AUTOBACKUP_TEST_AS_NOBODY";
-        if euid() == 0 && std::env::var_os(ENV).is_none() {
-            use std::os::unix::process::CommandExt;
-            let exe = std::env::current_exe().unwrap();
-            let out = std::process::Command::new(exe)
-                .args([
-                    "--exact",
-                    "restore::tests::remove_tree_removes_read_only_trees",
-                    "--nocapture",
-                ])
-                .env(ENV, "1")
-                .uid(65534)
-                .gid(65534)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "as nobody: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        if !crate::test_support::runs_as_non_root(
+            "restore::tests::remove_tree_removes_read_only_trees",
+        ) {
             return;
         }
         let build = |root: &Path| {

@@ -632,6 +632,8 @@ mod tests {
             checksums: crate::digest::Digests::new().finish(),
             skipped: vec![],
             changed: vec![],
+            vanished: vec![],
+            unreadable: vec![],
         };
         let m = final_metadata(&[("category".into(), "media".into())], &s);
         for k in [

@@ -742,6 +742,7 @@ async fn roundtrip(kind: EngineKind) {
         ArchiveOptions {
             chunk_size: 5 << 20,
             level: 1,
+            ..ArchiveOptions::default()
         },
         2,
     );

@@ -63,6 +63,11 @@ pub struct Backup {
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_in_flight: u32,
 
+    /// Entries that may vanish or be unreadable during the walk (skipped and reported)
+    /// before the backup fails.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_skipped: usize,
+
     /// gzip compression level (0 = store, 1 = fastest, 9 = smallest).
     #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
@@ -87,6 +92,10 @@ pub struct Summary {
     pub symlinks: u64,
     pub skipped: Vec<String>,
     pub changed_while_reading: Vec<String>,
+    /// Entries listed but gone before they were read.
+    pub vanished: Vec<String>,
+    /// Entries that could not be read or changed type during the walk: `path (reason)`.
+    pub unreadable: Vec<String>,
     pub duration_secs: f64,
     pub sha256: String,
     pub crc64nvme: String,
@@ -267,6 +276,7 @@ impl Backup {
         let opts = ArchiveOptions {
             chunk_size: spec.part_size.min(8 << 20),
             level: self.level,
+            max_skipped: self.max_skipped,
         };
         let (rx, handle) = archive::spawn(self.source.clone(), opts, 2);
         let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle).await;
@@ -455,6 +465,13 @@ impl Backup {
             sha256: u.summary.checksums.sha256.clone(),
             s3_check: u.s3_check.describe(),
             rotation: explanation.clone(),
+            not_archived: u
+                .summary
+                .vanished
+                .iter()
+                .map(|p| format!("{p} (vanished)"))
+                .chain(u.summary.unreadable.iter().cloned())
+                .collect(),
         };
         notifier
             .send(&notify::success(self.category.name(), &success))
@@ -473,6 +490,8 @@ impl Backup {
             symlinks: u.summary.symlinks,
             skipped: u.summary.skipped.clone(),
             changed_while_reading: u.summary.changed.clone(),
+            vanished: u.summary.vanished.clone(),
+            unreadable: u.summary.unreadable.clone(),
             duration_secs,
             sha256: u.summary.checksums.sha256.clone(),
             crc64nvme: u.summary.checksums.crc64nvme.clone(),
@@ -550,6 +569,21 @@ fn print_summary(s: &Summary, json: bool) {
     }
     if !s.skipped.is_empty() {
         println!("  skipped    {} special file(s)", s.skipped.len());
+    }
+    if !s.vanished.is_empty() {
+        println!(
+            "  vanished   {} entr(ies) gone before they were read",
+            s.vanished.len()
+        );
+    }
+    if !s.unreadable.is_empty() {
+        println!(
+            "  unreadable {} entr(ies) not archived:",
+            s.unreadable.len()
+        );
+        for p in &s.unreadable {
+            println!("    {p}");
+        }
     }
     if !s.changed_while_reading.is_empty() {
         println!(

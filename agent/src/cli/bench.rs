@@ -440,6 +440,7 @@ impl Bench {
             crate::archive::ArchiveOptions {
                 chunk_size: ((self.part_size_mib as usize) << 20).min(8 << 20),
                 level: self.level,
+                ..Default::default()
             },
             2,
         );
