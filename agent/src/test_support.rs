@@ -11,7 +11,7 @@ pub fn runs_as_non_root(test: &str) -> bool {
         return true;
     }
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().expect("test binary path");
+    let exe = runnable_by_nobody();
     let out = std::process::Command::new(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ENV, "1")
@@ -26,4 +26,36 @@ pub fn runs_as_non_root(test: &str) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     false
+}
+
+/// A copy of this test binary that uid 65534 can execute: the build directory usually sits
+/// under root's 0700 home. Copied once per binary version (a temporary name renamed into
+/// place, so concurrent test processes never see a half-written file).
+fn runnable_by_nobody() -> std::path::PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let meta = std::fs::metadata(&exe).expect("test binary metadata");
+        let dir = std::env::temp_dir().join("autobackup-tests-as-nobody");
+        std::fs::create_dir_all(&dir).expect("create the copy directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the copy directory");
+        let name = format!(
+            "{}-{}-{}",
+            exe.file_name().unwrap_or_default().to_string_lossy(),
+            meta.size(),
+            meta.mtime()
+        );
+        let copy = dir.join(&name);
+        if !copy.is_file() {
+            let partial = dir.join(format!("{name}.{}", std::process::id()));
+            std::fs::copy(&exe, &partial).expect("copy the test binary");
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+                .expect("make the copy executable");
+            std::fs::rename(&partial, &copy).expect("move the copy into place");
+        }
+        copy
+    })
+    .clone()
 }

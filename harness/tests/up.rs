@@ -31,11 +31,10 @@ fn alive(pid: u32) -> bool {
 }
 
 /// One `harness up` per engine at a time (a second one refuses).
-fn one_up_per_engine(engine: &str) -> std::sync::MutexGuard<'static, ()> {
-    static LOCKS: std::sync::OnceLock<[std::sync::Mutex<()>; 2]> = std::sync::OnceLock::new();
+async fn one_up_per_engine(engine: &str) -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCKS: std::sync::OnceLock<[tokio::sync::Mutex<()>; 2]> = std::sync::OnceLock::new();
     let locks = LOCKS.get_or_init(Default::default);
-    let lock = &locks[usize::from(engine == "localstack")];
-    lock.lock().unwrap_or_else(|e| e.into_inner())
+    locks[usize::from(engine == "localstack")].lock().await
 }
 
 /// Starts `harness up` and waits for its ready line; returns the child and its JSON.
@@ -102,8 +101,8 @@ fn stop(mut child: std::process::Child) {
 }
 
 async fn up_end_to_end(engine: &str) {
-    let _one = one_up_per_engine(engine);
-    let (mut child, info, json) = start_up(engine, "fast");
+    let _one = one_up_per_engine(engine).await;
+    let (child, info, json) = start_up(engine, "fast");
     {
         // A second `up` for the same engine refuses instead of touching the first one.
         let second = Command::new(env!("CARGO_BIN_EXE_harness"))
@@ -178,7 +177,7 @@ async fn up_end_to_end(engine: &str) {
 /// The fidelity layer with the plain SDK, on the `seed` profile (a replica lands 5 s after
 /// the first validation attempt, so PENDING is observable right after the upload).
 async fn fidelity_layer(engine: &str) {
-    let _one = one_up_per_engine(engine);
+    let _one = one_up_per_engine(engine).await;
     let (child, info, json) = start_up(engine, "seed");
     let endpoint = info["endpoint"].as_str().unwrap().to_string();
     assert_ne!(
