@@ -557,7 +557,9 @@ async fn roundtrip(kind: EngineKind) {
     ]);
     assert_eq!(code(&missing), 11, "{}", stderr(&missing));
 
-    // A tampered archive (metadata says another SHA-256) is refused and leaves nothing behind.
+    // A tampered archive (metadata says another SHA-256) is refused and leaves nothing behind
+    // when the metadata is opted in as the reference (it has no history record; without
+    // --trust-metadata the lying metadata is never the reference at all).
     let tampered = "backups/tampered/copy.tar.gz";
     c.s3.copy_object()
         .bucket(&bucket)
@@ -579,6 +581,7 @@ async fn roundtrip(kind: EngineKind) {
         bad_to.to_str().unwrap(),
         "--bucket",
         &bucket,
+        "--trust-metadata",
     ]);
     assert_eq!(code(&r), 9, "{}", stderr(&r));
     assert!(!bad_to.exists());
@@ -777,6 +780,8 @@ async fn roundtrip(kind: EngineKind) {
         1,
         "the pre-seal version is gone"
     );
+    // Uploaded through the library, so no history record: the seal's metadata is the
+    // reference only when opted in.
     let media_out = work.path().join("media");
     let r = agent.run(&[
         "restore",
@@ -786,6 +791,7 @@ async fn roundtrip(kind: EngineKind) {
         media_out.to_str().unwrap(),
         "--bucket",
         &bucket,
+        "--trust-metadata",
     ]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert_eq!(snapshot(&media_out), expected);

@@ -322,6 +322,144 @@ async fn fidelity_layer(engine: &str) {
     let _ = std::fs::remove_file(json);
 }
 
+/// The README's "Try it by hand" commands as written (placeholders filled from what
+/// `harness up` printed), with the pinned pip AWS CLI, against `harness up`.
+async fn readme_by_hand(engine: &str) {
+    use harness::engine::venv::{ensure_installed, AWSCLI};
+    ensure_installed(&AWSCLI, false).expect("the pinned AWS CLI installs");
+    let aws_bin = AWSCLI.dir().join("bin");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Try it by hand")
+        .nth(1)
+        .expect("a Try it by hand section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+
+    let _one = one_up_per_engine(engine).await;
+    let (child, info, json) = start_up(engine, "fast");
+    let endpoint = info["endpoint"].as_str().unwrap();
+    let bucket = info["buckets"][0]["primary"].as_str().unwrap();
+    let queue = info["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["role"] == "validation")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap();
+    let work = std::env::temp_dir().join(format!("readme-by-hand-{engine}-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        work.join("report.pdf"),
+        b"%PDF-1.4 a report uploaded with the AWS CLI",
+    )
+    .unwrap();
+    let fill = |line: &str| {
+        line.replace("http://127.0.0.1:PORT", endpoint)
+            .replace("autobackup-documents-primary-dev-SUFFIX", bucket)
+            .replace("QUEUE_URL", queue)
+            .replace("cargo run -q -p harness --", env!("CARGO_BIN_EXE_harness"))
+    };
+    let exports: Vec<String> = block
+        .lines()
+        .filter(|l| l.trim_start().starts_with("export "))
+        .map(fill)
+        .collect();
+    assert_eq!(exports.len(), 1, "one export line in the README block");
+    let run = |line: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -e; {}; {line}", exports[0]))
+            .current_dir(&work)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    aws_bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("ENGINE", engine)
+            .env("AWS_CONFIG_FILE", work.join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", work.join("no-credentials"))
+            .output()
+            .expect("bash");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut ran = 0;
+    for line in block.lines().map(str::trim) {
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with("make up")
+            || line.starts_with("export ")
+        {
+            continue;
+        }
+        let cmd = fill(line);
+        // What a person would see after a moment: poll the read-only commands.
+        let want = if cmd.contains(" status") {
+            Some("validated")
+        } else if cmd.contains(" alerts") {
+            Some("DEAD-LETTER")
+        } else {
+            None
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (ok, out) = run(&cmd);
+            let done = ok && want.is_none_or(|w| out.contains(w));
+            if done {
+                if cmd.contains("head-object") {
+                    assert!(
+                        out.contains("\"ReplicationStatus\": \"PENDING\"")
+                            || out.contains("\"ReplicationStatus\": \"COMPLETED\""),
+                        "{cmd}: {out}"
+                    );
+                }
+                if cmd.contains("s3 cp") {
+                    assert!(out.contains("upload:"), "{cmd}: {out}");
+                }
+                if cmd.contains("send-message") {
+                    assert!(out.contains("MessageId"), "{cmd}: {out}");
+                }
+                break;
+            }
+            assert!(
+                want.is_some() && Instant::now() < deadline,
+                "README command failed on {engine}: {cmd}\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 6, "every command of the README block ran");
+    stop(child);
+    let _ = std::fs::remove_file(json);
+    let _ = std::fs::remove_dir_all(work);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readme_by_hand_on_ministack() {
+    readme_by_hand("ministack").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readme_by_hand_on_localstack() {
+    readme_by_hand("localstack").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fidelity_on_ministack() {
     fidelity_layer("ministack").await;

@@ -1,5 +1,6 @@
 //! Host-mode engine installs: a Python venv per engine version in the cache directory,
-//! built from the pinned requirements lock committed in `engines/`.
+//! built from the pinned requirements lock committed in `engines/` (also the pinned AWS CLI
+//! the README test uses).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,16 @@ pub const MINISTACK: Distribution = Distribution {
     lock: include_str!("../../../engines/ministack-requirements.lock"),
     min_python: (3, 10),
     entry: "ministack",
+};
+
+/// The AWS CLI v1 from PyPI, for the test that runs the README's commands as a user would
+/// (not an engine: installed the same way, into the same cache).
+pub const AWSCLI: Distribution = Distribution {
+    engine: "awscli",
+    version: "1.46.2",
+    lock: include_str!("../../../engines/awscli-requirements.lock"),
+    min_python: (3, 9),
+    entry: "aws",
 };
 
 impl Distribution {
