@@ -1,8 +1,10 @@
 //! `harness bench validator`: how fast the real validator drains the validation queue under
-//! the event source mapping, against the engine's own bound (a plain SDK loop making the
-//! same S3 and SQS calls at the concurrency that gets the most out of the engine).
+//! the event source mapping, through the fidelity layer (as every scenario runs it), against
+//! the engine's own bound (a plain SDK loop making the same S3 and SQS calls at the
+//! concurrency that gets the most out of the engine), and what the layer itself costs (the
+//! same plain loop through the layer and direct to the engine).
 //!
-//! Both sides get identical work: N objects are uploaded and replicated first, then the
+//! Every side gets identical work: N objects are uploaded and replicated first, then the
 //! same N `Object Created` bodies (as the engine would deliver them) are sent to the
 //! validation queue for each round. Figures are printed, never asserted.
 
@@ -45,7 +47,10 @@ pub struct ValidatorBench {
     pub engine: String,
     pub objects: usize,
     pub validator: Vec<Round>,
+    /// The plain loop through the fidelity layer (the bound the validator runs against).
     pub baseline: Vec<Round>,
+    /// The plain loop direct to the engine (what the layer costs).
+    pub direct: Vec<Round>,
     pub init: Duration,
 }
 
@@ -73,9 +78,23 @@ impl ValidatorBench {
         for r in &self.validator {
             s.push_str(&line(r, "pollers"));
         }
-        s.push_str("plain SDK loop, same S3 and SQS calls (the engine's bound):\n");
+        s.push_str(
+            "plain SDK loop through the fidelity layer, same S3 and SQS calls (the bound):\n",
+        );
         for r in &self.baseline {
             s.push_str(&line(r, "concurrency"));
+        }
+        s.push_str("plain SDK loop direct to the engine (without the layer):\n");
+        for r in &self.direct {
+            s.push_str(&line(r, "concurrency"));
+        }
+        if let (Some(l), Some(d)) = (Self::best(&self.baseline), Self::best(&self.direct)) {
+            s.push_str(&format!(
+                "fidelity layer: {:.1} objects/s through it, {:.1} direct: {:.0}% of direct\n",
+                l.rate(),
+                d.rate(),
+                100.0 * l.rate() / d.rate().max(1e-9)
+            ));
         }
         if let (Some(v), Some(b)) = (Self::best(&self.validator), Self::best(&self.baseline)) {
             s.push_str(&format!(
@@ -182,31 +201,53 @@ async fn run(
         .await
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(r) = &system.replicator {
-        r.pass().await?;
+    // Every replica lands now (the upload events never reach the paused validator).
+    let replicator = system
+        .replicator
+        .clone()
+        .ok_or("benchmarks need the harness replicator (a local engine)")?;
+    for _ in 0..600 {
+        replicator.pass().await?;
+        if replicator.held().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Drop the upload events: every round sends its own copies of the same bodies.
     system.stop().await;
+    // A fidelity layer of its own for the plain loop (the system's stopped with it).
+    let proxy = crate::engine::proxy::GapProxy::start(&clients.endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    proxy.set_replicator(replicator.clone()).await;
+    let layer_clients = Clients::for_endpoint(
+        &proxy.endpoint,
+        clients.kind,
+        &topology.primary_region,
+        &topology.replica_region,
+    )
+    .await;
     purge(clients, &topology.queues.validation.url).await?;
     let bodies = event_bodies(clients, topology, &caps, &bucket, &keys).await?;
 
     // Warm both paths up (engine code paths, connection pools, the validator's caches).
     let warm: Vec<String> = bodies.iter().take(20).cloned().collect();
     let replica = topology.buckets()[0].replica.clone();
-    send_all(clients, &topology.queues.validation.url, &warm).await?;
-    plain_loop(
-        clients,
-        &topology.queues.validation.url,
-        &bucket,
-        &replica,
-        warm.len(),
-        1,
-    )
-    .await?;
+    for c in [clients, &layer_clients] {
+        send_all(clients, &topology.queues.validation.url, &warm).await?;
+        plain_loop(
+            c,
+            &topology.queues.validation.url,
+            &bucket,
+            &replica,
+            warm.len(),
+            1,
+        )
+        .await?;
+    }
 
-    // Every object is replicated by now: measured rounds need no replicator (it would list
-    // the buckets in the background and compete with the validator for the engine).
-    let measured_mode = replication::ReplicationMode::Native;
+    // Every object is replicated by now: measured rounds share the replicator (its version
+    // map) without its background passes, which would compete with the validator.
     let mut validator_rounds = Vec::new();
     for &p in pollers {
         send_all(clients, &topology.queues.validation.url, &bodies).await?;
@@ -214,10 +255,10 @@ async fn run(
             clients.clone(),
             caps,
             topology.clone(),
-            measured_mode.clone(),
+            mode.clone(),
             &SystemOptions {
                 pollers: p,
-                direct: true,
+                replicator: Some(replicator.clone()),
                 ..SystemOptions::default()
             },
         )
@@ -264,19 +305,25 @@ async fn run(
     }
 
     let mut baseline_rounds = Vec::new();
+    let mut direct_rounds = Vec::new();
     for &c in concurrencies {
-        send_all(clients, &topology.queues.validation.url, &bodies).await?;
-        baseline_rounds.push(
-            plain_loop(
-                clients,
-                &topology.queues.validation.url,
-                &bucket,
-                &replica,
-                objects,
-                c,
-            )
-            .await?,
-        );
+        for (via, rounds) in [
+            (&layer_clients, &mut baseline_rounds),
+            (clients, &mut direct_rounds),
+        ] {
+            send_all(clients, &topology.queues.validation.url, &bodies).await?;
+            rounds.push(
+                plain_loop(
+                    via,
+                    &topology.queues.validation.url,
+                    &bucket,
+                    &replica,
+                    objects,
+                    c,
+                )
+                .await?,
+            );
+        }
     }
 
     let init_started = Instant::now();
@@ -290,6 +337,7 @@ async fn run(
         objects,
         validator: validator_rounds,
         baseline: baseline_rounds,
+        direct: direct_rounds,
         init,
     })
 }
@@ -370,9 +418,9 @@ async fn send_all(clients: &Clients, url: &str, bodies: &[String]) -> Result<(),
 }
 
 /// The engine's bound: `concurrency` workers each receive a batch of 5, make the calls the
-/// validator makes per record (ListObjectVersions on the primary when the event names no
-/// version, HeadObject on the primary version, HeadObject on the replica by the source
-/// version id, ListObjectVersions and HeadObject on the replica), then delete the batch.
+/// validator makes per record (HeadObject on the primary version the event names, HeadObject
+/// on the replica by that version id; the replication configuration and bucket tags are
+/// cached by the validator), then delete the batch.
 async fn plain_loop(
     clients: &Clients,
     url: &str,
@@ -418,29 +466,10 @@ async fn plain_loop(
                                 .and_then(|v| v.as_str())
                                 .unwrap_or(""),
                         );
-                        let mut version = body
+                        let version = body
                             .pointer("/detail/object/version-id")
                             .and_then(|v| v.as_str())
                             .map(str::to_string);
-                        if version.is_none() {
-                            // As the validator does for events without a version id: find the
-                            // version by the event's ETag.
-                            let etag = body.pointer("/detail/object/etag").and_then(|v| v.as_str());
-                            if let Ok(l) = clients
-                                .s3
-                                .list_object_versions()
-                                .bucket(bucket)
-                                .prefix(&key)
-                                .send()
-                                .await
-                            {
-                                version = l
-                                    .versions()
-                                    .iter()
-                                    .find(|v| v.e_tag().map(|e| e.trim_matches('"')) == etag)
-                                    .and_then(|v| v.version_id().map(str::to_string));
-                            }
-                        }
                         let head = clients
                             .s3
                             .head_object()
@@ -457,27 +486,6 @@ async fn plain_loop(
                             .bucket(replica)
                             .key(&key)
                             .set_version_id(v)
-                            .checksum_mode(ChecksumMode::Enabled)
-                            .send()
-                            .await;
-                        let listed = clients
-                            .s3_replica
-                            .list_object_versions()
-                            .bucket(replica)
-                            .prefix(&key)
-                            .send()
-                            .await;
-                        let rv = listed.ok().and_then(|l| {
-                            l.versions()
-                                .first()
-                                .and_then(|v| v.version_id().map(str::to_string))
-                        });
-                        let _ = clients
-                            .s3_replica
-                            .head_object()
-                            .bucket(replica)
-                            .key(&key)
-                            .set_version_id(rv)
                             .checksum_mode(ChecksumMode::Enabled)
                             .send()
                             .await;

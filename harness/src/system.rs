@@ -40,6 +40,9 @@ pub struct SystemOptions {
     /// status or replica version ids for emulated replication, no outages): for measuring
     /// the layer's cost in benchmarks.
     pub direct: bool,
+    /// Reuse this replicator (what it copied and the version ids it maps) instead of a new
+    /// one; its passes are then the caller's to schedule. Benchmarks keep one across rounds.
+    pub replicator: Option<Arc<Replicator>>,
 }
 
 impl Default for SystemOptions {
@@ -50,6 +53,7 @@ impl Default for SystemOptions {
             deep_verify: false,
             alert_on_unverifiable: true,
             direct: false,
+            replicator: None,
         }
     }
 }
@@ -137,7 +141,12 @@ impl RunningSystem {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let replicator = if mode.is_emulated() {
+        let replicator = if let Some(shared) = &opts.replicator {
+            if let Some(p) = &proxy {
+                p.set_replicator(shared.clone()).await;
+            }
+            Some(shared.clone())
+        } else if mode.is_emulated() {
             let t = &topology.timing;
             let r = Arc::new(Replicator::new(
                 clients.clone(),

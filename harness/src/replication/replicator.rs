@@ -130,6 +130,14 @@ pub struct Replicator {
     pass_lock: Mutex<()>,
 }
 
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("primaries", &self.configs.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Replicator {
     pub fn new(
         clients: Clients,
@@ -290,19 +298,15 @@ impl Replicator {
         size: Option<i64>,
     ) -> Option<String> {
         let etag = etag.trim_matches('"');
+        let mut discovered = false;
         for round in 0..20 {
-            // Look at what is known only after a fresh discovery: the event may be here
-            // before the version it names shows in a pass.
-            if let Err(e) = self.discover().await {
-                tracing::warn!(error = %e, "replication discovery failed");
-            }
             {
                 let mut st = self.state.lock().await;
-                let order = st.order.clone();
-                let candidates: Vec<(String, String)> = order
-                    .into_iter()
+                let candidates: Vec<(String, String)> = st
+                    .order
+                    .iter()
                     .filter(|k| {
-                        st.versions.get(k).is_some_and(|t| {
+                        st.versions.get(*k).is_some_and(|t| {
                             t.primary == bucket
                                 && t.key == key
                                 && !t.delete_marker
@@ -310,14 +314,17 @@ impl Replicator {
                                 && size.is_none_or(|s| s == t.size)
                         })
                     })
+                    .cloned()
                     .collect();
-                // An unclaimed one is this upload's; with every one claimed, the event is a
-                // duplicate delivery of the newest.
-                let pick = candidates
-                    .iter()
-                    .find(|k| !st.versions[*k].claimed)
-                    .or(candidates.last())
-                    .cloned();
+                // An unclaimed one is this upload's. With every one claimed, the event is a
+                // duplicate delivery of the newest, but only once a fresh look at the key
+                // found no newer upload (its event may arrive before a pass lists it).
+                let unclaimed = candidates.iter().find(|k| !st.versions[*k].claimed);
+                let pick = match unclaimed {
+                    Some(k) => Some(k.clone()),
+                    None if discovered => candidates.last().cloned(),
+                    None => None,
+                };
                 if let Some(k) = pick {
                     if let Some(t) = st.versions.get_mut(&k) {
                         t.claimed = true;
@@ -325,9 +332,13 @@ impl Replicator {
                     return Some(k.1);
                 }
             }
-            if round > 0 {
+            if round > 1 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            if let Err(e) = self.discover_key(bucket, key).await {
+                tracing::warn!(error = %e, "replication discovery failed");
+            }
+            discovered = true;
         }
         None
     }
@@ -371,15 +382,39 @@ impl Replicator {
         self.discover_locked().await
     }
 
+    /// Discovers the versions of one key (one listing call, not the whole buckets).
+    pub async fn discover_key(&self, bucket: &str, key: &str) -> Result<(), String> {
+        let Some(config) = self.configs.get(bucket) else {
+            return Ok(());
+        };
+        let _one = self.pass_lock.lock().await;
+        let found = list_versions(&self.clients.s3, bucket, Some(key)).await?;
+        self.track_new(bucket, config, found.into_iter().filter(|v| v.key == key))
+            .await
+    }
+
     async fn discover_locked(&self) -> Result<(), String> {
         for (primary, config) in &self.configs {
-            let found = list_versions(&self.clients.s3, primary).await?;
+            let found = list_versions(&self.clients.s3, primary, None).await?;
+            self.track_new(primary, config, found.into_iter()).await?;
+        }
+        Ok(())
+    }
+
+    async fn track_new(
+        &self,
+        primary: &str,
+        config: &BucketReplication,
+        found: impl Iterator<Item = ListedVersion>,
+    ) -> Result<(), String> {
+        {
+            let primary = primary.to_string();
             for v in found {
                 let k = (primary.clone(), v.version_id.clone());
                 if self.state.lock().await.versions.contains_key(&k) {
                     continue;
                 }
-                let tracked = self.track(primary, config, v).await?;
+                let tracked = self.track(&primary, config, v).await?;
                 let mut st = self.state.lock().await;
                 st.order.push(k.clone());
                 st.versions.insert(k, tracked);
@@ -773,10 +808,11 @@ struct ListedVersion {
     modified: i64,
 }
 
-/// Every version and delete marker of a bucket, oldest first.
+/// Every version and delete marker of a bucket (under `prefix`), oldest first.
 async fn list_versions(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
+    prefix: Option<&str>,
 ) -> Result<Vec<ListedVersion>, String> {
     let mut out = Vec::new();
     let mut key_marker: Option<String> = None;
@@ -785,6 +821,7 @@ async fn list_versions(
         let page = s3
             .list_object_versions()
             .bucket(bucket)
+            .set_prefix(prefix.map(str::to_string))
             .set_key_marker(key_marker.clone())
             .set_version_id_marker(version_marker.clone())
             .send()
