@@ -527,3 +527,332 @@ async fn plain_loop(
         p99: percentile(lat, 0.99),
     })
 }
+
+/// Upload-to-validated latency of the whole pipeline (`harness bench e2e`).
+#[derive(Debug, Clone)]
+pub struct E2eBench {
+    pub engine: String,
+    pub objects: usize,
+    pub pollers: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Requests through the fidelity layer, and the time spent in it.
+    pub layer_requests: u64,
+    pub layer_time: Duration,
+}
+
+impl E2eBench {
+    pub fn render(&self) -> String {
+        let per_object = self.layer_time.as_secs_f64() * 1e3 / self.objects.max(1) as f64;
+        format!(
+            "bench e2e on {}: {} objects of 1 KiB uploaded through the fidelity layer, replicas copied as soon as each upload is known (no replication delay), validator pollers {}\n\
+             upload to validated: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({:.1} objects/s, {:.2}s)\n\
+             fidelity layer: {} requests ({:.1} per object), {:.2} ms per object spent in the layer ({:.3} ms per request): {:.1}% of the p50\n",
+            self.engine,
+            self.objects,
+            self.pollers,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3,
+            self.objects as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            self.elapsed.as_secs_f64(),
+            self.layer_requests,
+            self.layer_requests as f64 / self.objects.max(1) as f64,
+            per_object,
+            self.layer_time.as_secs_f64() * 1e3 / self.layer_requests.max(1) as f64,
+            100.0 * per_object / (self.p50.as_secs_f64() * 1e3).max(1e-9),
+        )
+    }
+}
+
+/// Uploads `objects` objects through the fidelity layer and measures how long each takes to
+/// be validated, with every replica copied as soon as its upload is known.
+pub async fn e2e(
+    engine: &Engine,
+    spec: &TopologySpec,
+    objects: usize,
+    pollers: usize,
+) -> Result<E2eBench, String> {
+    let caps = engine.capabilities();
+    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let suffix = new_suffix();
+    let mut timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
+    timing.replication_lag_seconds = 0.0;
+    timing.replication_fallback_seconds = 0.0;
+    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = e2e_run(&clients, &topology, caps, mode, objects, pollers).await;
+    teardown(&clients, spec, &suffix).await;
+    result
+}
+
+async fn e2e_run(
+    clients: &Clients,
+    topology: &Topology,
+    caps: crate::engine::Capabilities,
+    mode: replication::ReplicationMode,
+    objects: usize,
+    pollers: usize,
+) -> Result<E2eBench, String> {
+    let system = RunningSystem::start(
+        clients.clone(),
+        caps,
+        topology.clone(),
+        mode,
+        &SystemOptions {
+            pollers,
+            ..SystemOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let replicator = system
+        .replicator
+        .clone()
+        .ok_or("benchmarks need the harness replicator (a local engine)")?;
+    let layer = system
+        .proxy
+        .as_ref()
+        .ok_or("the fidelity layer did not start")?;
+    let before = layer.stats();
+    // When each version was validated: a watcher over the observations, 5 ms resolution.
+    let validated: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+        Default::default();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let (obs, validated) = (system.observations.clone(), validated.clone());
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                let new = obs.since(seen).await;
+                seen += new.len();
+                let now = Instant::now();
+                for o in new {
+                    if let Observation::Decision { report, .. } = o {
+                        if report.outcome == checksum_validator::Outcome::Validated {
+                            if let Some(v) = report.object.and_then(|o| o.version_id) {
+                                validated.lock().await.entry(v).or_insert(now);
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stop_rx.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+            }
+        })
+    };
+    let buckets: Vec<String> = topology
+        .buckets()
+        .iter()
+        .map(|b| b.primary.clone())
+        .collect();
+    let started = Instant::now();
+    let uploads = futures::stream::iter(0..objects)
+        .map(|i| {
+            let (s3, replicator) = (system.clients.s3.clone(), replicator.clone());
+            let bucket = buckets[i % buckets.len()].clone();
+            async move {
+                let key = format!("e2e/object-{i:05}.bin");
+                let t = Instant::now();
+                let out = s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(crate::scenario::runner::generated_bytes(
+                        &key, 1024,
+                    )))
+                    .send()
+                    .await
+                    .map_err(crate::errors::sdk)?;
+                let version = out.version_id().unwrap_or_default().to_string();
+                replicator.discover_key(&bucket, &key).await?;
+                replicator.release(&bucket, &version).await?;
+                Ok::<_, String>((version, t))
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        if validated.lock().await.len() >= objects {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} of {objects} validated within 900s",
+                validated.lock().await.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    let done = validated.lock().await.clone();
+    let latencies: Vec<Duration> = uploads
+        .iter()
+        .filter_map(|(v, t)| done.get(v).map(|d| d.saturating_duration_since(*t)))
+        .collect();
+    let after = layer.stats();
+    system.stop().await;
+    Ok(E2eBench {
+        engine: clients.kind.to_string(),
+        objects,
+        pollers,
+        elapsed,
+        p50: percentile(latencies.clone(), 0.5),
+        p99: percentile(latencies.clone(), 0.99),
+        max: latencies.iter().max().copied().unwrap_or_default(),
+        layer_requests: after.0 - before.0,
+        layer_time: after.1.saturating_sub(before.1),
+    })
+}
+
+/// A large object through the fidelity layer and direct (`harness bench layer`).
+#[derive(Debug, Clone)]
+pub struct LayerBench {
+    pub engine: String,
+    pub bytes: u64,
+    pub direct: (Duration, Duration),
+    pub layer: (Duration, Duration),
+    /// Peak resident memory of this process before and after (VmHWM, KiB).
+    pub peak_rss_kib: (u64, u64),
+}
+
+impl LayerBench {
+    pub fn render(&self) -> String {
+        let mb = self.bytes as f64 / (1024.0 * 1024.0);
+        let rate = |d: Duration| mb / d.as_secs_f64().max(1e-9);
+        format!(
+            "bench layer on {}: one {:.0} MiB object, streamed up and down\n\
+             direct:             upload {:.2}s ({:.1} MiB/s), download {:.2}s ({:.1} MiB/s)\n\
+             through the layer:  upload {:.2}s ({:.1} MiB/s), download {:.2}s ({:.1} MiB/s)\n\
+             peak RSS of the harness (SDK clients and the layer): {:.1} MiB before, {:.1} MiB after\n",
+            self.engine,
+            mb,
+            self.direct.0.as_secs_f64(),
+            rate(self.direct.0),
+            self.direct.1.as_secs_f64(),
+            rate(self.direct.1),
+            self.layer.0.as_secs_f64(),
+            rate(self.layer.0),
+            self.layer.1.as_secs_f64(),
+            rate(self.layer.1),
+            self.peak_rss_kib.0 as f64 / 1024.0,
+            self.peak_rss_kib.1 as f64 / 1024.0,
+        )
+    }
+}
+
+/// Peak resident memory of this process (`VmHWM`), KiB.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Uploads and downloads one `bytes`-byte object (streamed from and to disk) direct and
+/// through a fidelity layer, in a bucket of its own, and reports times and peak RSS.
+pub async fn layer(engine: &Engine, spec: &TopologySpec, bytes: u64) -> Result<LayerBench, String> {
+    use tokio::io::AsyncWriteExt;
+    let direct = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let proxy = crate::engine::proxy::GapProxy::start(&engine.endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    let via = Clients::for_endpoint(
+        &proxy.endpoint,
+        engine.kind,
+        &spec.primary_region,
+        &spec.replica_region,
+    )
+    .await;
+    let bucket = format!("bench-layer-{}", new_suffix());
+    direct
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(crate::errors::sdk)?;
+    let dir = std::env::temp_dir().join(&bucket);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join("object.bin");
+    {
+        let mut f = tokio::fs::File::create(&file)
+            .await
+            .map_err(|e| e.to_string())?;
+        let chunk = crate::scenario::runner::generated_bytes("bench-layer", 1 << 20);
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).await.map_err(|e| e.to_string())?;
+            left -= n as u64;
+        }
+        f.flush().await.map_err(|e| e.to_string())?;
+    }
+    let before = peak_rss_kib();
+    let round = |c: Clients, key: &'static str| {
+        let (bucket, file) = (bucket.clone(), file.clone());
+        async move {
+            let t = Instant::now();
+            c.s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(
+                    ByteStream::from_path(&file)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+                .send()
+                .await
+                .map_err(crate::errors::sdk)?;
+            let up = t.elapsed();
+            let t = Instant::now();
+            let mut body =
+                c.s3.get_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(crate::errors::sdk)?
+                    .body;
+            let mut got = 0u64;
+            while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
+                got += chunk.len() as u64;
+            }
+            if got != bytes {
+                return Err(format!("{key}: read {got} of {bytes} bytes"));
+            }
+            Ok::<_, String>((up, t.elapsed()))
+        }
+    };
+    let d = round(direct.clone(), "direct.bin").await;
+    let l = match &d {
+        Ok(_) => round(via, "layer.bin").await,
+        Err(e) => Err(e.clone()),
+    };
+    let after = peak_rss_kib();
+    let _ = crate::topology::teardown::delete_bucket(&direct.s3, &bucket).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(LayerBench {
+        engine: engine.kind.to_string(),
+        bytes,
+        direct: d?,
+        layer: l?,
+        peak_rss_kib: (before, after),
+    })
+}

@@ -80,8 +80,8 @@ pub struct RunningSystem {
     pub replicator: Option<Arc<Replicator>>,
     pub mode: ReplicationMode,
     pub validator: Arc<Validator>,
-    /// The gap proxy the functions talk through (replication status, outages); `None` when
-    /// they talk to the engine directly.
+    /// The fidelity layer every client talks through (replication as AWS shows it,
+    /// outages); `None` when they talk to the engine directly.
     pub proxy: Option<GapProxy>,
     paused: std::collections::HashMap<
         FunctionName,

@@ -1,4 +1,4 @@
-//! `harness bench validator`.
+//! `harness bench validator | e2e | layer`.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,33 @@ use crate::topology::TopologySpec;
 pub enum BenchCommand {
     /// Validator throughput under the event source mapping vs the engine's bound.
     Validator(ValidatorArgs),
+    /// Upload-to-validated latency of the whole pipeline, and the fidelity layer's share.
+    E2e(E2eArgs),
+    /// One large object streamed through the fidelity layer and direct: times, peak RSS.
+    Layer(LayerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    /// Objects to upload.
+    #[arg(long, default_value_t = 1000)]
+    pub objects: usize,
+    /// Validator pollers.
+    #[arg(long, default_value_t = 4)]
+    pub pollers: usize,
+    /// Topology file.
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// Object size in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mb: u64,
+    /// Topology file (for the regions).
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +70,32 @@ impl BenchCommand {
                     crate::bench::validator(&engine, &spec, a.objects, &a.pollers, &a.concurrency)
                         .await
                         .map_err(|e| anyhow::anyhow!(e))?;
+                print!("{}", result.render());
+                Ok(0)
+            }
+            BenchCommand::E2e(a) => {
+                let spec = TopologySpec::load(&a.topology)?;
+                let engine = engine::start(kind, &StartOptions::default()).await?;
+                eprintln!(
+                    "harness: {} at {} ({})",
+                    engine.kind, engine.endpoint, engine.how
+                );
+                let result = crate::bench::e2e(&engine, &spec, a.objects, a.pollers)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                print!("{}", result.render());
+                Ok(0)
+            }
+            BenchCommand::Layer(a) => {
+                let spec = TopologySpec::load(&a.topology)?;
+                let engine = engine::start(kind, &StartOptions::default()).await?;
+                eprintln!(
+                    "harness: {} at {} ({})",
+                    engine.kind, engine.endpoint, engine.how
+                );
+                let result = crate::bench::layer(&engine, &spec, a.size_mb << 20)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
                 print!("{}", result.render());
                 Ok(0)
             }

@@ -49,6 +49,34 @@ pub struct ProxyState {
     replicator: Mutex<Option<Arc<Replicator>>>,
     outages: Mutex<HashMap<String, u32>>,
     injected: Mutex<u32>,
+    stats: LayerStats,
+}
+
+/// What the layer itself costs: requests served, and the time spent in the layer on each
+/// (before the request goes upstream, and from the upstream's answer to ours; streamed
+/// bodies pass through and are not counted).
+#[derive(Debug, Default)]
+pub struct LayerStats {
+    requests: std::sync::atomic::AtomicU64,
+    overhead_ns: std::sync::atomic::AtomicU64,
+}
+
+impl LayerStats {
+    fn add(&self, overhead: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        self.overhead_ns
+            .fetch_add(overhead.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// (requests, total time spent in the layer).
+    pub fn read(&self) -> (u64, std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.requests.load(Relaxed),
+            std::time::Duration::from_nanos(self.overhead_ns.load(Relaxed)),
+        )
+    }
 }
 
 /// A running fidelity layer; stops when dropped.
@@ -78,6 +106,7 @@ impl GapProxy {
             replicator: Mutex::new(None),
             outages: Mutex::new(HashMap::new()),
             injected: Mutex::new(0),
+            stats: LayerStats::default(),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -118,6 +147,11 @@ impl GapProxy {
     /// Requests failed on purpose so far.
     pub async fn injected_failures(&self) -> u32 {
         *self.state.injected.lock().await
+    }
+
+    /// What the layer has cost so far.
+    pub fn stats(&self) -> (u64, std::time::Duration) {
+        self.state.stats.read()
     }
 }
 
@@ -203,6 +237,7 @@ fn full(s: impl Into<Bytes>) -> Body {
 }
 
 async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Body>, String> {
+    let arrived = std::time::Instant::now();
     let service = req
         .headers()
         .get("authorization")
@@ -281,7 +316,9 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         }
         out = out.header(name.as_str(), value.as_bytes());
     }
+    let before = arrived.elapsed();
     let answer = out.body(body).send().await.map_err(|e| e.to_string())?;
+    let answered = std::time::Instant::now();
     let status = answer.status().as_u16();
     let rewrite_listing = side == Side::Replica
         && method == hyper::Method::GET
@@ -328,10 +365,12 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
             None => HashMap::new(),
         };
         let text = String::from_utf8_lossy(&bytes);
+        st.stats.add(before + answered.elapsed());
         return builder
             .body(full(rewrite_version_ids(&text, &map)))
             .map_err(|e| e.to_string());
     }
+    st.stats.add(before + answered.elapsed());
     let stream = answer
         .bytes_stream()
         .map_ok(Frame::data)

@@ -115,7 +115,7 @@ pub enum Step {
     SendEvent(SendEvent),
     /// Pause or resume a function's trigger (like disabling its event source mapping).
     Trigger(Trigger),
-    /// Make the next requests to a service fail with 503 (through the gap proxy).
+    /// Make the next requests to a service fail with 503 (through the fidelity layer).
     Outage(Outage),
     /// Generate a directory tree for the agent (deterministic content, modes and times).
     Tree(TreeSpec),

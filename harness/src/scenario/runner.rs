@@ -92,7 +92,7 @@ pub async fn run(
         },
     )
     .await
-    .map_err(|e| ScenarioError::Other(format!("starting the gap proxy: {e}")))?;
+    .map_err(|e| ScenarioError::Other(format!("starting the fidelity layer: {e}")))?;
 
     let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent);
     let t = Instant::now();
@@ -268,7 +268,7 @@ async fn play(
             }
             Step::Outage(o) => match &system.proxy {
                 Some(p) => p.outage(&o.service, o.failures).await,
-                None => return Err(fail("outages need the gap proxy".into())),
+                None => return Err(fail("outages need the fidelity layer".into())),
             },
             Step::Tree(t) => agent.generate(t).map_err(fail)?,
             Step::Backup(b) => {
