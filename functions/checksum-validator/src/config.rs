@@ -9,7 +9,7 @@
 //! | `OVERDUE_CAP_SECONDS` | 86400 | how long after the upload an overdue version is still watched; a replica that validates before then sends a resolved notice, after it a final overdue alert |
 //! | `RETRY_BASE_SECONDS` | 5 | first retry delay for lag and transient errors; doubles per attempt |
 //! | `RETRY_MAX_SECONDS` | 300 | cap of the retry delay |
-//! | `MAX_RECEIVE_COUNT` | 3 | the validation queue's redrive `maxReceiveCount`; a lagging message is re-queued before it reaches it |
+//! | `MAX_RECEIVE_COUNT` | 5 | used only when the queue's `RedrivePolicy` cannot be read: the validator reads `maxReceiveCount` from the queue itself (cached) and re-queues a lagging message before it reaches it. AWS asks for at least 5 on a Lambda event source queue, since throttled receives count too (Lambda Developer Guide, "Using Lambda with Amazon SQS") |
 //! | `ALERT_ON_UNVERIFIABLE` | true | whether `unverifiable` is sent to the notifier |
 //! | `RECORD_CONCURRENCY` | 8 | records of one batch processed at once |
 //! | `S3_FORCE_PATH_STYLE` | false | path-style S3 addressing (local engines) |
@@ -53,7 +53,7 @@ impl Default for ValidatorConfig {
             overdue_cap: Duration::from_secs(86_400),
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
-            max_receive_count: 3,
+            max_receive_count: 5,
             alert_on_unverifiable: true,
             record_concurrency: 8,
             force_path_style: false,
@@ -187,7 +187,7 @@ mod tests {
             ("REPLICA_BUCKET_MAP", "a=b, c=d"),
             ("LAG_BUDGET_SECONDS", "1.5"),
             ("ALERT_ON_UNVERIFIABLE", "no"),
-            ("MAX_RECEIVE_COUNT", "5"),
+            ("MAX_RECEIVE_COUNT", "7"),
         ]
         .into_iter()
         .collect();
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(c.replica_bucket_map["c"], "d");
         assert_eq!(c.lag_budget, Duration::from_millis(1500));
         assert!(!c.alert_on_unverifiable);
-        assert_eq!(c.max_receive_count, 5);
+        assert_eq!(c.max_receive_count, 7);
     }
 
     #[test]

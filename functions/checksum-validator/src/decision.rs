@@ -35,6 +35,9 @@ pub enum Outcome {
     Unverifiable,
     /// The message is not an S3 object-created event.
     Malformed,
+    /// The message is one S3 sends that announces nothing to validate (the `s3:TestEvent`
+    /// of a new notification configuration, a deletion): acknowledged.
+    Acknowledged,
     /// A permanent AWS error (access denied, missing bucket, ...) prevented validation.
     Error,
     /// Throttling, a 5xx or a timeout: retried with backoff, not a verdict on the replica.
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::Superseded => "superseded",
             Outcome::Unverifiable => "unverifiable",
             Outcome::Malformed => "malformed",
+            Outcome::Acknowledged => "acknowledged",
             Outcome::Error => "error",
             Outcome::TransientError => "transient-error",
         }
@@ -73,6 +77,7 @@ impl Outcome {
             | Outcome::Lagging
             | Outcome::Superseded
             | Outcome::Malformed
+            | Outcome::Acknowledged
             | Outcome::TransientError => false,
         }
     }
@@ -247,12 +252,18 @@ pub fn compare(primary: &ObjectFacts, replica: &ObjectFacts) -> Vec<Comparison> 
         } else if primary.etag_parts().is_some()
             && primary.etag_parts() == replica.etag_parts()
             && pe == re
+            && primary.etag_is_part_md5s()
+            && replica.etag_is_part_md5s()
         {
-            // Same multipart ETag: same part MD5s, so the same bytes in the same layout.
+            // Same multipart ETag of plaintext or SSE-S3 objects: the same part MD5s, so the
+            // same bytes in the same layout. Under SSE-KMS or SSE-C the ETag "is not an MD5
+            // digest of the object data" (S3 API Reference, `Object`), so equal ETags prove
+            // nothing and fall through to inconclusive.
             Verdict::Match
-        } else if !primary.etag_is_content_md5() && primary.etag_parts().is_none()
-            || !replica.etag_is_content_md5() && replica.etag_parts().is_none()
-        {
+        } else if [primary, replica].iter().any(|f| {
+            // Encrypted with SSE-KMS or SSE-C: neither a content MD5 nor part MD5s.
+            !f.etag_is_content_md5() && !f.etag_is_part_md5s()
+        }) {
             Verdict::Inconclusive("etag of an SSE-KMS or SSE-C object is not a content hash".into())
         } else {
             Verdict::Inconclusive("multipart etags depend on the part layout".into())
@@ -534,6 +545,16 @@ mod tests {
         ObjectFacts::simple(5, "aa-2"),
         Outcome::Validated
     )]
+    #[case::kms_multipart_etags_prove_nothing(
+        kms(ObjectFacts::simple(5, "aa-2")),
+        kms(ObjectFacts::simple(5, "aa-2")),
+        Outcome::Unverifiable
+    )]
+    #[case::md5_checksum_proves_a_kms_copy(
+        with_checksum(kms(ObjectFacts::simple(5, "aa")), ChecksumAlgorithm::Md5, "m"),
+        with_checksum(kms(ObjectFacts::simple(5, "bb")), ChecksumAlgorithm::Md5, "m"),
+        Outcome::Validated
+    )]
     #[case::composite_vs_composite_other_layout(
         with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, "x-2"),
         with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, "y-3"),
@@ -688,8 +709,12 @@ mod tests {
     }
 
     fn arb_facts() -> impl Strategy<Value = ObjectFacts> {
-        let checksum =
-            (0..5usize, "[ab]{1}", prop::option::of(1u32..4)).prop_map(|(i, v, parts)| {
+        let checksum = (
+            0..ChecksumAlgorithm::ALL.len(),
+            "[ab]{1}",
+            prop::option::of(1u32..4),
+        )
+            .prop_map(|(i, v, parts)| {
                 let raw = match parts {
                     Some(n) => format!("{v}-{n}"),
                     None => v,
@@ -732,8 +757,11 @@ mod tests {
                 let full_match = ChecksumAlgorithm::ALL.iter().any(|a| {
                     matches!((p.checksum(*a), r.checksum(*a)), (Some(x), Some(y)) if x.value == y.value && x.scope == y.scope)
                 });
-                let etag_match = p.etag.is_some() && p.etag == r.etag
-                    && (p.etag_is_content_md5() && r.etag_is_content_md5() || p.etag_parts().is_some());
+                // AWS's rule, stated independently of the implementation: an ETag is content
+                // evidence only for plaintext or SSE-S3 objects (S3 API Reference, `Object`);
+                // equal strings then carry the same part count too.
+                let plain = |f: &ObjectFacts| matches!(f.encryption, Encryption::None | Encryption::SseS3);
+                let etag_match = p.etag.is_some() && p.etag == r.etag && plain(&p) && plain(&r);
                 prop_assert!(full_match || etag_match, "validated without evidence: {:?}", d);
                 prop_assert!(d.evidence.iter().all(|c| c.verdict != Verdict::Differ));
             }

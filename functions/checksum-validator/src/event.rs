@@ -61,6 +61,54 @@ struct DetailObject {
     version_id: Option<String>,
 }
 
+/// Why a body that is not an object-created event still needs no action, if it is one of
+/// those S3 sends: the `s3:TestEvent` message S3 publishes when a notification configuration
+/// is saved ("Amazon S3 sends a test message", S3 User Guide, "Event message structure"),
+/// and deletion events (EventBridge `Object Deleted`, classic `ObjectRemoved:*`), which
+/// create no object to validate. Anything else is left to [`parse_body`].
+pub fn acknowledged(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    if text(&value, "Event").as_deref() == Some("s3:TestEvent") {
+        return Some(format!(
+            "s3:TestEvent for bucket {}: sent by S3 when a notification configuration is saved",
+            text(&value, "Bucket").unwrap_or_default()
+        ));
+    }
+    if text(&value, "source").as_deref() == Some("aws.s3")
+        && text(&value, "detail-type").as_deref() == Some("Object Deleted")
+    {
+        let detail = value.get("detail").cloned().unwrap_or_default();
+        return Some(format!(
+            "Object Deleted ({}) for {}/{}: nothing was created to validate",
+            text(&detail, "deletion-type").unwrap_or_else(|| "deletion".into()),
+            detail
+                .pointer("/bucket/name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+            detail
+                .pointer("/object/key")
+                .and_then(|v| v.as_str())
+                .map(decode_event_key)
+                .unwrap_or_default(),
+        ));
+    }
+    let records = value.get("Records")?.as_array()?;
+    let removed = !records.is_empty()
+        && records.iter().all(|r| {
+            text(r, "eventName").is_some_and(|n| {
+                n.starts_with("ObjectRemoved") || n.starts_with("s3:ObjectRemoved")
+            })
+        });
+    removed.then(|| {
+        format!(
+            "{} ObjectRemoved record(s): nothing was created to validate",
+            records.len()
+        )
+    })
+}
+
 /// Parses one SQS body into the object versions it announces (one for EventBridge events,
 /// one per record for S3 notifications).
 pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
@@ -221,6 +269,39 @@ mod tests {
             parse_body(&fixture(file)),
             Err(MalformedEvent::NotAnS3Event(_))
         ));
+    }
+
+    #[rstest]
+    #[case::permanently_deleted("localstack-4.13.1-event-4.json", "Permanently Deleted")]
+    #[case::delete_marker("localstack-4.13.1-event-5.json", "Delete Marker Created")]
+    #[case::delete_marker_raw_key("ministack-1.5.33-event-4.json", "Delete Marker Created")]
+    fn deletion_events_are_acknowledged(#[case] file: &str, #[case] says: &str) {
+        let why = acknowledged(&fixture(file)).expect("acknowledged");
+        assert!(why.contains(says), "{why}");
+    }
+
+    #[test]
+    fn the_s3_test_event_is_acknowledged() {
+        // The body S3 sends when a notification configuration is saved (S3 User Guide).
+        let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-22T00:00:00.000Z","Bucket":"b","RequestId":"r","HostId":"h"}"#;
+        assert!(acknowledged(body).unwrap().contains("s3:TestEvent"));
+        assert!(
+            parse_body(body).is_err(),
+            "still not an object-created event"
+        );
+    }
+
+    #[rstest]
+    #[case::object_created("localstack-4.13.1-event-1.json")]
+    #[case::poison("not json")]
+    #[case::other_json(r#"{"hello":"world"}"#)]
+    fn everything_else_is_not_acknowledged(#[case] body_or_file: &str) {
+        let body = if body_or_file.ends_with(".json") {
+            fixture(body_or_file)
+        } else {
+            body_or_file.to_string()
+        };
+        assert_eq!(acknowledged(&body), None);
     }
 
     #[rstest]

@@ -14,16 +14,21 @@ pub enum ChecksumAlgorithm {
     Sha1,
     Crc32c,
     Crc32,
+    /// `x-amz-checksum-md5`: "only present if the object was uploaded with the MD5
+    /// checksum algorithm" (S3 API Reference, `ChecksumMD5`). A full-object MD5 of the
+    /// bytes whatever the encryption, unlike an SSE-KMS ETag.
+    Md5,
 }
 
 impl ChecksumAlgorithm {
     /// Preference order: strongest and S3's default first.
-    pub const ALL: [ChecksumAlgorithm; 5] = [
+    pub const ALL: [ChecksumAlgorithm; 6] = [
         ChecksumAlgorithm::Crc64nvme,
         ChecksumAlgorithm::Sha256,
         ChecksumAlgorithm::Sha1,
         ChecksumAlgorithm::Crc32c,
         ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Md5,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +38,7 @@ impl ChecksumAlgorithm {
             ChecksumAlgorithm::Sha1 => "sha1",
             ChecksumAlgorithm::Crc32c => "crc32c",
             ChecksumAlgorithm::Crc32 => "crc32",
+            ChecksumAlgorithm::Md5 => "md5",
         }
     }
 }
@@ -163,6 +169,12 @@ impl ObjectFacts {
         let etag = self.etag.as_deref()?;
         let (_, n) = etag.rsplit_once('-')?;
         n.parse().ok()
+    }
+
+    /// Whether a multipart ETag is the MD5 of the part MD5s (plaintext or SSE-S3 only).
+    pub fn etag_is_part_md5s(&self) -> bool {
+        self.etag_parts().is_some()
+            && matches!(self.encryption, Encryption::None | Encryption::SseS3)
     }
 
     /// Whether the ETag is the MD5 of the bytes (AWS: single-part, plaintext or SSE-S3).

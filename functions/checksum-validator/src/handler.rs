@@ -9,6 +9,7 @@
 //! | validated, superseded | done: the event source mapping deletes it |
 //! | lagging, transient-error | retried with backoff via `ChangeMessageVisibility`; on the last receive before the DLQ, re-queued with a delay instead |
 //! | mismatch, replica-missing, replication-failed, replication-overdue, error, unverifiable (when alerting) | a failure record goes to the failure queue, then done |
+//! | acknowledged (an `s3:TestEvent`, a deletion event) | done: nothing was created to validate |
 //! | malformed | left on the queue: after `maxReceiveCount` receives SQS moves it to the DLQ, which the notifier also consumes |
 
 use std::collections::HashMap;
@@ -117,6 +118,8 @@ pub struct Validator {
     s3: S3Lookup,
     sqs: aws_sdk_sqs::Client,
     queue_urls: Mutex<HashMap<String, String>>,
+    /// Queue ARN -> the `maxReceiveCount` of its redrive policy (`None`: no policy).
+    receive_limits: Mutex<HashMap<String, Option<u32>>>,
 }
 
 impl Validator {
@@ -131,6 +134,7 @@ impl Validator {
             ),
             sqs: aws_sdk_sqs::Client::new(sdk),
             queue_urls: Mutex::new(HashMap::new()),
+            receive_limits: Mutex::new(HashMap::new()),
             config,
         }
     }
@@ -214,6 +218,22 @@ impl Validator {
         let attempt = carried + receive_count;
         let body = msg.body.as_deref().unwrap_or("");
 
+        if let Some(why) = crate::event::acknowledged(body) {
+            let report = RecordReport {
+                message_id,
+                object: None,
+                outcome: Outcome::Acknowledged,
+                detail: why,
+                evidence: Vec::new(),
+                attempt,
+                action: Action::Done,
+                version_source: None,
+                replicas: Vec::new(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            log_report(&report);
+            return vec![report];
+        }
         let events = match parse_body(body) {
             Ok(events) => events,
             Err(why) => {
@@ -224,10 +244,10 @@ impl Validator {
                     detail: why.to_string(),
                     evidence: Vec::new(),
                     attempt,
-                    action: Action::LeftOnQueue(format!(
-                        "malformed; SQS moves it to the DLQ after {} receives",
-                        self.config.max_receive_count
-                    )),
+                    action: Action::LeftOnQueue(match self.receive_limit(&msg).await {
+                        Some(n) => format!("malformed; SQS moves it to the DLQ after {n} receives"),
+                        None => "malformed; the queue has no redrive policy, so it stays".into(),
+                    }),
                     version_source: None,
                     replicas: Vec::new(),
                     duration_ms: started.elapsed().as_millis() as u64,
@@ -601,7 +621,11 @@ impl Validator {
         let Some(queue_url) = self.queue_url(msg).await else {
             return Action::RetryAfter(delay);
         };
-        if receive_count >= self.config.max_receive_count {
+        if self
+            .receive_limit(msg)
+            .await
+            .is_some_and(|limit| receive_count >= limit)
+        {
             // One more failed receive would move it to the DLQ: re-send a fresh copy instead.
             let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
             return match self.requeue(msg, attempt, alerted).await {
@@ -679,6 +703,43 @@ impl Validator {
         send.send().await.map(|_| delay).map_err(|e| classify(&e))
     }
 
+    /// The `maxReceiveCount` of the record's queue, read from its `RedrivePolicy` (cached per
+    /// queue): SQS moves a message to the DLQ "when the ReceiveCount for a message exceeds
+    /// the maxReceiveCount" (SQS Developer Guide, dead-letter queues). `None` when the queue
+    /// has no redrive policy; `MAX_RECEIVE_COUNT` when the policy cannot be read.
+    async fn receive_limit(&self, msg: &SqsMessage) -> Option<u32> {
+        let Some(arn) = msg.event_source_arn.clone() else {
+            return Some(self.config.max_receive_count);
+        };
+        if let Some(limit) = self.receive_limits.lock().await.get(&arn) {
+            return *limit;
+        }
+        let Some(url) = self.queue_url(msg).await else {
+            return Some(self.config.max_receive_count);
+        };
+        let read = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await;
+        match read {
+            Ok(out) => {
+                let limit = out
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+                    .and_then(|p| max_receive_count_of(p));
+                self.receive_limits.lock().await.insert(arn, limit);
+                limit
+            }
+            Err(e) => {
+                tracing::warn!(error = %classify(&e), "reading the queue's redrive policy failed; using MAX_RECEIVE_COUNT");
+                Some(self.config.max_receive_count)
+            }
+        }
+    }
+
     /// The URL of the queue a record came from, from its `eventSourceARN` (cached).
     async fn queue_url(&self, msg: &SqsMessage) -> Option<String> {
         let arn = msg.event_source_arn.as_deref()?;
@@ -703,6 +764,16 @@ impl Validator {
             .insert(arn.to_string(), url.clone());
         Some(url)
     }
+}
+
+/// `maxReceiveCount` of a `RedrivePolicy` attribute (a number, or a string as some SDKs
+/// write it).
+pub fn max_receive_count_of(policy: &str) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(policy).ok()?;
+    let n = v.get("maxReceiveCount")?;
+    n.as_u64()
+        .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 struct Judged {
@@ -800,7 +871,9 @@ mod tests {
         let by_id = |id: &str| report.records.iter().find(|r| r.message_id == id).unwrap();
         assert_eq!(report.records.len(), 4);
         assert_eq!(by_id("poison").outcome, Outcome::Malformed);
-        assert_eq!(by_id("deleted").outcome, Outcome::Malformed);
+        // A deletion announces nothing to validate: acknowledged, not a poison pill.
+        assert_eq!(by_id("deleted").outcome, Outcome::Acknowledged);
+        assert_eq!(by_id("deleted").action, Action::Done);
         // Real engine events parse; the unreachable endpoint makes them transient errors,
         // retried, never a verdict on the replica.
         for id in ["ls", "ms"] {
@@ -820,7 +893,23 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         failed.sort();
-        assert_eq!(failed, vec!["deleted", "ls", "ms", "poison"]);
+        assert_eq!(failed, vec!["ls", "ms", "poison"]);
+    }
+
+    #[test]
+    fn reads_the_redrive_policy() {
+        assert_eq!(
+            max_receive_count_of(
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":5}"#
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            max_receive_count_of(r#"{"deadLetterTargetArn":"x","maxReceiveCount":"7"}"#),
+            Some(7)
+        );
+        assert_eq!(max_receive_count_of("{}"), None);
+        assert_eq!(max_receive_count_of("not json"), None);
     }
 
     #[tokio::test]

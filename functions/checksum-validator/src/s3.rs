@@ -401,6 +401,7 @@ pub async fn describe(
         (ChecksumAlgorithm::Sha1, out.checksum_sha1()),
         (ChecksumAlgorithm::Crc32c, out.checksum_crc32_c()),
         (ChecksumAlgorithm::Crc32, out.checksum_crc32()),
+        (ChecksumAlgorithm::Md5, out.checksum_md5()),
     ];
     for (alg, value) in pairs {
         if let Some(v) = value.filter(|v| !v.is_empty()) {

@@ -8,7 +8,8 @@ use checksum_validator::decision::Verdict;
 use checksum_validator::event::parse_body;
 use checksum_validator::failure_record::FailureRecord;
 
-/// SNS subjects must be ASCII, without control characters, under 100 characters.
+/// SNS subjects: "UTF-8 text with no line breaks or control characters, and less than 100
+/// characters long" (SNS API Reference, `Publish`, `Subject`).
 pub const SUBJECT_MAX: usize = 99;
 /// SNS messages are limited to 256 KB; keep room for the envelope text around the body.
 pub const MESSAGE_MAX: usize = 256 * 1024 - 1024;
@@ -129,7 +130,11 @@ fn dead_letter_alert(body: &str, origin: &Origin, project: &str) -> Alert {
     m.push_str(&format!("Queue:       {}\n", origin.queue));
     m.push_str(&format!("Message id:  {}\n", origin.message_id));
     if let Some(n) = origin.receive_count {
-        m.push_str(&format!("Receives:    {n}\n"));
+        // SQS keeps a message's ApproximateReceiveCount when it moves it to a DLQ, so the
+        // count includes the receives on the source queue.
+        m.push_str(&format!(
+            "Receives:    {n} (ApproximateReceiveCount: the source queue's receives and this queue's)\n"
+        ));
     }
     if let Some(t) = &origin.sent_at {
         m.push_str(&format!("First sent:  {t}\n"));
@@ -172,24 +177,24 @@ pub fn runbook(kind: &str) -> &'static str {
     }
 }
 
-/// Makes an SNS-safe subject: ASCII printable only, at most [`SUBJECT_MAX`] characters.
+/// Makes an SNS-safe subject: UTF-8 with line breaks, other whitespace and control
+/// characters turned into spaces, at most [`SUBJECT_MAX`] characters (not bytes).
 pub fn subject(raw: &str) -> String {
     let cleaned: String = raw
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else if c.is_whitespace() || c.is_control() {
+            if c.is_control() || (c.is_whitespace() && c != ' ') {
                 ' '
             } else {
-                '?'
+                c
             }
         })
         .collect();
-    if cleaned.len() <= SUBJECT_MAX {
+    if cleaned.chars().count() <= SUBJECT_MAX {
         cleaned
     } else {
-        format!("{}...", &cleaned[..SUBJECT_MAX - 3])
+        let head: String = cleaned.chars().take(SUBJECT_MAX - 3).collect();
+        format!("{head}...")
     }
 }
 
@@ -262,6 +267,17 @@ mod tests {
     }
 
     #[test]
+    fn unicode_keys_stay_readable_in_subjects() {
+        assert_eq!(
+            subject("[autobackup] MISMATCH documents: unicode/Ünïcödé 日本語.txt"),
+            "[autobackup] MISMATCH documents: unicode/Ünïcödé 日本語.txt"
+        );
+        assert_eq!(subject("a\nb\tc\u{7}d"), "a b c d");
+        let long = "é".repeat(150);
+        assert_eq!(subject(&long).chars().count(), SUBJECT_MAX);
+    }
+
+    #[test]
     fn resolved_notices_say_so() {
         let body = r#"{"schema":"autobackup.validation-failure/1","outcome":"validated","detail":"late",
             "object":{"bucket":"p","key":"k","version_id":"v1","category":"documents"},
@@ -276,10 +292,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn subjects_are_always_sns_safe(raw in "\\PC{0,300}") {
+        fn subjects_are_always_sns_safe(raw in "\\PC{0,300}|[\\x00-\\x1f\n\r\t é日]{0,150}") {
             let s = subject(&raw);
-            prop_assert!(s.len() <= SUBJECT_MAX);
-            prop_assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+            prop_assert!(s.chars().count() <= SUBJECT_MAX);
+            prop_assert!(!s.chars().any(|c| c.is_control() || c == '\n' || c == '\r'));
         }
 
         #[test]

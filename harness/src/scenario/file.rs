@@ -469,7 +469,7 @@ impl Scenario {
                 return Err(invalid(
                     0,
                     format!("[expect] unknown outcome {outcome:?}"),
-                    "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, not-replicated, superseded, unverifiable, malformed, error",
+                    "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, not-replicated, superseded, unverifiable, malformed, acknowledged, error",
                 ));
             }
         }

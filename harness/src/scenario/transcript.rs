@@ -385,6 +385,11 @@ pub fn render(
                     )
                 }
             }
+            None if report.outcome == checksum_validator::Outcome::Acknowledged => (
+                "(nothing to validate)".to_string(),
+                0,
+                format!("message {}", report.message_id),
+            ),
             None => (
                 "(not an S3 event)".to_string(),
                 0,

@@ -167,12 +167,18 @@ pub async fn provision(
         let log = &log;
         async move { ensure_bucket(clients, spec, &name, &region, &category, log).await }
     }));
+    // The DLQs keep messages longer than their sources, and the ones the notifier consumes
+    // get its visibility timeout (they are Lambda event sources too).
     let dlq_attrs = |key: &str| {
         HashMap::from([
             (QA::KmsMasterKeyId, key.to_string()),
             (
                 QA::MessageRetentionPeriod,
-                spec.queues.retention_seconds.to_string(),
+                spec.queues.dlq_retention_seconds.to_string(),
+            ),
+            (
+                QA::VisibilityTimeout,
+                opts.timing.failure_visibility_seconds.to_string(),
             ),
         ])
     };

@@ -132,6 +132,10 @@ pub struct BucketSpec {
 pub struct QueueSpec {
     pub max_receive_count: u32,
     pub retention_seconds: u32,
+    /// Retention of the DLQs: longer than the source queues', since "the expiration of a
+    /// message is always based on its original enqueue timestamp" (SQS Developer Guide,
+    /// "Configuring a dead-letter queue retention period").
+    pub dlq_retention_seconds: u32,
     pub max_message_size: u32,
     pub kms_data_key_reuse_seconds: u32,
     pub batch_size: u32,
