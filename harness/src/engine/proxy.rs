@@ -101,6 +101,7 @@ impl GapProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
+                .tcp_nodelay(true)
                 .build()
                 .map_err(std::io::Error::other)?,
             replicator: Mutex::new(None),
@@ -114,6 +115,9 @@ impl GapProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // Small request/response pairs (SQS, HEAD) would otherwise wait on Nagle's
+                // algorithm against the client's delayed ACKs (~40 ms a round trip).
+                let _ = stream.set_nodelay(true);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(req, st.clone()));

@@ -404,12 +404,12 @@ impl Replicator {
         self.discover_locked().await
     }
 
-    /// Discovers the versions of one key (one listing call, not the whole buckets).
+    /// Discovers the versions of one key (one listing call, not the whole buckets). It does
+    /// not wait for a running pass: tracking is idempotent (see `track_new`).
     pub async fn discover_key(&self, bucket: &str, key: &str) -> Result<(), String> {
         let Some(config) = self.configs.get(bucket) else {
             return Ok(());
         };
-        let _one = self.pass_lock.lock().await;
         let found = list_versions(&self.clients.s3, bucket, Some(key)).await?;
         self.track_new(bucket, config, found.into_iter().filter(|v| v.key == key))
             .await
@@ -438,6 +438,10 @@ impl Replicator {
                 }
                 let tracked = self.track(&primary, config, v).await?;
                 let mut st = self.state.lock().await;
+                // A concurrent discovery may have tracked it meanwhile: the first one wins.
+                if st.versions.contains_key(&k) {
+                    continue;
+                }
                 st.order.push(k.clone());
                 st.versions.insert(k, tracked);
             }
