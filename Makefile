@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench engine-up engine-down engine-status lint fmt
+.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer engine-up engine-down engine-status lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,8 +40,14 @@ e2e: ## Only the end-to-end scenario and provisioning tests
 up: ## The whole system running locally until Ctrl-C (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) up
 
-bench: ## Validator throughput vs the engine's bound (release build)
+bench: ## Validator throughput vs the engine's bound, and the fidelity layer's cost (release build)
 	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench validator
+
+bench-e2e: ## Upload-to-validated latency of 1000 objects, and the layer's share (release build)
+	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench e2e --objects 1000
+
+bench-layer: ## A 1 GiB object through the fidelity layer and direct: times, peak RSS (release build)
+	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench layer --size-mb 1024
 
 engine-up: ## Start an engine in the background (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) engine up
