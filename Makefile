@@ -8,7 +8,7 @@ HARNESS = $(CARGO) run --quiet -p harness --
 .PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer engine-up engine-down engine-status lint fmt
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 	@echo "  variables: ENGINE=localstack|ministack|external (default localstack), NAME=<scenario>"
 
 scenario: ## Run one scenario: make scenario NAME=poison-pill [ENGINE=ministack]
