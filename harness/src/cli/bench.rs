@@ -58,47 +58,41 @@ pub struct ValidatorArgs {
 
 impl BenchCommand {
     pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
-        match self {
+        let report = match self {
             BenchCommand::Validator(a) => {
-                let spec = TopologySpec::load(&a.topology)?;
-                let engine = engine::start(kind, &StartOptions::default()).await?;
-                eprintln!(
-                    "harness: {} at {} ({})",
-                    engine.kind, engine.endpoint, engine.how
-                );
-                let result =
-                    crate::bench::validator(&engine, &spec, a.objects, &a.pollers, &a.concurrency)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                print!("{}", result.render());
-                Ok(0)
+                let (spec, engine) = prepare(&a.topology, kind).await?;
+                crate::bench::validator(&engine, &spec, a.objects, &a.pollers, &a.concurrency)
+                    .await
+                    .map(|r| r.render())
             }
             BenchCommand::E2e(a) => {
-                let spec = TopologySpec::load(&a.topology)?;
-                let engine = engine::start(kind, &StartOptions::default()).await?;
-                eprintln!(
-                    "harness: {} at {} ({})",
-                    engine.kind, engine.endpoint, engine.how
-                );
-                let result = crate::bench::e2e(&engine, &spec, a.objects, a.pollers)
+                let (spec, engine) = prepare(&a.topology, kind).await?;
+                crate::bench::e2e(&engine, &spec, a.objects, a.pollers)
                     .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                print!("{}", result.render());
-                Ok(0)
+                    .map(|r| r.render())
             }
             BenchCommand::Layer(a) => {
-                let spec = TopologySpec::load(&a.topology)?;
-                let engine = engine::start(kind, &StartOptions::default()).await?;
-                eprintln!(
-                    "harness: {} at {} ({})",
-                    engine.kind, engine.endpoint, engine.how
-                );
-                let result = crate::bench::layer(&engine, &spec, a.size_mb << 20)
+                let (spec, engine) = prepare(&a.topology, kind).await?;
+                crate::bench::layer(&engine, &spec, a.size_mb << 20)
                     .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                print!("{}", result.render());
-                Ok(0)
+                    .map(|r| r.render())
             }
-        }
+        };
+        print!("{}", report.map_err(|e| anyhow::anyhow!(e))?);
+        Ok(0)
     }
+}
+
+/// The topology and a started (or attached) engine, announced on stderr.
+async fn prepare(
+    topology: &std::path::Path,
+    kind: EngineKind,
+) -> anyhow::Result<(TopologySpec, engine::Engine)> {
+    let spec = TopologySpec::load(topology)?;
+    let engine = engine::start(kind, &StartOptions::default()).await?;
+    eprintln!(
+        "harness: {} at {} ({})",
+        engine.kind, engine.endpoint, engine.how
+    );
+    Ok((spec, engine))
 }
