@@ -385,6 +385,7 @@ async fn event_bodies(
                 &topology.primary_region,
                 bucket,
                 k,
+                None,
             )
             .await?,
         );

@@ -1,9 +1,15 @@
 //! Parsing an SQS message body into the S3 object it announces.
 //!
 //! Accepts the EventBridge `Object Created` event (what the topology routes) and the classic
-//! S3 notification (`Records[].s3`). Object keys arrive form-encoded as AWS documents for S3
-//! notifications (`red flower.jpg` -> `red+flower.jpg`); [`decode_event_key`] is the one place
-//! that turns them back into real keys.
+//! S3 notification (`Records[].s3`).
+//!
+//! Key encoding: AWS documents form encoding for classic S3 notifications (`red flower.jpg`
+//! -> `red+flower.jpg`, S3 User Guide, "Event message structure") and documents none for
+//! EventBridge ("EventBridge event message structure"); the best evidence for EventBridge
+//! (an AWS Solutions Library project fixed on AWS) is that `+` stays a literal plus. So each
+//! event carries its [`ObjectEvent::key_candidates`]: the likely decoding for its source
+//! first, then the others; the handler uses the first one under which the event's version
+//! exists, and says so.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;
@@ -14,8 +20,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectEvent {
     pub bucket: String,
-    /// The real object key (decoded).
+    /// The real object key: the most likely decoding (the first candidate).
     pub key: String,
+    /// Every distinct reading of the key as it arrived, most likely first ([`key_candidates`]).
+    pub key_candidates: Vec<String>,
     /// Absent when the emitter does not send one (some emulators); the validator then
     /// judges the current version and says so.
     pub version_id: Option<String>,
@@ -137,9 +145,11 @@ pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
         if detail.object.key.is_empty() {
             return Err(MalformedEvent::MissingField("detail.object.key"));
         }
+        let key_candidates = key_candidates(&detail.object.key, KeyEncoding::Percent);
         return Ok(vec![ObjectEvent {
             bucket: detail.bucket.name,
-            key: decode_event_key(&detail.object.key),
+            key: key_candidates[0].clone(),
+            key_candidates,
             version_id: detail
                 .object
                 .version_id
@@ -171,9 +181,11 @@ pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
                 .key
                 .filter(|k| !k.is_empty())
                 .ok_or(MalformedEvent::MissingField("s3.object.key"))?;
+            let key_candidates = key_candidates(&key, KeyEncoding::Form);
             out.push(ObjectEvent {
                 bucket,
-                key: decode_event_key(&key),
+                key: key_candidates[0].clone(),
+                key_candidates,
                 version_id: record.s3.object.version_id.filter(|v| !v.is_empty()),
                 size: record.s3.object.size,
                 etag: record.s3.object.e_tag,
@@ -200,6 +212,36 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
+}
+
+/// How an event's key is most likely encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// RFC 3986 percent-encoding, `+` literal (EventBridge, by the best evidence).
+    Percent,
+    /// `application/x-www-form-urlencoded`, `+` a space (classic S3 notifications).
+    Form,
+}
+
+/// The distinct readings of a key as an event carries it, `likely` first, then the other
+/// decoding, then the key exactly as written (an emitter that does not encode at all).
+pub fn key_candidates(raw: &str, likely: KeyEncoding) -> Vec<String> {
+    let percent = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .unwrap_or_else(|_| raw.to_string());
+    let form = decode_event_key(raw);
+    let ordered = match likely {
+        KeyEncoding::Percent => [percent, form, raw.to_string()],
+        KeyEncoding::Form => [form, percent, raw.to_string()],
+    };
+    let mut out: Vec<String> = Vec::with_capacity(3);
+    for k in ordered {
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
 
 /// Decodes an event key the way AWS encodes it: `application/x-www-form-urlencoded`
@@ -269,6 +311,34 @@ mod tests {
             parse_body(&fixture(file)),
             Err(MalformedEvent::NotAnS3Event(_))
         ));
+    }
+
+    #[rstest]
+    #[case::plain("simple.txt", KeyEncoding::Percent, &["simple.txt"])]
+    #[case::percent_space_and_plus("a%20b%2Bc.txt", KeyEncoding::Percent, &["a b+c.txt", "a%20b%2Bc.txt"])]
+    #[case::literal_plus("a+b.txt", KeyEncoding::Percent, &["a+b.txt", "a b.txt"])]
+    #[case::form_plus("red+flower.jpg", KeyEncoding::Form, &["red flower.jpg", "red+flower.jpg"])]
+    #[case::raw_percent_sign("100%=done/x.txt", KeyEncoding::Percent, &["100%=done/x.txt"])]
+    #[case::raw_escape_lookalike("a%41b", KeyEncoding::Percent, &["aAb", "a%41b"])]
+    fn candidates(#[case] raw: &str, #[case] likely: KeyEncoding, #[case] want: &[&str]) {
+        assert_eq!(key_candidates(raw, likely), want);
+    }
+
+    proptest! {
+        /// Whatever an emitter does (raw, percent, form), the real key is a candidate.
+        #[test]
+        fn the_real_key_is_always_a_candidate(key in "[a-zA-Z0-9 +%=/é日._-]{1,30}") {
+            use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+            const RFC3986: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+            let percent = utf8_percent_encode(&key, RFC3986).to_string();
+            for (wire, likely) in [
+                (key.clone(), KeyEncoding::Percent),
+                (percent, KeyEncoding::Percent),
+                (encode_event_key(&key), KeyEncoding::Form),
+            ] {
+                prop_assert!(key_candidates(&wire, likely).contains(&key), "{wire:?}");
+            }
+        }
     }
 
     #[rstest]

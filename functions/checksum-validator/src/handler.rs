@@ -262,7 +262,7 @@ impl Validator {
             let judged = self.judge_object(&event).await;
             let object = ObjectRef {
                 bucket: event.bucket.clone(),
-                key: event.key.clone(),
+                key: judged.key.clone(),
                 version_id: judged.version_id.clone().or(event.version_id.clone()),
                 category: self.s3.category(&event.bucket).await,
             };
@@ -341,28 +341,59 @@ impl Validator {
                 version_source,
                 version_id: None,
                 replicas: Vec::new(),
+                key: event.key.clone(),
             }
         };
 
-        let primary = match self
-            .s3
-            .describe_primary(&event.bucket, &event.key, version_id.as_deref())
-            .await
-        {
-            Ok(Some(facts)) => facts,
-            Ok(None) => {
-                return Judged {
-                    decision: decide(
-                        &PrimaryState::Gone,
-                        &Replication::Destinations(Vec::new()),
-                        timing,
-                    ),
-                    version_source,
-                    version_id: None,
-                    replicas: Vec::new(),
+        // The key as the version exists under it: the first candidate reading of the event's
+        // key (see `event`) that holds the event's version.
+        let mut resolved: Option<(String, crate::facts::ObjectFacts)> = None;
+        for candidate in &event.key_candidates {
+            match self
+                .s3
+                .describe_primary(&event.bucket, candidate, version_id.as_deref())
+                .await
+            {
+                Ok(Some(facts)) => {
+                    resolved = Some((candidate.clone(), facts));
+                    break;
                 }
+                Ok(None) => {}
+                Err(e) => return fail(e, "reading the primary object"),
             }
-            Err(e) => return fail(e, "reading the primary object"),
+        }
+        let Some((key, primary)) = resolved else {
+            let mut decision = decide(
+                &PrimaryState::Gone,
+                &Replication::Destinations(Vec::new()),
+                timing,
+            );
+            if event.key_candidates.len() > 1 {
+                decision.detail = format!(
+                    "no such version under any reading of the event's key (tried {}): deleted, or the key is encoded in a way none of these decodes",
+                    event
+                        .key_candidates
+                        .iter()
+                        .map(|k| format!("{k:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                tracing::warn!(bucket = %event.bucket, detail = %decision.detail, "superseded under every key reading");
+            }
+            return Judged {
+                decision,
+                version_source,
+                version_id: None,
+                replicas: Vec::new(),
+                key: event.key.clone(),
+            };
+        };
+        if key != event.key {
+            tracing::info!(bucket = %event.bucket, key = %key, first_reading = %event.key, "the event's key resolved to another reading");
+        }
+        let event = &ObjectEvent {
+            key,
+            ..event.clone()
         };
         let version = primary.version_id.clone();
         let found = PrimaryState::Found(primary.clone());
@@ -382,6 +413,7 @@ impl Validator {
                 version_source,
                 version_id: version,
                 replicas: Vec::new(),
+                key: event.key.clone(),
             };
         }
         let destinations = match self
@@ -466,6 +498,7 @@ impl Validator {
             version_source,
             version_id: version,
             replicas,
+            key: event.key.clone(),
         }
     }
 
@@ -781,6 +814,8 @@ struct Judged {
     version_source: Option<VersionSource>,
     version_id: Option<String>,
     replicas: Vec<ObjectRef>,
+    /// The key the version was found under (the event's first reading when not found).
+    key: String,
 }
 
 /// One structured log line per record: outcome, evidence, attempt, duration.

@@ -9,7 +9,7 @@
 //! | replicas get new version ids | both | "Replicas have the same key names and the same metadata, for example creation time, user-defined metadata, and version ID" (S3 User Guide, Replication) | the fidelity layer (`engine::proxy`) maps replica version ids to the source's for every client |
 //! | ineligible objects are copied (SSE-KMS without opt-in, GLACIER / DEEP_ARCHIVE, filtered keys) and report a status | MiniStack | "What does Amazon S3 replicate?"; "Getting replication status information" (status only for eligible objects) | `replication::config` rules decide; the layer reports no status for ineligible versions |
 //! | `x-amz-replication-status` never reported | LocalStack | "Getting replication status information" (PENDING, COMPLETED, FAILED, REPLICA) | the layer adds it from the replicator |
-//! | event `object.key` arrives raw | MiniStack | classic S3 notifications form-encode keys (S3 User Guide, "Event message structure"); AWS documents no encoding for EventBridge (undecided: see issue 10) | [`event_fields`] and [`rewrite_event`] (here), applied by `system.rs`'s delivery hook |
+//! | event `object.key` arrives raw (LocalStack percent-encodes, RFC 3986) | MiniStack | classic S3 notifications form-encode keys (S3 User Guide, "Event message structure"); AWS documents no encoding for EventBridge, and the best evidence (an AWS Solutions Library project fixed on AWS) is that `+` stays literal, i.e. not form encoding | [`event_key`] re-encodes raw keys as RFC 3986 percent-encoding; the validator reads every plausible encoding anyway (`checksum_validator::event::key_candidates`), and the `key-encodings` scenario delivers each |
 //! | event has no `version-id` | MiniStack | EventBridge `Object Created` carries `version-id` for versioned buckets ("EventBridge event message structure") | the delivery hook fills it in: the version of the key with the event's ETag and size, oldest unclaimed first (`Replicator::version_for_event`) |
 //! | `ListObjectVersions` reports STANDARD for every version | LocalStack | S3 API Reference, `ObjectVersion.StorageClass` | the replicator reads each version's class with `HeadObject`; the agent's cost report corrects it in `autobackup_agent::compat` |
 //! | `StartMessageMoveTask` is not implemented | MiniStack | SQS API Reference | `redrive` falls back to receive / send / delete |
@@ -55,11 +55,41 @@ pub fn event_fields(body: &str) -> Option<EventFields> {
     })
 }
 
-/// The key as the validator should receive it: an engine's raw key re-encoded the way the
-/// harness assumes AWS writes it (form-encoding), otherwise unchanged.
+/// How a key is written into an event body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyEncoding {
+    /// As is.
+    Raw,
+    /// RFC 3986 percent-encoding (`/` kept, space `%20`, `+` `%2B`), as LocalStack writes
+    /// EventBridge keys and the best evidence says AWS does.
+    Percent,
+    /// `application/x-www-form-urlencoded` (space `+`), as AWS documents for classic S3
+    /// notifications.
+    Form,
+}
+
+/// Encodes `key` for an event body.
+pub fn encode_key(key: &str, encoding: KeyEncoding) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    match encoding {
+        KeyEncoding::Raw => key.to_string(),
+        KeyEncoding::Percent => utf8_percent_encode(key, RFC3986).to_string(),
+        KeyEncoding::Form => checksum_validator::event::encode_event_key(key),
+    }
+}
+
+/// The key as the validator should receive it: an engine's raw key encoded the way the best
+/// evidence says AWS writes EventBridge keys ([`KeyEncoding::Percent`]), otherwise unchanged.
 pub fn event_key(caps: &Capabilities, key: &str) -> String {
     if caps.raw_event_keys {
-        checksum_validator::event::encode_event_key(key)
+        encode_key(key, KeyEncoding::Percent)
     } else {
         key.to_string()
     }
@@ -93,7 +123,8 @@ pub fn rewrite_event(caps: &Capabilities, body: &str, version_id: Option<&str>) 
 }
 
 /// The `Object Created` event body an engine with `caps` delivers for one object version
-/// (its key encoding, with or without `version-id`), for duplicate deliveries and benchmarks.
+/// (its key encoding, with or without `version-id`), or with `encoding` the body AWS would
+/// deliver with the key written that way: for duplicate deliveries and benchmarks.
 pub async fn object_created_event(
     s3: &aws_sdk_s3::Client,
     caps: &Capabilities,
@@ -101,6 +132,7 @@ pub async fn object_created_event(
     region: &str,
     bucket: &str,
     key: &str,
+    encoding: Option<KeyEncoding>,
 ) -> Result<String, String> {
     let head = s3
         .head_object()
@@ -110,12 +142,14 @@ pub async fn object_created_event(
         .await
         .map_err(crate::errors::sdk)?;
     let mut object = serde_json::json!({
-        "key": if caps.raw_event_keys { key.to_string() } else { checksum_validator::event::encode_event_key(key) },
+        "key": encode_key(key, encoding.unwrap_or(if caps.raw_event_keys { KeyEncoding::Raw } else { KeyEncoding::Percent })),
         "size": head.content_length().unwrap_or(0),
         "etag": head.e_tag().unwrap_or_default().trim_matches('"'),
         "sequencer": "0062E99A88DC407460",
     });
-    if caps.event_version_ids {
+    // An explicit encoding asks for the body AWS would deliver, which names the version
+    // (and so is left as it is by `rewrite_event`).
+    if caps.event_version_ids || encoding.is_some() {
         object["version-id"] = serde_json::json!(head.version_id().unwrap_or_default());
     }
     let id: String = (0..32)
@@ -175,6 +209,26 @@ mod tests {
                 .unwrap();
         assert_eq!(before[0].version_id, after[0].version_id);
         assert_eq!(before[0].key, after[0].key);
+    }
+
+    #[test]
+    fn encodings_are_what_each_emitter_writes() {
+        let k = "reports/Q1 summary+final é.txt";
+        assert_eq!(encode_key(k, KeyEncoding::Raw), k);
+        assert_eq!(
+            encode_key(k, KeyEncoding::Percent),
+            "reports/Q1%20summary%2Bfinal%20%C3%A9.txt",
+            "LocalStack's fixture writes exactly this"
+        );
+        assert_eq!(
+            encode_key(k, KeyEncoding::Form),
+            "reports/Q1+summary%2Bfinal+%C3%A9.txt"
+        );
+        let local: serde_json::Value = serde_json::from_str(LOCAL).unwrap();
+        assert_eq!(
+            local.pointer("/detail/object/key").and_then(|v| v.as_str()),
+            Some(encode_key(k, KeyEncoding::Percent).as_str())
+        );
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub struct Delete {
 pub struct SendEvent {
     /// `category/key`.
     pub object: String,
+    /// How the key is written into the body (`raw`, `percent`, `form`); the engine's own
+    /// way when absent.
+    #[serde(default)]
+    pub encoding: Option<crate::engine::gaps::KeyEncoding>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -260,7 +260,9 @@ async fn play(
                 delete(system, d).await.map_err(fail)?;
                 discover_now(system).await.map_err(fail)?;
             }
-            Step::SendEvent(e) => send_event(system, engine, &e.object).await.map_err(fail)?,
+            Step::SendEvent(e) => send_event(system, engine, &e.object, e.encoding)
+                .await
+                .map_err(fail)?,
             Step::Trigger(t) => {
                 system
                     .set_paused(t.function, t.action == TriggerAction::Pause)
@@ -409,7 +411,12 @@ async fn delete(system: &RunningSystem, d: &Delete) -> Result<(), String> {
 
 /// Sends the `Object Created` event this engine would deliver for the object's current
 /// version (a duplicate delivery).
-async fn send_event(system: &RunningSystem, engine: &Engine, object: &str) -> Result<(), String> {
+async fn send_event(
+    system: &RunningSystem,
+    engine: &Engine,
+    object: &str,
+    encoding: Option<crate::engine::gaps::KeyEncoding>,
+) -> Result<(), String> {
     let (bucket, key) =
         object_location(system, object).ok_or_else(|| format!("unknown object {object}"))?;
     let body = crate::engine::gaps::object_created_event(
@@ -419,6 +426,7 @@ async fn send_event(system: &RunningSystem, engine: &Engine, object: &str) -> Re
         &system.topology.primary_region,
         bucket,
         key,
+        encoding,
     )
     .await?;
     system
