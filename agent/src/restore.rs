@@ -493,30 +493,8 @@ fn umask() -> u32 {
 /// Sets atime and mtime of `path` (not following a symlink) to `secs` (0 becomes 1, as
 /// tar-rs does, for tools that treat 0 as missing).
 fn set_times_nofollow(path: &Path, secs: u64) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let secs = libc::time_t::try_from(secs.max(1)).unwrap_or(libc::time_t::MAX);
-    let t = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: `c` is a valid NUL-terminated string and `times` two valid timespecs, both
-    // alive for the duration of the call; utimensat does not keep either pointer.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let t = filetime::FileTime::from_unix_time(i64::try_from(secs.max(1)).unwrap_or(i64::MAX), 0);
+    filetime::set_symlink_file_times(path, t, t)
 }
 
 /// Turns an archive path into a relative path of normal components: leading `/` and `.`

@@ -3,8 +3,6 @@
 //! entry by entry after a restore.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -78,27 +76,8 @@ fn awkward_files() -> Vec<(PathBuf, Vec<u8>, u32)> {
 
 /// Sets the modification (and access) time of `path` itself, not of a symlink's target.
 fn set_fixed_mtime(path: &Path) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let t = libc::timespec {
-        tv_sec: FIXED_MTIME as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` holds two timespecs.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let t = filetime::FileTime::from_unix_time(FIXED_MTIME, 0);
+    filetime::set_symlink_file_times(path, t, t)
 }
 
 /// Generates `spec` at `root` (replacing whatever was there).
