@@ -5,13 +5,27 @@
 //! and leaves reported failures for SQS to redeliver after their visibility timeout (moving
 //! them to a DLQ is the queue's redrive policy, as on AWS).
 //!
+//! As Lambda runs it (Lambda Developer Guide, "Using Lambda with Amazon SQS"):
+//! - **Timeout.** Each invocation gets the function's timeout as its deadline. One that
+//!   overruns is stopped and its whole batch fails: no `batchItemFailures` is read, nothing
+//!   is deleted, and every message returns after its visibility timeout.
+//! - **Batching window.** With `MaximumBatchingWindowInSeconds` the poller gathers records
+//!   for up to that long before invoking with fewer than the batch size.
+//! - **Throttling.** A throttled invocation has received its messages but never runs them:
+//!   they return after their visibility timeout with `ApproximateReceiveCount` raised (why
+//!   AWS asks for `maxReceiveCount` of at least 5).
+//!
+//! Scenarios may make the next invocations of a function overrun or be throttled
+//! ([`InvocationFaults`]); each firing is observed.
+//!
 //! It is a plain SQS trigger: it knows nothing about S3 or replication. Whoever starts a
 //! mapping may pass [`DeliveryHooks`] that run before and after each invocation
 //! (`system.rs` owns the only ones).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
@@ -32,6 +46,26 @@ pub trait DeliveryHooks: Send + Sync {
     fn after<'a>(&'a self, event: &'a SqsEvent) -> BoxFuture<'a, ()>;
 }
 
+/// Invocation faults a scenario injects into one function's mappings.
+#[derive(Debug, Default)]
+pub struct InvocationFaults {
+    /// The next this many invocations overrun their timeout after the function did its work
+    /// (its side effects stand, its answer is lost: the case that replays a batch).
+    pub overrun: AtomicU32,
+    /// The next this many invocations are throttled: their messages were received but the
+    /// function never runs.
+    pub throttle: AtomicU32,
+}
+
+impl InvocationFaults {
+    /// Takes one pending fault from `counter`, if any.
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// The function behind a mapping.
 #[derive(Clone)]
 pub enum Function {
@@ -48,6 +82,12 @@ pub struct Mapping {
     pub function: Function,
     pub batch_size: i32,
     pub wait_seconds: i32,
+    /// The function's timeout: each invocation's deadline.
+    pub timeout: Duration,
+    /// `MaximumBatchingWindowInSeconds`.
+    pub batching_window: Duration,
+    /// Overruns and throttles a scenario injected.
+    pub faults: Arc<InvocationFaults>,
     /// Concurrent pollers (Lambda scales these; scenarios use 1).
     pub pollers: usize,
     pub hooks: Option<Arc<dyn DeliveryHooks>>,
@@ -112,7 +152,7 @@ async fn poll_loop(
             _ = stop.changed() => return,
             r = receive => r,
         };
-        let messages = match out {
+        let mut messages = match out {
             Ok(o) => o.messages.unwrap_or_default(),
             Err(e) => {
                 if *stop.borrow() {
@@ -124,6 +164,37 @@ async fn poll_loop(
             }
         };
         if messages.is_empty() {
+            continue;
+        }
+        let window_ends = Instant::now() + m.batching_window;
+        while messages.len() < m.batch_size as usize {
+            let left = window_ends.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let more = sqs
+                .receive_message()
+                .queue_url(&m.queue.url)
+                .max_number_of_messages((m.batch_size - messages.len() as i32).min(10))
+                .wait_time_seconds(left.as_secs_f64().ceil().min(20.0) as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send();
+            let more = tokio::select! {
+                _ = stop.changed() => return,
+                r = more => r,
+            };
+            match more {
+                Ok(o) => messages.extend(o.messages.unwrap_or_default()),
+                Err(_) => break,
+            }
+        }
+        if InvocationFaults::take(&m.faults.throttle) {
+            obs.push(Observation::Throttled {
+                queue: m.role.clone(),
+                size: messages.len(),
+            })
+            .await;
             continue;
         }
         let mut event = to_event(&m, messages);
@@ -186,15 +257,63 @@ fn to_event(m: &Mapping, messages: Vec<aws_sdk_sqs::types::Message>) -> SqsEvent
     event
 }
 
+/// One invocation: the function runs under its deadline; an overrun fails the whole batch.
 async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, event: SqsEvent) {
     let receipts: Vec<(String, String)> = event
         .records
         .iter()
         .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
         .collect();
-    let failed: Vec<String> = match &m.function {
+    let deadline = Instant::now() + m.timeout;
+    let size = receipts.len();
+    let answered = tokio::time::timeout_at(deadline.into(), invoke(m, obs, event, deadline)).await;
+    let overran = match answered {
+        Ok(_) if InvocationFaults::take(&m.faults.overrun) => {
+            // The work is done; the answer never reaches Lambda before the timeout.
+            tokio::time::sleep_until(deadline.into()).await;
+            None
+        }
+        Ok(failed) => Some(failed),
+        Err(_) => None,
+    };
+    let Some(failed) = overran else {
+        obs.push(Observation::TimedOut {
+            queue: m.role.clone(),
+            size,
+            timeout: m.timeout,
+        })
+        .await;
+        return;
+    };
+    obs.push(Observation::Batch {
+        queue: m.role.clone(),
+        size,
+        failed: failed.len(),
+    })
+    .await;
+    let done = receipts
+        .iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .map(|(_, receipt)| receipt.as_str());
+    if let Err(e) = delete_receipts(sqs, &m.queue.url, done).await {
+        obs.push(Observation::BatchError {
+            queue: m.role.clone(),
+            error: format!("deleting processed messages failed: {e}"),
+        })
+        .await;
+    }
+}
+
+/// Runs the function on a batch and returns the ids of its batch item failures.
+async fn invoke(
+    m: &Mapping,
+    obs: &Observations,
+    event: SqsEvent,
+    deadline: Instant,
+) -> Vec<String> {
+    match &m.function {
         Function::Validator(v) => {
-            let report = v.handle_with_report(event).await;
+            let report = v.handle_with_report(event, Some(deadline)).await;
             for r in report.records {
                 obs.push(Observation::Decision {
                     queue: m.role.clone(),
@@ -222,7 +341,7 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
                     )
                 })
                 .collect();
-            let (response, reports) = n.handle_with_report(event).await;
+            let (response, reports) = n.handle_with_report(event, Some(deadline)).await;
             for r in reports {
                 obs.push(Observation::Notified {
                     queue: m.role.clone(),
@@ -237,23 +356,6 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
                 .map(|f| f.item_identifier)
                 .collect()
         }
-    };
-    obs.push(Observation::Batch {
-        queue: m.role.clone(),
-        size: receipts.len(),
-        failed: failed.len(),
-    })
-    .await;
-    let done = receipts
-        .iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .map(|(_, receipt)| receipt.as_str());
-    if let Err(e) = delete_receipts(sqs, &m.queue.url, done).await {
-        obs.push(Observation::BatchError {
-            queue: m.role.clone(),
-            error: format!("deleting processed messages failed: {e}"),
-        })
-        .await;
     }
 }
 

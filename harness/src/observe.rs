@@ -29,6 +29,15 @@ pub enum Observation {
     },
     /// A handler failed as a whole (the batch stays on the queue).
     BatchError { queue: String, error: String },
+    /// An invocation overran the function's timeout: the whole batch returns to the queue
+    /// after its visibility timeout.
+    TimedOut {
+        queue: String,
+        size: usize,
+        timeout: Duration,
+    },
+    /// An invocation was throttled: its messages were received, the function never ran.
+    Throttled { queue: String, size: usize },
     /// A batch was handed to a function: its size and its batch item failures.
     Batch {
         queue: String,

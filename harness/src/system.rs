@@ -87,6 +87,7 @@ pub struct RunningSystem {
         FunctionName,
         (watch::Sender<bool>, Arc<std::sync::atomic::AtomicUsize>),
     >,
+    faults: std::collections::HashMap<FunctionName, Arc<esm::InvocationFaults>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -107,6 +108,20 @@ pub fn validator_config(topology: &Topology, opts: &SystemOptions) -> ValidatorC
         record_concurrency: 8,
         force_path_style: true,
         deep_verify: opts.deep_verify,
+        // Lambda's default leaves a second; a short (scenario) timeout keeps three quarters.
+        deadline_margin: Duration::from_secs_f64((t.function_timeout_seconds / 4.0).min(1.0)),
+    }
+}
+
+/// The notifier configuration for a topology, as its Lambda environment would set it.
+pub fn notifier_config(topology: &Topology, opts: &SystemOptions) -> NotifierConfig {
+    NotifierConfig {
+        topic_arn: topology.topic_arn.clone(),
+        project: opts.project.clone(),
+        ledger_bucket: Some(topology.names.alert_ledger.clone()),
+        // A claim outlives any invocation that could still be publishing under it.
+        claim_period: Duration::from_secs_f64(2.0 * topology.timing.function_timeout_seconds),
+        force_path_style: true,
     }
 }
 
@@ -177,10 +192,7 @@ impl RunningSystem {
             &function_sdk,
         ));
         let notifier = Arc::new(Notifier::new(
-            NotifierConfig {
-                topic_arn: topology.topic_arn.clone(),
-                project: opts.project.clone(),
-            },
+            notifier_config(&topology, opts),
             &function_sdk,
         ));
         let mut paused = std::collections::HashMap::new();
@@ -198,6 +210,18 @@ impl RunningSystem {
         );
         let wait = topology.timing.long_poll_seconds as i32;
         let batch = topology.batch_size as i32;
+        let faults = std::collections::HashMap::from([
+            (
+                FunctionName::Validator,
+                Arc::new(esm::InvocationFaults::default()),
+            ),
+            (
+                FunctionName::Notifier,
+                Arc::new(esm::InvocationFaults::default()),
+            ),
+        ]);
+        let timeout = Duration::from_secs_f64(topology.timing.function_timeout_seconds);
+        let batching_window = Duration::from_secs_f64(topology.timing.batching_window_seconds);
         let hooks: Option<Arc<dyn DeliveryHooks>> = replicator.as_ref().map(|r| {
             Arc::new(ReplicationHooks {
                 replicator: r.clone(),
@@ -219,6 +243,13 @@ impl RunningSystem {
                 Function::Validator(_) => hooks.clone(),
                 Function::Notifier(_) => None,
             },
+            faults: faults[&match function {
+                Function::Validator(_) => FunctionName::Validator,
+                Function::Notifier(_) => FunctionName::Notifier,
+            }]
+                .clone(),
+            timeout,
+            batching_window,
             function,
             batch_size: batch,
             wait_seconds: wait,
@@ -270,9 +301,15 @@ impl RunningSystem {
             validator,
             proxy,
             paused,
+            faults,
             stop: stop_tx,
             tasks,
         })
+    }
+
+    /// The invocation faults (overruns, throttles) of a function's mappings.
+    pub fn faults(&self, function: FunctionName) -> &esm::InvocationFaults {
+        &self.faults[&function]
     }
 
     /// Pauses or resumes a function's triggers (like disabling its event source mapping).

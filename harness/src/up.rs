@@ -271,6 +271,10 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                             receive_count.map(|c| c.saturating_sub(1)).unwrap_or(0),
                             report.alert.subject
                         ),
+                        None if report.ledger == failure_notifier::LedgerUse::Duplicate => format!(
+                            "alert     duplicate suppressed (already published): {}",
+                            report.alert.subject
+                        ),
                         None => format!("alert     published: {}", report.alert.subject),
                         Some(e) => format!("alert     publish FAILED (will retry): {e}"),
                     };
@@ -290,6 +294,23 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                 Observation::BatchError { queue, error } => {
                     (Some(format!("error     {queue}: {error}")), None)
                 }
+                Observation::TimedOut {
+                    queue,
+                    size,
+                    timeout,
+                } => (
+                    Some(format!(
+                        "timeout   {queue}: an invocation of {size} record(s) overran its {:.0}s timeout; the batch returns after its visibility timeout",
+                        timeout.as_secs_f64()
+                    )),
+                    None,
+                ),
+                Observation::Throttled { queue, size } => (
+                    Some(format!(
+                        "throttle  {queue}: {size} record(s) received but not run (throttled)"
+                    )),
+                    None,
+                ),
                 Observation::Batch { .. } => (None, None),
             };
             if let Some(text) = line {

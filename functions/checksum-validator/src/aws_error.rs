@@ -26,6 +26,15 @@ const THROTTLING: &[&str] = &[
     "ServiceUnavailable",
     "InternalError",
     "RequestTimeout",
+    // KMS behind an SSE-KMS object, queue or topic: AWS does not document which code S3
+    // passes on, so every plausible spelling is transient (SQS documents `KmsThrottled`,
+    // SNS `KMSThrottling`, KMS itself `ThrottlingException` and `KMSInternalException`).
+    "KmsThrottled",
+    "KMSThrottling",
+    "KMS.ThrottlingException",
+    "KMS.KMSInternalException",
+    "KMSInternalException",
+    "DependencyTimeoutException",
 ];
 
 /// Classifies any SDK error by its HTTP status and error code.
@@ -106,6 +115,8 @@ mod tests {
     #[case(503, "SlowDown", AwsError::Transient("SlowDown (HTTP 503)".into()))]
     #[case(500, "", AwsError::Transient("server error (HTTP 500)".into()))]
     #[case(400, "ThrottlingException", AwsError::Transient("ThrottlingException (HTTP 400)".into()))]
+    #[case(400, "KMS.ThrottlingException", AwsError::Transient("KMS.ThrottlingException (HTTP 400)".into()))]
+    #[case(400, "KmsThrottled", AwsError::Transient("KmsThrottled (HTTP 400)".into()))]
     #[case(403, "AccessDenied", AwsError::Permanent { code: "AccessDenied".into(), message: "m".into() })]
     #[case(404, "NoSuchBucket", AwsError::Permanent { code: "NoSuchBucket".into(), message: "m".into() })]
     #[case(403, "", AwsError::Permanent { code: "HTTP403".into(), message: "m".into() })]

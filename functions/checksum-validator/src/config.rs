@@ -13,6 +13,7 @@
 //! | `ALERT_ON_UNVERIFIABLE` | true | whether `unverifiable` is sent to the notifier |
 //! | `RECORD_CONCURRENCY` | 8 | records of one batch processed at once |
 //! | `S3_FORCE_PATH_STYLE` | false | path-style S3 addressing (local engines) |
+//! | `DEADLINE_MARGIN_MS` | 1000 | no record is started this close to the invocation's deadline (and one still running at a quarter of it is cut): the batch answer gets back before Lambda's timeout, with the rest as batch item failures |
 //! | `DEEP_VERIFY` | false | when no comparable checksum exists, stream both objects and compare SHA-256 |
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ pub struct ValidatorConfig {
     pub record_concurrency: usize,
     pub force_path_style: bool,
     pub deep_verify: bool,
+    pub deadline_margin: Duration,
 }
 
 impl Default for ValidatorConfig {
@@ -58,6 +60,7 @@ impl Default for ValidatorConfig {
             record_concurrency: 8,
             force_path_style: false,
             deep_verify: false,
+            deadline_margin: Duration::from_millis(1000),
         }
     }
 }
@@ -93,6 +96,11 @@ impl ValidatorConfig {
                 .max(1) as usize,
             force_path_style: boolean(&get, "S3_FORCE_PATH_STYLE", d.force_path_style)?,
             deep_verify: boolean(&get, "DEEP_VERIFY", d.deep_verify)?,
+            deadline_margin: Duration::from_millis(u64::from(number(
+                &get,
+                "DEADLINE_MARGIN_MS",
+                d.deadline_margin.as_millis() as u32,
+            )?)),
         })
     }
 }
@@ -124,12 +132,12 @@ fn secs(
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
+            .filter(|s| s.is_finite() && (0.0..=1e9).contains(s))
             .map(Duration::from_secs_f64)
             .ok_or_else(|| ConfigError {
                 name,
                 value: v,
-                why: "expected a non-negative number of seconds".into(),
+                why: "expected a number of seconds from 0 to 1000000000".into(),
             }),
     }
 }
@@ -197,6 +205,16 @@ mod tests {
         assert_eq!(c.lag_budget, Duration::from_millis(1500));
         assert!(!c.alert_on_unverifiable);
         assert_eq!(c.max_receive_count, 7);
+    }
+
+    #[test]
+    fn huge_or_odd_durations_are_errors_not_panics() {
+        for v in ["1e30", "inf", "NaN", "-1"] {
+            let err =
+                ValidatorConfig::from_lookup(|k| (k == "RETRY_MAX_SECONDS").then(|| v.into()))
+                    .unwrap_err();
+            assert!(err.to_string().contains("RETRY_MAX_SECONDS"), "{v}: {err}");
+        }
     }
 
     #[test]

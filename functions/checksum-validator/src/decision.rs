@@ -42,6 +42,9 @@ pub enum Outcome {
     Error,
     /// Throttling, a 5xx or a timeout: retried with backoff, not a verdict on the replica.
     TransientError,
+    /// Not judged in this invocation: it was too close to its deadline to start (or finish)
+    /// the record, which is left for the next delivery. The handler's, never `decide`'s.
+    Deferred,
 }
 
 impl Outcome {
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::Acknowledged => "acknowledged",
             Outcome::Error => "error",
             Outcome::TransientError => "transient-error",
+            Outcome::Deferred => "deferred",
         }
     }
 
@@ -78,7 +82,8 @@ impl Outcome {
             | Outcome::Superseded
             | Outcome::Malformed
             | Outcome::Acknowledged
-            | Outcome::TransientError => false,
+            | Outcome::TransientError
+            | Outcome::Deferred => false,
         }
     }
 }

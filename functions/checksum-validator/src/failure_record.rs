@@ -33,6 +33,10 @@ impl ObjectRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
     pub schema: String,
+    /// The same for every record about the same decision on the same version (a replayed
+    /// delivery, a duplicate S3 event): the notifier sends one alert per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     pub outcome: Outcome,
     pub detail: String,
     pub object: ObjectRef,
@@ -56,10 +60,103 @@ pub struct FailureRecord {
     pub resolves: Option<Outcome>,
 }
 
+/// The idempotency key of a decision: SHA-256 over the version (bucket, key, version id,
+/// and the event time, which tells apart the writes of an unversioned key), the outcome,
+/// what it resolves, and whether it is the final alert after the watch cap; hex, 32 digits.
+pub fn idempotency_key(
+    object: &ObjectRef,
+    event_time: Option<DateTime<Utc>>,
+    outcome: Outcome,
+    resolves: Option<Outcome>,
+    final_alert: bool,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        object.bucket.as_str(),
+        object.key.as_str(),
+        object.version_id.as_deref().unwrap_or(""),
+        &event_time.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        outcome.as_str(),
+        resolves.map(Outcome::as_str).unwrap_or(""),
+        if final_alert { "final" } else { "first" },
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl FailureRecord {
     /// Parses a body as a failure record, if it is one.
     pub fn parse(body: &str) -> Option<FailureRecord> {
         let record: FailureRecord = serde_json::from_str(body).ok()?;
         (record.schema == FAILURE_RECORD_SCHEMA).then_some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(version: Option<&str>) -> ObjectRef {
+        ObjectRef {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: version.map(str::to_string),
+            category: None,
+        }
+    }
+
+    #[test]
+    fn one_key_per_decision_on_one_version() {
+        let t = "2026-01-01T00:00:00Z".parse().ok();
+        let key = |o: &ObjectRef, t, outcome, resolves, fin| {
+            idempotency_key(o, t, outcome, resolves, fin)
+        };
+        let base = key(&object(Some("v1")), t, Outcome::Mismatch, None, false);
+        // A replay of the same decision: the same key.
+        assert_eq!(
+            base,
+            key(&object(Some("v1")), t, Outcome::Mismatch, None, false)
+        );
+        assert_eq!(base.len(), 32);
+        // Anything that makes it another alert: another key.
+        let others = [
+            key(&object(Some("v2")), t, Outcome::Mismatch, None, false),
+            key(&object(None), t, Outcome::Mismatch, None, false),
+            key(&object(Some("v1")), None, Outcome::Mismatch, None, false),
+            key(&object(Some("v1")), t, Outcome::ReplicaMissing, None, false),
+            key(
+                &object(Some("v1")),
+                t,
+                Outcome::Mismatch,
+                Some(Outcome::ReplicationOverdue),
+                false,
+            ),
+            key(&object(Some("v1")), t, Outcome::Mismatch, None, true),
+        ];
+        for (i, other) in others.iter().enumerate() {
+            assert_ne!(&base, other, "variant {i}");
+        }
+        // Fields are length-prefixed: moving a character across a boundary changes the key.
+        let a = ObjectRef {
+            bucket: "ab".into(),
+            key: "c".into(),
+            ..object(None)
+        };
+        let b = ObjectRef {
+            bucket: "a".into(),
+            key: "bc".into(),
+            ..object(None)
+        };
+        assert_ne!(
+            key(&a, t, Outcome::Mismatch, None, false),
+            key(&b, t, Outcome::Mismatch, None, false)
+        );
     }
 }

@@ -11,6 +11,19 @@
 //! | mismatch, replica-missing, replication-failed, replication-overdue, error, unverifiable (when alerting) | a failure record goes to the failure queue, then done |
 //! | acknowledged (an `s3:TestEvent`, a deletion event) | done: nothing was created to validate |
 //! | malformed | left on the queue: after `maxReceiveCount` receives SQS moves it to the DLQ, which the notifier also consumes |
+//! | deferred (the invocation's deadline was near) | left for the next delivery |
+//!
+//! **Under a deadline.** Lambda stops an invocation at its timeout and then reads no
+//! `batchItemFailures`: the whole batch returns to the queue (Lambda Developer Guide, "Using
+//! Lambda with Amazon SQS"). So the handler starts no record within `DEADLINE_MARGIN_MS` of
+//! the deadline, cuts a record still running at a quarter of that margin, and reports both
+//! as batch item failures: the answer always gets back in time.
+//!
+//! **At most once per delivery.** A record whose side effect happened (a failure record or a
+//! fresh copy sent) is deleted from its queue by the handler right away, so a later overrun
+//! of the same invocation cannot replay it. What can still repeat (a record cut between its
+//! send and its delete, a duplicate S3 event) carries the same `idempotency_key` in its
+//! failure record, which the notifier honours: one alert per key.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -60,12 +73,30 @@ pub enum Action {
     Requeued(#[serde(with = "secs")] Duration),
     /// Reported as a batch item failure so SQS retries it and finally moves it to the DLQ.
     LeftOnQueue(String),
+    /// Not (fully) processed before the invocation's deadline: a batch item failure, seen
+    /// again after the visibility timeout.
+    Deferred(String),
 }
 
 impl Action {
     /// Whether the record must be listed in `batchItemFailures`.
     pub fn is_batch_failure(&self) -> bool {
-        matches!(self, Action::RetryAfter(_) | Action::LeftOnQueue(_))
+        matches!(
+            self,
+            Action::RetryAfter(_) | Action::LeftOnQueue(_) | Action::Deferred(_)
+        )
+    }
+
+    /// Whether the action had a side effect outside the record's own queue message (a
+    /// failure record or a fresh copy sent), after which the original must not replay.
+    fn has_side_effect(&self) -> bool {
+        matches!(
+            self,
+            Action::FailureSent
+                | Action::AlertedAndRequeued(_)
+                | Action::ResolvedSent
+                | Action::Requeued(_)
+        )
     }
 }
 
@@ -143,20 +174,44 @@ impl Validator {
         &self.config
     }
 
-    /// Handles one SQS batch: the Lambda entry point.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        self.handle_with_report(event).await.response
+    /// Handles one SQS batch: the Lambda entry point. `deadline` is the invocation's
+    /// (`Context::deadline`); `None` runs without one.
+    pub async fn handle(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        self.handle_with_report(event, deadline).await.response
     }
 
     /// Handles one SQS batch and returns the per-record report with the response.
-    pub async fn handle_with_report(&self, event: SqsEvent) -> BatchReport {
+    pub async fn handle_with_report(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> BatchReport {
+        let margin = self.config.deadline_margin;
+        let start_by = deadline.map(|d| d.checked_sub(margin).unwrap_or(d));
+        let finish_by = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(d));
         let jobs = event.records.into_iter().map(|msg| {
             let id = msg.message_id.clone().unwrap_or_default();
             async move {
-                match AssertUnwindSafe(self.process_message(msg))
-                    .catch_unwind()
-                    .await
-                {
+                if start_by.is_some_and(|t| Instant::now() >= t) {
+                    return vec![deferred(
+                        &msg,
+                        "not started: the invocation's deadline is near",
+                    )];
+                }
+                let run = AssertUnwindSafe(self.process_message(msg.clone())).catch_unwind();
+                let ran = match finish_by {
+                    Some(t) => match tokio::time::timeout_at(t.into(), run).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return vec![deferred(
+                                &msg,
+                                "cut at the invocation's deadline before it finished",
+                            )]
+                        }
+                    },
+                    None => run.await,
+                };
+                match ran {
                     Ok(reports) => reports,
                     Err(panic) => {
                         let why = panic
@@ -201,7 +256,37 @@ impl Validator {
         BatchReport { response, records }
     }
 
+    /// Processes one message; once a side effect of it happened and nothing of it is left
+    /// to retry, deletes it from its queue at once (see the module docs).
     async fn process_message(&self, msg: SqsMessage) -> Vec<RecordReport> {
+        let reports = self.process_records(&msg).await;
+        let retried = reports.iter().any(|r| r.action.is_batch_failure());
+        if !retried && reports.iter().any(|r| r.action.has_side_effect()) {
+            self.delete_now(&msg).await;
+        }
+        reports
+    }
+
+    async fn delete_now(&self, msg: &SqsMessage) {
+        let (Some(receipt), Some(url)) = (msg.receipt_handle.as_deref(), self.queue_url(msg).await)
+        else {
+            return;
+        };
+        if let Err(e) = self
+            .sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            // The event source mapping deletes it when the invocation answers in time.
+            tracing::warn!(error = %classify(&e), "deleting a processed message early failed");
+        }
+    }
+
+    async fn process_records(&self, msg: &SqsMessage) -> Vec<RecordReport> {
+        let msg = msg.clone();
         let started = Instant::now();
         let message_id = msg.message_id.clone().unwrap_or_default();
         let receive_count: u32 = msg
@@ -550,7 +635,15 @@ impl Validator {
     ) -> Action {
         let outcome = judged.decision.outcome;
         let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
+        let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
+            && event
+                .time
+                .and_then(|t| (Utc::now() - t).to_std().ok())
+                .is_some_and(|age| age > self.config.overdue_cap);
         let record = |outcome: Outcome, detail: String, resolves: Option<Outcome>| FailureRecord {
+            idempotency_key: Some(crate::failure_record::idempotency_key(
+                object, event.time, outcome, resolves, past_cap,
+            )),
             schema: FAILURE_RECORD_SCHEMA.to_string(),
             outcome,
             detail,
@@ -568,11 +661,6 @@ impl Validator {
             source_message_id: Some(message_id.to_string()),
             resolves,
         };
-        let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
-            && event
-                .time
-                .and_then(|t| (Utc::now() - t).to_std().ok())
-                .is_some_and(|age| age > self.config.overdue_cap);
         match outcome {
             Outcome::Lagging | Outcome::TransientError => {
                 self.retry(msg, attempt, receive_count).await
@@ -809,6 +897,28 @@ pub fn max_receive_count_of(policy: &str) -> Option<u32> {
         .and_then(|n| u32::try_from(n).ok())
 }
 
+/// The report of a record left for the next delivery because of the deadline.
+fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
+    let report = RecordReport {
+        message_id: msg.message_id.clone().unwrap_or_default(),
+        object: None,
+        outcome: Outcome::Deferred,
+        detail: why.to_string(),
+        evidence: Vec::new(),
+        attempt: msg
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+        action: Action::Deferred(why.to_string()),
+        version_source: None,
+        replicas: Vec::new(),
+        duration_ms: 0,
+    };
+    log_report(&report);
+    report
+}
+
 struct Judged {
     decision: Decision,
     version_source: Option<VersionSource>,
@@ -868,8 +978,12 @@ mod tests {
     /// A validator whose AWS endpoint refuses connections: every AWS call fails fast as a
     /// transient error, so the batch logic is exercised without an engine.
     async fn offline_validator() -> Validator {
+        validator_at("http://127.0.0.1:9").await
+    }
+
+    async fn validator_at(endpoint: &str) -> Validator {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url("http://127.0.0.1:9")
+            .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "test",
@@ -901,7 +1015,7 @@ mod tests {
             "deleted",
             &std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-4.json")).unwrap(),
         ));
-        let report = v.handle_with_report(event).await;
+        let report = v.handle_with_report(event, None).await;
 
         let by_id = |id: &str| report.records.iter().find(|r| r.message_id == id).unwrap();
         assert_eq!(report.records.len(), 4);
@@ -947,10 +1061,72 @@ mod tests {
         assert_eq!(max_receive_count_of("not json"), None);
     }
 
+    fn batch_of_real_events(n: usize) -> SqsEvent {
+        let body =
+            std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-1.json")).unwrap();
+        let mut event = SqsEvent::default();
+        for i in 0..n {
+            event.records.push(message(&format!("m{i}"), &body));
+        }
+        event
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_within_the_deadline_margin() {
+        let v = offline_validator().await;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let report = v
+            .handle_with_report(batch_of_real_events(3), Some(deadline))
+            .await;
+        assert_eq!(report.records.len(), 3);
+        for r in &report.records {
+            assert_eq!(r.outcome, Outcome::Deferred, "{r:?}");
+            assert!(r.action.is_batch_failure());
+        }
+        assert_eq!(report.response.batch_item_failures.len(), 3);
+    }
+
+    /// An endpoint that accepts connections and never answers (a stalled S3): records still
+    /// running near the deadline are cut, and the batch answers before the deadline.
+    #[tokio::test]
+    async fn a_stalled_dependency_never_makes_the_batch_overrun() {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let v = validator_at(&endpoint).await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(2000);
+        let report = v
+            .handle_with_report(batch_of_real_events(2), Some(deadline))
+            .await;
+        let took = started.elapsed();
+        hold.abort();
+        assert!(
+            took < Duration::from_millis(2000),
+            "answered after {took:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(1000),
+            "cut too early: {took:?}"
+        );
+        for r in &report.records {
+            assert_eq!(r.outcome, Outcome::Deferred, "{r:?}");
+            assert!(r.detail.contains("cut"), "{}", r.detail);
+        }
+        assert_eq!(report.response.batch_item_failures.len(), 2);
+    }
+
     #[tokio::test]
     async fn an_empty_batch_reports_no_failures() {
         let v = offline_validator().await;
-        let r = v.handle(SqsEvent::default()).await;
+        let r = v.handle(SqsEvent::default(), None).await;
         assert!(r.batch_item_failures.is_empty());
     }
 }

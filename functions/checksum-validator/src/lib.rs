@@ -32,3 +32,14 @@ pub fn init_lambda_logging() {
         .without_time()
         .init();
 }
+
+/// The `Instant` of a Lambda invocation's deadline (`Context::deadline`: milliseconds since
+/// the Unix epoch). Shared by both Lambda binaries.
+pub fn deadline_of(deadline_epoch_ms: u64) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    std::time::Instant::now()
+        + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+}

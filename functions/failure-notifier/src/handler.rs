@@ -1,12 +1,14 @@
 //! The Lambda handler: publishes one alert per record; a publish failure is a batch item
 //! failure, so the record is retried and finally lands in the failure DLQ. Never dropped.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use checksum_validator::failure_record::FailureRecord;
 use futures::StreamExt;
 
 use crate::alert::{compose, Alert, Origin};
+use crate::ledger::{Claim, Ledger};
 
 /// The notifier's configuration, from documented environment variables.
 ///
@@ -14,10 +16,16 @@ use crate::alert::{compose, Alert, Origin};
 /// |---|---|---|
 /// | `SNS_TOPIC_ARN` | required | where alerts are published |
 /// | `PROJECT_NAME` | `autobackup` | prefix of every alert subject |
+/// | `ALERT_LEDGER_BUCKET` | none | S3 bucket of the alert ledger (see [`crate::ledger`]): one alert per idempotency key; without it a replayed record alerts again |
+/// | `LEDGER_CLAIM_SECONDS` | 120 | how long a claim protects a publish in progress (at least the function timeout) |
+/// | `S3_FORCE_PATH_STYLE` | false | path-style S3 addressing for the ledger (local engines) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifierConfig {
     pub topic_arn: String,
     pub project: String,
+    pub ledger_bucket: Option<String>,
+    pub claim_period: Duration,
+    pub force_path_style: bool,
 }
 
 /// A missing or invalid setting.
@@ -31,12 +39,46 @@ impl NotifierConfig {
             .ok()
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError("SNS_TOPIC_ARN", "the ARN of the failure topic"))?;
-        let project = std::env::var("PROJECT_NAME")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "autobackup".into());
-        Ok(NotifierConfig { topic_arn, project })
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let project = var("PROJECT_NAME").unwrap_or_else(|| "autobackup".into());
+        let claim_period = match var("LEDGER_CLAIM_SECONDS") {
+            None => Duration::from_secs(120),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map(|s| Duration::from_secs(s.into()))
+                .map_err(|_| ConfigError("LEDGER_CLAIM_SECONDS", "a whole number of seconds"))?,
+        };
+        let force_path_style = match var("S3_FORCE_PATH_STYLE").as_deref().map(str::trim) {
+            None => false,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(_) => return Err(ConfigError("S3_FORCE_PATH_STYLE", "true or false")),
+        };
+        Ok(NotifierConfig {
+            topic_arn,
+            project,
+            ledger_bucket: var("ALERT_LEDGER_BUCKET"),
+            claim_period,
+            force_path_style,
+        })
     }
+}
+
+/// What the alert ledger said about a record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "ledger", content = "detail")]
+pub enum LedgerUse {
+    /// No ledger is configured.
+    Off,
+    /// The key was claimed by this invocation.
+    Claimed,
+    /// The alert for this key was already published: this record is a duplicate.
+    Duplicate,
+    /// Another invocation holds the claim: retried later.
+    HeldElsewhere,
+    /// The ledger failed; published without it.
+    Unavailable(String),
 }
 
 /// What happened to one record.
@@ -44,36 +86,51 @@ impl NotifierConfig {
 pub struct NotifyReport {
     pub message_id: String,
     pub alert: Alert,
-    /// `None` when published; the error otherwise (the record is then retried).
+    /// `None` when published (or suppressed as a duplicate); the error otherwise (the
+    /// record is then retried).
     pub publish_error: Option<String>,
+    /// The idempotency key and what the ledger said.
+    pub key: String,
+    pub ledger: LedgerUse,
 }
 
-/// The failure notifier with its SNS client.
+/// The failure notifier with its SNS client and alert ledger.
 pub struct Notifier {
     config: NotifierConfig,
     sns: aws_sdk_sns::Client,
+    ledger: Option<Ledger>,
 }
 
 impl Notifier {
     pub fn new(config: NotifierConfig, sdk: &aws_config::SdkConfig) -> Notifier {
+        let ledger = config.ledger_bucket.clone().map(|bucket| {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(config.force_path_style)
+                    .build(),
+            );
+            Ledger::new(s3, bucket, config.claim_period)
+        });
         Notifier {
-            config,
             sns: aws_sdk_sns::Client::new(sdk),
+            ledger,
+            config,
         }
     }
 
-    /// The Lambda entry point.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        self.handle_with_report(event).await.0
+    /// The Lambda entry point; `deadline` is the invocation's (`Context::deadline`).
+    pub async fn handle(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        self.handle_with_report(event, deadline).await.0
     }
 
     /// Handles a batch and reports each record's alert and publish result.
     pub async fn handle_with_report(
         &self,
         event: SqsEvent,
+        deadline: Option<Instant>,
     ) -> (SqsBatchResponse, Vec<NotifyReport>) {
         let reports: Vec<NotifyReport> = futures::stream::iter(event.records)
-            .map(|msg| self.notify(msg))
+            .map(|msg| self.notify(msg, deadline))
             .buffered(8)
             .collect()
             .await;
@@ -86,15 +143,52 @@ impl Notifier {
         (response, reports)
     }
 
-    async fn notify(&self, msg: SqsMessage) -> NotifyReport {
+    async fn notify(&self, msg: SqsMessage, deadline: Option<Instant>) -> NotifyReport {
         let origin = origin_of(&msg);
-        let alert = compose(
-            msg.body.as_deref().unwrap_or(""),
-            &origin,
-            &self.config.project,
-        );
+        let body = msg.body.as_deref().unwrap_or("");
+        let alert = compose(body, &origin, &self.config.project);
+        let key = idempotency_key(body, &origin);
+        let report = |publish_error: Option<String>, ledger: LedgerUse| NotifyReport {
+            message_id: origin.message_id.clone(),
+            alert: alert.clone(),
+            publish_error,
+            key: key.clone(),
+            ledger,
+        };
+        let claim = match &self.ledger {
+            Some(l) => l.claim(&key).await,
+            None => Claim::Unavailable(String::new()),
+        };
+        let ledger = match claim {
+            Claim::AlreadyPublished { at } => {
+                tracing::info!(target: "failure_notifier", message_id = %origin.message_id, key = %key, first_published = %at, "duplicate alert suppressed");
+                return report(None, LedgerUse::Duplicate);
+            }
+            Claim::HeldElsewhere { since } => {
+                return report(
+                    Some(format!(
+                        "another invocation is publishing this alert (claimed {since}); retried"
+                    )),
+                    LedgerUse::HeldElsewhere,
+                );
+            }
+            Claim::Owned => LedgerUse::Claimed,
+            Claim::Unavailable(_) if self.ledger.is_none() => LedgerUse::Off,
+            Claim::Unavailable(why) => {
+                tracing::warn!(target: "failure_notifier", key = %key, error = %why, "the alert ledger failed; publishing without it");
+                LedgerUse::Unavailable(why)
+            }
+        };
+        // Leave time to answer before the invocation's deadline.
+        let budget = deadline
+            .map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .saturating_sub(Duration::from_millis(250))
+            })
+            .unwrap_or(Duration::from_secs(20))
+            .min(Duration::from_secs(20));
         let published = tokio::time::timeout(
-            Duration::from_secs(20),
+            budget,
             self.sns
                 .publish()
                 .topic_arn(&self.config.topic_arn)
@@ -106,8 +200,17 @@ impl Notifier {
         let publish_error = match published {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(format!("{}", aws_sdk_sns::error::DisplayErrorContext(&e))),
-            Err(_) => Some("publish timed out after 20s".into()),
+            Err(_) => Some(format!(
+                "publish timed out after {:.1}s",
+                budget.as_secs_f64()
+            )),
         };
+        if let (Some(l), LedgerUse::Claimed) = (&self.ledger, &ledger) {
+            match publish_error {
+                None => l.published(&key).await,
+                Some(_) => l.release(&key).await,
+            }
+        }
         match &publish_error {
             None => tracing::info!(
                 target: "failure_notifier",
@@ -125,11 +228,17 @@ impl Notifier {
                 "alert publish failed; the record will be retried"
             ),
         }
-        NotifyReport {
-            message_id: origin.message_id,
-            alert,
-            publish_error,
-        }
+        report(publish_error, ledger)
+    }
+}
+
+/// The key one alert is sent per: a failure record's own `idempotency_key` (the same for a
+/// replayed delivery or a duplicate S3 event), else the SQS message id, which a message
+/// keeps when its redrive policy moves it to a DLQ.
+pub fn idempotency_key(body: &str, origin: &Origin) -> String {
+    match FailureRecord::parse(body).and_then(|r| r.idempotency_key) {
+        Some(key) => format!("record-{key}"),
+        None => format!("message-{}", origin.message_id),
     }
 }
 

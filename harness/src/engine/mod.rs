@@ -9,6 +9,7 @@
 //! dropped, and also when the harness process dies (the child gets SIGTERM from the kernel).
 
 pub mod docker;
+pub mod faults;
 pub mod gaps;
 pub mod process;
 pub mod proxy;

@@ -19,13 +19,13 @@
 //! - **Configuration.** `GetBucketReplication` on a primary answers the rules the replicator
 //!   applies (the engine holds none, so it cannot replicate on its own).
 //!
-//! Outages: a scenario can make the next N requests to one service (e.g. `sns`) fail with
-//! HTTP 503 `ServiceUnavailable`. The service of a request is read from its SigV4
-//! credential scope. Rewriting a query changes what was signed; neither local engine
-//! verifies signatures (`../shared/notes/engines.md`), and real AWS is never proxied.
+//! API faults ([`super::faults`]): throttling, server errors, latency and connection resets
+//! per service and operation, in each service's wire format. The service of a request is
+//! read from its SigV4 credential scope. With no fault installed a request is not inspected
+//! for them (one atomic load). Rewriting a query changes what was signed; neither local
+//! engine verifies signatures (`../shared/notes/engines.md`), and real AWS is never proxied.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::faults::{self, FaultSpec, Faults, Protocol, Service};
 use crate::replication::Replicator;
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -47,8 +48,7 @@ pub struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     replicator: Mutex<Option<Arc<Replicator>>>,
-    outages: Mutex<HashMap<String, u32>>,
-    injected: Mutex<u32>,
+    faults: Faults,
     stats: LayerStats,
 }
 
@@ -105,8 +105,7 @@ impl GapProxy {
                 .build()
                 .map_err(std::io::Error::other)?,
             replicator: Mutex::new(None),
-            outages: Mutex::new(HashMap::new()),
-            injected: Mutex::new(0),
+            faults: Faults::default(),
             stats: LayerStats::default(),
         });
         let st = state.clone();
@@ -139,18 +138,19 @@ impl GapProxy {
         *self.state.replicator.lock().await = Some(r);
     }
 
-    /// Makes the next `failures` requests to `service` fail with 503.
-    pub async fn outage(&self, service: &str, failures: u32) {
-        self.state
-            .outages
-            .lock()
-            .await
-            .insert(service.to_string(), failures);
+    /// Installs an API fault.
+    pub async fn fault(&self, spec: FaultSpec) {
+        self.state.faults.install(spec).await;
     }
 
-    /// Requests failed on purpose so far.
-    pub async fn injected_failures(&self) -> u32 {
-        *self.state.injected.lock().await
+    /// Every fault installed and its firings.
+    pub async fn fault_report(&self) -> Vec<(FaultSpec, Vec<faults::Firing>)> {
+        self.state.faults.report().await
+    }
+
+    /// Requests failed, delayed or reset on purpose so far.
+    pub async fn injected_failures(&self) -> usize {
+        self.state.faults.fired().await
     }
 
     /// What the layer has cost so far.
@@ -226,13 +226,33 @@ impl S3Target {
     }
 }
 
-async fn handle(req: Request<Incoming>, st: Arc<ProxyState>) -> Result<Response<Body>, Infallible> {
+/// A request the layer does not answer: an injected connection reset.
+#[derive(Debug, thiserror::Error)]
+#[error("connection reset (fault injected by the harness fidelity layer)")]
+pub struct InjectedReset;
+
+async fn handle(
+    req: Request<Incoming>,
+    st: Arc<ProxyState>,
+) -> Result<Response<Body>, InjectedReset> {
     match forward(req, &st).await {
         Ok(r) => Ok(r),
-        Err(e) => Ok(Response::builder()
+        Err(Forward::Reset) => Err(InjectedReset),
+        Err(Forward::Failed(e)) => Ok(Response::builder()
             .status(502)
             .body(full(format!("fidelity layer: {e}")))
             .expect("valid response")),
+    }
+}
+
+enum Forward {
+    Reset,
+    Failed(String),
+}
+
+impl From<String> for Forward {
+    fn from(e: String) -> Forward {
+        Forward::Failed(e)
     }
 }
 
@@ -240,7 +260,7 @@ fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Body>, String> {
+async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Body>, Forward> {
     let arrived = std::time::Instant::now();
     let service = req
         .headers()
@@ -249,19 +269,18 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         .and_then(signing_service)
         .unwrap_or("")
         .to_string();
-    {
-        let mut outages = st.outages.lock().await;
-        if let Some(left) = outages.get_mut(&service) {
-            if *left > 0 {
-                *left -= 1;
-                *st.injected.lock().await += 1;
-                return Ok(unavailable(&service));
-            }
+    let (parts, incoming) = req.into_parts();
+    let source = if st.faults.armed() {
+        match inject(&parts, incoming, &service, st).await? {
+            (Some(answer), _) => return Ok(answer),
+            (None, source) => source,
         }
-    }
-    let method = req.method().clone();
-    let mut path_and_query = req
-        .uri()
+    } else {
+        Source::Stream(incoming)
+    };
+    let method = parts.method.clone();
+    let mut path_and_query = parts
+        .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
@@ -307,8 +326,8 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
             };
         }
     }
-    let headers = req.headers().clone();
-    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let headers = parts.headers;
+    let body = source.into_reqwest();
     let url = format!("{}{path_and_query}", st.upstream);
     let mut out = st.http.request(
         reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?,
@@ -372,7 +391,7 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         st.stats.add(before + answered.elapsed());
         return builder
             .body(full(rewrite_version_ids(&text, &map)))
-            .map_err(|e| e.to_string());
+            .map_err(|e| Forward::Failed(e.to_string()));
     }
     st.stats.add(before + answered.elapsed());
     let stream = answer
@@ -381,7 +400,7 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         .map_err(std::io::Error::other);
     builder
         .body(BodyExt::boxed(StreamBody::new(stream)))
-        .map_err(|e| e.to_string())
+        .map_err(|e| Forward::Failed(e.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,17 +460,107 @@ fn no_such_version(head: bool, version: &str) -> Response<Body> {
         .expect("valid response")
 }
 
-fn unavailable(service: &str) -> Response<Body> {
-    let body = format!(
-        "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>\
-         <Message>{service} is unavailable (outage injected by the harness)</Message></Error>\
-         <RequestId>harness-outage</RequestId></ErrorResponse>"
-    );
-    Response::builder()
-        .status(503)
-        .header("content-type", "text/xml")
-        .body(full(body))
-        .expect("valid response")
+/// A request body: still streaming, or read already (to learn an `awsQuery` operation).
+enum Source {
+    Stream(Incoming),
+    Read(Bytes),
+}
+
+impl Source {
+    fn into_reqwest(self) -> reqwest::Body {
+        match self {
+            Source::Stream(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
+            Source::Read(bytes) => reqwest::Body::from(bytes),
+        }
+    }
+}
+
+/// Applies the first installed fault that takes this request: `Some` answer, or the body
+/// to forward.
+async fn inject(
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    signing: &str,
+    st: &ProxyState,
+) -> Result<(Option<Response<Body>>, Source), Forward> {
+    let Some(service) = Service::from_signing_name(signing) else {
+        return Ok((None, Source::Stream(body)));
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let protocol = Protocol::of(service, &header("content-type"));
+    let mut source = Source::Stream(body);
+    let (operation, key) = match protocol {
+        Protocol::RestXml => {
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let target = S3Target::parse(pq);
+            let path = pq.split_once('?').map(|(p, _)| p).unwrap_or(pq);
+            let key = path.trim_start_matches('/').split_once('/').map(|(_, k)| {
+                percent_encoding::percent_decode_str(k)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+            let op = faults::s3_operation(
+                parts.method.as_str(),
+                target.has_key,
+                &target.query,
+                parts.headers.contains_key("x-amz-copy-source"),
+            );
+            (op, key)
+        }
+        Protocol::Json(_) => (
+            faults::json_operation(&header("x-amz-target"))
+                .unwrap_or("")
+                .to_string(),
+            None,
+        ),
+        Protocol::Query if st.faults.needs_operation(service).await => {
+            let Source::Stream(body) = source else {
+                unreachable!("the body is still streaming here")
+            };
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| Forward::Failed(e.to_string()))?
+                .to_bytes();
+            let op = faults::query_action(&bytes).unwrap_or_default();
+            source = Source::Read(bytes);
+            (op, None)
+        }
+        Protocol::Query => (String::new(), None),
+    };
+    match st.faults.take(service, &operation, key.as_deref()).await {
+        None => Ok((None, source)),
+        Some(faults::Action::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok((None, source))
+        }
+        Some(faults::Action::Reset) => Err(Forward::Reset),
+        Some(faults::Action::Fail { status, code }) => {
+            let head = parts.method == hyper::Method::HEAD;
+            let (status, headers, body) =
+                faults::error_answer(service, protocol, head, status, &code);
+            let mut b = Response::builder().status(status);
+            if head {
+                // A HEAD answer has no body; S3 carries the code in a header instead.
+                b = b.header("x-amz-error-code", code.as_str());
+            }
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            Ok((Some(b.body(full(body)).expect("valid response")), source))
+        }
+    }
 }
 
 #[cfg(test)]

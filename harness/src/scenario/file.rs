@@ -113,10 +113,14 @@ pub enum Step {
     /// Send an AWS-shaped `Object Created` event for an object's current version (a
     /// duplicate delivery, as S3's at-least-once delivery allows).
     SendEvent(SendEvent),
-    /// Pause or resume a function's trigger (like disabling its event source mapping).
+    /// Pause or resume a function's trigger (like disabling its event source mapping), or
+    /// make its next invocations overrun their timeout or be throttled.
     Trigger(Trigger),
-    /// Make the next requests to a service fail with 503 (through the fidelity layer).
+    /// Make the next requests to a service fail with 503 (through the fidelity layer): the
+    /// same as a `fault` with effect `unavailable` and a count.
     Outage(Outage),
+    /// Inject an API fault through the fidelity layer (see `engine::faults`).
+    Fault(crate::engine::faults::FaultSpec),
     /// Generate a directory tree for the agent (deterministic content, modes and times).
     Tree(TreeSpec),
     /// Run `autobackup backup` on a tree into a category's primary bucket.
@@ -139,6 +143,7 @@ impl Step {
             Step::SendEvent(_) => "send-event",
             Step::Trigger(_) => "trigger",
             Step::Outage(_) => "outage",
+            Step::Fault(_) => "fault",
             Step::Tree(_) => "tree",
             Step::Backup(_) => "backup",
             Step::Restore(_) => "restore",
@@ -199,6 +204,9 @@ pub struct SendEvent {
 pub struct Trigger {
     pub function: crate::system::FunctionName,
     pub action: TriggerAction,
+    /// How many invocations `overrun` / `throttle` affect (default 1).
+    #[serde(default)]
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -206,6 +214,12 @@ pub struct Trigger {
 pub enum TriggerAction {
     Pause,
     Resume,
+    /// The next invocations do their work, then overrun the function's timeout: Lambda
+    /// reads no answer and the whole batch returns to the queue.
+    Overrun,
+    /// The next invocations are throttled: their messages are received (the receive count
+    /// rises) but the function never runs.
+    Throttle,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -656,7 +670,17 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
         },
         Step::Delete(d) => check_object(&d.object, categories),
         Step::SendEvent(e) => check_object(&e.object, categories),
-        Step::Trigger(_) => Ok(()),
+        Step::Trigger(t) => match (t.action, t.count) {
+            (TriggerAction::Pause | TriggerAction::Resume, Some(_)) => Err((
+                "`count` applies to overrun and throttle only".to_string(),
+                "remove count, or use action = \"overrun\" / \"throttle\"",
+            )),
+            (_, Some(n)) if !(1..=100).contains(&n) => Err((
+                format!("count = {n} is out of range"),
+                "use 1 to 100 invocations",
+            )),
+            _ => Ok(()),
+        },
         Step::Tree(t) => {
             if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') {
                 return Err((
@@ -685,15 +709,16 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
         Step::Restore(r) => check_category(&r.category, categories),
         Step::Cost(c) => check_category(&c.category, categories),
         Step::Outage(o) => {
-            if ["s3", "sqs", "sns"].contains(&o.service.as_str()) {
+            if ["s3", "sqs", "sns", "kms", "events"].contains(&o.service.as_str()) {
                 Ok(())
             } else {
                 Err((
                     format!("unknown service {:?}", o.service),
-                    "one of s3, sqs, sns",
+                    "one of s3, sqs, sns, kms, events",
                 ))
             }
         }
+        Step::Fault(f) => f.check(),
         Step::Redrive(r) => {
             for q in [&r.from, &r.to] {
                 if !QUEUE_ROLES.contains(&q.as_str()) {

@@ -1,6 +1,7 @@
 //! Plays a scenario on an engine: provision, start the system, run the steps, settle,
 //! check expectations, gather and render the transcript, tear down.
 
+use crate::engine::faults::{EffectKind, FaultSpec, Service};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,13 @@ pub async fn run(
         ))
     })?;
     let timing = scenario.timing.apply(base);
+    timing.check().map_err(|why| {
+        ScenarioError::Other(format!(
+            "{}: [timing] on profile {:?}: {why}",
+            scenario.path.display(),
+            scenario.profile
+        ))
+    })?;
     let caps = engine.capabilities();
     let spec = &scenario.topology.apply(spec);
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
@@ -110,7 +118,11 @@ pub async fn run(
     // What clients see through the fidelity layer, gathered while it still runs.
     let gathered = match (&played, &settled) {
         (Ok(()), Ok(())) => {
-            Some(transcript::gather(&system.clients, &topology, observations).await)
+            let mut facts = transcript::gather(&system.clients, &topology, observations).await;
+            if let (Ok(f), Some(p)) = (&mut facts, &system.proxy) {
+                f.faults = p.fault_report().await;
+            }
+            Some(facts)
         }
         _ => None,
     };
@@ -264,13 +276,45 @@ async fn play(
                 .await
                 .map_err(fail)?,
             Step::Trigger(t) => {
-                system
-                    .set_paused(t.function, t.action == TriggerAction::Pause)
-                    .await
+                let faults = system.faults(t.function);
+                let n = t.count.unwrap_or(1);
+                match t.action {
+                    TriggerAction::Pause => system.set_paused(t.function, true).await,
+                    TriggerAction::Resume => system.set_paused(t.function, false).await,
+                    TriggerAction::Overrun => {
+                        faults
+                            .overrun
+                            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    TriggerAction::Throttle => {
+                        faults
+                            .throttle
+                            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
             }
-            Step::Outage(o) => match &system.proxy {
-                Some(p) => p.outage(&o.service, o.failures).await,
-                None => return Err(fail("outages need the fidelity layer".into())),
+            Step::Outage(o) => match (&system.proxy, Service::from_signing_name(&o.service)) {
+                (Some(p), Some(service)) => {
+                    p.fault(FaultSpec {
+                        service,
+                        operation: None,
+                        key_prefix: None,
+                        effect: EffectKind::Unavailable,
+                        code: None,
+                        status: None,
+                        latency_ms: None,
+                        count: Some(o.failures),
+                        seconds: None,
+                        rate: None,
+                    })
+                    .await
+                }
+                (None, _) => return Err(fail("outages need the fidelity layer".into())),
+                (_, None) => return Err(fail(format!("unknown service {:?}", o.service))),
+            },
+            Step::Fault(f) => match &system.proxy {
+                Some(p) => p.fault(f.clone()).await,
+                None => return Err(fail("faults need the fidelity layer".into())),
             },
             Step::Tree(t) => agent.generate(t).map_err(fail)?,
             Step::Backup(b) => {

@@ -104,6 +104,11 @@ pub struct Facts {
     pub buckets: Vec<(String, Vec<Listed>)>,
     /// The agent's runs, when the scenario ran any agent step.
     pub agent: Option<AgentFacts>,
+    /// Every API fault installed, with its firings.
+    pub faults: Vec<(
+        crate::engine::faults::FaultSpec,
+        Vec<crate::engine::faults::Firing>,
+    )>,
 }
 
 /// What the agent did in a run, and where its files were.
@@ -158,6 +163,7 @@ pub async fn gather(
         failure_dlq,
         buckets,
         agent: None,
+        faults: Vec::new(),
     })
 }
 
@@ -171,6 +177,7 @@ fn action_name(a: &Action) -> &'static str {
         Action::AlertedAndRequeued(_) => "failure record sent, still watching",
         Action::ResolvedSent => "resolved notice sent",
         Action::LeftOnQueue(_) => "left on queue",
+        Action::Deferred(_) => "deferred",
     }
 }
 
@@ -356,6 +363,11 @@ pub fn render(
         let Observation::Decision { report, .. } = o else {
             continue;
         };
+        // A record left for the next delivery near a deadline was not decided; how many
+        // fall there depends on timing (the invocations section counts real overruns).
+        if report.outcome == checksum_validator::Outcome::Deferred {
+            continue;
+        }
         redactor.value("message", &report.message_id);
         let key = match &report.object {
             Some(obj) => {
@@ -422,9 +434,16 @@ pub fn render(
                     receive_count
                         .map(|c| c.to_string())
                         .unwrap_or_else(|| "?".into()),
-                    match &report.publish_error {
-                        None => format!("published {:?}", report.alert.subject),
-                        Some(_) => "publish FAILED, left on the queue for retry".to_string(),
+                    match (&report.publish_error, &report.ledger) {
+                        (None, failure_notifier::LedgerUse::Duplicate) => format!(
+                            "duplicate of an alert already published, suppressed {:?}",
+                            report.alert.subject
+                        ),
+                        (None, _) => format!("published {:?}", report.alert.subject),
+                        (Some(_), failure_notifier::LedgerUse::HeldElsewhere) => {
+                            "claimed by another invocation, left on the queue for retry".to_string()
+                        }
+                        (Some(_), _) => "publish FAILED, left on the queue for retry".to_string(),
                     }
                 ))
             }
@@ -468,6 +487,39 @@ pub fn render(
 
     if facts.agent.is_some() || !agent_notifications.is_empty() {
         out.push_str(&agent_render::notifications_section(&agent_notifications));
+    }
+
+    if !facts.faults.is_empty() {
+        out.push_str("\nfaults injected:\n");
+        for (spec, fired) in &facts.faults {
+            // An exact count only where the budget makes it exact (the SDK retries within it).
+            let count = if spec.rate.is_none() && spec.seconds.is_none() {
+                format!("fired {}", fired.len())
+            } else if fired.is_empty() {
+                "never fired".into()
+            } else {
+                "fired".into()
+            };
+            out.push_str(&format!("  {}: {count}\n", spec.describe()));
+        }
+    }
+
+    // Invocations Lambda stopped or never ran (overruns, throttles): per queue, in order.
+    let mut invocations: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for o in &facts.observations {
+        match o {
+            Observation::TimedOut { queue, .. } => invocations.entry(queue).or_default().0 += 1,
+            Observation::Throttled { queue, .. } => invocations.entry(queue).or_default().1 += 1,
+            _ => {}
+        }
+    }
+    if !invocations.is_empty() {
+        out.push_str("\ninvocations stopped or throttled:\n");
+        for (queue, (timed_out, throttled)) in invocations {
+            out.push_str(&format!(
+                "  {queue}: {timed_out} timed out (whole batch returned to the queue), {throttled} throttled (received, never run)\n"
+            ));
+        }
     }
 
     let errors: Vec<String> = facts

@@ -78,6 +78,9 @@ pub struct Names {
     pub failure_dlq: String,
     pub alerts_queue: String,
     pub topic: String,
+    /// The notifier's alert ledger (one alert per idempotency key): unversioned, entries
+    /// expire after a day.
+    pub alert_ledger: String,
     pub rule: String,
     pub sqs_key_alias: String,
     pub sns_key_alias: String,
@@ -110,6 +113,7 @@ impl Names {
             failure_dlq: format!("{p}-failure-dlq-{e}-{suffix}"),
             alerts_queue: format!("{p}-alerts-{e}-{suffix}"),
             topic: format!("{p}-failure-topic-{e}-{suffix}"),
+            alert_ledger: format!("{p}-alert-ledger-{e}-{suffix}"),
             rule: format!("{p}-s3-upload-trigger-{e}-{suffix}"),
             sqs_key_alias: format!("alias/{p}-sqs-key-{e}-{suffix}"),
             sns_key_alias: format!("alias/{p}-sns-key-{e}-{suffix}"),

@@ -188,8 +188,9 @@ pub async fn provision(
         ensure_queue(clients, &names.alerts_queue, HashMap::new(), &log),
     );
     let roles = ensure_roles(clients, &names, spec, &log);
-    let (_, (validation_dlq, failure_dlq, alerts), role_arns) =
-        futures::try_join!(buckets, dlqs, roles)?;
+    let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, &log);
+    let (_, (validation_dlq, failure_dlq, alerts), role_arns, ()) =
+        futures::try_join!(buckets, dlqs, roles, ledger)?;
     let account = validation_dlq
         .arn
         .split(':')
@@ -493,6 +494,86 @@ async fn ensure_roles(
     }));
     let (_, _, crr) = futures::try_join!(validator, notifier, crr)?;
     Ok(crr.into_iter().collect())
+}
+
+/// The notifier's alert ledger: not versioned (its entries are bookkeeping, not backups),
+/// default-encrypted, private, entries expiring after a day, no event notifications.
+async fn ensure_ledger_bucket(
+    clients: &Clients,
+    spec: &TopologySpec,
+    name: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("s3 bucket {name} (alert ledger)");
+    let f = fail(&step);
+    let s3 = &clients.s3;
+    let status = match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => Status::Exists,
+        Err(_) => match s3.create_bucket().bucket(name).send().await {
+            Ok(_) => Status::Created,
+            Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
+            Err(e) => return Err(f(sdk(e))),
+        },
+    };
+    s3.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(
+            s3t::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let sse = s3t::ServerSideEncryptionConfiguration::builder()
+        .rules(
+            s3t::ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    s3t::ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(s3t::ServerSideEncryption::from(
+                            spec.buckets.encryption.as_str(),
+                        ))
+                        .build()
+                        .map_err(|e| f(e.to_string()))?,
+                )
+                .build(),
+        )
+        .build()
+        .map_err(|e| f(e.to_string()))?;
+    s3.put_bucket_encryption()
+        .bucket(name)
+        .server_side_encryption_configuration(sse)
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    let rule = s3t::LifecycleRule::builder()
+        .id("expire-ledger-entries")
+        .status(s3t::ExpirationStatus::Enabled)
+        .filter(
+            s3t::LifecycleRuleFilter::builder()
+                .prefix("alerts/")
+                .build(),
+        )
+        .expiration(s3t::LifecycleExpiration::builder().days(1).build())
+        .build()
+        .map_err(|e| f(e.to_string()))?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(
+            s3t::BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    record(log, step.clone(), status, t).await;
+    Ok(())
 }
 
 async fn ensure_bucket(

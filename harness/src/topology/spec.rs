@@ -157,6 +157,71 @@ pub struct Timing {
     pub replication_lag_seconds: f64,
     /// ... or this long after the version appeared, when no event reaches the validator.
     pub replication_fallback_seconds: f64,
+    /// Both functions' Lambda timeout: an invocation still running after it is stopped and
+    /// its whole batch fails (no `batchItemFailures` is read). Lambda refuses an SQS event
+    /// source whose visibility timeout is shorter (Lambda Developer Guide, "Using Lambda
+    /// with Amazon SQS").
+    #[serde(default = "default_function_timeout")]
+    pub function_timeout_seconds: f64,
+    /// The mappings' `MaximumBatchingWindowInSeconds`: how long a poller gathers records
+    /// before invoking with a batch smaller than the batch size (0: invoke at once).
+    #[serde(default)]
+    pub batching_window_seconds: f64,
+}
+
+fn default_function_timeout() -> f64 {
+    60.0
+}
+
+impl Timing {
+    /// What AWS refuses or cannot mean: non-finite or negative seconds, a function timeout
+    /// outside Lambda's 1-900 s or longer than a visibility timeout of the queues it reads
+    /// ("If your function's timeout is longer than the queue's visibility timeout, Lambda
+    /// returns an error when creating the event source mapping"), a batching window over
+    /// 300 s.
+    pub fn check(&self) -> Result<(), String> {
+        let secs = [
+            ("retry_base_seconds", self.retry_base_seconds),
+            ("retry_max_seconds", self.retry_max_seconds),
+            ("lag_budget_seconds", self.lag_budget_seconds),
+            ("replication_lag_seconds", self.replication_lag_seconds),
+            (
+                "replication_fallback_seconds",
+                self.replication_fallback_seconds,
+            ),
+            ("function_timeout_seconds", self.function_timeout_seconds),
+            ("batching_window_seconds", self.batching_window_seconds),
+        ];
+        for (name, v) in secs {
+            if !v.is_finite() || !(0.0..=1e7).contains(&v) {
+                return Err(format!(
+                    "{name} = {v} is not a duration in seconds (0 to 10000000)"
+                ));
+            }
+        }
+        if !(1.0..=900.0).contains(&self.function_timeout_seconds) {
+            return Err(format!(
+                "function_timeout_seconds = {} is outside Lambda's 1 to 900 seconds",
+                self.function_timeout_seconds
+            ));
+        }
+        let shortest = self
+            .validation_visibility_seconds
+            .min(self.failure_visibility_seconds);
+        if self.function_timeout_seconds > f64::from(shortest) {
+            return Err(format!(
+                "function_timeout_seconds = {} is longer than a queue visibility timeout ({shortest} s): Lambda refuses such an event source mapping",
+                self.function_timeout_seconds
+            ));
+        }
+        if self.batching_window_seconds > 300.0 {
+            return Err(format!(
+                "batching_window_seconds = {} is over Lambda's 300 seconds",
+                self.batching_window_seconds
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A scenario's overrides on top of its profile; each set value shows in the outcome.
@@ -171,6 +236,8 @@ pub struct TimingOverrides {
     pub lag_budget_seconds: Option<f64>,
     pub replication_lag_seconds: Option<f64>,
     pub replication_fallback_seconds: Option<f64>,
+    pub function_timeout_seconds: Option<f64>,
+    pub batching_window_seconds: Option<f64>,
 }
 
 impl TimingOverrides {
@@ -192,6 +259,12 @@ impl TimingOverrides {
             replication_fallback_seconds: self
                 .replication_fallback_seconds
                 .unwrap_or(base.replication_fallback_seconds),
+            function_timeout_seconds: self
+                .function_timeout_seconds
+                .unwrap_or(base.function_timeout_seconds),
+            batching_window_seconds: self
+                .batching_window_seconds
+                .unwrap_or(base.batching_window_seconds),
         }
     }
 
@@ -213,6 +286,8 @@ impl TimingOverrides {
         push!(lag_budget_seconds);
         push!(replication_lag_seconds);
         push!(replication_fallback_seconds);
+        push!(function_timeout_seconds);
+        push!(batching_window_seconds);
         out
     }
 }
@@ -277,6 +352,14 @@ impl TopologySpec {
                     "define [profiles.seed] and [profiles.fast]",
                 ));
             }
+        }
+        for (name, timing) in &spec.profiles {
+            timing.check().map_err(|why| {
+                invalid(
+                    format!("[profiles.{name}]: {why}"),
+                    "fix the value in the topology file",
+                )
+            })?;
         }
         Ok(spec)
     }

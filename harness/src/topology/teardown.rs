@@ -24,13 +24,17 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     let names = Names::new(spec, suffix);
     let mut report = TeardownReport::default();
 
-    let bucket_jobs = names.buckets.iter().flat_map(|b| {
-        std::iter::once((b.primary.clone(), &clients.s3)).chain(
-            b.destinations()
-                .into_iter()
-                .map(|d| (d, &clients.s3_replica)),
-        )
-    });
+    let bucket_jobs = names
+        .buckets
+        .iter()
+        .flat_map(|b| {
+            std::iter::once((b.primary.clone(), &clients.s3)).chain(
+                b.destinations()
+                    .into_iter()
+                    .map(|d| (d, &clients.s3_replica)),
+            )
+        })
+        .chain(std::iter::once((names.alert_ledger.clone(), &clients.s3)));
     let results = futures::future::join_all(
         bucket_jobs.map(|(name, s3)| async move { (name.clone(), delete_bucket(s3, &name).await) }),
     )

@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let validator = Validator::new(config, &sdk);
     let validator = &validator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(validator.handle(event.payload).await)
+        let deadline = checksum_validator::deadline_of(event.context.deadline);
+        Ok::<SqsBatchResponse, Error>(validator.handle(event.payload, Some(deadline)).await)
     }))
     .await
 }

@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let notifier = Notifier::new(config, &sdk);
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(notifier.handle(event.payload).await)
+        let deadline = checksum_validator::deadline_of(event.context.deadline);
+        Ok::<SqsBatchResponse, Error>(notifier.handle(event.payload, Some(deadline)).await)
     }))
     .await
 }
