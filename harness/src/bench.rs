@@ -52,6 +52,9 @@ pub struct ValidatorBench {
     /// The plain loop direct to the engine (what the layer costs).
     pub direct: Vec<Round>,
     pub init: Duration,
+    /// Whether a fault that matches nothing was installed in every fidelity layer, so each
+    /// request went through the fault machinery's inspection.
+    pub armed_fault: bool,
 }
 
 impl ValidatorBench {
@@ -61,8 +64,14 @@ impl ValidatorBench {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "bench validator on {}: {} objects of 1 KiB, batch size 5\n",
-            self.engine, self.objects
+            "bench validator on {}: {} objects of 1 KiB, batch size 5, {}\n",
+            self.engine,
+            self.objects,
+            if self.armed_fault {
+                "fault machinery armed (a fault matching nothing: every request inspected)"
+            } else {
+                "no fault installed"
+            }
         );
         let line = |r: &Round, what: &str| {
             format!(
@@ -123,13 +132,24 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v[idx.min(v.len() - 1)]
 }
 
+/// What `bench validator` measures.
+#[derive(Debug, Clone)]
+pub struct ValidatorPlan {
+    /// Objects per round.
+    pub objects: usize,
+    /// Poller counts of the validator's rounds.
+    pub pollers: Vec<usize>,
+    /// Concurrency levels of the plain loop's rounds.
+    pub concurrencies: Vec<usize>,
+    /// Install a fault that matches nothing in every fidelity layer.
+    pub armed_fault: bool,
+}
+
 /// Runs the validator benchmark on `engine`.
 pub async fn validator(
     engine: &Engine,
     spec: &TopologySpec,
-    objects: usize,
-    pollers: &[usize],
-    concurrencies: &[usize],
+    plan: &ValidatorPlan,
 ) -> Result<ValidatorBench, String> {
     let caps = engine.capabilities();
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
@@ -138,18 +158,26 @@ pub async fn validator(
     let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
         .await
         .map_err(|e| e.to_string())?;
-    let result = run(
-        engine,
-        &clients,
-        &topology,
-        mode,
-        objects,
-        pollers,
-        concurrencies,
-    )
-    .await;
+    let result = run(engine, &clients, &topology, mode, plan).await;
     teardown(&clients, spec, &suffix).await;
     result
+}
+
+/// A fault no request of the benchmark matches (EventBridge is not called): installed, it
+/// makes every request pass the fault machinery's inspection.
+fn unmatched_fault() -> crate::engine::faults::FaultSpec {
+    crate::engine::faults::FaultSpec {
+        service: crate::engine::faults::Service::Events,
+        operation: Some("PutEvents".into()),
+        key_prefix: None,
+        effect: crate::engine::faults::EffectKind::Throttle,
+        code: None,
+        status: None,
+        latency_ms: None,
+        count: Some(10_000),
+        seconds: None,
+        rate: None,
+    }
 }
 
 async fn run(
@@ -157,10 +185,14 @@ async fn run(
     clients: &Clients,
     topology: &Topology,
     mode: replication::ReplicationMode,
-    objects: usize,
-    pollers: &[usize],
-    concurrencies: &[usize],
+    plan: &ValidatorPlan,
 ) -> Result<ValidatorBench, String> {
+    let (objects, pollers, concurrencies, armed_fault) = (
+        plan.objects,
+        &plan.pollers,
+        &plan.concurrencies,
+        plan.armed_fault,
+    );
     let caps = engine.capabilities();
     // Start with the validator paused so uploads do not trigger it.
     let mut system = RunningSystem::start(
@@ -220,6 +252,9 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     proxy.set_replicator(replicator.clone()).await;
+    if armed_fault {
+        proxy.fault(unmatched_fault()).await;
+    }
     let layer_clients = Clients::for_endpoint(
         &proxy.endpoint,
         clients.kind,
@@ -264,6 +299,9 @@ async fn run(
         )
         .await
         .map_err(|e| e.to_string())?;
+        if let (true, Some(p)) = (armed_fault, &system.proxy) {
+            p.fault(unmatched_fault()).await;
+        }
         let started = Instant::now();
         let done = system
             .observations
@@ -339,6 +377,7 @@ async fn run(
         baseline: baseline_rounds,
         direct: direct_rounds,
         init,
+        armed_fault,
     })
 }
 

@@ -51,6 +51,10 @@ pub struct ValidatorArgs {
     /// Concurrency levels of the plain SDK loop (comma-separated); the best is the bound.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub concurrency: Vec<usize>,
+    /// Install a fault that matches nothing in every fidelity layer, so every request goes
+    /// through the fault machinery (compare with a run without it).
+    #[arg(long)]
+    pub armed_fault: bool,
     /// Topology file.
     #[arg(long, default_value_os_t = TopologySpec::default_path())]
     pub topology: PathBuf,
@@ -61,7 +65,13 @@ impl BenchCommand {
         let report = match self {
             BenchCommand::Validator(a) => {
                 let (spec, engine) = prepare(&a.topology, kind).await?;
-                crate::bench::validator(&engine, &spec, a.objects, &a.pollers, &a.concurrency)
+                let plan = crate::bench::ValidatorPlan {
+                    objects: a.objects,
+                    pollers: a.pollers,
+                    concurrencies: a.concurrency,
+                    armed_fault: a.armed_fault,
+                };
+                crate::bench::validator(&engine, &spec, &plan)
                     .await
                     .map(|r| r.render())
             }
