@@ -36,6 +36,8 @@ pub enum EngineError {
     NoEndpoint,
     #[error("the endpoint {endpoint} does not answer: {why}")]
     Unreachable { endpoint: String, why: String },
+    #[error("the engine at {endpoint} cannot host the topology: {call}\n(see `harness --engine external engine probe` for what it does support)")]
+    CannotHost { endpoint: String, call: String },
     #[error("unknown engine `{0}`: choose localstack, ministack or external")]
     Unknown(String),
     #[error("{0}")]

@@ -19,21 +19,23 @@ pub struct PutOptions {
 
 /// Uploads `bytes` as a multipart upload with parts of `part_size` bytes, each part and the
 /// upload declaring `algorithm`, and the part checksums listed on completion (the form both
-/// engines and AWS accept; see `../shared/notes/rust-deps.md`). Returns the new version id.
+/// engines and AWS accept; see `../shared/notes/rust-deps.md`); with `None` no checksum is
+/// declared (the client must then not add one: `request_checksum_calculation` when
+/// required). Returns the new version id.
 pub async fn put_multipart(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     bytes: &[u8],
     part_size: usize,
-    algorithm: ChecksumAlgorithm,
+    algorithm: Option<ChecksumAlgorithm>,
     opts: &PutOptions,
 ) -> Result<Option<String>, String> {
     let mut create = s3
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
-        .checksum_algorithm(algorithm.clone())
+        .set_checksum_algorithm(algorithm.clone())
         .set_metadata(opts.metadata.clone())
         .set_content_type(opts.content_type.clone())
         .set_storage_class(opts.storage_class.clone());
@@ -53,7 +55,7 @@ pub async fn put_multipart(
             .key(key)
             .upload_id(&id)
             .part_number(n)
-            .checksum_algorithm(algorithm.clone())
+            .set_checksum_algorithm(algorithm.clone())
             .body(ByteStream::from(chunk.to_vec()))
             .send()
             .await

@@ -12,14 +12,49 @@ pub enum EngineCommand {
     Down,
     /// Show whether the engine runs, where, and whether it is healthy.
     Status,
+    /// Measure what the engine does (events, keys, replication, checksums, ...) by
+    /// provisioning the topology on it; exit 2 naming the first call it cannot serve.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Topology file.
+    #[arg(long, default_value_os_t = crate::topology::TopologySpec::default_path())]
+    pub topology: std::path::PathBuf,
 }
 
 impl EngineCommand {
     pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
-        if kind == EngineKind::External && !matches!(self, EngineCommand::Status) {
+        if kind == EngineKind::External
+            && !matches!(self, EngineCommand::Status | EngineCommand::Probe(_))
+        {
             anyhow::bail!("the external engine is started and stopped by you, not by the harness");
         }
         match self {
+            EngineCommand::Probe(a) => {
+                let spec = crate::topology::TopologySpec::load(&a.topology)?;
+                let e = engine::start(
+                    kind,
+                    &StartOptions {
+                        skip_probe: true,
+                        ..StartOptions::default()
+                    },
+                )
+                .await?;
+                let report = crate::engine::probe::probe(&e, &spec).await;
+                print!("{}", report.render());
+                if report.cannot_host.is_some() {
+                    return Ok(2);
+                }
+                if !report.assumptions_hold() {
+                    println!(
+                        "  the harness's recorded capabilities of {kind} differ from this measurement: update `Flavor::capabilities`"
+                    );
+                    return Ok(1);
+                }
+                Ok(0)
+            }
             EngineCommand::Up => {
                 if let Some(e) = state::attach(kind).await {
                     println!("{kind} already running at {} ({})", e.endpoint, e.how);
@@ -30,6 +65,7 @@ impl EngineCommand {
                     &StartOptions {
                         verbose: true,
                         detached: true,
+                        ..StartOptions::default()
                     },
                 )
                 .await?;

@@ -97,7 +97,7 @@ impl RunArgs {
             kind,
             &StartOptions {
                 verbose: true,
-                detached: false,
+                ..StartOptions::default()
             },
         )
         .await?;

@@ -57,7 +57,7 @@ impl UpArgs {
             kind,
             &StartOptions {
                 verbose: true,
-                detached: false,
+                ..StartOptions::default()
             },
         )
         .await?;

@@ -56,6 +56,7 @@ pub async fn start_localstack() -> Result<super::Engine, crate::errors::EngineEr
         install_time: None,
         start_time: started.elapsed(),
         log: None,
+        probed: None,
         _guard: super::EngineGuard::Container(Box::new(container)),
     })
 }

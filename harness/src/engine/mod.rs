@@ -8,9 +8,11 @@
 //! Every engine binds to loopback only. A started engine stops when its [`Engine`] is
 //! dropped, and also when the harness process dies (the child gets SIGTERM from the kernel).
 
+pub mod checksums;
 pub mod docker;
 pub mod faults;
 pub mod gaps;
+pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod state;
@@ -131,6 +133,9 @@ pub struct Engine {
     pub install_time: Option<Duration>,
     pub start_time: Duration,
     pub log: Option<PathBuf>,
+    /// Capabilities measured by [`probe`] (an unknown emulator's), used instead of the
+    /// flavor's.
+    pub probed: Option<Capabilities>,
     _guard: EngineGuard,
 }
 
@@ -144,7 +149,7 @@ pub enum EngineGuard {
 
 impl Engine {
     pub fn capabilities(&self) -> Capabilities {
-        self.flavor.capabilities()
+        self.probed.unwrap_or_else(|| self.flavor.capabilities())
     }
 
     /// The pid of the engine process this handle started, if it started one.
@@ -169,6 +174,7 @@ impl Engine {
             install_time: None,
             start_time: Duration::ZERO,
             log: None,
+            probed: None,
             _guard: EngineGuard::None,
         }
     }
@@ -186,6 +192,9 @@ pub struct StartOptions {
     pub verbose: bool,
     /// Keep running after this process exits (for `harness engine up`).
     pub detached: bool,
+    /// Do not probe an unknown loopback endpoint at start (`harness engine probe` does it
+    /// itself).
+    pub skip_probe: bool,
 }
 
 /// Starts (or attaches to) an engine of `kind`.
@@ -198,7 +207,7 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
                 .filter(|e| !e.trim().is_empty())
                 .ok_or(EngineError::NoEndpoint)?;
             let flavor = identify(&endpoint).await?;
-            Ok(Engine {
+            let mut engine = Engine {
                 kind,
                 flavor,
                 endpoint,
@@ -206,8 +215,38 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
                 install_time: None,
                 start_time: started.elapsed(),
                 log: None,
+                probed: None,
                 _guard: EngineGuard::None,
-            })
+            };
+            // An unknown emulator on this machine is measured, not assumed to be AWS (real
+            // AWS is never on loopback, and is not probed).
+            if flavor == Flavor::Aws && is_loopback(&engine.endpoint) && !opts.skip_probe {
+                let spec = crate::topology::TopologySpec::load(
+                    &crate::topology::TopologySpec::default_path(),
+                )
+                .map_err(|e| EngineError::CannotHost {
+                    endpoint: engine.endpoint.clone(),
+                    call: format!("loading the topology for the probe: {e}"),
+                })?;
+                let report = probe::probe(&engine, &spec).await;
+                eprint!("{}", report.render());
+                match (report.cannot_host, report.measured) {
+                    (Some(call), _) => {
+                        return Err(EngineError::CannotHost {
+                            endpoint: engine.endpoint,
+                            call,
+                        })
+                    }
+                    (None, None) => {
+                        return Err(EngineError::CannotHost {
+                            endpoint: engine.endpoint,
+                            call: "the probe measured nothing".into(),
+                        })
+                    }
+                    (None, Some(caps)) => engine.probed = Some(caps),
+                }
+            }
+            Ok(engine)
         }
         EngineKind::Localstack | EngineKind::Ministack => {
             if let Some(attached) = state::attach(kind).await {
@@ -220,6 +259,25 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
             process::start_host(kind, opts).await
         }
     }
+}
+
+/// Whether an endpoint URL names this machine (`127.0.0.0/8`, `::1`, `localhost`).
+pub fn is_loopback(endpoint: &str) -> bool {
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Asks an endpoint which engine it is, through each engine's health route.
@@ -275,4 +333,28 @@ pub async fn healthy(kind: EngineKind, endpoint: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_loopback_endpoints() {
+        for e in [
+            "http://127.0.0.1:4566",
+            "http://localhost:5000/",
+            "http://[::1]:9000",
+            "http://127.8.0.1",
+        ] {
+            assert!(is_loopback(e), "{e}");
+        }
+        for e in [
+            "https://s3.us-east-1.amazonaws.com",
+            "http://10.0.0.5:4566",
+            "http://example.com",
+        ] {
+            assert!(!is_loopback(e), "{e}");
+        }
+    }
 }

@@ -235,6 +235,7 @@ async fn spawn_and_wait(
         install_time: None,
         start_time: started.elapsed(),
         log: Some(log_path),
+        probed: None,
         _guard: guard,
     })
 }

@@ -19,6 +19,9 @@
 //! - **Configuration.** `GetBucketReplication` on a primary answers the rules the replicator
 //!   applies (the engine holds none, so it cannot replicate on its own).
 //!
+//! - **Default checksums** ([`super::checksums`]): an object uploaded without a checksum
+//!   gets S3's default full-object CRC64NVME, computed as the body streams through.
+//!
 //! API faults ([`super::faults`]): throttling, server errors, latency and connection resets
 //! per service and operation, in each service's wire format. The service of a request is
 //! read from its SigV4 credential scope. With no fault installed a request is not inspected
@@ -38,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::checksums::{self, Crc64, DefaultChecksums};
 use super::faults::{self, FaultSpec, Faults, Protocol, Service};
 use crate::replication::Replicator;
 
@@ -49,6 +53,7 @@ pub struct ProxyState {
     http: reqwest::Client,
     replicator: Mutex<Option<Arc<Replicator>>>,
     faults: Faults,
+    checksums: Arc<DefaultChecksums>,
     stats: LayerStats,
 }
 
@@ -106,6 +111,7 @@ impl GapProxy {
                 .map_err(std::io::Error::other)?,
             replicator: Mutex::new(None),
             faults: Faults::default(),
+            checksums: Arc::new(DefaultChecksums::default()),
             stats: LayerStats::default(),
         });
         let st = state.clone();
@@ -135,6 +141,7 @@ impl GapProxy {
 
     /// Serves replication as this replicator performs it.
     pub async fn set_replicator(&self, r: Arc<Replicator>) {
+        r.use_default_checksums(self.state.checksums.clone());
         *self.state.replicator.lock().await = Some(r);
     }
 
@@ -327,7 +334,30 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         }
     }
     let headers = parts.headers;
-    let body = source.into_reqwest();
+    let uploading = if service != "s3" || !target.has_key {
+        Uploading::None
+    } else if method == hyper::Method::PUT
+        && !target.flag("uploadId")
+        && !headers.contains_key("x-amz-copy-source")
+        && !checksums::declares_checksum(&headers)
+    {
+        Uploading::Put
+    } else if method == hyper::Method::POST
+        && target.flag("uploads")
+        && !checksums::declares_checksum(&headers)
+    {
+        Uploading::Create
+    } else if method == hyper::Method::POST
+        && target
+            .param("uploadId")
+            .is_some_and(|id| st.checksums.take_upload(id))
+    {
+        Uploading::Complete
+    } else {
+        Uploading::None
+    };
+    let digest: Option<Digest> = (uploading == Uploading::Put).then(Default::default);
+    let body = source.into_reqwest(digest.clone());
     let url = format!("{}{path_and_query}", st.upstream);
     let mut out = st.http.request(
         reqwest::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?,
@@ -348,11 +378,37 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         && !target.has_key
         && target.flag("versions")
         && status == 200;
+    let engine_version = answer
+        .headers()
+        .get("x-amz-version-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let (Some(d), Some(v), 200) = (&digest, &engine_version, status) {
+        let d = d.lock().expect("not poisoned");
+        let declared = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_none_or(|n| n == d.bytes()) {
+            st.checksums.record(&target.bucket, v, d.base64());
+        }
+    }
+    // The default checksum of the version read, if the layer keeps one: it replaces the
+    // engine's checksum headers, as S3 would have stored only it.
+    let object_read = (method == hyper::Method::HEAD || method == hyper::Method::GET)
+        && target.has_key
+        && !target.flag("partNumber")
+        && status == 200;
+    let default_checksum = match (&engine_version, object_read) {
+        (Some(v), true) => st.checksums.get(&target.bucket, v),
+        _ => None,
+    };
     let mut builder = Response::builder().status(status);
     let mut version: Option<String> = None;
     for (name, value) in answer.headers() {
         match name.as_str() {
             "transfer-encoding" | "connection" => continue,
+            n if default_checksum.is_some() && n.starts_with("x-amz-checksum-") => continue,
             "content-length" if rewrite_listing => continue,
             "x-amz-replication-status" if side != Side::None => continue,
             "x-amz-version-id" if side != Side::None => {
@@ -363,15 +419,49 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         }
         builder = builder.header(name.as_str(), value.as_bytes());
     }
+    if let Some(crc) = &default_checksum {
+        let enabled = headers
+            .get("x-amz-checksum-mode")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+        if enabled {
+            builder = builder
+                .header("x-amz-checksum-crc64nvme", crc.as_str())
+                .header("x-amz-checksum-type", "FULL_OBJECT");
+        }
+    }
+    if matches!(uploading, Uploading::Create | Uploading::Complete) && status == 200 {
+        let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&bytes);
+        match uploading {
+            Uploading::Create => {
+                if let Some(id) = checksums::upload_id_of(&text) {
+                    st.checksums.upload_without_checksum(id);
+                }
+            }
+            _ if !text.contains("<Error>") => {
+                if let Some(v) = &engine_version {
+                    match digest_upstream(st, &path_and_query, v, &headers).await {
+                        Ok(crc) => st.checksums.record(&target.bucket, v, crc),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading a completed upload for its default checksum failed")
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        st.stats.add(before + answered.elapsed());
+        return builder
+            .body(full(bytes))
+            .map_err(|e| Forward::Failed(e.to_string()));
+    }
     if let (Some(r), Some(v)) = (&replicator, version) {
         let shown = match side {
             Side::Replica => r.source_id(&target.bucket, &v).await.unwrap_or(v.clone()),
             _ => v.clone(),
         };
         builder = builder.header("x-amz-version-id", shown);
-        let object_read = (method == hyper::Method::HEAD || method == hyper::Method::GET)
-            && target.has_key
-            && status == 200;
         if object_read {
             if side == Side::Primary {
                 r.ensure_known(&target.bucket, &v).await;
@@ -401,6 +491,42 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
     builder
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .map_err(|e| Forward::Failed(e.to_string()))
+}
+
+/// The CRC64NVME of an object version as the engine stores it, streamed from upstream (the
+/// request's own credentials: engines route by them and check no signature).
+async fn digest_upstream(
+    st: &ProxyState,
+    path_and_query: &str,
+    version: &str,
+    headers: &hyper::HeaderMap,
+) -> Result<String, String> {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    let url = format!(
+        "{}{path}?versionId={}",
+        st.upstream,
+        percent_encoding::utf8_percent_encode(version, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut get = st.http.get(url);
+    for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
+        if let Some(v) = headers.get(name) {
+            get = get.header(name, v.as_bytes());
+        }
+    }
+    let answer = get
+        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("HTTP {}", answer.status()));
+    }
+    let mut crc = Crc64::default();
+    let mut stream = answer.bytes_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        crc.update(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(crc.base64())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,13 +592,38 @@ enum Source {
     Read(Bytes),
 }
 
+type Digest = Arc<std::sync::Mutex<Crc64>>;
+
 impl Source {
-    fn into_reqwest(self) -> reqwest::Body {
-        match self {
-            Source::Stream(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
-            Source::Read(bytes) => reqwest::Body::from(bytes),
+    /// The body for the upstream request; `digest` sees every byte on the way.
+    fn into_reqwest(self, digest: Option<Digest>) -> reqwest::Body {
+        match (self, digest) {
+            (Source::Stream(b), None) => reqwest::Body::wrap_stream(b.into_data_stream()),
+            (Source::Stream(b), Some(d)) => {
+                reqwest::Body::wrap_stream(b.into_data_stream().inspect_ok(move |chunk| {
+                    d.lock().expect("not poisoned").update(chunk);
+                }))
+            }
+            (Source::Read(bytes), d) => {
+                if let Some(d) = d {
+                    d.lock().expect("not poisoned").update(&bytes);
+                }
+                reqwest::Body::from(bytes)
+            }
         }
     }
+}
+
+/// What a request means for default checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Uploading {
+    None,
+    /// `PutObject` without a checksum: digest the body.
+    Put,
+    /// `CreateMultipartUpload` without a checksum algorithm: remember the upload id.
+    Create,
+    /// `CompleteMultipartUpload` of such an upload: digest the object once completed.
+    Complete,
 }
 
 /// Applies the first installed fault that takes this request: `Some` answer, or the body

@@ -64,6 +64,7 @@ pub async fn attach(kind: EngineKind) -> Option<Engine> {
         install_time: None,
         start_time: Duration::ZERO,
         log: st.log,
+        probed: None,
         _guard: EngineGuard::None,
     })
 }

@@ -17,6 +17,7 @@
 //! replicated. It keeps the source's multipart layout (part by part) and its checksum.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -128,6 +129,8 @@ pub struct Replicator {
     state: Mutex<State>,
     /// Serialises passes so a version is never copied twice.
     pass_lock: Mutex<()>,
+    /// The fidelity layer's default checksums, where it adds them.
+    default_checksums: std::sync::Mutex<Option<Arc<crate::engine::checksums::DefaultChecksums>>>,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -153,6 +156,26 @@ impl Replicator {
             timing,
             state: Mutex::new(State::default()),
             pass_lock: Mutex::new(()),
+            default_checksums: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Records the CRC64NVME of replicas of versions in `store` (see `engine::checksums`).
+    pub fn use_default_checksums(&self, store: Arc<crate::engine::checksums::DefaultChecksums>) {
+        *self.default_checksums.lock().expect("not poisoned") = Some(store);
+    }
+
+    fn default_checksums(&self) -> Option<Arc<crate::engine::checksums::DefaultChecksums>> {
+        self.default_checksums.lock().expect("not poisoned").clone()
+    }
+
+    fn default_checksum(&self, bucket: &str, version: &str) -> Option<String> {
+        self.default_checksums()?.get(bucket, version)
+    }
+
+    fn record_default_checksum(&self, bucket: &str, version: &str, bytes: &[u8]) {
+        if let Some(store) = self.default_checksums() {
+            store.record(bucket, version, crate::engine::checksums::Crc64::of(bytes));
         }
     }
 
@@ -738,12 +761,18 @@ impl Replicator {
         } else {
             ChecksumAlgorithm::Crc32
         };
+        // A version S3 gave a default CRC64NVME (uploaded without a checksum): its replicas
+        // carry the CRC64NVME of their own bytes (`engine::checksums`).
+        let default = self.default_checksum(&p.primary, &p.version_id);
         let mut whole = read_version(s3, p).await?;
         if parts <= 1 && fault != Some(Fault::Relayout) {
             let mut bytes = whole;
             if corrupt {
                 flip(&mut bytes);
             }
+            let replica_crc64 = default
+                .is_some()
+                .then(|| crate::engine::checksums::Crc64::of(&bytes));
             let mut put = dst
                 .put_object()
                 .bucket(&target.bucket)
@@ -770,7 +799,11 @@ impl Replicator {
                 }
             }
             let out = put.send().await.map_err(sdk)?;
-            return Ok(Some(out.version_id().unwrap_or_default().to_string()));
+            let id = out.version_id().unwrap_or_default().to_string();
+            if let (Some(crc), Some(store)) = (replica_crc64, self.default_checksums()) {
+                store.record(&target.bucket, &id, crc);
+            }
+            return Ok(Some(id));
         }
         // Multipart: learn the source's part layout, then write the replica with the same
         // part boundaries (or with other ones for a relayout fault).
@@ -808,11 +841,15 @@ impl Replicator {
             &p.key,
             &whole,
             part_size,
-            algorithm,
+            Some(algorithm),
             &opts,
         )
         .await?;
-        Ok(Some(id.unwrap_or_default()))
+        let id = id.unwrap_or_default();
+        if default.is_some() {
+            self.record_default_checksum(&target.bucket, &id, &whole);
+        }
+        Ok(Some(id))
     }
 }
 

@@ -176,6 +176,10 @@ pub struct Upload {
     /// Storage class, e.g. STANDARD_IA or GLACIER (default: the bucket's, STANDARD).
     #[serde(default)]
     pub storage_class: Option<String>,
+    /// Upload as a client that sends no checksum (`request_checksum_calculation =
+    /// when_required`, as older SDKs and many tools do): S3 then stores its default CRC64NVME.
+    #[serde(default)]
+    pub without_checksum: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -384,7 +384,23 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
     } else {
         generated_bytes(&u.key, u.size.unwrap_or(0))
     };
-    let s3 = &system.clients.s3;
+    let plain;
+    let s3 = if u.without_checksum {
+        plain = aws_sdk_s3::Client::from_conf(
+            system
+                .clients
+                .s3
+                .config()
+                .to_builder()
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
+                .build(),
+        );
+        &plain
+    } else {
+        &system.clients.s3
+    };
     let storage_class = u.storage_class.as_deref().map(StorageClass::from);
     let kms_key = u.sse_kms.then(|| system.topology.sqs_key_arn.clone());
     match u.part_size {
@@ -410,7 +426,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
                 &u.key,
                 &bytes,
                 part as usize,
-                ChecksumAlgorithm::Crc32,
+                (!u.without_checksum).then_some(ChecksumAlgorithm::Crc32),
                 &PutOptions {
                     kms_key,
                     storage_class,
