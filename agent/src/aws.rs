@@ -71,8 +71,12 @@ pub struct Aws {
 
 impl Aws {
     pub async fn connect(args: &AwsArgs) -> Aws {
+        // A stalled endpoint must not hang a cron backup: an attempt (one part, one call)
+        // gets 300 s, a call with the SDK's retries 900 s.
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(300))
+            .operation_timeout(Duration::from_secs(900))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(args.region.clone()))

@@ -25,10 +25,19 @@ pub struct Clients {
 
 /// Loads an SDK configuration for `endpoint` in `region`. Local engines get fixed test
 /// credentials; an external endpoint uses the default credential chain when it finds one.
+/// Calls are bounded: 3 s to connect, 120 s an attempt (long polls wait 20 s, benchmarks
+/// stream large bodies), 360 s a call with the SDK's retries; a stalled engine is an error,
+/// never a hang.
 pub async fn sdk_config(endpoint: &str, region: &str, kind: EngineKind) -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(120))
+        .operation_timeout(std::time::Duration::from_secs(360))
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(Region::new(region.to_string()));
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts);
     let has_env_creds = std::env::var("AWS_ACCESS_KEY_ID").is_ok();
     if kind != EngineKind::External || !has_env_creds {
         loader =

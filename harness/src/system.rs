@@ -272,6 +272,21 @@ impl RunningSystem {
             base(
                 "validation-dlq",
                 &topology.queues.validation_dlq,
+                Function::Notifier(notifier.clone()),
+            ),
+            // Events EventBridge could not deliver: each alerts (the object was never
+            // validated).
+            base(
+                "events-dlq",
+                &topology.queues.events_dlq,
+                Function::Notifier(notifier.clone()),
+            ),
+            // Alerts whose publishes kept failing (an SNS outage longer than the failure
+            // queue's receives) wait here; the notifier keeps trying them, so none is
+            // stranded in silence.
+            base(
+                "failure-dlq",
+                &topology.queues.failure_dlq,
                 Function::Notifier(notifier),
             ),
         ];

@@ -43,3 +43,21 @@ pub fn deadline_of(deadline_epoch_ms: u64) -> std::time::Instant {
     std::time::Instant::now()
         + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
 }
+
+/// The SDK configuration both Lambda binaries load: the environment's (region, credentials,
+/// endpoint) with bounded calls. A stalled endpoint fails an attempt after 20 s and a call
+/// (with the SDK's retries) after 60 s, so a record ends as a transient error the queue
+/// retries instead of an invocation hanging until Lambda stops it; connecting gets 3 s.
+pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
+    use std::time::Duration;
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await
+}

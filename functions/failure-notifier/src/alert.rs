@@ -25,6 +25,9 @@ pub struct Origin {
     pub receive_count: Option<u32>,
     /// `SentTimestamp` of the message, RFC 3339.
     pub sent_at: Option<String>,
+    /// The message's string attributes (an EventBridge dead letter carries `ERROR_CODE`,
+    /// `ERROR_MESSAGE`, `RULE_ARN`, `TARGET_ARN`, ...).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// An alert ready to publish.
@@ -38,7 +41,52 @@ pub struct Alert {
 pub fn compose(body: &str, origin: &Origin, project: &str) -> Alert {
     match FailureRecord::parse(body) {
         Some(record) => failure_alert(&record, origin, project),
+        None if origin.attributes.contains_key("RULE_ARN") => {
+            undelivered_alert(body, origin, project)
+        }
         None => dead_letter_alert(body, origin, project),
+    }
+}
+
+/// An event EventBridge could not deliver to its target: its dead-letter queue holds the
+/// event with "ERROR_CODE, ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS,
+/// RULE_ARN, TARGET_ARN" as message attributes (EventBridge User Guide, "Using dead-letter
+/// queues to process undelivered events"). The object it announced was never validated.
+fn undelivered_alert(body: &str, origin: &Origin, project: &str) -> Alert {
+    let object = parse_body(body)
+        .ok()
+        .and_then(|events| events.into_iter().next());
+    let attr = |k: &str| origin.attributes.get(k).map(String::as_str).unwrap_or("?");
+    let subject = subject(&match &object {
+        Some(o) => format!("[{project}] UNDELIVERED EVENT {}: {}", o.bucket, o.key),
+        None => format!("[{project}] UNDELIVERED EVENT on {}", origin.queue),
+    });
+    let mut m = String::new();
+    m.push_str("EventBridge could not deliver an event to the validation queue; the object it announced was never validated.\n\n");
+    if let Some(o) = &object {
+        m.push_str(&format!("Object:      s3://{}/{}\n", o.bucket, o.key));
+        if let Some(v) = &o.version_id {
+            m.push_str(&format!("Version:     {v}\n"));
+        }
+    }
+    m.push_str(&format!(
+        "Error:       {}: {}\n",
+        attr("ERROR_CODE"),
+        attr("ERROR_MESSAGE")
+    ));
+    m.push_str(&format!(
+        "Retries:     {} ({})\n",
+        attr("RETRY_ATTEMPTS"),
+        attr("EXHAUSTED_RETRY_CONDITION")
+    ));
+    m.push_str(&format!("Rule:        {}\n", attr("RULE_ARN")));
+    m.push_str(&format!("Target:      {}\n", attr("TARGET_ARN")));
+    m.push_str(&format!("Queue:       {}\n", origin.queue));
+    m.push_str(&format!("Message id:  {}\n", origin.message_id));
+    m.push_str(&format!("\nRunbook: {}\n", runbook("undelivered")));
+    Alert {
+        subject,
+        message: cap_message(m),
     }
 }
 
@@ -173,6 +221,7 @@ pub fn runbook(kind: &str) -> &'static str {
         "resolved" => "nothing to do: the replica arrived and is an exact copy.",
         "unverifiable" => "no comparable checksum exists on both sides. Upload with a full-object checksum (CRC64NVME) or enable the validator's deep mode.",
         "error" => "the validator hit a permanent AWS error (see Reason). Fix the permission or configuration it names.",
+        "undelivered" => "fix the target (its queue policy must let events.amazonaws.com send, its KMS key must let EventBridge use it), then move this message's body to the validation queue so the object is validated.",
         _ => "inspect the body above. If it is a real S3 event, fix the cause and redrive it to the validation queue (`harness redrive`); otherwise delete it.",
     }
 }
@@ -229,7 +278,43 @@ mod tests {
             message_id: "m-1".into(),
             receive_count: Some(3),
             sent_at: Some("2026-11-22T00:00:00Z".into()),
+            attributes: Default::default(),
         }
+    }
+
+    /// A real engine's `Object Created` body, dead-lettered by EventBridge with the
+    /// attributes its user guide lists: the alert names the object and the error.
+    #[test]
+    fn undelivered_events_name_the_object_and_the_error() {
+        let body = include_str!("../../../fixtures/engine-events/localstack-4.13.1-event-1.json");
+        let mut o = origin();
+        o.queue = "autobackup-events-dlq-dev".into();
+        for (k, v) in [
+            ("ERROR_CODE", "SQS.AccessDeniedException"),
+            ("ERROR_MESSAGE", "Access to the queue is denied"),
+            ("EXHAUSTED_RETRY_CONDITION", "MaximumRetryAttempts"),
+            ("RETRY_ATTEMPTS", "185"),
+            ("RULE_ARN", "arn:aws:events:us-east-1:1:rule/r"),
+            ("TARGET_ARN", "arn:aws:sqs:us-east-1:1:validation"),
+        ] {
+            o.attributes.insert(k.into(), v.into());
+        }
+        let a = compose(body, &o, "autobackup");
+        assert!(
+            a.subject
+                .starts_with("[autobackup] UNDELIVERED EVENT evb-t3-src: "),
+            "{}",
+            a.subject
+        );
+        assert!(a
+            .message
+            .contains("SQS.AccessDeniedException: Access to the queue is denied"));
+        assert!(a.message.contains("185 (MaximumRetryAttempts)"));
+        assert!(a.message.contains("Runbook:"));
+        // Without EventBridge's attributes the same body is an ordinary dead letter.
+        assert!(compose(body, &origin(), "autobackup")
+            .subject
+            .contains("DEAD-LETTER"));
     }
 
     #[rstest]

@@ -264,5 +264,10 @@ pub fn origin_of(msg: &SqsMessage) -> Origin {
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok()),
         sent_at,
+        attributes: msg
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
+            .collect(),
     }
 }

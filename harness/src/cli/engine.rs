@@ -69,12 +69,9 @@ impl EngineCommand {
                     },
                 )
                 .await?;
-                let pid = e
-                    .how
-                    .rsplit("pid ")
-                    .next()
-                    .and_then(|p| p.trim_end_matches(')').parse().ok())
-                    .unwrap_or(0);
+                let Some(pid) = e.pid() else {
+                    anyhow::bail!("{kind} started without a process of its own to record (pid unknown); stop it yourself");
+                };
                 state::write(&state::EngineState {
                     kind,
                     endpoint: e.endpoint.clone(),

@@ -142,6 +142,8 @@ pub struct Engine {
 /// Keeps a started engine alive; stops it on drop.
 pub enum EngineGuard {
     None,
+    /// Started to outlive this process (`engine up`): nothing to stop on drop.
+    Detached(u32),
     Process(process::EngineProcess),
     #[cfg(feature = "docker")]
     Container(Box<dyn std::any::Any + Send + Sync>),
@@ -156,6 +158,7 @@ impl Engine {
     pub fn pid(&self) -> Option<u32> {
         match &self._guard {
             EngineGuard::Process(p) => Some(p.pid),
+            EngineGuard::Detached(pid) => Some(*pid),
             _ => None,
         }
     }

@@ -219,7 +219,7 @@ async fn spawn_and_wait(
     let guard = if detached {
         // Reaped by `harness engine down`; the state file records it.
         std::mem::forget(child);
-        EngineGuard::None
+        EngineGuard::Detached(pid)
     } else {
         EngineGuard::Process(EngineProcess {
             child: Mutex::new(child),

@@ -37,9 +37,40 @@ pub fn remove(kind: EngineKind) {
     let _ = std::fs::remove_file(path(kind));
 }
 
+/// A pid the harness may signal: a real process, never 0 (our own process group), 1 or
+/// anything a negative `i32` would turn into a broadcast.
+fn signalable(pid: u32) -> Option<i32> {
+    i32::try_from(pid).ok().filter(|p| *p > 1)
+}
+
 pub fn pid_alive(pid: u32) -> bool {
+    let Some(pid) = signalable(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid as i32, 0) == 0 }
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Whether `pid` is still the engine `engine up` started: a process-group leader (it was
+/// started in its own group) whose command line names the engine. A recycled pid is not.
+fn is_our_engine(kind: EngineKind, pid: i32) -> bool {
+    // SAFETY: getpgid only reads the process table.
+    let leader = unsafe { libc::getpgid(pid) } == pid;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    leader
+        && String::from_utf8_lossy(&cmdline)
+            .to_ascii_lowercase()
+            .contains(kind.name())
+}
+
+/// The run directory of a recorded log, if it is one the harness created: directly under
+/// `<cache>/run/` and named after the engine.
+fn run_dir_of(kind: EngineKind, log: &std::path::Path) -> Option<PathBuf> {
+    let dir = log.parent()?;
+    let run = crate::paths::cache_dir().join("run");
+    let name = dir.file_name()?.to_str()?;
+    (dir.parent()? == run && name.starts_with(&format!("{}-", kind.name())))
+        .then(|| dir.to_path_buf())
 }
 
 /// Attaches to a detached engine of `kind` if one is recorded, alive and healthy.
@@ -69,29 +100,87 @@ pub async fn attach(kind: EngineKind) -> Option<Engine> {
     })
 }
 
-/// Stops a detached engine: SIGTERM to its process group, SIGKILL after 10 s.
+/// Stops a detached engine: SIGTERM to its process group, SIGKILL after 10 s. Only a pid
+/// that is still the recorded engine is signalled; only the harness's own run directory is
+/// removed.
 pub fn stop(kind: EngineKind) -> Option<EngineState> {
     let st = read(kind)?;
-    if pid_alive(st.pid) {
-        unsafe {
-            libc::kill(-(st.pid as i32), libc::SIGTERM);
-        }
-        for _ in 0..100 {
-            if !pid_alive(st.pid) {
-                break;
-            }
-            // Reap it if it is our child (it is not, normally); otherwise just wait.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if pid_alive(st.pid) {
+    match signalable(st.pid) {
+        Some(pid) if pid_alive(st.pid) && is_our_engine(kind, pid) => {
+            // SAFETY: a negative pid signals the engine's own process group (checked above).
             unsafe {
-                libc::kill(-(st.pid as i32), libc::SIGKILL);
+                libc::kill(-pid, libc::SIGTERM);
+            }
+            for _ in 0..100 {
+                if !pid_alive(st.pid) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if pid_alive(st.pid) {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
             }
         }
+        Some(pid) if pid_alive(st.pid) => {
+            tracing::warn!(
+                pid,
+                "the recorded pid is no longer the engine; not signalling it"
+            );
+        }
+        _ => {}
     }
     remove(kind);
-    if let Some(dir) = st.log.as_ref().and_then(|l| l.parent()) {
+    if let Some(dir) = st.log.as_deref().and_then(|l| run_dir_of(kind, l)) {
         let _ = std::fs::remove_dir_all(dir);
     }
     Some(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_signals_our_own_group_or_init() {
+        assert_eq!(signalable(0), None);
+        assert_eq!(signalable(1), None);
+        assert_eq!(signalable(u32::MAX), None);
+        assert_eq!(signalable(4242), Some(4242));
+        assert!(!pid_alive(0));
+    }
+
+    #[test]
+    fn this_test_process_is_not_an_engine() {
+        // Not a group leader named after an engine: a recycled pid looks like this.
+        assert!(!is_our_engine(
+            EngineKind::Ministack,
+            std::process::id() as i32
+        ));
+    }
+
+    #[test]
+    fn removes_only_its_own_run_directories() {
+        let run = crate::paths::cache_dir().join("run");
+        let ok = run.join("ministack-4242").join("engine.log");
+        assert_eq!(
+            run_dir_of(EngineKind::Ministack, &ok),
+            Some(run.join("ministack-4242"))
+        );
+        for bad in [
+            PathBuf::from("/etc/engine.log"),
+            run.join("engine.log"),
+            run.join("localstack-1").join("engine.log"),
+            run.join("ministack-1").join("deeper").join("engine.log"),
+        ] {
+            assert_eq!(
+                run_dir_of(EngineKind::Ministack, &bad),
+                None,
+                "{}",
+                bad.display()
+            );
+        }
+    }
 }

@@ -238,9 +238,13 @@ pub struct Outage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// validation, validation-dlq, failure or failure-dlq.
+    /// validation, validation-dlq, failure, failure-dlq or events-dlq.
     pub queue: String,
+    /// The body; `{run}` stands for the run's suffix (as in resource names).
     pub body: String,
+    /// String message attributes (e.g. what EventBridge writes on a dead letter).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -385,7 +389,13 @@ fn check_tree_references(
 }
 
 /// Queue roles a scenario may name.
-pub const QUEUE_ROLES: [&str; 4] = ["validation", "validation-dlq", "failure", "failure-dlq"];
+pub const QUEUE_ROLES: [&str; 5] = [
+    "validation",
+    "validation-dlq",
+    "failure",
+    "failure-dlq",
+    "events-dlq",
+];
 
 /// An outcome name as the validator writes it (`validated`, `not-replicated`, ...).
 pub fn parse_outcome(name: &str) -> Option<checksum_validator::Outcome> {
@@ -585,6 +595,35 @@ fn check_category(category: &str, categories: &[String]) -> Result<(), (String, 
     }
 }
 
+/// The largest generated upload a scenario may ask for (held in memory while uploaded).
+pub const MAX_UPLOAD_SIZE: u64 = 512 << 20;
+
+/// A finite, non-negative number of seconds of at most a day (what a scenario may wait or
+/// delay; `inf`, `nan` and negative values are refused, never a panic).
+fn is_duration(s: f64) -> bool {
+    s.is_finite() && (0.0..=86_400.0).contains(&s)
+}
+
+/// A fixture path stays inside `fixtures/`: relative, no `..`, no root or drive.
+fn check_fixture_path(path: &str) -> Result<(), (String, &'static str)> {
+    let p = std::path::Path::new(path);
+    let escapes = path.is_empty()
+        || p.is_absolute()
+        || p.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+    if escapes {
+        return Err((
+            format!("fixture {path:?} is not a path inside fixtures/"),
+            "use a relative path such as objects/sample.bin",
+        ));
+    }
+    Ok(())
+}
+
 fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'static str)> {
     match step {
         Step::Upload(u) => {
@@ -618,6 +657,18 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
                     ));
                 }
             }
+            if u.size.is_some_and(|n| n > MAX_UPLOAD_SIZE) {
+                return Err((
+                    format!(
+                        "size is over the {} MiB a scenario may upload",
+                        MAX_UPLOAD_SIZE >> 20
+                    ),
+                    "use a smaller size (generated content is held in memory)",
+                ));
+            }
+            if let Some(f) = &u.fixture {
+                check_fixture_path(f)?;
+            }
             Ok(())
         }
         Step::Send(s) => {
@@ -626,10 +677,18 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
             } else {
                 Err((
                     format!("unknown queue {:?}", s.queue),
-                    "one of validation, validation-dlq, failure, failure-dlq",
+                    "one of validation, validation-dlq, failure, failure-dlq, events-dlq",
                 ))
             }
         }
+        Step::Replication(r) if r.seconds.is_some_and(|s| !is_duration(s)) => Err((
+            format!("seconds = {} is not a duration", r.seconds.unwrap_or(0.0)),
+            "use 0 to 86400 seconds",
+        )),
+        Step::Wait(w) if !is_duration(w.timeout_seconds) || w.timeout_seconds == 0.0 => Err((
+            format!("timeout_seconds = {} is not a duration", w.timeout_seconds),
+            "use more than 0 and at most 86400 seconds",
+        )),
         Step::Replication(r) => match r.action {
             ReplicationAction::Delay if r.seconds.is_none() || r.key.is_none() => Err((
                 "replication delay needs `key` and `seconds`".into(),
@@ -728,7 +787,7 @@ fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'stati
                 if !QUEUE_ROLES.contains(&q.as_str()) {
                     return Err((
                         format!("unknown queue {q:?}"),
-                        "one of validation, validation-dlq, failure, failure-dlq",
+                        "one of validation, validation-dlq, failure, failure-dlq, events-dlq",
                     ));
                 }
             }
@@ -832,6 +891,26 @@ backups_validated = 1
         1,
         "description"
     )]
+    #[case::infinite_delay("description = \"x\"\n[[step]]\nreplication = { action = \"delay\", key = \"*\", seconds = inf }\n", 2, "not a duration")]
+    #[case::nan_wait(
+        "description = \"x\"\n[[step]]\nwait = { for = \"idle\", timeout_seconds = nan }\n",
+        2,
+        "not a duration"
+    )]
+    #[case::negative_wait(
+        "description = \"x\"\n[[step]]\nwait = { for = \"idle\", timeout_seconds = -1 }\n",
+        2,
+        "not a duration"
+    )]
+    #[case::huge_upload("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", size = 99999999999 }\n", 2, "MiB a scenario may upload")]
+    #[case::fixture_escapes("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \"../../etc/passwd\" }\n", 2, "not a path inside fixtures/")]
+    #[case::fixture_absolute("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \"/etc/passwd\" }\n", 2, "not a path inside fixtures/")]
+    #[case::fault_without_budget(
+        "description = \"x\"\n[[step]]\nfault = { service = \"s3\", effect = \"throttle\" }\n",
+        2,
+        "needs a budget"
+    )]
+    #[case::overrun_count_on_pause("description = \"x\"\n[[step]]\ntrigger = { function = \"validator\", action = \"pause\", count = 2 }\n", 2, "`count` applies")]
     #[case::tree_not_generated("description = \"x\"\n[[step]]\ntree = { name = \"a\", files = 1 }\n[[step]]\nbackup = { tree = \"b\", category = \"media\" }\n", 4, "tree \"b\" is not generated")]
     #[case::backup_two_sources("description = \"x\"\n[[step]]\ntree = { name = \"a\", files = 1 }\n[[step]]\nbackup = { tree = \"a\", source = \"s\", category = \"media\" }\n", 4, "exactly one of `tree`, `source`")]
     #[case::empty_tree(

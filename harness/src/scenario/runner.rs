@@ -231,15 +231,25 @@ async fn play(
                     .queues
                     .by_role(&s.queue)
                     .ok_or_else(|| fail(format!("no queue {}", s.queue)))?;
-                system
+                let run = |t: &str| t.replace("{run}", &system.topology.names.suffix);
+                let mut send = system
                     .clients
                     .sqs
                     .send_message()
                     .queue_url(&q.url)
-                    .message_body(&s.body)
-                    .send()
-                    .await
-                    .map_err(|e| fail(sdk(e)))?;
+                    .message_body(run(&s.body));
+                for (k, v) in &s.attributes {
+                    let v = run(v);
+                    send = send.message_attributes(
+                        k,
+                        aws_sdk_sqs::types::MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(&v)
+                            .build()
+                            .map_err(|e| fail(e.to_string()))?,
+                    );
+                }
+                send.send().await.map_err(|e| fail(sdk(e)))?;
             }
             Step::Replication(r) => {
                 let rep = system

@@ -43,18 +43,21 @@ pub struct Queues {
     pub validation_dlq: QueueRef,
     pub failure: QueueRef,
     pub failure_dlq: QueueRef,
+    /// The EventBridge target's dead-letter queue: events the rule could not deliver.
+    pub events_dlq: QueueRef,
     /// Subscribed to the failure topic in place of the seed's e-mail address.
     pub alerts: QueueRef,
 }
 
 impl Queues {
     /// (role, queue) pairs in a fixed order, for reports.
-    pub fn all(&self) -> [(&'static str, &QueueRef); 5] {
+    pub fn all(&self) -> [(&'static str, &QueueRef); 6] {
         [
             ("validation", &self.validation),
             ("validation-dlq", &self.validation_dlq),
             ("failure", &self.failure),
             ("failure-dlq", &self.failure_dlq),
+            ("events-dlq", &self.events_dlq),
             ("alerts", &self.alerts),
         ]
     }
@@ -76,6 +79,7 @@ pub struct Names {
     pub validation_dlq: String,
     pub failure_queue: String,
     pub failure_dlq: String,
+    pub events_dlq: String,
     pub alerts_queue: String,
     pub topic: String,
     /// The notifier's alert ledger (one alert per idempotency key): unversioned, entries
@@ -111,6 +115,7 @@ impl Names {
             validation_dlq: format!("{p}-validation-dlq-{e}-{suffix}"),
             failure_queue: format!("{p}-failure-queue-{e}-{suffix}"),
             failure_dlq: format!("{p}-failure-dlq-{e}-{suffix}"),
+            events_dlq: format!("{p}-events-dlq-{e}-{suffix}"),
             alerts_queue: format!("{p}-alerts-{e}-{suffix}"),
             topic: format!("{p}-failure-topic-{e}-{suffix}"),
             alert_ledger: format!("{p}-alert-ledger-{e}-{suffix}"),

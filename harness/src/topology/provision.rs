@@ -182,14 +182,15 @@ pub async fn provision(
             ),
         ])
     };
-    let dlqs = futures::future::try_join3(
+    let dlqs = futures::future::try_join4(
         ensure_queue(clients, &names.validation_dlq, dlq_attrs(&sqs_key), &log),
         ensure_queue(clients, &names.failure_dlq, dlq_attrs(&sqs_key), &log),
+        ensure_queue(clients, &names.events_dlq, dlq_attrs(&sqs_key), &log),
         ensure_queue(clients, &names.alerts_queue, HashMap::new(), &log),
     );
     let roles = ensure_roles(clients, &names, spec, &log);
     let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, &log);
-    let (_, (validation_dlq, failure_dlq, alerts), role_arns, ()) =
+    let (_, (validation_dlq, failure_dlq, events_dlq, alerts), role_arns, ()) =
         futures::try_join!(buckets, dlqs, roles, ledger)?;
     let account = validation_dlq
         .arn
@@ -239,7 +240,14 @@ pub async fn provision(
         .iter()
         .map(|b| format!("arn:aws:s3:::{}", b.primary))
         .collect();
-    let rule_arn = ensure_rule(clients, &names.rule, &primary_arns, &validation, &log);
+    let rule_arn = ensure_rule(
+        clients,
+        &names.rule,
+        &primary_arns,
+        &validation,
+        &events_dlq,
+        &log,
+    );
     let subscription = ensure_subscription(clients, &topic_arn, &alerts, &log);
     let notifications = try_join_all(names.buckets.iter().map(|b| {
         let log = &log;
@@ -288,6 +296,7 @@ pub async fn provision(
             validation_dlq,
             failure,
             failure_dlq,
+            events_dlq,
             alerts,
         },
         topic_arn,
@@ -971,6 +980,7 @@ async fn ensure_rule(
     name: &str,
     primary_arns: &[String],
     target: &QueueRef,
+    dlq: &QueueRef,
     log: &Log,
 ) -> Result<String, ProvisionError> {
     let t = Instant::now();
@@ -1003,9 +1013,24 @@ async fn ensure_rule(
         .put_targets()
         .rule(name)
         .targets(
+            // An event EventBridge cannot deliver is retried for up to 24 hours, 185 times
+            // (the defaults, written out), then goes to the target's dead-letter queue
+            // instead of being dropped (EventBridge User Guide, "Event retry policy and
+            // using dead-letter queues").
             aws_sdk_eventbridge::types::Target::builder()
                 .id("SendToValidationQueue")
                 .arn(&target.arn)
+                .retry_policy(
+                    aws_sdk_eventbridge::types::RetryPolicy::builder()
+                        .maximum_retry_attempts(185)
+                        .maximum_event_age_in_seconds(86_400)
+                        .build(),
+                )
+                .dead_letter_config(
+                    aws_sdk_eventbridge::types::DeadLetterConfig::builder()
+                        .arn(&dlq.arn)
+                        .build(),
+                )
                 .build()
                 .map_err(|e| f(e.to_string()))?,
         )
@@ -1022,6 +1047,20 @@ async fn ensure_rule(
         .set_queue_attributes()
         .queue_url(&target.url)
         .attributes(QA::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    // The dead-letter queue takes EventBridge's messages for this rule only.
+    let dlq_policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+                       "Resource": dlq.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]
+    });
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&dlq.url)
+        .attributes(QA::Policy, dlq_policy.to_string())
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;

@@ -78,6 +78,7 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
         &names.validation_dlq,
         &names.failure_queue,
         &names.failure_dlq,
+        &names.events_dlq,
         &names.alerts_queue,
     ] {
         if let Ok(found) = clients.sqs.get_queue_url().queue_name(q).send().await {

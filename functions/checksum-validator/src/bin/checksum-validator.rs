@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     checksum_validator::init_lambda_logging();
     let config = ValidatorConfig::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = checksum_validator::lambda_sdk_config().await;
     let validator = Validator::new(config, &sdk);
     let validator = &validator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

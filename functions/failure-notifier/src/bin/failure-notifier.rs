@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     checksum_validator::init_lambda_logging();
     let config = NotifierConfig::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = checksum_validator::lambda_sdk_config().await;
     let notifier = Notifier::new(config, &sdk);
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
