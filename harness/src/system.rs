@@ -108,6 +108,7 @@ pub fn validator_config(topology: &Topology, opts: &SystemOptions) -> ValidatorC
         record_concurrency: 8,
         force_path_style: true,
         deep_verify: opts.deep_verify,
+        deep_verify_max_bytes: ValidatorConfig::default().deep_verify_max_bytes,
         // Lambda's default leaves a second; a short (scenario) timeout keeps three quarters.
         deadline_margin: Duration::from_secs_f64((t.function_timeout_seconds / 4.0).min(1.0)),
     }

@@ -14,6 +14,12 @@ pub enum AwsError {
     /// Access denied, missing bucket, bad request: retrying will not help.
     #[error("{code}: {message}")]
     Permanent { code: String, message: String },
+    /// A `HeadObject` answered 400 Bad Request: what S3 answers for an SSE-C object read
+    /// without its customer key ("If you encrypt an object by using server-side encryption
+    /// with customer-provided encryption keys (SSE-C) ... you must use the following
+    /// headers ... 400 Bad Request error", S3 API Reference, `HeadObject`).
+    #[error("400 Bad Request to a HEAD: an SSE-C object read without its customer key")]
+    CustomerKeyRequired,
 }
 
 const THROTTLING: &[&str] = &[

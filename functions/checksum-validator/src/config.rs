@@ -15,6 +15,7 @@
 //! | `S3_FORCE_PATH_STYLE` | false | path-style S3 addressing (local engines) |
 //! | `DEADLINE_MARGIN_MS` | 1000 | no record is started this close to the invocation's deadline (and one still running at a quarter of it is cut): the batch answer gets back before Lambda's timeout, with the rest as batch item failures |
 //! | `DEEP_VERIFY` | false | when no comparable checksum exists, stream both objects and compare SHA-256 |
+//! | `DEEP_VERIFY_MAX_BYTES` | 1073741824 | deep mode streams objects up to this size; a larger one stays `unverifiable: too large for deep mode` (two streams of it must fit the function's timeout) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct ValidatorConfig {
     pub record_concurrency: usize,
     pub force_path_style: bool,
     pub deep_verify: bool,
+    pub deep_verify_max_bytes: u64,
     pub deadline_margin: Duration,
 }
 
@@ -60,6 +62,7 @@ impl Default for ValidatorConfig {
             record_concurrency: 8,
             force_path_style: false,
             deep_verify: false,
+            deep_verify_max_bytes: 1 << 30,
             deadline_margin: Duration::from_millis(1000),
         }
     }
@@ -96,6 +99,16 @@ impl ValidatorConfig {
                 .max(1) as usize,
             force_path_style: boolean(&get, "S3_FORCE_PATH_STYLE", d.force_path_style)?,
             deep_verify: boolean(&get, "DEEP_VERIFY", d.deep_verify)?,
+            deep_verify_max_bytes: match get("DEEP_VERIFY_MAX_BYTES")
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => d.deep_verify_max_bytes,
+                Some(v) => v.trim().parse::<u64>().map_err(|e| ConfigError {
+                    name: "DEEP_VERIFY_MAX_BYTES",
+                    value: v.clone(),
+                    why: e.to_string(),
+                })?,
+            },
             deadline_margin: Duration::from_millis(u64::from(number(
                 &get,
                 "DEADLINE_MARGIN_MS",

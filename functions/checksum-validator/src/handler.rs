@@ -420,6 +420,13 @@ impl Validator {
                     evidence: Vec::new(),
                     detail: format!("{what}: not found"),
                 },
+                AwsError::CustomerKeyRequired => Decision {
+                    outcome: Outcome::Unverifiable,
+                    evidence: Vec::new(),
+                    detail: format!(
+                        "{what}: unverifiable (SSE-C): S3 answered 400 to a HEAD without the customer key, and the validator holds no customer keys, so it cannot compare content"
+                    ),
+                },
             };
             Judged {
                 decision,
@@ -549,7 +556,15 @@ impl Validator {
         }
         let replication = Replication::Destinations(at);
         let mut decision = decide(&found, &replication, timing);
-        if decision.outcome == Outcome::Unverifiable && self.config.deep_verify {
+        let too_large =
+            u64::try_from(primary.size).unwrap_or(0) > self.config.deep_verify_max_bytes;
+        if decision.outcome == Outcome::Unverifiable && self.config.deep_verify && too_large {
+            decision.detail = format!(
+                "{}; unverifiable: too large for deep mode ({} bytes > DEEP_VERIFY_MAX_BYTES {})",
+                decision.detail, primary.size, self.config.deep_verify_max_bytes
+            );
+        }
+        if decision.outcome == Outcome::Unverifiable && self.config.deep_verify && !too_large {
             let mut streamed = Vec::new();
             for (dest, replica) in destinations.iter().zip(&replicas) {
                 if replica.version_id.is_none() {
@@ -1121,6 +1136,38 @@ mod tests {
             assert!(r.detail.contains("cut"), "{}", r.detail);
         }
         assert_eq!(report.response.batch_item_failures.len(), 2);
+    }
+
+    /// An S3 that answers every request 400 with no body, as S3 answers a HEAD of an SSE-C
+    /// object without its customer key: the record is `unverifiable (SSE-C)`, not an error.
+    #[tokio::test]
+    async fn a_head_answering_400_is_unverifiable_sse_c() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let v = validator_at(&endpoint).await;
+        let report = v.handle_with_report(batch_of_real_events(1), None).await;
+        server.abort();
+        let r = &report.records[0];
+        assert_eq!(r.outcome, Outcome::Unverifiable, "{r:?}");
+        assert!(r.detail.contains("SSE-C"), "{}", r.detail);
     }
 
     #[tokio::test]

@@ -389,6 +389,11 @@ pub async fn describe(
                 {
                     Ok(None)
                 }
+                // A HEAD has no body, so a 400 carries no code: on an existing version it
+                // is the SSE-C case.
+                AwsError::Permanent { code, .. } if code == "HTTP400" || code == "BadRequest" => {
+                    Err(AwsError::CustomerKeyRequired)
+                }
                 other => Err(other),
             };
         }
