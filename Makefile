@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer engine-up engine-down engine-status lint fmt
+.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-e2e: ## Upload-to-validated latency of 1000 objects, and the layer's share
 
 bench-layer: ## A 1 GiB object through the fidelity layer and direct: times, peak RSS (release build)
 	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench layer --size-mb 1024
+
+bench-faults: ## The fault machinery's cost per request, idle and armed (release build, no engine)
+	$(CARGO) run --quiet --release -p harness -- bench faults
 
 engine-up: ## Start an engine in the background (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) engine up

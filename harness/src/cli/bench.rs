@@ -15,6 +15,15 @@ pub enum BenchCommand {
     E2e(E2eArgs),
     /// One large object streamed through the fidelity layer and direct: times, peak RSS.
     Layer(LayerArgs),
+    /// The fault machinery's own cost per request, idle and armed (no engine needed).
+    Faults(FaultsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FaultsArgs {
+    /// Synthetic requests per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub requests: u32,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +90,7 @@ impl BenchCommand {
                     .await
                     .map(|r| r.render())
             }
+            BenchCommand::Faults(a) => Ok(crate::engine::faults::bench(a.requests).await),
             BenchCommand::Layer(a) => {
                 let (spec, engine) = prepare(&a.topology, kind).await?;
                 crate::bench::layer(&engine, &spec, a.size_mb << 20)

@@ -648,27 +648,15 @@ async fn inject(
     let protocol = Protocol::of(service, &header("content-type"));
     let mut source = Source::Stream(body);
     let (operation, key) = match protocol {
-        Protocol::RestXml => {
-            let pq = parts
+        Protocol::RestXml => faults::s3_request(
+            parts.method.as_str(),
+            parts
                 .uri
                 .path_and_query()
                 .map(|p| p.as_str())
-                .unwrap_or("/");
-            let target = S3Target::parse(pq);
-            let path = pq.split_once('?').map(|(p, _)| p).unwrap_or(pq);
-            let key = path.trim_start_matches('/').split_once('/').map(|(_, k)| {
-                percent_encoding::percent_decode_str(k)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            });
-            let op = faults::s3_operation(
-                parts.method.as_str(),
-                target.has_key,
-                &target.query,
-                parts.headers.contains_key("x-amz-copy-source"),
-            );
-            (op, key)
-        }
+                .unwrap_or("/"),
+            parts.headers.contains_key("x-amz-copy-source"),
+        ),
         Protocol::Json(_) => (
             faults::json_operation(&header("x-amz-target"))
                 .unwrap_or("")
