@@ -88,3 +88,16 @@ impl Clients {
         }
     }
 }
+
+/// The same S3 client, sending no checksum unless an operation requires one
+/// (`request_checksum_calculation = when_required`, as older SDKs and many tools do).
+pub fn without_checksums(s3: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        s3.config()
+            .to_builder()
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .build(),
+    )
+}

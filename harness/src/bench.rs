@@ -163,23 +163,6 @@ pub async fn validator(
     result
 }
 
-/// A fault no request of the benchmark matches (EventBridge is not called): installed, it
-/// makes every request pass the fault machinery's inspection.
-fn unmatched_fault() -> crate::engine::faults::FaultSpec {
-    crate::engine::faults::FaultSpec {
-        service: crate::engine::faults::Service::Events,
-        operation: Some("PutEvents".into()),
-        key_prefix: None,
-        effect: crate::engine::faults::EffectKind::Throttle,
-        code: None,
-        status: None,
-        latency_ms: None,
-        count: Some(10_000),
-        seconds: None,
-        rate: None,
-    }
-}
-
 async fn run(
     engine: &Engine,
     clients: &Clients,
@@ -253,7 +236,9 @@ async fn run(
         .map_err(|e| e.to_string())?;
     proxy.set_replicator(replicator.clone()).await;
     if armed_fault {
-        proxy.fault(unmatched_fault()).await;
+        proxy
+            .fault(crate::engine::faults::FaultSpec::unmatched())
+            .await;
     }
     let layer_clients = Clients::for_endpoint(
         &proxy.endpoint,
@@ -300,7 +285,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
         if let (true, Some(p)) = (armed_fault, &system.proxy) {
-            p.fault(unmatched_fault()).await;
+            p.fault(crate::engine::faults::FaultSpec::unmatched()).await;
         }
         let started = Instant::now();
         let done = system

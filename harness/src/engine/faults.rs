@@ -106,6 +106,23 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    /// A fault no request of the harness matches (EventBridge `PutEvents` is never called):
+    /// installed, it makes every request pass the fault machinery's inspection (benchmarks).
+    pub fn unmatched() -> FaultSpec {
+        FaultSpec {
+            service: Service::Events,
+            operation: Some("PutEvents".into()),
+            key_prefix: None,
+            effect: EffectKind::Throttle,
+            code: None,
+            status: None,
+            latency_ms: None,
+            count: Some(10_000),
+            seconds: None,
+            rate: None,
+        }
+    }
+
     /// What makes no sense, as (message, hint).
     pub fn check(&self) -> Result<(), (String, &'static str)> {
         if self.count.is_none() && self.seconds.is_none() {
@@ -533,20 +550,7 @@ pub async fn bench(n: u32) -> String {
     }
     let idle_ns = started.elapsed().as_nanos() as f64 / f64::from(n.max(1));
     let armed = Faults::default();
-    armed
-        .install(FaultSpec {
-            service: Service::Events,
-            operation: Some("PutEvents".into()),
-            key_prefix: None,
-            effect: EffectKind::Throttle,
-            code: None,
-            status: None,
-            latency_ms: None,
-            count: Some(10_000),
-            seconds: None,
-            rate: None,
-        })
-        .await;
+    armed.install(FaultSpec::unmatched()).await;
     let started = Instant::now();
     for _ in 0..n {
         if armed.armed() {

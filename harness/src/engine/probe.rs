@@ -282,16 +282,7 @@ async fn measure(
     );
 
     // An upload without a checksum: does the engine store S3's default CRC64NVME?
-    let plain = aws_sdk_s3::Client::from_conf(
-        clients
-            .s3
-            .config()
-            .to_builder()
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .build(),
-    );
+    let plain = crate::aws::without_checksums(&clients.s3);
     let default_checksum = match plain
         .put_object()
         .bucket(&b.primary)

@@ -396,17 +396,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
     };
     let plain;
     let s3 = if u.without_checksum {
-        plain = aws_sdk_s3::Client::from_conf(
-            system
-                .clients
-                .s3
-                .config()
-                .to_builder()
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                )
-                .build(),
-        );
+        plain = crate::aws::without_checksums(&system.clients.s3);
         &plain
     } else {
         &system.clients.s3

@@ -505,25 +505,32 @@ async fn ensure_roles(
     Ok(crr.into_iter().collect())
 }
 
-/// The notifier's alert ledger: not versioned (its entries are bookkeeping, not backups),
-/// default-encrypted, private, entries expiring after a day, no event notifications.
-async fn ensure_ledger_bucket(
-    clients: &Clients,
+/// Creates `name` in `region` unless it exists, blocks all public access and sets the
+/// topology's default encryption: what every bucket of the topology gets.
+async fn ensure_private_encrypted(
+    s3: &aws_sdk_s3::Client,
     spec: &TopologySpec,
     name: &str,
-    log: &Log,
-) -> Result<(), ProvisionError> {
-    let t = Instant::now();
-    let step = format!("s3 bucket {name} (alert ledger)");
-    let f = fail(&step);
-    let s3 = &clients.s3;
+    region: &str,
+    f: &impl Fn(String) -> ProvisionError,
+) -> Result<Status, ProvisionError> {
     let status = match s3.head_bucket().bucket(name).send().await {
         Ok(_) => Status::Exists,
-        Err(_) => match s3.create_bucket().bucket(name).send().await {
-            Ok(_) => Status::Created,
-            Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
-            Err(e) => return Err(f(sdk(e))),
-        },
+        Err(_) => {
+            let mut req = s3.create_bucket().bucket(name);
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    s3t::CreateBucketConfiguration::builder()
+                        .location_constraint(s3t::BucketLocationConstraint::from(region))
+                        .build(),
+                );
+            }
+            match req.send().await {
+                Ok(_) => Status::Created,
+                Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
+                Err(e) => return Err(f(sdk(e))),
+            }
+        }
     };
     s3.put_public_access_block()
         .bucket(name)
@@ -559,6 +566,22 @@ async fn ensure_ledger_bucket(
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
+    Ok(status)
+}
+
+/// The notifier's alert ledger: not versioned (its entries are bookkeeping, not backups),
+/// default-encrypted, private, entries expiring after a day, no event notifications.
+async fn ensure_ledger_bucket(
+    clients: &Clients,
+    spec: &TopologySpec,
+    name: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let step = format!("s3 bucket {name} (alert ledger)");
+    let f = fail(&step);
+    let s3 = &clients.s3;
+    let status = ensure_private_encrypted(s3, spec, name, &spec.primary_region, &f).await?;
     let rule = s3t::LifecycleRule::builder()
         .id("expire-ledger-entries")
         .status(s3t::ExpirationStatus::Enabled)
@@ -601,24 +624,7 @@ async fn ensure_bucket(
     } else {
         &clients.s3_replica
     };
-    let status = match s3.head_bucket().bucket(name).send().await {
-        Ok(_) => Status::Exists,
-        Err(_) => {
-            let mut req = s3.create_bucket().bucket(name);
-            if region != "us-east-1" {
-                req = req.create_bucket_configuration(
-                    s3t::CreateBucketConfiguration::builder()
-                        .location_constraint(s3t::BucketLocationConstraint::from(region))
-                        .build(),
-                );
-            }
-            match req.send().await {
-                Ok(_) => Status::Created,
-                Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
-                Err(e) => return Err(f(sdk(e))),
-            }
-        }
-    };
+    let status = ensure_private_encrypted(s3, spec, name, region, &f).await?;
     s3.put_bucket_versioning()
         .bucket(name)
         .versioning_configuration(
@@ -626,40 +632,6 @@ async fn ensure_bucket(
                 .status(s3t::BucketVersioningStatus::Enabled)
                 .build(),
         )
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
-    s3.put_public_access_block()
-        .bucket(name)
-        .public_access_block_configuration(
-            s3t::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .block_public_policy(true)
-                .ignore_public_acls(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
-    let sse = s3t::ServerSideEncryptionConfiguration::builder()
-        .rules(
-            s3t::ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(
-                    s3t::ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(s3t::ServerSideEncryption::from(
-                            spec.buckets.encryption.as_str(),
-                        ))
-                        .build()
-                        .map_err(|e| f(e.to_string()))?,
-                )
-                .build(),
-        )
-        .build()
-        .map_err(|e| f(e.to_string()))?;
-    s3.put_bucket_encryption()
-        .bucket(name)
-        .server_side_encryption_configuration(sse)
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
