@@ -569,6 +569,27 @@ async fn ensure_private_encrypted(
     Ok(status)
 }
 
+/// Sets `rule` as the bucket's lifecycle configuration.
+async fn put_lifecycle(
+    s3: &aws_sdk_s3::Client,
+    name: &str,
+    rule: s3t::LifecycleRule,
+    f: &impl Fn(String) -> ProvisionError,
+) -> Result<(), ProvisionError> {
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(
+            s3t::BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    Ok(())
+}
+
 /// The notifier's alert ledger: not versioned (its entries are bookkeeping, not backups),
 /// default-encrypted, private, entries expiring after a day, no event notifications.
 async fn ensure_ledger_bucket(
@@ -593,17 +614,7 @@ async fn ensure_ledger_bucket(
         .expiration(s3t::LifecycleExpiration::builder().days(1).build())
         .build()
         .map_err(|e| f(e.to_string()))?;
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(name)
-        .lifecycle_configuration(
-            s3t::BucketLifecycleConfiguration::builder()
-                .rules(rule)
-                .build()
-                .map_err(|e| f(e.to_string()))?,
-        )
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
+    put_lifecycle(s3, name, rule, &f).await?;
     record(log, step.clone(), status, t).await;
     Ok(())
 }
@@ -657,17 +668,7 @@ async fn ensure_bucket(
         )
         .build()
         .map_err(|e| f(e.to_string()))?;
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(name)
-        .lifecycle_configuration(
-            s3t::BucketLifecycleConfiguration::builder()
-                .rules(rule)
-                .build()
-                .map_err(|e| f(e.to_string()))?,
-        )
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
+    put_lifecycle(s3, name, rule, &f).await?;
     let tag = |k: &str, v: &str| s3t::Tag::builder().key(k).value(v).build();
     let tags = vec![
         tag("Project", &spec.project).map_err(|e| f(e.to_string()))?,
