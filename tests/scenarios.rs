@@ -26,7 +26,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 type Started = Result<&'static Engine, String>;
 
-/// Starts each engine once (the first test that needs it waits; the others share it).
+/// Starts each engine once (the first test that needs it waits; the others share it). The
+/// engine lives for the whole test binary, so it is never dropped: the harness's `atexit`
+/// hooks stop host processes (SIGTERM, then SIGKILL) and remove containers when the binary
+/// exits, and the next start reaps any whose binary was killed.
 fn engine(kind: EngineKind) -> Started {
     static ENGINES: OnceLock<Mutex<HashMap<EngineKind, Started>>> = OnceLock::new();
     let map = ENGINES.get_or_init(|| Mutex::new(HashMap::new()));

@@ -652,8 +652,8 @@ async fn e2e_run(
         tokio::spawn(async move {
             let mut seen = 0;
             loop {
-                let new = obs.since(seen).await;
-                seen += new.len();
+                let (start, new) = obs.since(seen).await;
+                seen = start + new.len();
                 let now = Instant::now();
                 for o in new {
                     if let Observation::Decision { report, .. } = o {

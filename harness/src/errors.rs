@@ -16,6 +16,8 @@ pub enum EngineError {
         min: String,
         looked: String,
     },
+    #[error("refusing to run engines from {dir}: {why}; use a cache only you can write (HARNESS_CACHE_DIR)")]
+    UnsafeCache { dir: PathBuf, why: String },
     #[error("installing {engine} into {dir} failed: {why}\n--- last lines of the install log ---\n{log_tail}")]
     Install {
         engine: &'static str,

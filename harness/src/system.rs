@@ -43,6 +43,9 @@ pub struct SystemOptions {
     /// Reuse this replicator (what it copied and the version ids it maps) instead of a new
     /// one; its passes are then the caller's to schedule. Benchmarks keep one across rounds.
     pub replicator: Option<Arc<Replicator>>,
+    /// Keep only the last N observations (counts cover all): `harness up` runs for days.
+    /// `None` keeps everything, as a scenario's transcript needs.
+    pub observation_cap: Option<usize>,
 }
 
 impl Default for SystemOptions {
@@ -54,6 +57,7 @@ impl Default for SystemOptions {
             alert_on_unverifiable: true,
             direct: false,
             replicator: None,
+            observation_cap: None,
         }
     }
 }
@@ -134,7 +138,10 @@ impl RunningSystem {
         mode: ReplicationMode,
         opts: &SystemOptions,
     ) -> std::io::Result<RunningSystem> {
-        let observations = Observations::default();
+        let observations = match opts.observation_cap {
+            Some(cap) => Observations::bounded(cap),
+            None => Observations::default(),
+        };
         let proxy = if opts.direct {
             None
         } else {

@@ -3,7 +3,15 @@
 //! The running `up` process records where everything is in a state file
 //! (`<cache>/run/up-<engine>.json`) and appends decisions and alerts to JSON-lines files
 //! beside it, so `harness status`, `harness alerts` and `harness redrive` work from another
-//! terminal. A second `harness up` for the same engine refuses while the first is alive.
+//! terminal.
+//!
+//! One `up` per engine: the process holds an exclusive `flock` on `up-<engine>/lock` for
+//! its whole life, taken before it provisions anything, so two `up`s started together
+//! cannot both pass, and a state file whose writer is gone (or whose pid was reused) is
+//! recognisably stale: nobody holds the lock. State is written to a private temporary file
+//! and renamed into place (readers never see half of it); files are created 0600.
+//! The JSON-lines logs rotate at [`LOG_ROTATE_BYTES`] (one previous file kept), so a
+//! long-running `up` fed poison messages stays bounded on disk as it does in memory.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -177,20 +185,129 @@ pub fn state_path(engine: &str) -> PathBuf {
     dir(engine).join("state.json")
 }
 
-/// The state of a live `harness up` for `engine`, if one runs.
+pub fn lock_path(engine: &str) -> PathBuf {
+    dir(engine).join("lock")
+}
+
+/// A JSON-lines log is rotated (to `<name>.1`) when it reaches this size.
+pub const LOG_ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Proof that this process is the one `harness up` for an engine: the lock is held until
+/// it is dropped (or the process dies, when the kernel releases it).
+#[derive(Debug)]
+pub struct Claim {
+    _lock: std::fs::File,
+}
+
+/// Another `harness up` holds the engine's lock.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("`harness up` already runs for {engine} (it holds {lock})")]
+    Held { engine: String, lock: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn open_private(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn open_lock(engine: &str) -> Result<std::fs::File, ClaimError> {
+    let d = dir(engine);
+    let path = lock_path(engine);
+    let io = |source| ClaimError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&d).map_err(io)?;
+    open_private(&path, false).map_err(io)
+}
+
+/// Claims `engine` for this `harness up`, or says which process-wide lock is held.
+pub fn claim(engine: &str) -> Result<Claim, ClaimError> {
+    let f = open_lock(engine)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Claim { _lock: f }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ClaimError::Held {
+            engine: engine.to_string(),
+            lock: lock_path(engine),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(ClaimError::Io {
+            path: lock_path(engine),
+            source,
+        }),
+    }
+}
+
+/// The state of a live `harness up` for `engine`, if one runs: the state file, while some
+/// process holds the lock. A state file nobody's lock backs is stale (its `up` was killed;
+/// its pid may since belong to anything) and is ignored.
 pub fn read_live(engine: &str) -> Option<UpState> {
     let text = std::fs::read_to_string(state_path(engine)).ok()?;
     let st: UpState = serde_json::from_str(&text).ok()?;
-    crate::engine::state::pid_alive(st.pid).then_some(st)
+    let f = open_lock(engine).ok()?;
+    match f.try_lock() {
+        // We could take it: nobody holds it (dropping `f` releases it again).
+        Ok(()) => None,
+        Err(_) => Some(st),
+    }
 }
 
-pub fn write(state: &UpState) -> std::io::Result<()> {
+/// Writes `bytes` to `path` atomically: a private temporary file in the same directory,
+/// then a rename over the old one (which also replaces a planted symlink, never follows it).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".state-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+pub fn write(state: &UpState, _claim: &Claim) -> std::io::Result<()> {
     let d = dir(&state.engine);
     std::fs::create_dir_all(&d)?;
     for f in ["decisions.jsonl", "alerts.jsonl"] {
-        std::fs::write(d.join(f), "")?;
+        let _ = std::fs::remove_file(d.join(format!("{f}.1")));
+        write_private(&d.join(f), b"")?;
     }
-    std::fs::write(state_path(&state.engine), serde_json::to_vec_pretty(state)?)
+    write_private(
+        &state_path(&state.engine),
+        &serde_json::to_vec_pretty(state)?,
+    )
+}
+
+/// Appends one line to a JSON-lines log, rotating it first when it is full.
+fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= LOG_ROTATE_BYTES {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    writeln!(f, "{line}")
 }
 
 pub fn remove(engine: &str) {
@@ -220,7 +337,7 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
     let d = dir(&engine);
     let mut seen = 0usize;
     loop {
-        let fresh = observations.since(seen).await;
+        let (start, fresh) = observations.since(seen).await;
         for o in &fresh {
             let (line, record): (Option<String>, Option<(&str, String)>) = match o {
                 Observation::Decision { report, .. } => {
@@ -328,25 +445,92 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                 }
             }
             if let Some((file, json_line)) = record {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(d.join(file))
-                {
-                    let _ = writeln!(f, "{json_line}");
-                }
+                let _ = append_line(&d.join(file), &json_line);
             }
         }
-        seen += fresh.len();
+        seen = start + fresh.len();
         let _ = std::io::stdout().flush();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// The lines of a JSON-lines log, the rotated previous file first.
 pub fn read_lines<T: for<'de> Deserialize<'de>>(engine: &str, file: &str) -> Vec<T> {
-    std::fs::read_to_string(dir(engine).join(file))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let d = dir(engine);
+    [d.join(format!("{file}.1")), d.join(file)]
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<T>>()
+        })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 26: one `up` per engine, however they race; a state file with a live but
+    /// unrelated pid and no lock holder is stale.
+    #[test]
+    fn one_up_per_engine_and_stale_state_is_recognised() {
+        let engine = format!("unit-{}", std::process::id());
+        let first = claim(&engine).expect("the first claim");
+        let second = claim(&engine).unwrap_err();
+        assert!(
+            matches!(&second, ClaimError::Held { lock, .. } if lock == &lock_path(&engine)),
+            "{second}"
+        );
+        std::fs::write(
+            state_path(&engine),
+            serde_json::json!({
+                "pid": std::process::id(), "engine": engine, "endpoint": "e",
+                "engine_endpoint": "e", "engine_pid": null, "profile": "fast",
+                "replication": "native", "primary_region": "a", "replica_region": "b",
+                "suffix": "s", "buckets": [], "queues": [], "topic_arn": "t",
+                "access_key_id": "k", "secret_access_key": "s"
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert!(read_live(&engine).is_some(), "held: live");
+        drop(first);
+        // The pid in the file is this (live) process, but nobody holds the lock: stale.
+        assert!(read_live(&engine).is_none(), "not held: stale");
+        claim(&engine).expect("claimable again");
+        let _ = std::fs::remove_dir_all(dir(&engine));
+    }
+
+    #[test]
+    fn state_files_are_private_and_replace_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.path().join("state.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_private(&link, b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let m = std::fs::symlink_metadata(&link).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn logs_rotate_when_full() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("alerts.jsonl");
+        std::fs::write(&p, vec![b'x'; LOG_ROTATE_BYTES as usize]).unwrap();
+        append_line(&p, "{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{}\n");
+        assert_eq!(
+            std::fs::metadata(d.path().join("alerts.jsonl.1"))
+                .unwrap()
+                .len(),
+            LOG_ROTATE_BYTES
+        );
+    }
 }

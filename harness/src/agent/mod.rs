@@ -153,6 +153,9 @@ pub enum RunKind {
 /// The agent's side of one scenario run.
 pub struct AgentSession {
     work: PathBuf,
+    /// Owns `work`: created private (mkdtemp, 0700) with a name nobody can predict, so no
+    /// other local user can pre-create it or plant a symlink there; removed on drop.
+    _work_dir: tempfile::TempDir,
     aws: Aws,
     topology: Topology,
     options: AgentOptions,
@@ -164,14 +167,21 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    /// A session with its own work directory under the system's temp directory.
-    pub fn new(clients: &Clients, topology: &Topology, options: &AgentOptions) -> AgentSession {
-        let work = std::env::temp_dir().join(format!(
-            "autobackup-harness-agent-{}",
-            topology.names.suffix
-        ));
-        AgentSession {
-            work,
+    /// A session with its own private work directory under the system's temp directory.
+    pub fn new(
+        clients: &Clients,
+        topology: &Topology,
+        options: &AgentOptions,
+    ) -> std::io::Result<AgentSession> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(
+                "autobackup-harness-agent-{}-",
+                topology.names.suffix
+            ))
+            .tempdir()?;
+        Ok(AgentSession {
+            work: dir.path().to_path_buf(),
+            _work_dir: dir,
             aws: Aws::from_config(clients.sdk.clone(), true, clients.endpoint.clone()),
             topology: topology.clone(),
             options: options.clone(),
@@ -179,7 +189,7 @@ impl AgentSession {
             restores: 0,
             log: None,
             runs: Vec::new(),
-        }
+        })
     }
 
     /// The work directory (trees, restores, history, log); the transcript calls it `[work]`.

@@ -13,6 +13,9 @@ use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 use crate::up::{self, AlertLine, DecisionLine, UpState};
 
+/// Observations `harness up` keeps in memory (decisions and alerts also go to their files).
+pub const UP_OBSERVATIONS: usize = 10_000;
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Timing profile: `fast` (2 s visibility, 1 s retries) or `seed` (the seed's 300 s).
@@ -32,14 +35,25 @@ pub struct UpArgs {
 
 impl UpArgs {
     pub async fn run(self, kind: EngineKind, json_logs: bool) -> anyhow::Result<i32> {
-        if let Some(st) = up::read_live(kind.name()) {
-            eprintln!(
-                "error: `harness up` already runs for {kind} (pid {}, endpoint {}, suffix {}).\n\
-                 Use it (`harness --engine {kind} status`, `harness --engine {kind} alerts`) or stop it with Ctrl-C in its terminal.",
-                st.pid, st.endpoint, st.suffix
-            );
-            return Ok(1);
-        }
+        let claim = match up::claim(kind.name()) {
+            Ok(c) => c,
+            Err(e @ up::ClaimError::Held { .. }) => {
+                let who = up::read_live(kind.name())
+                    .map(|st| {
+                        format!(
+                            " (pid {}, endpoint {}, suffix {})",
+                            st.pid, st.endpoint, st.suffix
+                        )
+                    })
+                    .unwrap_or_default();
+                eprintln!(
+                    "error: {e}{who}.\n\
+                     Use it (`harness --engine {kind} status`, `harness --engine {kind} alerts`) or stop it with Ctrl-C in its terminal."
+                );
+                return Ok(1);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let spec = TopologySpec::load(&self.topology)?;
         let Some(timing) = spec.profile(&self.profile).cloned() else {
             anyhow::bail!(
@@ -76,7 +90,10 @@ impl UpArgs {
             caps,
             topology.clone(),
             mode.clone(),
-            &SystemOptions::default(),
+            &SystemOptions {
+                observation_cap: Some(UP_OBSERVATIONS),
+                ..SystemOptions::default()
+            },
         )
         .await?;
         let clients_endpoint = system
@@ -96,9 +113,9 @@ impl UpArgs {
                 replication::ReplicationMode::Emulated(_) => "emulated by the harness".to_string(),
             },
         );
-        up::write(&state)?;
+        up::write(&state, &claim)?;
         if let Some(path) = &self.json {
-            std::fs::write(path, serde_json::to_vec_pretty(&state)?)?;
+            up::write_private(path, &serde_json::to_vec_pretty(&state)?)?;
         }
         print!("{}", state.render());
         println!("ready: press Ctrl-C to stop (everything this started stops with it)");

@@ -1,7 +1,14 @@
 //! LocalStack through testcontainers, when a Docker engine answers.
 //!
-//! Tag `4.14.0` (the last free image); `LOCALSTACK_AUTH_TOKEN` is passed through for users
-//! who choose a newer tag with `HARNESS_LOCALSTACK_TAG`.
+//! Tag `4.14.0` (the last free image); `LOCALSTACK_AUTH_TOKEN` is passed through only for
+//! users who choose a newer tag with `HARNESS_LOCALSTACK_TAG`.
+//!
+//! Containers are published on 127.0.0.1 only (testcontainers' default publishes every
+//! port on all interfaces), and the start fails if Docker reports any other binding.
+//! Containers are not children of the harness, so nothing the kernel does stops them:
+//! each carries the label `autobackup-harness=<pid of the harness>`, is removed at normal
+//! exit by an `atexit` hook (test binaries keep engines in statics, never dropped), and a
+//! labelled container whose harness is gone is removed at the next start.
 
 use std::time::Duration;
 
@@ -22,6 +29,85 @@ pub async fn available() -> bool {
     )
 }
 
+/// The label every harness container carries; its value is the harness's pid.
+pub const LABEL: &str = "autobackup-harness";
+
+/// Whether every host binding `docker port <id>` printed is on loopback (and there is one).
+pub fn all_loopback(docker_port_output: &str) -> bool {
+    let hosts: Vec<&str> = docker_port_output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.rsplit_once(':').map(|(h, _)| h).unwrap_or(l))
+        .collect();
+    !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|h| matches!(h.trim_matches(['[', ']']), "127.0.0.1" | "::1"))
+}
+
+/// The containers to remove from `docker ps --format '{{.ID}} {{.Label "autobackup-harness"}}'`:
+/// those whose harness pid is no longer alive.
+pub fn orphans(docker_ps_output: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    docker_ps_output
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, pid)| {
+            pid.trim()
+                .parse::<u32>()
+                .map(|p| !alive(p))
+                .unwrap_or(false)
+        })
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+fn docker(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Removes labelled containers whose harness is gone (killed with SIGKILL, aborted).
+pub fn reap_orphans() {
+    let fmt = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
+    let filter = format!("label={LABEL}");
+    if let Some(ps) = docker(&["ps", "-a", "--filter", &filter, "--format", &fmt]) {
+        for id in orphans(&ps, super::state::pid_alive) {
+            tracing::warn!(%id, "removing a harness container whose harness is gone");
+            let _ = docker(&["rm", "-f", "-v", &id]);
+        }
+    }
+}
+
+/// Container ids this process started and has not removed.
+fn live() -> &'static std::sync::Mutex<Vec<String>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(|| {
+        // SAFETY: registering a plain `extern "C"` function; it runs at normal exit.
+        unsafe {
+            libc::atexit(remove_live_at_exit);
+        }
+        std::sync::Mutex::new(Vec::new())
+    })
+}
+
+extern "C" fn remove_live_at_exit() {
+    let ids = match live().try_lock() {
+        Ok(l) => l.clone(),
+        Err(_) => return,
+    };
+    for id in ids {
+        let _ = docker(&["rm", "-f", "-v", &id]);
+    }
+}
+
 #[cfg(feature = "docker")]
 pub async fn start_localstack() -> Result<super::Engine, crate::errors::EngineError> {
     use testcontainers_modules::localstack::LocalStack;
@@ -31,18 +117,34 @@ pub async fn start_localstack() -> Result<super::Engine, crate::errors::EngineEr
     use crate::errors::EngineError;
 
     let started = std::time::Instant::now();
-    let tag = std::env::var("HARNESS_LOCALSTACK_TAG").unwrap_or_else(|_| "4.14.0".into());
+    reap_orphans();
+    let chosen_tag = std::env::var("HARNESS_LOCALSTACK_TAG").ok();
+    let tag = chosen_tag.clone().unwrap_or_else(|| "4.14.0".into());
     let mut image = LocalStack::default()
         .with_tag(tag.clone())
         .with_env_var("SERVICES", "s3,sqs,sns,events,kms,iam,sts")
-        .with_env_var("SQS_ENDPOINT_STRATEGY", "path");
-    if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN") {
-        image = image.with_env_var("LOCALSTACK_AUTH_TOKEN", token);
+        .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
+        .with_label(LABEL, std::process::id().to_string())
+        .with_host_config_modifier(loopback_only);
+    if chosen_tag.is_some() {
+        if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN") {
+            image = image.with_env_var("LOCALSTACK_AUTH_TOKEN", token);
+        }
     }
     let container = image
         .start()
         .await
         .map_err(|e| EngineError::Docker(e.to_string()))?;
+    if let Ok(mut l) = live().lock() {
+        l.push(container.id().to_string());
+    }
+    let bindings = docker(&["port", container.id(), "4566/tcp"]).unwrap_or_default();
+    if !all_loopback(&bindings) {
+        return Err(EngineError::Docker(format!(
+            "the container's port 4566 is published beyond loopback ({}); refusing to use it",
+            bindings.trim()
+        )));
+    }
     let port = container
         .get_host_port_ipv4(4566)
         .await
@@ -59,4 +161,61 @@ pub async fn start_localstack() -> Result<super::Engine, crate::errors::EngineEr
         probed: None,
         _guard: super::EngineGuard::Container(Box::new(container)),
     })
+}
+
+/// Publishes LocalStack's port on 127.0.0.1 only, on a free host port.
+#[cfg(feature = "docker")]
+fn loopback_only(hc: &mut testcontainers_modules::testcontainers::bollard::models::HostConfig) {
+    use testcontainers_modules::testcontainers::bollard::models::PortBinding;
+    hc.publish_all_ports = Some(false);
+    hc.port_bindings = Some(
+        [(
+            "4566/tcp".to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("0".into()),
+            }]),
+        )]
+        .into_iter()
+        .collect(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 9: only loopback bindings pass.
+    #[test]
+    fn only_loopback_bindings_pass() {
+        assert!(all_loopback("127.0.0.1:32768\n"));
+        assert!(all_loopback("127.0.0.1:32768\n[::1]:32768\n"));
+        assert!(!all_loopback("0.0.0.0:32768\n[::]:32768\n"));
+        assert!(!all_loopback("127.0.0.1:32768\n0.0.0.0:32768\n"));
+        assert!(!all_loopback(""));
+    }
+
+    /// The host config the container is created with binds 127.0.0.1 and publishes nothing
+    /// else.
+    #[cfg(feature = "docker")]
+    #[test]
+    fn the_container_publishes_on_loopback_only() {
+        let mut hc = testcontainers_modules::testcontainers::bollard::models::HostConfig {
+            publish_all_ports: Some(true),
+            ..Default::default()
+        };
+        loopback_only(&mut hc);
+        assert_eq!(hc.publish_all_ports, Some(false));
+        let b = hc.port_bindings.unwrap();
+        let only = b["4566/tcp"].as_ref().unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].host_ip.as_deref(), Some("127.0.0.1"));
+    }
+
+    /// Finding 10: containers whose harness is dead are reaped, live ones kept.
+    #[test]
+    fn orphaned_containers_are_those_whose_harness_is_gone() {
+        let ps = "abc123 4242\ndef456 17\nfff000 not-a-pid\n";
+        assert_eq!(orphans(ps, |p| p == 17), vec!["abc123".to_string()]);
+    }
 }

@@ -3,6 +3,15 @@
 //! Children are spawned from one long-lived thread with `PR_SET_PDEATHSIG`, so the kernel
 //! sends them SIGTERM when the harness dies for any reason (Ctrl-C, a failed test, a
 //! panic). Each child leads its own process group, which [`EngineProcess`] kills on drop.
+//! Three more nets catch what those miss:
+//! - an `atexit` hook stops every engine still running when the process exits normally
+//!   (test binaries keep their engines in statics, which are never dropped), SIGTERM then
+//!   SIGKILL, because an engine may ignore or hang in its SIGTERM handler;
+//! - each run directory records its owner (the harness pid); the next start reaps engines
+//!   whose owner is gone (a `kill -9`ed harness), after checking the pid is still the
+//!   engine it started;
+//! - engines run with a minimal environment ([`minimal_env`]): the caller's AWS
+//!   credentials, tokens and profiles never reach an emulator's process.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -29,7 +38,149 @@ impl Drop for EngineProcess {
             return;
         };
         terminate_group(self.pid as i32, &mut child);
+        forget_live(self.pid as i32);
         let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// Process groups of engines this process started and has not stopped yet.
+fn live() -> &'static Mutex<Vec<i32>> {
+    static LIVE: OnceLock<Mutex<Vec<i32>>> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        // SAFETY: registering a plain `extern "C"` function; it runs at normal exit.
+        unsafe {
+            libc::atexit(stop_live_at_exit);
+        }
+        Mutex::new(Vec::new())
+    })
+}
+
+fn remember_live(pgid: i32) {
+    if let Ok(mut l) = live().lock() {
+        l.push(pgid);
+    }
+}
+
+fn forget_live(pgid: i32) {
+    if let Ok(mut l) = live().lock() {
+        l.retain(|p| *p != pgid);
+    }
+}
+
+/// At exit: SIGTERM to every live engine group, up to 3 s for them to go, then SIGKILL.
+extern "C" fn stop_live_at_exit() {
+    let groups = match live().try_lock() {
+        Ok(l) => l.clone(),
+        Err(_) => return,
+    };
+    if groups.is_empty() {
+        return;
+    }
+    for g in &groups {
+        // SAFETY: kill(2) on groups this process started (each pid > 1, a group leader).
+        unsafe {
+            libc::kill(-g, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        // SAFETY: reaps our own exited children without blocking; kill(pid, 0) only probes.
+        let gone = groups.iter().all(|g| unsafe {
+            libc::waitpid(*g, std::ptr::null_mut(), libc::WNOHANG);
+            libc::kill(*g, 0) != 0
+        });
+        if gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for g in &groups {
+        // SAFETY: as above; stragglers of the group are killed too.
+        unsafe {
+            libc::kill(-g, libc::SIGKILL);
+        }
+    }
+}
+
+/// The variables an engine process may inherit: what Python and a shell need to run, nothing
+/// that carries credentials. Everything else (`AWS_*`, `LOCALSTACK_AUTH_TOKEN`, tokens of
+/// other tools) is dropped; the engine-specific settings are added by the caller.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER"];
+
+/// The environment of an engine process, from the caller's: only [`INHERITED`] variables.
+pub fn minimal_env<I>(parent: I) -> Vec<(std::ffi::OsString, std::ffi::OsString)>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    parent
+        .into_iter()
+        .filter(|(k, _)| INHERITED.iter().any(|a| k == std::ffi::OsStr::new(a)))
+        .collect()
+}
+
+/// Clears `cmd`'s environment and gives it [`minimal_env`] of `parent`.
+pub fn with_minimal_env<I>(cmd: &mut Command, parent: I) -> &mut Command
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    cmd.env_clear().envs(minimal_env(parent))
+}
+
+/// Who started the engine in a run directory: `owner` is the harness process, `None` for
+/// `engine up` (detached engines outlive their starter on purpose).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Owner {
+    owner: Option<u32>,
+    engine: u32,
+}
+
+const OWNER_FILE: &str = "owner.json";
+
+/// Stops engines whose harness is gone (killed with SIGKILL, so neither drop nor atexit
+/// ran, and an engine that ignores PDEATHSIG's SIGTERM kept running), and removes their run
+/// directories. A pid is signalled only while it is still the engine that was started
+/// (a process-group leader whose command line names the engine).
+pub fn reap_orphans() {
+    let run = crate::paths::cache_dir().join("run");
+    let Ok(entries) = std::fs::read_dir(&run) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Some(kind) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(k, port)| {
+                port.parse::<u16>()
+                    .ok()
+                    .and_then(|_| EngineKind::parse(k).ok())
+            })
+        else {
+            continue;
+        };
+        let Some(o) = std::fs::read(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+        else {
+            continue;
+        };
+        let Some(owner) = o.owner else {
+            continue;
+        };
+        if super::state::pid_alive(owner) {
+            continue;
+        }
+        if let Ok(pid) = i32::try_from(o.engine) {
+            if super::state::pid_alive(o.engine) && super::state::is_our_engine(kind, pid) {
+                tracing::warn!(pid, dir = %dir.display(), "stopping an engine whose harness is gone");
+                // SAFETY: the engine's own process group, identity checked above.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -92,6 +243,7 @@ pub async fn start_host(kind: EngineKind, opts: &StartOptions) -> Result<Engine,
         EngineKind::Ministack => &venv::MINISTACK,
         EngineKind::External => unreachable!("external engines are not started"),
     };
+    reap_orphans();
     let verbose = opts.verbose;
     let install_time = tokio::task::spawn_blocking(move || venv::ensure_installed(dist, verbose))
         .await
@@ -121,16 +273,20 @@ async fn spawn_and_wait(
     let run_dir = crate::paths::cache_dir()
         .join("run")
         .join(format!("{}-{port}", kind.name()));
-    std::fs::create_dir_all(&run_dir)?;
+    std::fs::create_dir_all(run_dir.join("tmp"))?;
     let log_path = run_dir.join("engine.log");
     let log = std::fs::File::create(&log_path)?;
     let bin = dist.dir().join("bin");
-    let mut cmd = match kind {
+    let mut cmd = Command::new(bin.join(match kind {
+        EngineKind::Localstack => "python",
+        _ => "ministack",
+    }));
+    with_minimal_env(&mut cmd, std::env::vars_os()).env("TMPDIR", run_dir.join("tmp"));
+    match kind {
         EngineKind::Localstack => {
             let root = run_dir.join("filesystem");
             std::fs::create_dir_all(&root)?;
-            let mut c = Command::new(bin.join("python"));
-            c.args(["-m", "localstack.runtime.main"])
+            cmd.args(["-m", "localstack.runtime.main"])
                 .env("OVERRIDE_IN_DOCKER", "0")
                 .env("FILESYSTEM_ROOT", &root)
                 .env("DISABLE_EVENTS", "1")
@@ -139,21 +295,15 @@ async fn spawn_and_wait(
                 .env("DNS_ADDRESS", "0")
                 .env("SKIP_SSL_CERT_DOWNLOAD", "1")
                 .env("SQS_ENDPOINT_STRATEGY", "path")
-                .env("SERVICES", "s3,sqs,sns,events,kms,iam,sts")
-                .env("TMPDIR", run_dir.join("tmp"));
-            std::fs::create_dir_all(run_dir.join("tmp"))?;
-            c
+                .env("SERVICES", "s3,sqs,sns,events,kms,iam,sts");
         }
         EngineKind::Ministack => {
-            let mut c = Command::new(bin.join("ministack"));
-            c.env("GATEWAY_PORT", port.to_string())
+            cmd.env("GATEWAY_PORT", port.to_string())
                 .env("BIND_HOST", "127.0.0.1");
-            c
         }
         EngineKind::External => unreachable!(),
-    };
+    }
     cmd.current_dir(&run_dir)
-        .env_remove("AWS_ENDPOINT_URL")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -181,11 +331,23 @@ async fn spawn_and_wait(
             .map_err(|e| std::io::Error::other(e.to_string()))??
     };
     let pid = child.id();
+    if !detached {
+        remember_live(pid as i32);
+    }
+    let owner = Owner {
+        owner: (!detached).then(std::process::id),
+        engine: pid,
+    };
+    let _ = std::fs::write(
+        run_dir.join(OWNER_FILE),
+        serde_json::to_vec(&owner).unwrap_or_default(),
+    );
 
     let limit = Duration::from_secs(120);
     let mut last;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
+            forget_live(pid as i32);
             return Err(EngineError::Start {
                 engine: dist.engine,
                 endpoint,
@@ -201,6 +363,7 @@ async fn spawn_and_wait(
         }
         if started.elapsed() > limit {
             terminate_group(pid as i32, &mut child);
+            forget_live(pid as i32);
             return Err(EngineError::Start {
                 engine: dist.engine,
                 endpoint,
@@ -246,4 +409,102 @@ pub fn log_of(kind: EngineKind, port: u16) -> PathBuf {
         .join("run")
         .join(format!("{}-{port}", kind.name()))
         .join("engine.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn canary_env() -> Vec<(OsString, OsString)> {
+        [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/home/u"),
+            ("AWS_ACCESS_KEY_ID", "AKIACANARY"),
+            ("AWS_SECRET_ACCESS_KEY", "canary"),
+            ("AWS_SESSION_TOKEN", "canary-token"),
+            ("AWS_PROFILE", "prod"),
+            ("AWS_ENDPOINT_URL", "https://s3.amazonaws.com"),
+            ("LOCALSTACK_AUTH_TOKEN", "ls-canary"),
+            ("GITHUB_TOKEN", "gh-canary"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
+    }
+
+    /// Finding 27: an engine sees PATH and HOME, never the caller's credentials.
+    #[test]
+    fn engines_get_a_minimal_environment() {
+        let env = minimal_env(canary_env());
+        let names: Vec<_> = env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["PATH", "HOME"]);
+    }
+
+    /// The same through a real process: what it can read of its own environment.
+    #[test]
+    fn a_spawned_engine_process_cannot_read_the_callers_credentials() {
+        let mut cmd = Command::new("/bin/sh");
+        with_minimal_env(&mut cmd, canary_env())
+            .env("TMPDIR", "/tmp")
+            .args(["-c", "cat /proc/self/environ"]);
+        let out = cmd.output().expect("run sh");
+        let environ = String::from_utf8_lossy(&out.stdout);
+        assert!(environ.contains("HOME=/home/u"), "{environ}");
+        assert!(!environ.contains("canary"), "{environ}");
+        assert!(!environ.contains("AWS_"), "{environ}");
+    }
+
+    /// The orphan reaper leaves alone what it did not start: a run directory whose owner is
+    /// dead but whose recorded engine pid is an unrelated live process (a recycled pid).
+    #[test]
+    fn the_reaper_never_signals_a_recycled_pid() {
+        let mut bystander = Command::new("sleep").arg("30").spawn().expect("sleep");
+        let run = crate::paths::cache_dir().join("run");
+        let dir = run.join(format!("ministack-{}", 60000 + std::process::id() % 5000));
+        std::fs::create_dir_all(&dir).unwrap();
+        // An owner pid that cannot be alive (beyond pid_max on Linux).
+        let owner = Owner {
+            owner: Some(4_194_304 + 7),
+            engine: bystander.id(),
+        };
+        std::fs::write(dir.join(OWNER_FILE), serde_json::to_vec(&owner).unwrap()).unwrap();
+        reap_orphans();
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "the bystander must survive"
+        );
+        assert!(!dir.exists(), "the stale run directory is removed");
+        let _ = bystander.kill();
+        let _ = bystander.wait();
+    }
+
+    /// An engine whose harness was killed (owner dead, engine still its own group leader
+    /// named after the engine) is stopped and its run directory removed.
+    #[test]
+    fn the_reaper_stops_an_engine_whose_harness_is_gone() {
+        use std::os::unix::process::CommandExt as _;
+        let mut orphan = Command::new("bash")
+            .args(["-c", "exec -a ministack-orphan sleep 30"])
+            .process_group(0)
+            .spawn()
+            .expect("bash");
+        // Let exec replace the command line.
+        std::thread::sleep(Duration::from_millis(200));
+        let run = crate::paths::cache_dir().join("run");
+        let dir = run.join(format!("ministack-{}", 55000 + std::process::id() % 5000));
+        std::fs::create_dir_all(&dir).unwrap();
+        let owner = Owner {
+            owner: Some(4_194_304 + 9),
+            engine: orphan.id(),
+        };
+        std::fs::write(dir.join(OWNER_FILE), serde_json::to_vec(&owner).unwrap()).unwrap();
+        reap_orphans();
+        let status = orphan.wait().expect("wait");
+        assert!(!status.success(), "killed, not finished: {status:?}");
+        assert!(!dir.exists());
+    }
 }

@@ -53,7 +53,7 @@ pub fn pid_alive(pid: u32) -> bool {
 
 /// Whether `pid` is still the engine `engine up` started: a process-group leader (it was
 /// started in its own group) whose command line names the engine. A recycled pid is not.
-fn is_our_engine(kind: EngineKind, pid: i32) -> bool {
+pub(crate) fn is_our_engine(kind: EngineKind, pid: i32) -> bool {
     // SAFETY: getpgid only reads the process table.
     let leader = unsafe { libc::getpgid(pid) } == pid;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

@@ -1,6 +1,11 @@
 //! Host-mode engine installs: a Python venv per engine version in the cache directory,
 //! built from the pinned requirements lock committed in `engines/` (also the pinned AWS CLI
 //! the README test uses).
+//!
+//! Every artefact is pinned by its sha256 (`engines/hash-lock.py` writes the hashes) and
+//! installed with `pip install --require-hashes --no-deps`: a substituted wheel from a
+//! compromised mirror, an `index-url` in the user's pip.conf or a same-named package on
+//! another index fails the install instead of running.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +18,7 @@ use crate::errors::EngineError;
 pub struct Distribution {
     pub engine: &'static str,
     pub version: &'static str,
-    /// `pip freeze` lock of a working install.
+    /// `pip freeze` lock of a working install, each pin with its artefact's sha256.
     pub lock: &'static str,
     pub min_python: (u32, u32),
     /// Executable inside the venv's `bin/` that runs the engine.
@@ -152,11 +157,17 @@ pub fn ensure_installed(
     _verbose: bool,
 ) -> Result<Option<Duration>, EngineError> {
     let dir = dist.dir();
+    let parent = dir.parent().expect("engine dir has a parent");
+    std::fs::create_dir_all(parent)?;
+    for d in [crate::paths::cache_dir(), parent.to_path_buf()] {
+        crate::paths::check_private(&d).map_err(|why| EngineError::UnsafeCache {
+            dir: d.clone(),
+            why,
+        })?;
+    }
     if dist.installed() {
         return Ok(None);
     }
-    let parent = dir.parent().expect("engine dir has a parent");
-    std::fs::create_dir_all(parent)?;
     let lock_path = sibling(&dir, "lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -206,6 +217,8 @@ pub fn ensure_installed(
             "--no-input",
             "--progress-bar",
             "off",
+            "--require-hashes",
+            "--no-deps",
             "-r",
         ])
         .arg(&req)
@@ -253,4 +266,43 @@ pub fn ensure_installed(
         took.as_secs_f64()
     );
     Ok(Some(took))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock as pins, each with its hashes (`name==version \` then `    --hash=sha256:..`).
+    fn pins(lock: &str) -> Vec<(&str, Vec<&str>)> {
+        let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+        for line in lock.lines().filter(|l| !l.trim().is_empty()) {
+            let item = line.trim().trim_end_matches('\\').trim();
+            match item.strip_prefix("--hash=sha256:") {
+                Some(h) => out.last_mut().expect("a hash follows a pin").1.push(h),
+                None => out.push((item, Vec::new())),
+            }
+        }
+        out
+    }
+
+    /// Finding 29: every pin of every lock is exact and carries a sha256, so
+    /// `--require-hashes` holds.
+    #[test]
+    fn every_pin_has_a_hash() {
+        for d in [&LOCALSTACK, &MINISTACK, &AWSCLI] {
+            let pins = pins(d.lock);
+            assert!(pins.len() > 5, "{}: {} pins", d.engine, pins.len());
+            for (pin, hashes) in pins {
+                assert!(pin.contains("=="), "{}: `{pin}` is not exact", d.engine);
+                assert!(!hashes.is_empty(), "{}: `{pin}` has no hash", d.engine);
+                for h in hashes {
+                    assert!(
+                        h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "{}: `{pin}`: bad sha256 `{h}`",
+                        d.engine
+                    );
+                }
+            }
+        }
+    }
 }

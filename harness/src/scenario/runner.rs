@@ -102,7 +102,8 @@ pub async fn run(
     .await
     .map_err(|e| ScenarioError::Other(format!("starting the fidelity layer: {e}")))?;
 
-    let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent);
+    let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent)
+        .map_err(|e| ScenarioError::Other(format!("creating the agent's work directory: {e}")))?;
     let t = Instant::now();
     let played = play(&system, engine, scenario, &mut agent).await;
     let steps_time = t.elapsed();
