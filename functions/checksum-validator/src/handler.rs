@@ -49,6 +49,10 @@ use crate::s3::S3Lookup;
 
 /// Message attribute carrying the attempts made before a lagging message was re-queued.
 pub const ATTEMPTS_ATTRIBUTE: &str = "autobackup-attempts";
+/// The most attempts a message may carry in [`ATTEMPTS_ATTRIBUTE`]: far above what the
+/// lag budget and the overdue cap ever reach (the backoff is at its maximum long before),
+/// low enough that no sum overflows.
+pub const MAX_CARRIED_ATTEMPTS: u32 = 1_000;
 /// Message attribute set on a message whose `replication-overdue` alert was sent: it is
 /// watched until the replica validates (a resolved notice follows) or the cap is reached.
 pub const OVERDUE_ATTRIBUTE: &str = "autobackup-overdue-alerted";
@@ -289,18 +293,7 @@ impl Validator {
         let msg = msg.clone();
         let started = Instant::now();
         let message_id = msg.message_id.clone().unwrap_or_default();
-        let receive_count: u32 = msg
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let carried: u32 = msg
-            .message_attributes
-            .get(ATTEMPTS_ATTRIBUTE)
-            .and_then(|a| a.string_value.as_deref())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let attempt = carried + receive_count;
+        let (receive_count, attempt) = attempts_of(&msg);
         let body = msg.body.as_deref().unwrap_or("");
 
         if let Some(why) = crate::event::acknowledged(body) {
@@ -912,6 +905,27 @@ pub fn max_receive_count_of(policy: &str) -> Option<u32> {
         .and_then(|n| u32::try_from(n).ok())
 }
 
+/// `(receive_count, attempt)` of a message: SQS's `ApproximateReceiveCount` and the attempt
+/// number, which adds the attempts carried in [`ATTEMPTS_ATTRIBUTE`] by a re-queued copy.
+/// Anyone allowed to `SendMessage` to the queue can set that attribute, so it is read as
+/// untrusted: a value that is not a whole number counts as 0, one above
+/// [`MAX_CARRIED_ATTEMPTS`] as that cap, and the sum saturates instead of overflowing.
+pub fn attempts_of(msg: &SqsMessage) -> (u32, u32) {
+    let receive_count: u32 = msg
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1);
+    let carried: u32 = msg
+        .message_attributes
+        .get(ATTEMPTS_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| n.min(u64::from(MAX_CARRIED_ATTEMPTS)) as u32)
+        .unwrap_or(0);
+    (receive_count, carried.saturating_add(receive_count))
+}
+
 /// The report of a record left for the next delivery because of the deadline.
 fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
     let report = RecordReport {
@@ -920,11 +934,7 @@ fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
         outcome: Outcome::Deferred,
         detail: why.to_string(),
         evidence: Vec::new(),
-        attempt: msg
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
+        attempt: attempts_of(msg).1,
         action: Action::Deferred(why.to_string()),
         version_source: None,
         replicas: Vec::new(),
@@ -1168,6 +1178,54 @@ mod tests {
         let r = &report.records[0];
         assert_eq!(r.outcome, Outcome::Unverifiable, "{r:?}");
         assert!(r.detail.contains("SSE-C"), "{}", r.detail);
+    }
+
+    fn with_carried_attempts(mut m: SqsMessage, carried: &str) -> SqsMessage {
+        let mut attr = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        attr.string_value = Some(carried.into());
+        attr.data_type = Some("Number".into());
+        m.message_attributes.insert(ATTEMPTS_ATTRIBUTE.into(), attr);
+        m
+    }
+
+    /// Finding #24: `autobackup-attempts` is set by whoever sends the message. `u32::MAX`
+    /// once overflowed `carried + receive_count` (a panic in debug builds, a wrap to a small
+    /// attempt in release builds); now it is clamped and the sum saturates.
+    #[tokio::test]
+    async fn a_hostile_attempts_attribute_neither_panics_nor_wraps() {
+        let v = offline_validator().await;
+        let body =
+            std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-1.json")).unwrap();
+        let mut event = SqsEvent::default();
+        event.records.push(with_carried_attempts(
+            message("max", &body),
+            &u32::MAX.to_string(),
+        ));
+        let report = v.handle_with_report(event, None).await;
+        let r = &report.records[0];
+        assert!(!r.detail.contains("panicked"), "{r:?}");
+        assert_eq!(r.outcome, Outcome::TransientError, "{r:?}");
+        assert_eq!(r.attempt, MAX_CARRIED_ATTEMPTS + 1);
+    }
+
+    #[test]
+    fn carried_attempts_are_clamped_and_never_overflow() {
+        let of = |carried: &str, receives: &str| {
+            let mut m = with_carried_attempts(message("m", "{}"), carried);
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), receives.into());
+            attempts_of(&m)
+        };
+        assert_eq!(of("2", "3"), (3, 5));
+        assert_eq!(of(&u32::MAX.to_string(), "1"), (1, MAX_CARRIED_ATTEMPTS + 1));
+        assert_eq!(of("99999999999999999999999", "1"), (1, 1));
+        assert_eq!(of(&u64::MAX.to_string(), "2"), (2, MAX_CARRIED_ATTEMPTS + 2));
+        assert_eq!(of("-5", "1"), (1, 1));
+        assert_eq!(of("not a number", "1"), (1, 1));
+        assert_eq!(
+            of(&u32::MAX.to_string(), &u32::MAX.to_string()),
+            (u32::MAX, u32::MAX)
+        );
     }
 
     #[tokio::test]
