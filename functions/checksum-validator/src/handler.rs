@@ -55,6 +55,7 @@ use crate::event::{parse_body, ObjectEvent};
 use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
 use crate::retry::backoff;
 use crate::s3::S3Lookup;
+use crate::text::escape;
 
 /// Message attribute carrying the attempts made before a lagging message was re-queued.
 pub const ATTEMPTS_ATTRIBUTE: &str = "autobackup-attempts";
@@ -234,7 +235,7 @@ impl Validator {
                             .cloned()
                             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                             .unwrap_or_else(|| "unknown panic".into());
-                        tracing::error!(message_id = %id, panic = %why, "record handler panicked");
+                        tracing::error!(message_id = %escape(&id), panic = %escape(&why), "record handler panicked");
                         vec![RecordReport {
                             message_id: id,
                             object: None,
@@ -480,7 +481,7 @@ impl Validator {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                tracing::warn!(bucket = %event.bucket, detail = %decision.detail, "superseded under every key reading");
+                tracing::warn!(bucket = %escape(&event.bucket), detail = %escape(&decision.detail), "superseded under every key reading");
             }
             return Judged {
                 decision,
@@ -491,7 +492,7 @@ impl Validator {
             };
         };
         if key != event.key {
-            tracing::info!(bucket = %event.bucket, key = %key, first_reading = %event.key, "the event's key resolved to another reading");
+            tracing::info!(bucket = %escape(&event.bucket), key = %escape(&key), first_reading = %escape(&event.key), "the event's key resolved to another reading");
         }
         let event = &ObjectEvent {
             key,
@@ -989,7 +990,9 @@ struct Judged {
     key: String,
 }
 
-/// One structured log line per record: outcome, evidence, attempt, duration.
+/// One structured log line per record: outcome, evidence, attempt, duration. Every text
+/// field passes through [`escape`]: keys and details are untrusted (see [`crate::text`]),
+/// and a raw line break would forge a log line in a text-format log.
 fn log_report(r: &RecordReport) {
     if !tracing::enabled!(target: "checksum_validator", tracing::Level::INFO) {
         return;
@@ -1006,16 +1009,16 @@ fn log_report(r: &RecordReport) {
     };
     tracing::info!(
         target: "checksum_validator",
-        message_id = %r.message_id,
+        message_id = %escape(&r.message_id),
         outcome = %r.outcome,
-        bucket,
-        key,
-        version_id = version,
+        bucket = %escape(bucket),
+        key = %escape(key),
+        version_id = %escape(version),
         attempt = r.attempt,
         duration_ms = r.duration_ms,
-        evidence = %evidence,
-        action = %action,
-        detail = %r.detail,
+        evidence = %escape(&evidence),
+        action = %escape(&action),
+        detail = %escape(&r.detail),
         "record decided"
     );
 }
@@ -1531,6 +1534,55 @@ mod tests {
             of(&u32::MAX.to_string(), &u32::MAX.to_string()),
             (u32::MAX, u32::MAX)
         );
+    }
+
+    /// Finding #31: a key and a detail holding line breaks, C1 controls and bidi overrides
+    /// stay on the record's one log line, even in a text-format log (which, unlike the
+    /// JSON one, writes `%` values raw).
+    #[test]
+    fn record_logs_cannot_be_forged() {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let report = RecordReport {
+            message_id: "m".into(),
+            object: Some(ObjectRef {
+                bucket: "b".into(),
+                key: "k\nINFO forged: validated".into(),
+                version_id: Some("v\r\n1".into()),
+                category: None,
+            }),
+            outcome: Outcome::Mismatch,
+            detail: "differs\nINFO record decided outcome=validated\u{85}\u{2028}\u{202E}".into(),
+            evidence: Vec::new(),
+            attempt: 1,
+            action: Action::Done,
+            version_source: None,
+            replicas: Vec::new(),
+            duration_ms: 0,
+        };
+        tracing::subscriber::with_default(subscriber, || log_report(&report));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text.trim_end().chars().any(crate::text::is_unsafe),
+            "{text:?}"
+        );
+        assert!(text.contains("k\\nINFO forged"), "{text}");
     }
 
     #[tokio::test]
