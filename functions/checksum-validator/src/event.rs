@@ -11,10 +11,34 @@
 //! first, then the others; the handler uses the first one under which the event's version
 //! exists, and says so.
 
+use std::time::Duration;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::s3::S3EventRecord;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// The most records one body may announce. S3 publishes one event per notification message
+/// (the `Records` array of the message structure holds that one record: S3 User Guide,
+/// "Event message structure",
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>),
+/// and an EventBridge event announces one object. A body with more was not sent by S3; each
+/// record costs S3 calls and may be re-queued, so a body over the cap is
+/// [`MalformedEvent::TooManyRecords`] instead of work multiplied by a sender.
+pub const MAX_RECORDS_PER_BODY: usize = 10;
+
+/// How far in the future an event's time may lie. S3 stamps `eventTime` when it "finished
+/// processing the request" (S3 User Guide, "Event message structure", above), and
+/// EventBridge's `time` is when the event happened (EventBridge User Guide, "Amazon
+/// EventBridge events",
+/// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html>): both
+/// are in the past by the time the validator reads them. A signed AWS request must itself
+/// "reach AWS within five minutes of the time stamp in the request" (IAM User Guide, "AWS
+/// Signature Version 4 for API requests",
+/// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html>), so clocks that
+/// disagree by more cannot call AWS at all; 15 minutes is generous. A later time is
+/// [`MalformedEvent::FutureEventTime`]: it would start a lag budget that never runs out.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// One object version announced by an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +56,11 @@ pub struct ObjectEvent {
     /// When S3 says the object was created: the start of the lag budget.
     pub time: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    /// A message body announcing this object alone, for re-queueing it without the other
+    /// records of its body: the body itself when it announces one object, else
+    /// `{"Records":[<this record as received>]}`.
+    #[serde(skip)]
+    pub record_body: String,
 }
 
 /// Why a body is not an S3 object-created event.
@@ -43,6 +72,13 @@ pub enum MalformedEvent {
     NotAnS3Event(String),
     #[error("S3 event lacks `{0}`")]
     MissingField(&'static str),
+    #[error("body announces {count} records; S3 sends one per message, and at most {max} are accepted (MAX_RECORDS_PER_BODY)")]
+    TooManyRecords { count: usize, max: usize },
+    #[error("event time {time} is {}s in the future, beyond the {}s allowed for clock skew: S3 and EventBridge stamp events when they happen, so no AWS service sent this one, and its lag budget would never run out", .ahead.as_secs(), MAX_CLOCK_SKEW.as_secs())]
+    FutureEventTime {
+        time: DateTime<Utc>,
+        ahead: Duration,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,8 +154,28 @@ pub fn acknowledged(body: &str) -> Option<String> {
 }
 
 /// Parses one SQS body into the object versions it announces (one for EventBridge events,
-/// one per record for S3 notifications).
+/// one per record for S3 notifications, at most [`MAX_RECORDS_PER_BODY`]), judging event
+/// times against the clock now.
 pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
+    parse_body_at(body, Utc::now())
+}
+
+/// [`parse_body`] with the clock reading `now`: an event time more than
+/// [`MAX_CLOCK_SKEW`] after `now` is [`MalformedEvent::FutureEventTime`].
+pub fn parse_body_at(body: &str, now: DateTime<Utc>) -> Result<Vec<ObjectEvent>, MalformedEvent> {
+    let events = parse_untimed(body)?;
+    for event in &events {
+        if let Some(time) = event.time {
+            let ahead = (time - now).to_std().unwrap_or(Duration::ZERO);
+            if ahead > MAX_CLOCK_SKEW {
+                return Err(MalformedEvent::FutureEventTime { time, ahead });
+            }
+        }
+    }
+    Ok(events)
+}
+
+fn parse_untimed(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| MalformedEvent::NotJson(e.to_string()))?;
     let Some(obj) = value.as_object() else {
@@ -158,13 +214,32 @@ pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
             etag: detail.object.etag.filter(|e| !e.is_empty()),
             time: event.time,
             reason: detail.reason,
+            record_body: body.to_string(),
         }]);
     }
-    if obj.contains_key("Records") {
-        let event: S3Event = serde_json::from_value(value)
-            .map_err(|e| MalformedEvent::NotAnS3Event(e.to_string()))?;
-        let mut out = Vec::new();
-        for record in event.records {
+    if let Some(records) = obj.get("Records") {
+        let Some(records) = records.as_array() else {
+            return Err(MalformedEvent::NotAnS3Event(format!(
+                "`Records` is {}",
+                json_kind(records)
+            )));
+        };
+        // Counted before any record is read: a body of a thousand records costs nothing.
+        if records.len() > MAX_RECORDS_PER_BODY {
+            return Err(MalformedEvent::TooManyRecords {
+                count: records.len(),
+                max: MAX_RECORDS_PER_BODY,
+            });
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for raw in records {
+            let record: S3EventRecord = serde_json::from_value(raw.clone())
+                .map_err(|e| MalformedEvent::NotAnS3Event(e.to_string()))?;
+            let record_body = if records.len() == 1 {
+                body.to_string()
+            } else {
+                serde_json::json!({ "Records": [raw] }).to_string()
+            };
             let name = record.event_name.unwrap_or_default();
             if !name.starts_with("ObjectCreated") && !name.starts_with("s3:ObjectCreated") {
                 return Err(MalformedEvent::NotAnS3Event(format!("event name {name:?}")));
@@ -191,6 +266,7 @@ pub fn parse_body(body: &str) -> Result<Vec<ObjectEvent>, MalformedEvent> {
                 etag: record.s3.object.e_tag,
                 time: Some(record.event_time),
                 reason: Some(name),
+                record_body,
             });
         }
         if out.is_empty() {
@@ -269,6 +345,28 @@ pub fn encode_event_key(key: &str) -> String {
         .remove(b'*')
         .remove(b' ');
     utf8_percent_encode(key, KEEP).to_string().replace(' ', "+")
+}
+
+/// A classic S3 notification record of `ObjectCreated:Put` for `bucket`/`key` (raw, as it
+/// would arrive: encode the key first) at `time`, with every field S3 documents.
+#[cfg(test)]
+pub(crate) fn test_record(bucket: &str, key: &str, time: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": time.to_rfc3339(),
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:EXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "192.0.2.1"},
+        "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "H"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "validation",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "O"}, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": key, "size": 5, "eTag": "e", "versionId": format!("v-{key}"), "sequencer": "0A"}
+        }
+    })
 }
 
 #[cfg(test)]
@@ -386,6 +484,99 @@ mod tests {
     fn rejects_what_is_not_an_s3_event(#[case] body: &str, #[case] says: &str) {
         let err = parse_body(body).unwrap_err().to_string();
         assert!(err.contains(says), "{err}");
+    }
+
+    fn records_body(keys: &[String], time: DateTime<Utc>) -> String {
+        let records: Vec<_> = keys.iter().map(|k| test_record("b", k, time)).collect();
+        serde_json::json!({ "Records": records }).to_string()
+    }
+
+    /// Finding #12: S3 sends one record per message; a body of a thousand is malformed,
+    /// rejected before any record is read.
+    #[test]
+    fn a_body_of_a_thousand_records_is_malformed() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let err = parse_body(&records_body(&keys, Utc::now())).unwrap_err();
+        assert_eq!(
+            err,
+            MalformedEvent::TooManyRecords {
+                count: 1000,
+                max: MAX_RECORDS_PER_BODY
+            }
+        );
+        assert!(err.to_string().contains("1000 records"), "{err}");
+        let keys: Vec<String> = (0..=MAX_RECORDS_PER_BODY)
+            .map(|i| format!("k{i}"))
+            .collect();
+        assert!(matches!(
+            parse_body(&records_body(&keys, Utc::now())),
+            Err(MalformedEvent::TooManyRecords { .. })
+        ));
+    }
+
+    /// Up to the cap, every record parses, and each carries a body announcing it alone.
+    #[test]
+    fn each_record_carries_a_body_of_its_own() {
+        let keys: Vec<String> = (0..MAX_RECORDS_PER_BODY).map(|i| format!("k{i}")).collect();
+        let body = records_body(&keys, Utc::now());
+        let events = parse_body(&body).unwrap();
+        assert_eq!(events.len(), MAX_RECORDS_PER_BODY);
+        for (event, key) in events.iter().zip(&keys) {
+            let alone = parse_body(&event.record_body).unwrap();
+            assert_eq!(alone.len(), 1);
+            assert_eq!(&alone[0].key, key);
+            assert_eq!(alone[0].version_id, event.version_id);
+        }
+        // A body of one record is re-queued exactly as it arrived.
+        let one = records_body(&keys[..1], Utc::now());
+        assert_eq!(parse_body(&one).unwrap()[0].record_body, one);
+        let eb = fixture("localstack-4.13.1-event-1.json");
+        assert_eq!(parse_body(&eb).unwrap()[0].record_body, eb);
+    }
+
+    /// Finding #12: an event time beyond the clock-skew allowance is no event S3 sent (its
+    /// lag budget would never run out): malformed. Within the allowance it parses.
+    #[test]
+    fn future_event_times_are_malformed() {
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let skew = chrono::TimeDelta::from_std(MAX_CLOCK_SKEW).unwrap();
+        let body = |t: DateTime<Utc>| records_body(&["k".to_string()], t);
+        let ahead = now + chrono::TimeDelta::days(1200);
+        let err = parse_body_at(&body(ahead), now).unwrap_err();
+        assert!(
+            matches!(err, MalformedEvent::FutureEventTime { time, .. } if time == ahead),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("in the future"), "{err}");
+        assert!(parse_body_at(&body(now + skew + chrono::TimeDelta::seconds(1)), now).is_err());
+        assert!(parse_body_at(&body(now + skew), now).is_ok());
+        assert!(parse_body_at(&body(now - chrono::TimeDelta::days(30)), now).is_ok());
+        // One future record makes the whole body malformed.
+        let mixed = serde_json::json!({"Records": [
+            test_record("b", "past", now),
+            test_record("b", "future", ahead),
+        ]})
+        .to_string();
+        assert!(matches!(
+            parse_body_at(&mixed, now),
+            Err(MalformedEvent::FutureEventTime { .. })
+        ));
+        // EventBridge events too.
+        let mut eb: serde_json::Value =
+            serde_json::from_str(&fixture("localstack-4.13.1-event-1.json")).unwrap();
+        eb["time"] = serde_json::Value::from(ahead.to_rfc3339());
+        assert!(matches!(
+            parse_body_at(&eb.to_string(), now),
+            Err(MalformedEvent::FutureEventTime { .. })
+        ));
+    }
+
+    #[test]
+    fn records_must_be_an_array() {
+        let err = parse_body(r#"{"Records":{"a":1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`Records` is an object"), "{err}");
     }
 
     #[rstest]

@@ -7,10 +7,10 @@
 //! | outcome | action |
 //! |---|---|
 //! | validated, superseded | done: the event source mapping deletes it |
-//! | lagging, transient-error | retried with backoff via `ChangeMessageVisibility`; on the last receive before the DLQ, re-queued with a delay instead |
+//! | lagging, transient-error | retried with backoff via `ChangeMessageVisibility`; on the last receive before the DLQ, re-queued with a delay instead; a record sharing its message with others is re-queued alone at once (below) |
 //! | mismatch, replica-missing, replication-failed, replication-overdue, error, unverifiable (when alerting) | a failure record goes to the failure queue, then done |
 //! | acknowledged (an `s3:TestEvent`, a deletion event) | done: nothing was created to validate |
-//! | malformed | left on the queue: after `maxReceiveCount` receives SQS moves it to the DLQ, which the notifier also consumes |
+//! | malformed (not an S3 event, more than `MAX_RECORDS_PER_BODY` records, an event time in the future) | left on the queue: after `maxReceiveCount` receives SQS moves it to the DLQ, which the notifier also consumes and alerts on |
 //! | deferred (the invocation's deadline was near) | left for the next delivery |
 //!
 //! **Under a deadline.** Lambda stops an invocation at its timeout and then reads no
@@ -18,6 +18,15 @@
 //! Lambda with Amazon SQS"). So the handler starts no record within `DEADLINE_MARGIN_MS` of
 //! the deadline, cuts a record still running at a quarter of that margin, and reports both
 //! as batch item failures: the answer always gets back in time.
+//!
+//! **One record per re-queued message.** S3 sends one record per message (see
+//! [`crate::event::MAX_RECORDS_PER_BODY`]), but a sender may put up to that cap in one body.
+//! A record of such a body that needs another look is re-queued at once as a message of its
+//! own holding only that record (its [`ObjectEvent::record_body`], with the attempts so far),
+//! and the original is deleted: the body's final records (a failure sent, validated) are
+//! never judged or alerted again, and a body never re-queues copies of itself. Only when a
+//! re-queue fails does the whole message come back (a batch item failure); its records are
+//! then judged again, and the failure records they repeat carry the same `idempotency_key`.
 //!
 //! **At most once per delivery.** A record whose side effect happened (a failure record or a
 //! fresh copy sent) is deleted from its queue by the handler right away, so a later overrun
@@ -46,9 +55,14 @@ use crate::event::{parse_body, ObjectEvent};
 use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
 use crate::retry::backoff;
 use crate::s3::S3Lookup;
+use crate::text::escape;
 
 /// Message attribute carrying the attempts made before a lagging message was re-queued.
 pub const ATTEMPTS_ATTRIBUTE: &str = "autobackup-attempts";
+/// The most attempts a message may carry in [`ATTEMPTS_ATTRIBUTE`]: far above what the
+/// lag budget and the overdue cap ever reach (the backoff is at its maximum long before),
+/// low enough that no sum overflows.
+pub const MAX_CARRIED_ATTEMPTS: u32 = 1_000;
 /// Message attribute set on a message whose `replication-overdue` alert was sent: it is
 /// watched until the replica validates (a resolved notice follows) or the cap is reached.
 pub const OVERDUE_ATTRIBUTE: &str = "autobackup-overdue-alerted";
@@ -69,7 +83,9 @@ pub enum Action {
     ResolvedSent,
     /// Reported as a batch item failure, visible again after this delay.
     RetryAfter(#[serde(with = "secs")] Duration),
-    /// Re-sent to the queue with this delay (its receive count was exhausted); original deleted.
+    /// Re-sent to the queue with this delay, as a message holding only this record (its
+    /// receive count was exhausted, or it shared its message with other records); the
+    /// original is deleted.
     Requeued(#[serde(with = "secs")] Duration),
     /// Reported as a batch item failure so SQS retries it and finally moves it to the DLQ.
     LeftOnQueue(String),
@@ -219,7 +235,7 @@ impl Validator {
                             .cloned()
                             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                             .unwrap_or_else(|| "unknown panic".into());
-                        tracing::error!(message_id = %id, panic = %why, "record handler panicked");
+                        tracing::error!(message_id = %escape(&id), panic = %escape(&why), "record handler panicked");
                         vec![RecordReport {
                             message_id: id,
                             object: None,
@@ -289,18 +305,7 @@ impl Validator {
         let msg = msg.clone();
         let started = Instant::now();
         let message_id = msg.message_id.clone().unwrap_or_default();
-        let receive_count: u32 = msg
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let carried: u32 = msg
-            .message_attributes
-            .get(ATTEMPTS_ATTRIBUTE)
-            .and_then(|a| a.string_value.as_deref())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let attempt = carried + receive_count;
+        let (receive_count, attempt) = attempts_of(&msg);
         let body = msg.body.as_deref().unwrap_or("");
 
         if let Some(why) = crate::event::acknowledged(body) {
@@ -342,6 +347,9 @@ impl Validator {
             }
         };
 
+        // A record sharing its message is re-queued alone, never as the whole body (see the
+        // module docs).
+        let shared = events.len() > 1;
         let mut reports = Vec::with_capacity(events.len());
         for event in events {
             let judged = self.judge_object(&event).await;
@@ -357,8 +365,11 @@ impl Validator {
                     &judged,
                     &object,
                     &event,
-                    attempt,
-                    receive_count,
+                    Attempt {
+                        attempt,
+                        receive_count,
+                        shared,
+                    },
                     &message_id,
                 )
                 .await;
@@ -470,7 +481,7 @@ impl Validator {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                tracing::warn!(bucket = %event.bucket, detail = %decision.detail, "superseded under every key reading");
+                tracing::warn!(bucket = %escape(&event.bucket), detail = %escape(&decision.detail), "superseded under every key reading");
             }
             return Judged {
                 decision,
@@ -481,7 +492,7 @@ impl Validator {
             };
         };
         if key != event.key {
-            tracing::info!(bucket = %event.bucket, key = %key, first_reading = %event.key, "the event's key resolved to another reading");
+            tracing::info!(bucket = %escape(&event.bucket), key = %escape(&key), first_reading = %escape(&event.key), "the event's key resolved to another reading");
         }
         let event = &ObjectEvent {
             key,
@@ -637,17 +648,16 @@ impl Validator {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn act(
         &self,
         msg: &SqsMessage,
         judged: &Judged,
         object: &ObjectRef,
         event: &ObjectEvent,
-        attempt: u32,
-        receive_count: u32,
+        at: Attempt,
         message_id: &str,
     ) -> Action {
+        let attempt = at.attempt;
         let outcome = judged.decision.outcome;
         let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
         let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
@@ -677,9 +687,7 @@ impl Validator {
             resolves,
         };
         match outcome {
-            Outcome::Lagging | Outcome::TransientError => {
-                self.retry(msg, attempt, receive_count).await
-            }
+            Outcome::Lagging | Outcome::TransientError => self.retry(msg, event, at).await,
             // Overdue is not final: without RTC "the majority of objects replicate within 15
             // minutes, but they can sometimes take a couple of hours" (S3 User Guide,
             // "Troubleshooting replication"). Alert once, then keep watching up to the cap.
@@ -691,7 +699,7 @@ impl Validator {
                 );
                 self.send_failure(&record(outcome, detail, None)).await
             }
-            Outcome::ReplicationOverdue if alerted => self.retry(msg, attempt, receive_count).await,
+            Outcome::ReplicationOverdue if alerted => self.retry(msg, event, at).await,
             Outcome::ReplicationOverdue => {
                 let sent = self
                     .send_failure(&record(outcome, judged.decision.detail.clone(), None))
@@ -699,7 +707,7 @@ impl Validator {
                 if sent != Action::FailureSent {
                     return sent;
                 }
-                match self.requeue(msg, attempt, true).await {
+                match self.requeue(msg, &event.record_body, attempt, true).await {
                     Ok(delay) => Action::AlertedAndRequeued(delay),
                     Err(e) => {
                         tracing::warn!(error = %e, "re-queueing an overdue message failed; it is not watched further");
@@ -752,19 +760,28 @@ impl Validator {
         }
     }
 
-    async fn retry(&self, msg: &SqsMessage, attempt: u32, receive_count: u32) -> Action {
-        let delay = self.retry_delay(attempt);
+    /// Gives the record of `event` another look later: the message back on its queue after
+    /// the backoff delay, or a fresh message holding only this record when the message has
+    /// other records too or one more failed receive would move it to the DLQ.
+    async fn retry(&self, msg: &SqsMessage, event: &ObjectEvent, at: Attempt) -> Action {
+        let delay = self.retry_delay(at.attempt);
         let Some(queue_url) = self.queue_url(msg).await else {
             return Action::RetryAfter(delay);
         };
-        if self
-            .receive_limit(msg)
-            .await
-            .is_some_and(|limit| receive_count >= limit)
+        if at.shared
+            || self
+                .receive_limit(msg)
+                .await
+                .is_some_and(|limit| at.receive_count >= limit)
         {
-            // One more failed receive would move it to the DLQ: re-send a fresh copy instead.
+            // Shared: the other records of the message must not be judged again. Exhausted:
+            // one more failed receive would move it to the DLQ. Either way, a fresh copy of
+            // this record alone.
             let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
-            return match self.requeue(msg, attempt, alerted).await {
+            return match self
+                .requeue(msg, &event.record_body, at.attempt, alerted)
+                .await
+            {
                 Ok(delay) => Action::Requeued(delay),
                 Err(e) => {
                     tracing::warn!(error = %e, "re-queueing a lagging message failed");
@@ -797,12 +814,14 @@ impl Validator {
         )
     }
 
-    /// Sends a fresh copy of `msg` to its queue with the retry delay (at most SQS's 900 s),
-    /// carrying the attempts so far and, when `alerted`, the overdue mark. The caller
-    /// reports the original as done, so the event source mapping deletes it.
+    /// Sends `body` (one record of `msg`: [`ObjectEvent::record_body`]) to the queue of
+    /// `msg` with the retry delay (at most SQS's 900 s), carrying the attempts so far and,
+    /// when `alerted`, the overdue mark. The caller reports the original as done, so the
+    /// event source mapping deletes it.
     async fn requeue(
         &self,
         msg: &SqsMessage,
+        body: &str,
         attempt: u32,
         alerted: bool,
     ) -> Result<Duration, AwsError> {
@@ -825,7 +844,7 @@ impl Validator {
             .sqs
             .send_message()
             .queue_url(&queue_url)
-            .message_body(msg.body.clone().unwrap_or_default())
+            .message_body(body)
             .delay_seconds(delay.as_secs() as i32)
             .message_attributes(ATTEMPTS_ATTRIBUTE, attr(attempt.to_string(), "Number"));
         if alerted {
@@ -912,6 +931,27 @@ pub fn max_receive_count_of(policy: &str) -> Option<u32> {
         .and_then(|n| u32::try_from(n).ok())
 }
 
+/// `(receive_count, attempt)` of a message: SQS's `ApproximateReceiveCount` and the attempt
+/// number, which adds the attempts carried in [`ATTEMPTS_ATTRIBUTE`] by a re-queued copy.
+/// Anyone allowed to `SendMessage` to the queue can set that attribute, so it is read as
+/// untrusted: a value that is not a whole number counts as 0, one above
+/// [`MAX_CARRIED_ATTEMPTS`] as that cap, and the sum saturates instead of overflowing.
+pub fn attempts_of(msg: &SqsMessage) -> (u32, u32) {
+    let receive_count: u32 = msg
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1);
+    let carried: u32 = msg
+        .message_attributes
+        .get(ATTEMPTS_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| n.min(u64::from(MAX_CARRIED_ATTEMPTS)) as u32)
+        .unwrap_or(0);
+    (receive_count, carried.saturating_add(receive_count))
+}
+
 /// The report of a record left for the next delivery because of the deadline.
 fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
     let report = RecordReport {
@@ -920,11 +960,7 @@ fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
         outcome: Outcome::Deferred,
         detail: why.to_string(),
         evidence: Vec::new(),
-        attempt: msg
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
+        attempt: attempts_of(msg).1,
         action: Action::Deferred(why.to_string()),
         version_source: None,
         replicas: Vec::new(),
@@ -932,6 +968,17 @@ fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
     };
     log_report(&report);
     report
+}
+
+/// Where a record stands in its message's delivery.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    /// The attempt number ([`attempts_of`]).
+    attempt: u32,
+    /// SQS's `ApproximateReceiveCount` of the message.
+    receive_count: u32,
+    /// Whether the message holds other records too.
+    shared: bool,
 }
 
 struct Judged {
@@ -943,7 +990,9 @@ struct Judged {
     key: String,
 }
 
-/// One structured log line per record: outcome, evidence, attempt, duration.
+/// One structured log line per record: outcome, evidence, attempt, duration. Every text
+/// field passes through [`escape`]: keys and details are untrusted (see [`crate::text`]),
+/// and a raw line break would forge a log line in a text-format log.
 fn log_report(r: &RecordReport) {
     if !tracing::enabled!(target: "checksum_validator", tracing::Level::INFO) {
         return;
@@ -960,16 +1009,16 @@ fn log_report(r: &RecordReport) {
     };
     tracing::info!(
         target: "checksum_validator",
-        message_id = %r.message_id,
+        message_id = %escape(&r.message_id),
         outcome = %r.outcome,
-        bucket,
-        key,
-        version_id = version,
+        bucket = %escape(bucket),
+        key = %escape(key),
+        version_id = %escape(version),
         attempt = r.attempt,
         duration_ms = r.duration_ms,
-        evidence = %evidence,
-        action = %action,
-        detail = %r.detail,
+        evidence = %escape(&evidence),
+        action = %escape(&action),
+        detail = %escape(&r.detail),
         "record decided"
     );
 }
@@ -1168,6 +1217,372 @@ mod tests {
         let r = &report.records[0];
         assert_eq!(r.outcome, Outcome::Unverifiable, "{r:?}");
         assert!(r.detail.contains("SSE-C"), "{}", r.detail);
+    }
+
+    /// What [`FakeAws`] saw: one `(operation, JSON request)` per SQS call.
+    type SqsCalls = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+    /// A local AWS endpoint for the handler's queue logic: answers the SQS calls the handler
+    /// makes (JSON protocol, `X-Amz-Target: AmazonSQS.<Operation>`) and records them, with
+    /// a redrive policy of `max_receive_count`; answers every S3 request (no target header)
+    /// with the status `s3_status` gives for its path.
+    struct FakeAws {
+        endpoint: String,
+        calls: SqsCalls,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl FakeAws {
+        async fn start(max_receive_count: u32, s3_status: fn(&str) -> u16) -> FakeAws {
+            use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let calls = SqsCalls::default();
+            let (seen, base) = (calls.clone(), endpoint.clone());
+            let server = tokio::spawn(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    let (seen, base) = (seen.clone(), base.clone());
+                    tokio::spawn(async move {
+                        let mut socket = BufReader::new(socket);
+                        loop {
+                            let mut request_line = String::new();
+                            if socket.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+                            let (mut length, mut target) = (0usize, None::<String>);
+                            loop {
+                                let mut line = String::new();
+                                if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                let line = line.trim_end();
+                                if line.is_empty() {
+                                    break;
+                                }
+                                let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                                match name.to_ascii_lowercase().as_str() {
+                                    "content-length" => length = value.trim().parse().unwrap(),
+                                    "x-amz-target" => target = Some(value.trim().to_string()),
+                                    _ => {}
+                                }
+                            }
+                            let mut body = vec![0u8; length];
+                            socket.read_exact(&mut body).await.unwrap();
+                            let response = match target {
+                                None => format!(
+                                    "HTTP/1.1 {} Fake\r\ncontent-length: 0\r\n\r\n",
+                                    s3_status(&path)
+                                ),
+                                Some(target) => {
+                                    let op = target.trim_start_matches("AmazonSQS.").to_string();
+                                    let request: serde_json::Value =
+                                        serde_json::from_slice(&body).unwrap_or_default();
+                                    let answer = match op.as_str() {
+                                        "GetQueueUrl" => serde_json::json!({
+                                            "QueueUrl": format!("{base}/123456789012/{}", request["QueueName"].as_str().unwrap_or(""))
+                                        }),
+                                        "GetQueueAttributes" => serde_json::json!({"Attributes": {
+                                            "RedrivePolicy": serde_json::json!({
+                                                "deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:validation-dlq",
+                                                "maxReceiveCount": max_receive_count,
+                                            }).to_string()
+                                        }}),
+                                        "SendMessage" => serde_json::json!({"MessageId": "fake"}),
+                                        _ => serde_json::json!({}),
+                                    }
+                                    .to_string();
+                                    seen.lock().unwrap().push((op, request));
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{answer}",
+                                        answer.len()
+                                    )
+                                }
+                            };
+                            if socket.write_all(response.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            FakeAws {
+                endpoint,
+                calls,
+                server,
+            }
+        }
+
+        /// The validator under test, its failure queue on this endpoint.
+        async fn validator(&self) -> Validator {
+            let mut v = validator_at(&self.endpoint).await;
+            v.config.failure_queue_url = Some(format!("{}/123456789012/failure", self.endpoint));
+            v
+        }
+
+        /// The messages sent to the queue named `queue`: (body, attributes).
+        fn sent_to(&self, queue: &str) -> Vec<(String, serde_json::Value)> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(op, r)| {
+                    op == "SendMessage"
+                        && r["QueueUrl"]
+                            .as_str()
+                            .is_some_and(|u| u.ends_with(&format!("/{queue}")))
+                })
+                .map(|(_, r)| {
+                    (
+                        r["MessageBody"].as_str().unwrap_or("").to_string(),
+                        r["MessageAttributes"].clone(),
+                    )
+                })
+                .collect()
+        }
+
+        fn count(&self, operation: &str) -> usize {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(op, _)| op == operation)
+                .count()
+        }
+    }
+
+    impl Drop for FakeAws {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    /// A message from the `validation` queue holding one S3 notification record per key.
+    fn multi_record_message(keys: &[&str], receive_count: u32) -> SqsMessage {
+        let records: Vec<_> = keys
+            .iter()
+            .map(|k| crate::event::test_record("src", k, Utc::now()))
+            .collect();
+        let body = serde_json::json!({ "Records": records }).to_string();
+        let mut m = message("multi", &body);
+        m.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:validation".into());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+        m
+    }
+
+    /// Finding #12: a body of 3 records that all reach `maxReceiveCount` is re-queued as 3
+    /// messages holding 1 record each (each with the attempts so far), never as 3 copies of
+    /// the 3-record body; the original is deleted.
+    #[tokio::test]
+    async fn a_lagging_multi_record_body_is_requeued_one_record_per_message() {
+        let aws = FakeAws::start(5, |_| 503).await;
+        let v = aws.validator().await;
+        let mut event = SqsEvent::default();
+        event
+            .records
+            .push(multi_record_message(&["k0", "k1", "k2"], 5));
+        let report = v.handle_with_report(event, None).await;
+
+        assert_eq!(report.records.len(), 3);
+        for r in &report.records {
+            assert_eq!(r.outcome, Outcome::TransientError, "{r:?}");
+            assert!(matches!(r.action, Action::Requeued(_)), "{r:?}");
+        }
+        assert!(report.response.batch_item_failures.is_empty());
+        let requeued = aws.sent_to("validation");
+        assert_eq!(requeued.len(), 3, "{requeued:?}");
+        let mut keys: Vec<String> = requeued
+            .iter()
+            .map(|(body, attributes)| {
+                let events = parse_body(body).unwrap();
+                assert_eq!(
+                    events.len(),
+                    1,
+                    "a re-queued message holds one record: {body}"
+                );
+                assert_eq!(
+                    attributes[ATTEMPTS_ATTRIBUTE]["StringValue"].as_str(),
+                    Some("5"),
+                    "{attributes}"
+                );
+                events[0].key.clone()
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["k0", "k1", "k2"]);
+        assert_eq!(aws.count("DeleteMessage"), 1);
+        assert_eq!(aws.count("ChangeMessageVisibility"), 0);
+    }
+
+    /// Finding #12: a record that is final within its body (its failure record sent) is
+    /// not judged again: only the lagging records of the body are re-queued, each alone,
+    /// even before the receive count runs out.
+    #[tokio::test]
+    async fn a_final_record_of_a_body_is_never_requeued() {
+        // `final.txt` answers its HEAD 400 (unverifiable: an alert); the others 503.
+        let aws =
+            FakeAws::start(5, |path| if path.contains("final.txt") { 400 } else { 503 }).await;
+        let v = aws.validator().await;
+        let mut event = SqsEvent::default();
+        event
+            .records
+            .push(multi_record_message(&["a.txt", "final.txt", "b.txt"], 1));
+        let report = v.handle_with_report(event, None).await;
+
+        let outcome = |key: &str| {
+            report
+                .records
+                .iter()
+                .find(|r| r.object.as_ref().unwrap().key == key)
+                .unwrap()
+        };
+        assert_eq!(outcome("final.txt").action, Action::FailureSent);
+        assert!(matches!(outcome("a.txt").action, Action::Requeued(_)));
+        assert!(matches!(outcome("b.txt").action, Action::Requeued(_)));
+        assert!(report.response.batch_item_failures.is_empty());
+        assert_eq!(aws.sent_to("failure").len(), 1);
+        let mut keys: Vec<String> = aws
+            .sent_to("validation")
+            .iter()
+            .map(|(body, _)| {
+                let events = parse_body(body).unwrap();
+                assert_eq!(events.len(), 1, "{body}");
+                events[0].key.clone()
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a.txt", "b.txt"]);
+        assert_eq!(aws.count("DeleteMessage"), 1);
+    }
+
+    /// A body of one record still retries with `ChangeMessageVisibility` until its last
+    /// receive, and is then re-queued exactly as it arrived.
+    #[tokio::test]
+    async fn a_single_record_body_keeps_its_retry_path() {
+        let aws = FakeAws::start(5, |_| 503).await;
+        let v = aws.validator().await;
+        let mut event = SqsEvent::default();
+        event.records.push(multi_record_message(&["k"], 1));
+        let report = v.handle_with_report(event, None).await;
+        assert!(matches!(report.records[0].action, Action::RetryAfter(_)));
+        assert_eq!(aws.count("ChangeMessageVisibility"), 1);
+        assert!(aws.sent_to("validation").is_empty());
+
+        let last = multi_record_message(&["k"], 5);
+        let body = last.body.clone().unwrap();
+        let mut event = SqsEvent::default();
+        event.records.push(last);
+        let report = v.handle_with_report(event, None).await;
+        assert!(matches!(report.records[0].action, Action::Requeued(_)));
+        let sent = aws.sent_to("validation");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, body);
+    }
+
+    fn with_carried_attempts(mut m: SqsMessage, carried: &str) -> SqsMessage {
+        let mut attr = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        attr.string_value = Some(carried.into());
+        attr.data_type = Some("Number".into());
+        m.message_attributes.insert(ATTEMPTS_ATTRIBUTE.into(), attr);
+        m
+    }
+
+    /// Finding #24: `autobackup-attempts` is set by whoever sends the message. `u32::MAX`
+    /// once overflowed `carried + receive_count` (a panic in debug builds, a wrap to a small
+    /// attempt in release builds); now it is clamped and the sum saturates.
+    #[tokio::test]
+    async fn a_hostile_attempts_attribute_neither_panics_nor_wraps() {
+        let v = offline_validator().await;
+        let body =
+            std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-1.json")).unwrap();
+        let mut event = SqsEvent::default();
+        event.records.push(with_carried_attempts(
+            message("max", &body),
+            &u32::MAX.to_string(),
+        ));
+        let report = v.handle_with_report(event, None).await;
+        let r = &report.records[0];
+        assert!(!r.detail.contains("panicked"), "{r:?}");
+        assert_eq!(r.outcome, Outcome::TransientError, "{r:?}");
+        assert_eq!(r.attempt, MAX_CARRIED_ATTEMPTS + 1);
+    }
+
+    #[test]
+    fn carried_attempts_are_clamped_and_never_overflow() {
+        let of = |carried: &str, receives: &str| {
+            let mut m = with_carried_attempts(message("m", "{}"), carried);
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), receives.into());
+            attempts_of(&m)
+        };
+        assert_eq!(of("2", "3"), (3, 5));
+        assert_eq!(
+            of(&u32::MAX.to_string(), "1"),
+            (1, MAX_CARRIED_ATTEMPTS + 1)
+        );
+        assert_eq!(of("99999999999999999999999", "1"), (1, 1));
+        assert_eq!(
+            of(&u64::MAX.to_string(), "2"),
+            (2, MAX_CARRIED_ATTEMPTS + 2)
+        );
+        assert_eq!(of("-5", "1"), (1, 1));
+        assert_eq!(of("not a number", "1"), (1, 1));
+        assert_eq!(
+            of(&u32::MAX.to_string(), &u32::MAX.to_string()),
+            (u32::MAX, u32::MAX)
+        );
+    }
+
+    /// Finding #31: a key and a detail holding line breaks, C1 controls and bidi overrides
+    /// stay on the record's one log line, even in a text-format log (which, unlike the
+    /// JSON one, writes `%` values raw).
+    #[test]
+    fn record_logs_cannot_be_forged() {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let report = RecordReport {
+            message_id: "m".into(),
+            object: Some(ObjectRef {
+                bucket: "b".into(),
+                key: "k\nINFO forged: validated".into(),
+                version_id: Some("v\r\n1".into()),
+                category: None,
+            }),
+            outcome: Outcome::Mismatch,
+            detail: "differs\nINFO record decided outcome=validated\u{85}\u{2028}\u{202E}".into(),
+            evidence: Vec::new(),
+            attempt: 1,
+            action: Action::Done,
+            version_source: None,
+            replicas: Vec::new(),
+            duration_ms: 0,
+        };
+        tracing::subscriber::with_default(subscriber, || log_report(&report));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text.trim_end().chars().any(crate::text::is_unsafe),
+            "{text:?}"
+        );
+        assert!(text.contains("k\\nINFO forged"), "{text}");
     }
 
     #[tokio::test]

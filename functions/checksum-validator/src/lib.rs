@@ -2,7 +2,8 @@
 //!
 //! Layout: [`event`] parses message bodies; [`facts`], [`coverage`] and [`decision`] are the
 //! pure decision core; [`s3`] is the S3 adapter; [`handler`] runs a batch and acts on decisions;
-//! [`failure_record`] is the message a failure travels in; [`config`] reads the environment.
+//! [`failure_record`] is the message a failure travels in; [`config`] reads the environment;
+//! [`text`] makes untrusted text (keys, details, bodies) safe to show in alerts and logs.
 
 pub mod aws_error;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod failure_record;
 pub mod handler;
 pub mod retry;
 pub mod s3;
+pub mod text;
 
 pub use config::ValidatorConfig;
 pub use decision::Outcome;

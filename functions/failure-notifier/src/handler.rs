@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use checksum_validator::failure_record::FailureRecord;
+use checksum_validator::text::escape;
 use futures::StreamExt;
 
 use crate::alert::{compose, Alert, Origin};
@@ -161,7 +162,7 @@ impl Notifier {
         };
         let ledger = match claim {
             Claim::AlreadyPublished { at } => {
-                tracing::info!(target: "failure_notifier", message_id = %origin.message_id, key = %key, first_published = %at, "duplicate alert suppressed");
+                tracing::info!(target: "failure_notifier", message_id = %escape(&origin.message_id), key = %escape(&key), first_published = %at, "duplicate alert suppressed");
                 return report(None, LedgerUse::Duplicate);
             }
             Claim::HeldElsewhere { since } => {
@@ -175,7 +176,7 @@ impl Notifier {
             Claim::Owned => LedgerUse::Claimed,
             Claim::Unavailable(_) if self.ledger.is_none() => LedgerUse::Off,
             Claim::Unavailable(why) => {
-                tracing::warn!(target: "failure_notifier", key = %key, error = %why, "the alert ledger failed; publishing without it");
+                tracing::warn!(target: "failure_notifier", key = %escape(&key), error = %escape(&why), "the alert ledger failed; publishing without it");
                 LedgerUse::Unavailable(why)
             }
         };
@@ -214,15 +215,15 @@ impl Notifier {
         match &publish_error {
             None => tracing::info!(
                 target: "failure_notifier",
-                message_id = %origin.message_id,
-                queue = %origin.queue,
+                message_id = %escape(&origin.message_id),
+                queue = %escape(&origin.queue),
                 subject = %alert.subject,
                 "alert published"
             ),
             Some(e) => tracing::error!(
                 target: "failure_notifier",
-                message_id = %origin.message_id,
-                queue = %origin.queue,
+                message_id = %escape(&origin.message_id),
+                queue = %escape(&origin.queue),
                 subject = %alert.subject,
                 error = %e,
                 "alert publish failed; the record will be retried"

@@ -163,7 +163,7 @@ impl Ledger {
             Ok(()) => {}
             Err(Put::Lost) | Err(Put::Failed(_)) => tracing::warn!(
                 target: "failure_notifier",
-                key,
+                key = %checksum_validator::text::escape(key),
                 "recording a published alert failed; a replay may publish it again"
             ),
         }
@@ -179,7 +179,7 @@ impl Ledger {
             .send()
             .await
         {
-            tracing::warn!(target: "failure_notifier", key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "releasing a claim failed; the retry waits for the claim period");
+            tracing::warn!(target: "failure_notifier", key = %checksum_validator::text::escape(key), error = %aws_sdk_s3::error::DisplayErrorContext(&e), "releasing a claim failed; the retry waits for the claim period");
         }
     }
 }
