@@ -99,3 +99,108 @@ async fn provision_is_idempotent_on_ministack() {
 async fn provision_is_idempotent_on_localstack() {
     provision_twice(EngineKind::Localstack).await;
 }
+
+/// Finding 14: a same-named bucket and queue that are not this run's (no ownership tags:
+/// a real deployment whose suffix collides, something made by hand) are never reconfigured
+/// by provisioning nor deleted by teardown, and both say so.
+async fn foreign_resources_are_left_alone(kind: EngineKind) {
+    let engine = engine::start(kind, &StartOptions::default())
+        .await
+        .expect("engine starts");
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
+    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let suffix = new_suffix();
+    let names = harness::topology::Names::new(&spec, &suffix);
+    let bucket = names.buckets[0].primary.clone();
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("a bucket made by hand");
+    clients
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("precious.txt")
+        .body(b"not the harness's".to_vec().into())
+        .send()
+        .await
+        .expect("an object in it");
+    let queue = clients
+        .sqs
+        .create_queue()
+        .queue_name(&names.validation_queue)
+        .send()
+        .await
+        .expect("a queue made by hand")
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+
+    let caps = engine.capabilities();
+    let mode = replication::mode(&caps);
+    let opts = ProvisionOptions {
+        timing: spec.profile("seed").unwrap().clone(),
+        replication_on_engine: replication::configure_on_engine(&mode),
+    };
+    let Err(refused) = provision(&clients, &spec, &suffix, &opts).await else {
+        panic!("provisioning must refuse a bucket it does not own");
+    };
+    assert!(
+        refused.to_string().contains("without this run's tags"),
+        "{refused}"
+    );
+
+    let report = teardown(&clients, &spec, &suffix).await;
+    for (kind, name) in [
+        ("s3 bucket", &bucket),
+        ("sqs queue", &names.validation_queue),
+    ] {
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains(name.as_str()) && p.contains("left untouched")),
+            "teardown reports {name} as not its own: {:?}",
+            report.problems
+        );
+        assert!(
+            !report.removed.contains(&format!("{kind} {name}")),
+            "{name} removed: {:?}",
+            report.removed
+        );
+    }
+    let kept = clients
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key("precious.txt")
+        .send()
+        .await
+        .expect("the object survives teardown");
+    assert_eq!(kept.content_length(), Some(17));
+    assert!(clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .send()
+        .await
+        .is_ok());
+
+    // Clean up what the test made by hand (and whatever provisioning created before it
+    // stopped, which teardown removed as its own).
+    let _ = harness::topology::teardown::delete_bucket(&clients.s3, &bucket).await;
+    let _ = clients.sqs.delete_queue().queue_url(&queue).send().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_resources_are_left_alone_on_ministack() {
+    foreign_resources_are_left_alone(EngineKind::Ministack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_resources_are_left_alone_on_localstack() {
+    foreign_resources_are_left_alone(EngineKind::Localstack).await;
+}

@@ -26,10 +26,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 type Started = Result<&'static Engine, String>;
 
-/// Starts each engine once (the first test that needs it waits; the others share it). The
-/// engine lives for the whole test binary, so it is never dropped: the harness's `atexit`
-/// hooks stop host processes (SIGTERM, then SIGKILL) and remove containers when the binary
-/// exits, and the next start reaps any whose binary was killed.
+/// Starts each engine once (the first test that needs it waits; the others share it).
 fn engine(kind: EngineKind) -> Started {
     static ENGINES: OnceLock<Mutex<HashMap<EngineKind, Started>>> = OnceLock::new();
     let map = ENGINES.get_or_init(|| Mutex::new(HashMap::new()));
@@ -38,7 +35,7 @@ fn engine(kind: EngineKind) -> Started {
         .or_insert_with(|| {
             runtime()
                 .block_on(engine::start(kind, &StartOptions::default()))
-                .map(|e| &*Box::leak(Box::new(e)))
+                .map(|e| &*Box::leak(Box::new(e))) // stopped at exit: the atexit hooks
                 .map_err(|e| e.to_string())
         })
         .clone()

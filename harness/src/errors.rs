@@ -16,6 +16,8 @@ pub enum EngineError {
         min: String,
         looked: String,
     },
+    #[error("{endpoint} is not on this machine: the harness provisions, reconfigures and deletes resources there. Pass --allow-remote (or HARNESS_ALLOW_REMOTE=true) if that is a sandbox account you mean to use; even then only resources tagged as the harness's own run are deleted")]
+    RemoteRefused { endpoint: String },
     #[error("refusing to run engines from {dir}: {why}; use a cache only you can write (HARNESS_CACHE_DIR)")]
     UnsafeCache { dir: PathBuf, why: String },
     #[error("installing {engine} into {dir} failed: {why}\n--- last lines of the install log ---\n{log_tail}")]

@@ -32,6 +32,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Allow `--engine external` at an endpoint that is not on this machine (a real
+    /// account). Without it the harness refuses to provision, tear down or run anything
+    /// there; with it, it still deletes and reconfigures only what carries its own run tags.
+    #[arg(long, global = true, env = "HARNESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,6 +88,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::engine::allow_remote(cli.allow_remote);
     match cli.command {
         Command::Engine(c) => c.run(cli.engine).await,
         Command::Provision(a) => a.run(cli.engine).await,

@@ -200,6 +200,19 @@ pub struct StartOptions {
     pub skip_probe: bool,
 }
 
+static ALLOW_REMOTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets `--engine external` use an endpoint off this machine (the CLI's `--allow-remote`).
+pub fn allow_remote(allowed: bool) {
+    ALLOW_REMOTE.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the harness may act on `endpoint`: always on loopback, elsewhere only when
+/// allowed explicitly.
+pub fn may_use(endpoint: &str, remote_allowed: bool) -> bool {
+    is_loopback(endpoint) || remote_allowed
+}
+
 /// Starts (or attaches to) an engine of `kind`.
 pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, EngineError> {
     let started = Instant::now();
@@ -209,47 +222,7 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
                 .ok()
                 .filter(|e| !e.trim().is_empty())
                 .ok_or(EngineError::NoEndpoint)?;
-            let flavor = identify(&endpoint).await?;
-            let mut engine = Engine {
-                kind,
-                flavor,
-                endpoint,
-                how: "external (not managed by the harness)".into(),
-                install_time: None,
-                start_time: started.elapsed(),
-                log: None,
-                probed: None,
-                _guard: EngineGuard::None,
-            };
-            // An unknown emulator on this machine is measured, not assumed to be AWS (real
-            // AWS is never on loopback, and is not probed).
-            if flavor == Flavor::Aws && is_loopback(&engine.endpoint) && !opts.skip_probe {
-                let spec = crate::topology::TopologySpec::load(
-                    &crate::topology::TopologySpec::default_path(),
-                )
-                .map_err(|e| EngineError::CannotHost {
-                    endpoint: engine.endpoint.clone(),
-                    call: format!("loading the topology for the probe: {e}"),
-                })?;
-                let report = probe::probe(&engine, &spec).await;
-                eprint!("{}", report.render());
-                match (report.cannot_host, report.measured) {
-                    (Some(call), _) => {
-                        return Err(EngineError::CannotHost {
-                            endpoint: engine.endpoint,
-                            call,
-                        })
-                    }
-                    (None, None) => {
-                        return Err(EngineError::CannotHost {
-                            endpoint: engine.endpoint,
-                            call: "the probe measured nothing".into(),
-                        })
-                    }
-                    (None, Some(caps)) => engine.probed = Some(caps),
-                }
-            }
-            Ok(engine)
+            start_external(endpoint, opts, started).await
         }
         EngineKind::Localstack | EngineKind::Ministack => {
             if let Some(attached) = state::attach(kind).await {
@@ -262,6 +235,71 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
             process::start_host(kind, opts).await
         }
     }
+}
+
+#[cfg(test)]
+async fn start_external_at(endpoint: &str) -> Result<Engine, EngineError> {
+    start_external(
+        endpoint.to_string(),
+        &StartOptions::default(),
+        Instant::now(),
+    )
+    .await
+}
+
+/// `--engine external`: identifies (and on loopback, probes) what answers at `endpoint`.
+async fn start_external(
+    endpoint: String,
+    opts: &StartOptions,
+    started: Instant,
+) -> Result<Engine, EngineError> {
+    let kind = EngineKind::External;
+    if !may_use(
+        &endpoint,
+        ALLOW_REMOTE.load(std::sync::atomic::Ordering::Relaxed),
+    ) {
+        return Err(EngineError::RemoteRefused { endpoint });
+    }
+    let flavor = identify(&endpoint).await?;
+    let mut engine = Engine {
+        kind,
+        flavor,
+        endpoint,
+        how: "external (not managed by the harness)".into(),
+        install_time: None,
+        start_time: started.elapsed(),
+        log: None,
+        probed: None,
+        _guard: EngineGuard::None,
+    };
+    // An unknown emulator on this machine is measured, not assumed to be AWS (real
+    // AWS is never on loopback, and is not probed).
+    if flavor == Flavor::Aws && is_loopback(&engine.endpoint) && !opts.skip_probe {
+        let spec =
+            crate::topology::TopologySpec::load(&crate::topology::TopologySpec::default_path())
+                .map_err(|e| EngineError::CannotHost {
+                    endpoint: engine.endpoint.clone(),
+                    call: format!("loading the topology for the probe: {e}"),
+                })?;
+        let report = probe::probe(&engine, &spec).await;
+        eprint!("{}", report.render());
+        match (report.cannot_host, report.measured) {
+            (Some(call), _) => {
+                return Err(EngineError::CannotHost {
+                    endpoint: engine.endpoint,
+                    call,
+                })
+            }
+            (None, None) => {
+                return Err(EngineError::CannotHost {
+                    endpoint: engine.endpoint,
+                    call: "the probe measured nothing".into(),
+                })
+            }
+            (None, Some(caps)) => engine.probed = Some(caps),
+        }
+    }
+    Ok(engine)
 }
 
 /// Whether an endpoint URL names this machine (`127.0.0.0/8`, `::1`, `localhost`).
@@ -341,6 +379,25 @@ pub async fn healthy(kind: EngineKind, endpoint: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 14: an endpoint off this machine needs `--allow-remote`; loopback never does.
+    #[test]
+    fn remote_endpoints_need_an_explicit_allow() {
+        assert!(may_use("http://127.0.0.1:4566", false));
+        assert!(!may_use("https://sqs.us-east-1.amazonaws.com", false));
+        assert!(!may_use("http://10.0.0.5:4566", false));
+        assert!(may_use("https://sqs.us-east-1.amazonaws.com", true));
+    }
+
+    #[tokio::test]
+    async fn starting_external_at_a_remote_endpoint_is_refused() {
+        // The process-wide switch is off by default (no CLI parsed in unit tests).
+        let Err(e) = start_external_at("http://192.0.2.10:4566").await else {
+            panic!("a remote endpoint was used without --allow-remote");
+        };
+        assert!(matches!(e, EngineError::RemoteRefused { .. }), "{e}");
+        assert!(e.to_string().contains("--allow-remote"));
+    }
 
     #[test]
     fn knows_loopback_endpoints() {

@@ -1,6 +1,8 @@
 //! The backup topology: names, provisioning and teardown, mirroring the seed deployment
 //! (`../shared/notes/seed-topology.md`) resource by resource.
 
+pub mod ownership;
+pub mod policy;
 pub mod provision;
 pub mod spec;
 pub mod teardown;

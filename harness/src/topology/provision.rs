@@ -11,7 +11,8 @@ use futures::future::try_join_all;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::{CategoryBuckets, Names, QueueRef, Queues, Timing, Topology, TopologySpec};
+use super::ownership::{self, Ownership};
+use super::{policy, CategoryBuckets, Names, QueueRef, Queues, Timing, Topology, TopologySpec};
 use crate::aws::Clients;
 use crate::errors::{sdk, ProvisionError};
 
@@ -129,23 +130,27 @@ pub async fn provision(
     let started = Instant::now();
     let names = Names::new(spec, suffix);
     let log: Log = Mutex::new(Vec::new());
+    let suffix = names.suffix.as_str();
 
     // Phase 1: keys, roles, buckets and the queues nothing else depends on.
     let (sqs_key, sns_key, replica_key) = futures::try_join!(
         ensure_key(
             &clients.kms,
+            suffix,
             &names.sqs_key_alias,
             "SQS encryption key",
             &log
         ),
         ensure_key(
             &clients.kms,
+            suffix,
             &names.sns_key_alias,
             "SNS encryption key",
             &log
         ),
         ensure_key(
             &clients.kms_replica,
+            suffix,
             &names.replica_key_alias,
             "SSE-KMS replica key (replica region)",
             &log
@@ -165,7 +170,7 @@ pub async fn provision(
     });
     let buckets = try_join_all(bucket_jobs.map(|(name, region, category)| {
         let log = &log;
-        async move { ensure_bucket(clients, spec, &name, &region, &category, log).await }
+        async move { ensure_bucket(clients, spec, &name, &region, &category, suffix, log).await }
     }));
     // The DLQs keep messages longer than their sources, and the ones the notifier consumes
     // get its visibility timeout (they are Lambda event sources too).
@@ -183,21 +188,61 @@ pub async fn provision(
         ])
     };
     let dlqs = futures::future::try_join4(
-        ensure_queue(clients, &names.validation_dlq, dlq_attrs(&sqs_key), &log),
-        ensure_queue(clients, &names.failure_dlq, dlq_attrs(&sqs_key), &log),
-        ensure_queue(clients, &names.events_dlq, dlq_attrs(&sqs_key), &log),
-        ensure_queue(clients, &names.alerts_queue, HashMap::new(), &log),
+        ensure_queue(
+            clients,
+            suffix,
+            &names.validation_dlq,
+            dlq_attrs(&sqs_key),
+            &log,
+        ),
+        ensure_queue(
+            clients,
+            suffix,
+            &names.failure_dlq,
+            dlq_attrs(&sqs_key),
+            &log,
+        ),
+        ensure_queue(
+            clients,
+            suffix,
+            &names.events_dlq,
+            dlq_attrs(&sqs_key),
+            &log,
+        ),
+        ensure_queue(clients, suffix, &names.alerts_queue, HashMap::new(), &log),
     );
-    let roles = ensure_roles(clients, &names, spec, &log);
-    let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, &log);
+    let account = policy::account_of(&sqs_key)
+        .ok_or_else(|| {
+            ProvisionError::new("kms key", format!("no account in the key ARN {sqs_key}"))
+        })?
+        .to_string();
+    let inputs = policy::PolicyInputs {
+        names: &names,
+        account: &account,
+        region: &spec.primary_region,
+        replica_region: &spec.replica_region,
+        sqs_key: &sqs_key,
+        sns_key: &sns_key,
+        replica_key: &replica_key,
+    };
+    let roles = ensure_roles(clients, &inputs, &log);
+    let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, suffix, &log);
     let (_, (validation_dlq, failure_dlq, events_dlq, alerts), role_arns, ()) =
         futures::try_join!(buckets, dlqs, roles, ledger)?;
-    let account = validation_dlq
-        .arn
-        .split(':')
-        .nth(4)
-        .unwrap_or("000000000000")
-        .to_string();
+    put_key_policies(
+        &account,
+        [
+            (&sqs_key, &clients.kms, policy::KeyPurpose::Sqs),
+            (&sns_key, &clients.kms, policy::KeyPurpose::Sns),
+            (
+                &replica_key,
+                &clients.kms_replica,
+                policy::KeyPurpose::Replica,
+            ),
+        ],
+        &role_arns,
+    )
+    .await?;
 
     // Phase 2: main queues (redrive to the DLQs) and the topic.
     let main_attrs = |visibility: u32, dlq: &QueueRef| {
@@ -221,17 +266,27 @@ pub async fn provision(
     let (validation, failure, topic_arn) = futures::try_join!(
         ensure_queue(
             clients,
+            suffix,
             &names.validation_queue,
             main_attrs(opts.timing.validation_visibility_seconds, &validation_dlq),
             &log
         ),
         ensure_queue(
             clients,
+            suffix,
             &names.failure_queue,
             main_attrs(opts.timing.failure_visibility_seconds, &failure_dlq),
             &log
         ),
-        ensure_topic(clients, &names.topic, &sns_key, &account, spec, &log),
+        ensure_topic(
+            clients,
+            suffix,
+            &names.topic,
+            &sns_key,
+            &account,
+            spec,
+            &log
+        ),
     )?;
 
     // Phase 3: wiring.
@@ -242,6 +297,7 @@ pub async fn provision(
         .collect();
     let rule_arn = ensure_rule(
         clients,
+        suffix,
         &names.rule,
         &primary_arns,
         &validation,
@@ -260,7 +316,11 @@ pub async fn provision(
             replication_config(
                 spec,
                 b,
-                role_arns.get(&b.primary).cloned().unwrap_or_default(),
+                role_arns
+                    .replication
+                    .get(&b.primary)
+                    .cloned()
+                    .unwrap_or_default(),
                 &replica_key,
             )
         })
@@ -314,6 +374,7 @@ pub async fn provision(
 
 async fn ensure_key(
     kms: &aws_sdk_kms::Client,
+    suffix: &str,
     alias: &str,
     description: &str,
     log: &Log,
@@ -327,24 +388,26 @@ async fn ensure_key(
     let step = format!("kms key {alias} ({region})");
     if let Ok(found) = kms.describe_key().key_id(alias).send().await {
         if let Some(arn) = found.key_metadata().and_then(|m| m.arn()) {
+            if let Ownership::Foreign(why) = ownership::key(kms, arn, suffix).await {
+                return Err(ProvisionError::new(&step, why));
+            }
             record(log, step, Status::Exists, t).await;
             return Ok(arn.to_string());
         }
     }
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "AccountRoot", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Sid": "Services", "Effect": "Allow",
-             "Principal": {"Service": ["events.amazonaws.com", "lambda.amazonaws.com", "sns.amazonaws.com"]},
-             "Action": ["kms:GenerateDataKey*", "kms:Decrypt", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-             "Resource": "*"}
-        ]
-    });
-    let created = kms
-        .create_key()
-        .description(description)
-        .policy(policy.to_string())
+    // Created with AWS's default key policy (the account root); the topology's own policy
+    // is put once the roles that use the key exist (`put_key_policies`).
+    let mut create = kms.create_key().description(description);
+    for (k, v) in ownership::tags(suffix) {
+        create = create.tags(
+            aws_sdk_kms::types::Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .map_err(|e| ProvisionError::new(&step, e.to_string()))?,
+        );
+    }
+    let created = create
         .send()
         .await
         .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
@@ -367,31 +430,43 @@ async fn ensure_key(
 
 async fn ensure_role(
     clients: &Clients,
+    suffix: &str,
     name: &str,
-    service: &str,
+    trust: serde_json::Value,
     policies: Vec<(&str, serde_json::Value)>,
     log: &Log,
 ) -> Result<String, ProvisionError> {
     let t = Instant::now();
     let step = format!("iam role {name}");
     let (arn, status) = match clients.iam.get_role().role_name(name).send().await {
-        Ok(found) => (
-            found
-                .role()
-                .map(|r| r.arn().to_string())
-                .unwrap_or_default(),
-            Status::Exists,
-        ),
+        Ok(found) => {
+            if let Ownership::Foreign(why) = ownership::role(clients, name, suffix).await {
+                return Err(ProvisionError::new(&step, why));
+            }
+            (
+                found
+                    .role()
+                    .map(|r| r.arn().to_string())
+                    .unwrap_or_default(),
+                Status::Exists,
+            )
+        }
         Err(_) => {
-            let trust = json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
-            });
-            let created = clients
+            let mut create = clients
                 .iam
                 .create_role()
                 .role_name(name)
-                .assume_role_policy_document(trust.to_string())
+                .assume_role_policy_document(trust.to_string());
+            for (k, v) in ownership::tags(suffix) {
+                create = create.tags(
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .map_err(|e| ProvisionError::new(&step, e.to_string()))?,
+                );
+            }
+            let created = create
                 .send()
                 .await
                 .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
@@ -419,103 +494,108 @@ async fn ensure_role(
     Ok(arn)
 }
 
+/// The role ARNs provisioning created.
+struct RoleArns {
+    validator: String,
+    notifier: String,
+    /// primary bucket -> its replication role.
+    replication: HashMap<String, String>,
+}
+
 /// The seed's roles with least-privilege inline policies (engines do not enforce them, but
-/// they are created so the topology is complete). Returns primary bucket -> CRR role ARN.
+/// they are created so the topology is complete; `policy.rs` has the documents).
 async fn ensure_roles(
     clients: &Clients,
-    names: &Names,
-    spec: &TopologySpec,
+    inputs: &policy::PolicyInputs<'_>,
     log: &Log,
-) -> Result<HashMap<String, String>, ProvisionError> {
-    let every_bucket = |b: &CategoryBuckets| {
-        std::iter::once(b.primary.clone())
-            .chain(b.destinations())
-            .collect::<Vec<_>>()
-    };
-    let bucket_objects: Vec<String> = names
-        .buckets
-        .iter()
-        .flat_map(every_bucket)
-        .map(|b| format!("arn:aws:s3:::{b}/*"))
-        .collect();
-    let bucket_arns: Vec<String> = names
-        .buckets
-        .iter()
-        .flat_map(every_bucket)
-        .map(|b| format!("arn:aws:s3:::{b}"))
-        .collect();
-    let region = &spec.primary_region;
-    let queue_arn = |n: &str| format!("arn:aws:sqs:{region}:*:{n}");
-    let logs = json!({"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"});
+) -> Result<RoleArns, ProvisionError> {
+    let names = inputs.names;
+    let account = inputs.account;
     let validator = ensure_role(
         clients,
+        names.suffix.as_str(),
         &names.validator_role,
-        "lambda.amazonaws.com",
-        vec![(
-            "checksum-validator",
-            json!({"Version": "2012-10-17", "Statement": [
-                logs,
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"], "Resource": bucket_objects},
-                {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetReplicationConfiguration", "s3:GetBucketLocation", "s3:GetBucketTagging"], "Resource": bucket_arns},
-                {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ChangeMessageVisibility", "sqs:SendMessage"], "Resource": queue_arn(&names.validation_queue)},
-                {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn(&names.failure_queue)},
-                {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}
-            ]}),
-        )],
+        policy::trust("lambda.amazonaws.com", account, &[]),
+        vec![("checksum-validator", policy::validator(inputs))],
         log,
     );
     let notifier = ensure_role(
         clients,
+        names.suffix.as_str(),
         &names.notifier_role,
-        "lambda.amazonaws.com",
-        vec![(
-            "failure-notifier",
-            json!({"Version": "2012-10-17", "Statement": [
-                logs,
-                {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                 "Resource": [queue_arn(&names.failure_queue), queue_arn(&names.validation_dlq)]},
-                {"Effect": "Allow", "Action": "sns:Publish", "Resource": format!("arn:aws:sns:{region}:*:{}", names.topic)},
-                {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn(&names.failure_dlq)},
-                {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*"}
-            ]}),
-        )],
+        policy::trust("lambda.amazonaws.com", account, &[]),
+        vec![("failure-notifier", policy::notifier(inputs))],
         log,
     );
     let crr = try_join_all(names.buckets.iter().map(|b| async move {
         let role = Names::crr_role(&b.primary);
         let arn = ensure_role(
             clients,
+            names.suffix.as_str(),
             &role,
-            "s3.amazonaws.com",
-            vec![(
-                "replication",
-                json!({"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetReplicationConfiguration"], "Resource": format!("arn:aws:s3:::{}", b.primary)},
-                    {"Effect": "Allow", "Action": ["s3:GetObjectVersion", "s3:GetObjectVersionAcl", "s3:GetObjectVersionForReplication", "s3:GetObjectVersionTagging"], "Resource": format!("arn:aws:s3:::{}/*", b.primary)},
-                    {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
-                     "Resource": b.destinations().iter().map(|d| format!("arn:aws:s3:::{d}/*")).collect::<Vec<_>>()}
-                ]}),
-            )],
+            policy::trust(
+                "s3.amazonaws.com",
+                account,
+                &[format!("arn:aws:s3:::{}", b.primary)],
+            ),
+            vec![("replication", policy::replication(inputs, b))],
             log,
         )
         .await?;
         Ok::<_, ProvisionError>((b.primary.clone(), arn))
     }));
-    let (_, _, crr) = futures::try_join!(validator, notifier, crr)?;
-    Ok(crr.into_iter().collect())
+    let (validator, notifier, crr) = futures::try_join!(validator, notifier, crr)?;
+    Ok(RoleArns {
+        validator,
+        notifier,
+        replication: crr.into_iter().collect(),
+    })
 }
 
-/// Creates `name` in `region` unless it exists, blocks all public access and sets the
-/// topology's default encryption: what every bucket of the topology gets.
+/// Puts each key's own policy (on new and existing keys alike, so a re-apply converges).
+/// Part of each key's step in the report (not a resource of its own).
+async fn put_key_policies(
+    account: &str,
+    keys: [(&str, &aws_sdk_kms::Client, policy::KeyPurpose); 3],
+    roles: &RoleArns,
+) -> Result<(), ProvisionError> {
+    try_join_all(keys.into_iter().map(|(arn, kms, purpose)| async move {
+        let step = format!("kms key policy {}", short(arn));
+        let users = match purpose {
+            policy::KeyPurpose::Sqs => vec![roles.validator.clone(), roles.notifier.clone()],
+            policy::KeyPurpose::Sns => vec![roles.notifier.clone()],
+            policy::KeyPurpose::Replica => roles.replication.values().cloned().collect(),
+        };
+        kms.put_key_policy()
+            .key_id(arn)
+            .policy_name("default")
+            .policy(policy::key_policy(account, purpose, &users).to_string())
+            .send()
+            .await
+            .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
+        Ok::<_, ProvisionError>(())
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Creates `name` in `region` unless it exists, tags it as this run's, blocks all public
+/// access and sets the topology's default encryption: what every bucket of the topology
+/// gets. An existing bucket without this run's tags is refused, never reconfigured.
 async fn ensure_private_encrypted(
     s3: &aws_sdk_s3::Client,
     spec: &TopologySpec,
     name: &str,
     region: &str,
+    suffix: &str,
+    extra_tags: &[(&str, &str)],
     f: &impl Fn(String) -> ProvisionError,
 ) -> Result<Status, ProvisionError> {
     let status = match s3.head_bucket().bucket(name).send().await {
-        Ok(_) => Status::Exists,
+        Ok(_) => match ownership::bucket(s3, name, suffix).await {
+            Ownership::Ours => Status::Exists,
+            Ownership::Foreign(why) => return Err(f(why)),
+        },
         Err(_) => {
             let mut req = s3.create_bucket().bucket(name);
             if region != "us-east-1" {
@@ -525,13 +605,25 @@ async fn ensure_private_encrypted(
                         .build(),
                 );
             }
-            match req.send().await {
-                Ok(_) => Status::Created,
-                Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => Status::Exists,
+            let created = match req.send().await {
+                Ok(_) => true,
+                Err(e) if sdk(&e).contains("BucketAlreadyOwnedByYou") => {
+                    match ownership::bucket(s3, name, suffix).await {
+                        Ownership::Ours => false,
+                        Ownership::Foreign(why) => return Err(f(why)),
+                    }
+                }
                 Err(e) => return Err(f(sdk(e))),
+            };
+            if created {
+                tag_bucket(s3, spec, name, suffix, extra_tags, f).await?;
+                Status::Created
+            } else {
+                Status::Exists
             }
         }
     };
+
     s3.put_public_access_block()
         .bucket(name)
         .public_access_block_configuration(
@@ -569,6 +661,40 @@ async fn ensure_private_encrypted(
     Ok(status)
 }
 
+/// Tags a bucket this run created: the project's tags and the ownership tags.
+async fn tag_bucket(
+    s3: &aws_sdk_s3::Client,
+    spec: &TopologySpec,
+    name: &str,
+    suffix: &str,
+    extra_tags: &[(&str, &str)],
+    f: &impl Fn(String) -> ProvisionError,
+) -> Result<(), ProvisionError> {
+    let tag = |k: &str, v: &str| s3t::Tag::builder().key(k).value(v).build();
+    let mut tags = vec![
+        tag("Project", &spec.project).map_err(|e| f(e.to_string()))?,
+        tag("Environment", &spec.environment).map_err(|e| f(e.to_string()))?,
+    ];
+    for (k, v) in ownership::tags(suffix) {
+        tags.push(tag(&k, &v).map_err(|e| f(e.to_string()))?);
+    }
+    for (k, v) in extra_tags {
+        tags.push(tag(k, v).map_err(|e| f(e.to_string()))?);
+    }
+    s3.put_bucket_tagging()
+        .bucket(name)
+        .tagging(
+            s3t::Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .map_err(|e| f(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    Ok(())
+}
+
 /// Sets `rule` as the bucket's lifecycle configuration.
 async fn put_lifecycle(
     s3: &aws_sdk_s3::Client,
@@ -596,13 +722,15 @@ async fn ensure_ledger_bucket(
     clients: &Clients,
     spec: &TopologySpec,
     name: &str,
+    suffix: &str,
     log: &Log,
 ) -> Result<(), ProvisionError> {
     let t = Instant::now();
     let step = format!("s3 bucket {name} (alert ledger)");
     let f = fail(&step);
     let s3 = &clients.s3;
-    let status = ensure_private_encrypted(s3, spec, name, &spec.primary_region, &f).await?;
+    let status =
+        ensure_private_encrypted(s3, spec, name, &spec.primary_region, suffix, &[], &f).await?;
     let rule = s3t::LifecycleRule::builder()
         .id("expire-ledger-entries")
         .status(s3t::ExpirationStatus::Enabled)
@@ -625,6 +753,7 @@ async fn ensure_bucket(
     name: &str,
     region: &str,
     category: &str,
+    suffix: &str,
     log: &Log,
 ) -> Result<(), ProvisionError> {
     let t = Instant::now();
@@ -635,7 +764,16 @@ async fn ensure_bucket(
     } else {
         &clients.s3_replica
     };
-    let status = ensure_private_encrypted(s3, spec, name, region, &f).await?;
+    let status = ensure_private_encrypted(
+        s3,
+        spec,
+        name,
+        region,
+        suffix,
+        &[("Category", category)],
+        &f,
+    )
+    .await?;
     s3.put_bucket_versioning()
         .bucket(name)
         .versioning_configuration(
@@ -669,24 +807,6 @@ async fn ensure_bucket(
         .build()
         .map_err(|e| f(e.to_string()))?;
     put_lifecycle(s3, name, rule, &f).await?;
-    let tag = |k: &str, v: &str| s3t::Tag::builder().key(k).value(v).build();
-    let tags = vec![
-        tag("Project", &spec.project).map_err(|e| f(e.to_string()))?,
-        tag("Environment", &spec.environment).map_err(|e| f(e.to_string()))?,
-        tag("Category", category).map_err(|e| f(e.to_string()))?,
-        tag("ManagedBy", "harness").map_err(|e| f(e.to_string()))?,
-    ];
-    s3.put_bucket_tagging()
-        .bucket(name)
-        .tagging(
-            s3t::Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .map_err(|e| f(e.to_string()))?,
-        )
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
     record(log, step.clone(), status, t).await;
     Ok(())
 }
@@ -792,6 +912,7 @@ async fn ensure_replication(
 
 async fn ensure_queue(
     clients: &Clients,
+    suffix: &str,
     name: &str,
     attributes: HashMap<QA, String>,
     log: &Log,
@@ -802,6 +923,9 @@ async fn ensure_queue(
     let (url, status) = match clients.sqs.get_queue_url().queue_name(name).send().await {
         Ok(found) => {
             let url = found.queue_url().unwrap_or_default().to_string();
+            if let Ownership::Foreign(why) = ownership::queue(clients, &url, suffix).await {
+                return Err(f(why));
+            }
             if !attributes.is_empty() {
                 clients
                     .sqs
@@ -820,7 +944,12 @@ async fn ensure_queue(
                 .create_queue()
                 .queue_name(name)
                 .set_attributes(Some(attributes))
-                .tags("RedrivePolicyEnforced", "true")
+                .set_tags(Some(
+                    ownership::tags(suffix)
+                        .into_iter()
+                        .chain([("RedrivePolicyEnforced".into(), "true".into())])
+                        .collect(),
+                ))
                 .send()
                 .await
                 .map_err(|e| f(sdk(e)))?;
@@ -851,6 +980,7 @@ async fn ensure_queue(
 
 async fn ensure_topic(
     clients: &Clients,
+    suffix: &str,
     name: &str,
     key_arn: &str,
     account: &str,
@@ -867,11 +997,26 @@ async fn ensure_topic(
         .send()
         .await
         .is_ok();
-    let created = clients
+    if existed {
+        if let Ownership::Foreign(why) = ownership::topic(clients, &expected, suffix).await {
+            return Err(ProvisionError::new(&step, why));
+        }
+    }
+    let mut create = clients
         .sns
         .create_topic()
         .name(name)
-        .attributes("KmsMasterKeyId", key_arn)
+        .attributes("KmsMasterKeyId", key_arn);
+    for (k, v) in ownership::tags(suffix) {
+        create = create.tags(
+            aws_sdk_sns::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| ProvisionError::new(&step, e.to_string()))?,
+        );
+    }
+    let created = create
         .send()
         .await
         .map_err(|e| ProvisionError::new(&step, sdk(e)))?;
@@ -950,6 +1095,7 @@ async fn ensure_subscription(
 
 async fn ensure_rule(
     clients: &Clients,
+    suffix: &str,
     name: &str,
     primary_arns: &[String],
     target: &QueueRef,
@@ -959,13 +1105,13 @@ async fn ensure_rule(
     let t = Instant::now();
     let step = format!("eventbridge rule {name} -> {}", target.name);
     let f = fail(&step);
-    let existed = clients
-        .events
-        .describe_rule()
-        .name(name)
-        .send()
-        .await
-        .is_ok();
+    let existing = clients.events.describe_rule().name(name).send().await.ok();
+    let existed = existing.is_some();
+    if let Some(arn) = existing.as_ref().and_then(|r| r.arn()) {
+        if let Ownership::Foreign(why) = ownership::rule(clients, arn, suffix).await {
+            return Err(f(why));
+        }
+    }
     let pattern = json!({
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
@@ -977,6 +1123,22 @@ async fn ensure_rule(
         .name(name)
         .event_pattern(pattern.to_string())
         .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+        .set_tags(if existed {
+            None
+        } else {
+            Some(
+                ownership::tags(suffix)
+                    .into_iter()
+                    .map(|(k, v)| {
+                        aws_sdk_eventbridge::types::Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| f(e.to_string()))?,
+            )
+        })
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;

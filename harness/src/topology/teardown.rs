@@ -1,11 +1,13 @@
 //! Teardown: removes every resource a run created (found again by its names), buckets with
 //! all their versions and delete markers. Missing resources are fine: teardown is
-//! idempotent too.
+//! idempotent too. A resource is deleted only if it carries this run's ownership tags
+//! (`ownership.rs`); a same-named one without them is left alone and reported.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
+use super::ownership::{self, Ownership};
 use super::{Names, TopologySpec};
 use crate::aws::Clients;
 use crate::errors::sdk;
@@ -35,9 +37,16 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
             )
         })
         .chain(std::iter::once((names.alert_ledger.clone(), &clients.s3)));
-    let results = futures::future::join_all(
-        bucket_jobs.map(|(name, s3)| async move { (name.clone(), delete_bucket(s3, &name).await) }),
-    )
+    let results = futures::future::join_all(bucket_jobs.map(|(name, s3)| async move {
+        if s3.head_bucket().bucket(&name).send().await.is_err() {
+            return (name, Ok(false));
+        }
+        if let Ownership::Foreign(why) = ownership::bucket(s3, &name, suffix).await {
+            return (name, Err(why));
+        }
+        let r = delete_bucket(s3, &name).await;
+        (name, r)
+    }))
     .await;
     for (name, r) in results {
         match r {
@@ -48,14 +57,26 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     }
 
     // EventBridge rule (targets first).
-    if clients
+    let rule = clients
         .events
         .describe_rule()
         .name(&names.rule)
         .send()
         .await
-        .is_ok()
-    {
+        .ok();
+    let rule_owned = match rule.as_ref().and_then(|r| r.arn()) {
+        Some(arn) => match ownership::rule(clients, arn, suffix).await {
+            Ownership::Ours => true,
+            Ownership::Foreign(why) => {
+                report
+                    .problems
+                    .push(format!("eventbridge rule {}: {why}", names.rule));
+                false
+            }
+        },
+        None => false,
+    };
+    if rule_owned {
         let _ = clients
             .events
             .remove_targets()
@@ -83,6 +104,10 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     ] {
         if let Ok(found) = clients.sqs.get_queue_url().queue_name(q).send().await {
             let url = found.queue_url().unwrap_or_default().to_string();
+            if let Ownership::Foreign(why) = ownership::queue(clients, &url, suffix).await {
+                report.problems.push(format!("sqs queue {q}: {why}"));
+                continue;
+            }
             match clients.sqs.delete_queue().queue_url(url).send().await {
                 Ok(_) => report.removed.push(format!("sqs queue {q}")),
                 Err(e) => report.problems.push(format!("queue {q}: {}", sdk(e))),
@@ -94,6 +119,12 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
         for t in topics.topics() {
             let Some(arn) = t.topic_arn() else { continue };
             if arn.ends_with(&format!(":{}", names.topic)) {
+                if let Ownership::Foreign(why) = ownership::topic(clients, arn, suffix).await {
+                    report
+                        .problems
+                        .push(format!("sns topic {}: {why}", names.topic));
+                    continue;
+                }
                 match clients.sns.delete_topic().topic_arn(arn).send().await {
                     Ok(_) => report.removed.push(format!("sns topic {}", names.topic)),
                     Err(e) => report.problems.push(format!("topic: {}", sdk(e))),
@@ -113,6 +144,10 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
             .await
             .is_err()
         {
+            continue;
+        }
+        if let Ownership::Foreign(why) = ownership::role(clients, &role, suffix).await {
+            report.problems.push(format!("iam role {role}: {why}"));
             continue;
         }
         if let Ok(policies) = clients
@@ -148,6 +183,10 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
                 .key_metadata()
                 .map(|m| m.key_id().to_string())
                 .unwrap_or_default();
+            if let Ownership::Foreign(why) = ownership::key(kms, &key_id, suffix).await {
+                report.problems.push(format!("kms key {alias}: {why}"));
+                continue;
+            }
             let _ = kms.delete_alias().alias_name(alias).send().await;
             let _ = kms
                 .schedule_key_deletion()
@@ -165,6 +204,7 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
 }
 
 /// Empties (every version and delete marker) and deletes a bucket. `Ok(false)` when absent.
+/// Callers check ownership first (teardown does); this only deletes.
 pub async fn delete_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, String> {
     if s3.head_bucket().bucket(bucket).send().await.is_err() {
         return Ok(false);
