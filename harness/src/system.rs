@@ -387,7 +387,9 @@ impl DeliveryHooks for ReplicationHooks {
                     },
                 };
                 if let Some(v) = &version {
-                    self.replicator.ensure_known(&fields.bucket, v).await;
+                    self.replicator
+                        .ensure_known(&fields.bucket, &fields.key, v)
+                        .await;
                 }
                 record.body = Some(gaps::rewrite_event(&self.caps, body, version.as_deref()));
             }

@@ -173,11 +173,29 @@ pub fn signing_service(authorization: &str) -> Option<&str> {
     scope.split('/').nth(3)
 }
 
+/// Whether a successful S3 request makes a new version (or delete marker) of an object:
+/// PutObject/CopyObject, CompleteMultipartUpload, DeleteObject; not part uploads, not the
+/// start of a multipart upload.
+pub fn writes_a_version(method: &hyper::Method, target: &S3Target) -> bool {
+    if !target.has_key {
+        return false;
+    }
+    let upload = target.flag("uploadId");
+    match *method {
+        hyper::Method::PUT => !upload && !target.flag("tagging") && !target.flag("acl"),
+        hyper::Method::POST => upload,
+        hyper::Method::DELETE => !upload && !target.flag("tagging"),
+        _ => false,
+    }
+}
+
 /// A path-style S3 request: bucket and the query's parameters in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Target {
     pub bucket: String,
     pub has_key: bool,
+    /// The object key, percent-decoded from the path (empty for bucket requests).
+    pub key: String,
     pub query: Vec<(String, Option<String>)>,
 }
 
@@ -191,6 +209,9 @@ impl S3Target {
         S3Target {
             bucket: bucket.to_string(),
             has_key: !key.is_empty(),
+            key: percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .into_owned(),
             query: query
                 .split('&')
                 .filter(|p| !p.is_empty())
@@ -373,6 +394,11 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
     let answer = out.body(body).send().await.map_err(|e| e.to_string())?;
     let answered = std::time::Instant::now();
     let status = answer.status().as_u16();
+    if let Some(r) = replicator.as_ref().filter(|_| side == Side::Primary) {
+        if (200..300).contains(&status) && writes_a_version(&method, &target) {
+            r.written(&target.bucket, &target.key);
+        }
+    }
     let rewrite_listing = side == Side::Replica
         && method == hyper::Method::GET
         && !target.has_key
@@ -464,7 +490,7 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
         builder = builder.header("x-amz-version-id", shown);
         if object_read {
             if side == Side::Primary {
-                r.ensure_known(&target.bucket, &v).await;
+                r.ensure_known(&target.bucket, &target.key, &v).await;
             }
             if let Some(s) = r.status(&target.bucket, &v).await {
                 builder = builder.header("x-amz-replication-status", s);
@@ -705,6 +731,29 @@ async fn inject(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 17: the writes that make a version trigger discovery of their key (no full
+    /// re-list); part uploads, tagging and reads do not.
+    #[test]
+    fn knows_which_requests_write_a_version() {
+        use hyper::Method;
+        let t = S3Target::parse;
+        assert!(writes_a_version(
+            &Method::PUT,
+            &t("/b/dir/a%20b.txt?x-id=PutObject")
+        ));
+        assert_eq!(t("/b/dir/a%20b.txt").key, "dir/a b.txt");
+        assert!(writes_a_version(&Method::POST, &t("/b/k?uploadId=1")));
+        assert!(writes_a_version(&Method::DELETE, &t("/b/k")));
+        assert!(!writes_a_version(
+            &Method::PUT,
+            &t("/b/k?partNumber=1&uploadId=1")
+        ));
+        assert!(!writes_a_version(&Method::POST, &t("/b/k?uploads")));
+        assert!(!writes_a_version(&Method::PUT, &t("/b/k?tagging")));
+        assert!(!writes_a_version(&Method::GET, &t("/b/k")));
+        assert!(!writes_a_version(&Method::PUT, &t("/b")));
+    }
 
     #[test]
     fn reads_the_signing_service() {

@@ -290,24 +290,41 @@ impl Replicator {
     }
 
     /// Makes sure a primary version is known (so its status is reported from the first
-    /// read on): discovers new versions when it is not.
-    pub async fn ensure_known(&self, bucket: &str, version_id: &str) {
+    /// read on): discovers the versions of its key (one listing per reading of the key, as
+    /// an event may carry it encoded) until it shows, for at most [`ENSURE_KNOWN_FOR`];
+    /// then one full discovery as a last resort. A bogus version id therefore costs a
+    /// bounded few listings of one key, never a re-list of every bucket per attempt.
+    pub async fn ensure_known(&self, bucket: &str, key: &str, version_id: &str) {
         if !self.is_primary(bucket) {
             return;
         }
         let k = (bucket.to_string(), version_id.to_string());
-        for _ in 0..20 {
-            if self.state.lock().await.versions.contains_key(&k) {
+        let known = || async { self.state.lock().await.versions.contains_key(&k) };
+        if known().await {
+            return;
+        }
+        let readings = checksum_validator::event::key_candidates(
+            key,
+            checksum_validator::event::KeyEncoding::Percent,
+        );
+        let deadline = Instant::now() + ENSURE_KNOWN_FOR;
+        loop {
+            for reading in &readings {
+                if let Err(e) = self.discover_key(bucket, reading).await {
+                    tracing::warn!(error = %e, "replication discovery failed");
+                }
+            }
+            if known().await {
                 return;
             }
-            if let Err(e) = self.discover().await {
-                tracing::warn!(error = %e, "replication discovery failed");
-            }
-            if self.state.lock().await.versions.contains_key(&k) {
-                return;
+            if Instant::now() >= deadline {
+                break;
             }
             // An engine may deliver the event a moment before the version shows in listings.
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Err(e) = self.discover().await {
+            tracing::warn!(error = %e, "replication discovery failed");
         }
     }
 
@@ -410,15 +427,39 @@ impl Replicator {
         Ok(())
     }
 
-    /// Runs forever: a pass every `interval` (picks up uploads from any client and releases
-    /// delayed versions).
+    /// Runs forever: copies what is due every `interval`; discovers new versions from the
+    /// writes the fidelity layer forwards ([`Replicator::written`], one key each) and the
+    /// events the validator's mapping sees, with a full listing of every primary only
+    /// every [`FULL_DISCOVERY_EVERY`] (a safety net for writes that bypass the layer).
     pub async fn run(&self, interval: Duration) {
+        let mut last_full: Option<Instant> = None;
         loop {
-            if let Err(e) = self.pass().await {
+            let full = last_full.is_none_or(|t| t.elapsed() >= FULL_DISCOVERY_EVERY);
+            let r = if full {
+                last_full = Some(Instant::now());
+                self.pass().await
+            } else {
+                self.pass_due().await
+            };
+            if let Err(e) = r {
                 tracing::warn!(error = %e, "replication pass failed");
             }
             tokio::time::sleep(interval).await;
         }
+    }
+
+    /// A write to `bucket`/`key` went through the fidelity layer: discover that key's
+    /// versions now (in the background), instead of waiting for a full listing.
+    pub fn written(self: &Arc<Self>, bucket: &str, key: &str) {
+        if !self.is_primary(bucket) {
+            return;
+        }
+        let (me, bucket, key) = (self.clone(), bucket.to_string(), key.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = me.discover_key(&bucket, &key).await {
+                tracing::warn!(error = %e, "replication discovery of a written key failed");
+            }
+        });
     }
 
     /// Discovers versions not seen yet, and decides their eligibility.
@@ -670,12 +711,20 @@ impl Replicator {
         }
         if let Some(e) = retry {
             tracked.errors += 1;
-            let backoff = Duration::from_millis(500)
-                .saturating_mul(1 << tracked.errors.min(6))
-                .min(Duration::from_secs(30));
-            tracked.due = Some(Instant::now() + backoff);
-            tracing::warn!(key = %tracked.key, error = %e, "replication of a version failed; retrying");
-            return;
+            match retry_after(tracked.errors, rand::random::<f64>()) {
+                Some(backoff) => {
+                    tracked.due = Some(Instant::now() + backoff);
+                    tracing::warn!(key = %tracked.key, error = %e, attempt = tracked.errors, "replication of a version failed; retrying");
+                    return;
+                }
+                None => {
+                    // S3 reports a replication it gave up on as FAILED, and does not retry
+                    // it (S3 User Guide, "Getting replication status information";
+                    // re-replicating takes S3 Batch Replication).
+                    tracing::warn!(key = %tracked.key, error = %e, attempts = tracked.errors, "replication of a version failed for good: FAILED");
+                    failed = true;
+                }
+            }
         }
         tracked.settled = true;
         tracked.status = Some(if failed {
@@ -947,6 +996,28 @@ async fn list_versions(
     Ok(out)
 }
 
+/// How long [`Replicator::ensure_known`] looks for a version before its last resort.
+pub const ENSURE_KNOWN_FOR: Duration = Duration::from_secs(2);
+
+/// How often the replicator lists every version of every primary.
+pub const FULL_DISCOVERY_EVERY: Duration = Duration::from_secs(5);
+
+/// Copy attempts of one version before it is FAILED.
+pub const MAX_COPY_ATTEMPTS: u32 = 8;
+
+/// When to retry a copy after its `errors`-th failure: exponential from 500 ms, capped at
+/// 30 s, with ±20 % jitter (`jitter` in 0..1) so failing versions do not retry in lockstep;
+/// `None` once [`MAX_COPY_ATTEMPTS`] have failed.
+pub fn retry_after(errors: u32, jitter: f64) -> Option<Duration> {
+    if errors >= MAX_COPY_ATTEMPTS {
+        return None;
+    }
+    let base = Duration::from_millis(500)
+        .saturating_mul(1 << errors.min(6))
+        .min(Duration::from_secs(30));
+    Some(base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+}
+
 /// Reads a source version whole.
 async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
     let out = s3
@@ -968,6 +1039,33 @@ async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 17: a copy that always fails is attempted at most MAX_COPY_ATTEMPTS times,
+    /// never more than 3 times in its first 3 seconds whatever the jitter, and then given
+    /// up (FAILED) instead of retried forever.
+    #[test]
+    fn failing_copies_back_off_and_give_up() {
+        for jitter in [0.0, 0.5, 1.0] {
+            let mut at = Duration::ZERO;
+            let mut attempts = vec![at];
+            let mut errors = 0;
+            while let Some(wait) = retry_after(errors + 1, jitter) {
+                errors += 1;
+                at += wait;
+                attempts.push(at);
+            }
+            assert_eq!(attempts.len() as u32, MAX_COPY_ATTEMPTS);
+            let early = attempts
+                .iter()
+                .filter(|t| **t <= Duration::from_secs(3))
+                .count();
+            assert!(early <= 3, "jitter {jitter}: {attempts:?}");
+            assert!(attempts.windows(2).all(|w| w[1] > w[0]));
+        }
+        assert_eq!(retry_after(MAX_COPY_ATTEMPTS, 0.5), None);
+        let spread = [0.0, 1.0].map(|j| retry_after(3, j).unwrap());
+        assert!(spread[0] < spread[1], "jitter spreads retries: {spread:?}");
+    }
 
     #[test]
     fn infers_common_layouts() {
