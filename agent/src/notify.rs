@@ -78,6 +78,9 @@ pub struct Success {
     pub sha256: String,
     pub s3_check: String,
     pub rotation: Vec<String>,
+    /// The intermediate version of a sealed upload left as a noncurrent version.
+    #[serde(default)]
+    pub intermediate_version: Option<String>,
     /// Entries that vanished or were unreadable during the walk, and were not archived.
     #[serde(default)]
     pub not_archived: Vec<String>,
@@ -114,6 +117,11 @@ pub fn success(category: &str, s: &Success) -> Message {
     b.push_str(&format!("S3 checksum: {}\n", s.s3_check));
     for line in &s.rotation {
         b.push_str(&format!("Rotation:    {line}\n"));
+    }
+    if let Some(v) = &s.intermediate_version {
+        b.push_str(&format!(
+            "Leftover:    intermediate version {v} stays as a noncurrent version until the lifecycle rule expires it\n"
+        ));
     }
     if !s.not_archived.is_empty() {
         b.push_str(&format!(
@@ -338,6 +346,7 @@ mod tests {
                 sha256: "ab".into(),
                 s3_check: "ok".into(),
                 rotation: vec!["versioning is enabled".into()],
+                intermediate_version: None,
                 not_archived: vec![],
             },
         );
@@ -441,6 +450,7 @@ mod tests {
             sha256: "ab".into(),
             s3_check: "ok".into(),
             rotation: vec![],
+            intermediate_version: None,
             not_archived: vec![],
         };
         assert!(!success("media", &s).body.contains("Not archived"));

@@ -10,8 +10,18 @@
 //!   while streaming, so S3 checks the assembled bytes. Any failure aborts the upload.
 //!   Because user metadata can only be set when an upload starts and the archive's digests
 //!   are known only at its end, the object is then *sealed*: copied onto itself with the
-//!   final metadata (`CopyObject`, or `UploadPartCopy` above 5 GiB) and, in a versioned
-//!   bucket, the intermediate version is deleted so no duplicate is billed.
+//!   final metadata (`CopyObject`, or `UploadPartCopy` above 5 GiB). In a versioned
+//!   bucket that leaves the intermediate version (same bytes, first metadata) behind as a
+//!   noncurrent version. By default it stays there for the bucket's lifecycle
+//!   (`NoncurrentVersionExpiration`) to remove and is reported
+//!   ([`Uploaded::leftover_version`]): the agent then never needs `s3:DeleteObjectVersion`,
+//!   the permission that would let a stolen agent credential destroy every backup version.
+//!   With [`UploadSpec::delete_intermediate`] (`--delete-intermediate`) the agent deletes it
+//!   by version id; a refusal (AccessDenied) is reported the same way and never fails the
+//!   backup.
+//! - A stored object whose checksum does not match is hidden again: by default with a
+//!   plain `DeleteObject` (a delete marker in a versioned bucket, so it can never become the
+//!   latest backup), with `--delete-intermediate` by deleting that version.
 //! - Finally `HeadObject` with `ChecksumMode=ENABLED` checks the size and what the endpoint
 //!   stored against the agent's own CRC64NVME ([`crate::compat`] classifies it).
 //!
@@ -62,6 +72,10 @@ pub struct UploadSpec {
     pub max_in_flight: usize,
     /// Objects above this size are sealed with a multipart copy (default [`COPY_OBJECT_LIMIT`]).
     pub copy_object_limit: u64,
+    /// Delete the intermediate version of a sealed upload, and a mismatching stored
+    /// version, by version id (needs `s3:DeleteObjectVersion`). Off by default: the
+    /// intermediate version is left for lifecycle and reported.
+    pub delete_intermediate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,7 +94,9 @@ pub struct Uploaded {
     pub s3_check: S3Check,
     pub multipart_checksum: Option<MultipartChecksum>,
     pub summary: ArchiveSummary,
-    /// Set when the intermediate version of a sealed upload could not be deleted.
+    /// The intermediate version of a sealed upload, when it stays in the bucket as a
+    /// noncurrent version: always without [`UploadSpec::delete_intermediate`] (lifecycle's
+    /// `NoncurrentVersionExpiration` removes it), or because deleting it was refused.
     pub leftover_version: Option<String>,
 }
 
@@ -375,8 +391,9 @@ async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
     }
 }
 
-/// Rewrites the object's metadata in place (copy onto itself) and removes the intermediate
-/// version in a versioned bucket. Returns (final version id, leftover version id).
+/// Rewrites the object's metadata in place (copy onto itself); in a versioned bucket the
+/// intermediate version is deleted only with [`UploadSpec::delete_intermediate`]. Returns
+/// (final version id, intermediate version left in the bucket).
 pub async fn seal(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
@@ -403,8 +420,12 @@ pub async fn seal(
     } else {
         multipart_copy(s3, spec, &source, size, metadata, mode).await?
     };
-    // Delete the intermediate version only when the bucket kept it as a separate version.
+    // Only a bucket that kept the first write as a separate version has anything left.
     let leftover = match (version_id, new_version.as_deref()) {
+        (Some(old), Some(new)) if old != new && old != "null" && !spec.delete_intermediate => {
+            tracing::info!(version = old, "intermediate version left as a noncurrent version for lifecycle (NoncurrentVersionExpiration) to remove; --delete-intermediate deletes it");
+            Some(old.to_string())
+        }
         (Some(old), Some(new)) if old != new && old != "null" => {
             match s3
                 .delete_object()
@@ -516,8 +537,10 @@ async fn multipart_copy(
     }
 }
 
-/// [`verify`]; an object whose stored bytes are not ours is deleted again (that version
-/// only), so it can never become the "latest" backup.
+/// [`verify`]; an object whose stored bytes are not ours is hidden again, so it can never
+/// become the "latest" backup: with [`UploadSpec::delete_intermediate`] that version is
+/// deleted, otherwise (and when that is refused) a plain `DeleteObject` puts a delete
+/// marker on it in a versioned bucket (removes it in an unversioned one).
 async fn verify_or_discard(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
@@ -526,16 +549,34 @@ async fn verify_or_discard(
 ) -> Result<S3Check, AgentError> {
     let result = verify(s3, spec, version_id, summary).await;
     if let Err(AgentError::Checksum { .. }) = &result {
-        let deleted = s3
+        let versioned = version_id.filter(|v| *v != "null" && spec.delete_intermediate);
+        if let Some(v) = versioned {
+            match s3
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(&spec.key)
+                .version_id(v)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(key = %spec.key, version = v, "the stored object did not match the archive; that version was deleted");
+                    return result;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %spec.key, version = v, error = %classify(&e).text(), "could not delete the mismatching version; hiding it behind a delete marker instead")
+                }
+            }
+        }
+        match s3
             .delete_object()
             .bucket(&spec.bucket)
             .key(&spec.key)
-            .set_version_id(version_id.map(str::to_string))
             .send()
-            .await;
-        match deleted {
+            .await
+        {
             Ok(_) => {
-                tracing::warn!(key = %spec.key, "the stored object did not match the archive and was deleted")
+                tracing::warn!(key = %spec.key, "the stored object did not match the archive and was deleted (in a versioned bucket: hidden behind a delete marker)")
             }
             Err(e) => {
                 tracing::error!(key = %spec.key, error = %classify(&e).text(), "the stored object does not match the archive and could not be deleted")
@@ -648,5 +689,123 @@ mod tests {
         }
         assert_eq!(m[meta::FILES], "3");
         assert_eq!(m[meta::UNCOMPRESSED_BYTES], "99");
+    }
+
+    use crate::test_support::stub::{happy, Reply, Seen, StubS3};
+
+    fn spec(delete_intermediate: bool) -> UploadSpec {
+        UploadSpec {
+            bucket: "b".into(),
+            key: "backups/documents/20260101T000000.000Z.tar.gz".into(),
+            metadata: vec![],
+            part_size: MIN_PART_SIZE,
+            max_in_flight: 2,
+            copy_object_limit: COPY_OBJECT_LIMIT,
+            delete_intermediate,
+        }
+    }
+
+    type ArchiveHandle = tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>;
+
+    /// An archive of `total` bytes sent in 1 MiB chunks, as `archive::spawn` would; the
+    /// handle fails like the real archiver (BrokenPipe) when the receiver goes away.
+    fn fake_archive(total: usize) -> (mpsc::Receiver<Bytes>, ArchiveHandle) {
+        let (tx, rx) = mpsc::channel(2);
+        let handle = tokio::spawn(async move {
+            let mut digests = crate::digest::Digests::new();
+            let mut sent = 0;
+            while sent < total {
+                let n = (1 << 20).min(total - sent);
+                let chunk = Bytes::from(vec![(sent % 251) as u8; n]);
+                digests.update(&chunk);
+                if tx.send(chunk).await.is_err() {
+                    return Err(AgentError::Archive {
+                        path: "/src/some/file".into(),
+                        why: "the uploader stopped reading".into(),
+                    });
+                }
+                sent += n;
+            }
+            Ok(ArchiveSummary {
+                files: 1,
+                dirs: 0,
+                symlinks: 0,
+                uncompressed_bytes: total as u64,
+                checksums: digests.finish(),
+                skipped: vec![],
+                changed: vec![],
+                vanished: vec![],
+                unreadable: vec![],
+            })
+        });
+        (rx, handle)
+    }
+
+    fn versioned_deletes(stub: &StubS3) -> Vec<Seen> {
+        stub.of("DeleteObject")
+            .into_iter()
+            .filter(|s| s.has_query("versionId"))
+            .collect()
+    }
+
+    /// Finding 15: by default the agent never deletes a version: the sealed upload's
+    /// intermediate version is left (for lifecycle) and reported.
+    #[tokio::test]
+    async fn the_intermediate_version_is_left_for_lifecycle_by_default() {
+        let stub = StubS3::start(happy).await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let u = upload_stream(&stub.client(), &spec(false), rx, handle)
+            .await
+            .unwrap();
+        assert_eq!(u.method, Method::Multipart);
+        assert_eq!(u.version_id.as_deref(), Some("v2"));
+        assert_eq!(u.leftover_version.as_deref(), Some("v1"));
+        assert!(versioned_deletes(&stub).is_empty(), "{:?}", stub.seen());
+        assert_eq!(stub.of("CopyObject").len(), 1);
+    }
+
+    /// Finding 15: with --delete-intermediate, an AccessDenied on the versioned delete (a
+    /// bucket policy denying s3:DeleteObjectVersion) does not fail the backup; the version
+    /// is reported as left behind.
+    #[tokio::test]
+    async fn an_access_denied_versioned_delete_does_not_fail_the_backup() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "DeleteObject" && s.has_query("versionId") {
+                Reply::error(403, "AccessDenied", "Access Denied")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let u = upload_stream(&stub.client(), &spec(true), rx, handle)
+            .await
+            .unwrap();
+        assert_eq!(u.leftover_version.as_deref(), Some("v1"));
+        let deletes = versioned_deletes(&stub);
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].query_value("versionId").as_deref(), Some("v1"));
+    }
+
+    /// Finding 15: a stored object that does not verify is hidden with a plain delete (a
+    /// delete marker), not by deleting its version, unless --delete-intermediate.
+    #[tokio::test]
+    async fn a_mismatching_object_is_hidden_without_deleting_a_version() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "HeadObject" {
+                Reply::status(200).header("content-length", "1")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let e = upload_stream(&stub.client(), &spec(false), rx, handle)
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 9, "{e}");
+        let deletes = stub.of("DeleteObject");
+        assert_eq!(deletes.len(), 1);
+        assert!(!deletes[0].has_query("versionId"));
     }
 }

@@ -68,6 +68,14 @@ pub struct Backup {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub max_skipped: usize,
 
+    /// Delete the intermediate version a sealed multipart upload leaves in a versioned
+    /// bucket (and a stored version whose checksum mismatches) by version id. Needs
+    /// s3:DeleteObjectVersion, which a bucket policy should deny the agent. By default the
+    /// intermediate version is left for the lifecycle rule's NoncurrentVersionExpiration
+    /// and reported.
+    #[arg(long)]
+    pub delete_intermediate: bool,
+
     /// gzip compression level (0 = store, 1 = fastest, 9 = smallest).
     #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
@@ -83,6 +91,9 @@ pub struct Summary {
     pub bucket: String,
     pub key: String,
     pub version_id: Option<String>,
+    /// The intermediate version of a sealed multipart upload left in the bucket as a
+    /// noncurrent version (for lifecycle to expire), if any.
+    pub intermediate_version: Option<String>,
     pub method: upload::Method,
     pub parts: i32,
     pub bytes: u64,
@@ -158,6 +169,7 @@ impl Backup {
             part_size: (self.part_size_mib as usize) << 20,
             max_in_flight: self.max_in_flight as usize,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
+            delete_intermediate: self.delete_intermediate,
         }
     }
 
@@ -292,7 +304,7 @@ impl Backup {
             "backup stored"
         );
         if let Some(v) = &uploaded.leftover_version {
-            tracing::warn!(version = %v, "intermediate version left behind (billed until lifecycle expires it)");
+            tracing::warn!(version = %v, "intermediate version left as a noncurrent version (billed until the lifecycle rule's NoncurrentVersionExpiration removes it)");
         }
         progress.uploaded = Some(uploaded.clone());
 
@@ -465,6 +477,7 @@ impl Backup {
             sha256: u.summary.checksums.sha256.clone(),
             s3_check: u.s3_check.describe(),
             rotation: explanation.clone(),
+            intermediate_version: u.leftover_version.clone(),
             not_archived: u
                 .summary
                 .vanished
@@ -481,6 +494,7 @@ impl Backup {
             bucket: self.bucket.bucket.clone(),
             key: stored_key,
             version_id: u.version_id.clone(),
+            intermediate_version: u.leftover_version.clone(),
             method: u.method.clone(),
             parts: u.parts,
             bytes: u.summary.checksums.bytes,
@@ -553,6 +567,11 @@ fn print_summary(s: &Summary, json: bool) {
         s.duration_secs,
         units::mb_per_s(s.uncompressed_bytes, s.duration_secs)
     );
+    if let Some(v) = &s.intermediate_version {
+        println!(
+            "  leftover   intermediate version {v} (noncurrent; the lifecycle rule expires it)"
+        );
+    }
     println!("  sha256     {}", s.sha256);
     println!("  s3         {}", s.s3_checksum.describe());
     println!("  kept       {} (deleted now: {})", s.kept, s.deleted.len());
