@@ -45,6 +45,7 @@ use crate::compat::{self, MultipartChecksum, S3Check};
 use crate::digest::crc64nvme_base64;
 use crate::errors::AgentError;
 use crate::layout::{self, meta};
+use crate::signals::Cancel;
 
 /// S3's minimum part size (all parts but the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -150,15 +151,71 @@ fn upload_err(spec: &UploadSpec, step: &'static str, why: impl Into<String>) -> 
     }
 }
 
-/// Uploads the stream and returns once the object is stored, sealed and checked.
+/// The multipart uploads (ids) an upload has created and neither completed nor aborted
+/// yet: what a cancelled upload must abort.
+#[derive(Debug, Default)]
+pub struct Uploads(std::sync::Mutex<Vec<String>>);
+
+impl Uploads {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn add(&self, id: &str) {
+        self.ids().push(id.to_string());
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.ids().retain(|i| i != id);
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ids())
+    }
+}
+
+/// Uploads the stream and returns once the object is stored, sealed and checked. When
+/// `cancel` is triggered the upload stops where it is: part requests in flight are
+/// dropped, the archive thread stops at its next chunk, every multipart upload begun is
+/// aborted (see [`abort`]) and the result is [`AgentError::Interrupted`].
 pub async fn upload_stream(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
     mut rx: mpsc::Receiver<Bytes>,
     archive: tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>,
+    cancel: &Cancel,
+) -> Result<Uploaded, AgentError> {
+    let uploads = Uploads::default();
+    // The select drops the upload (and its part tasks) before the aborts go out.
+    let outcome = tokio::select! {
+        r = upload_all(s3, spec, &mut rx, archive, &uploads) => Ok(r),
+        s = cancel.cancelled() => Err(s),
+    };
+    match outcome {
+        Ok(r) => r,
+        Err(signal) => {
+            drop(rx);
+            let pending = uploads.take();
+            tracing::warn!(signal = signal.name(), uploads = pending.len(), key = %spec.key, "upload interrupted; aborting");
+            for id in pending {
+                abort(s3, spec, &id).await;
+            }
+            Err(Cancel::error(signal))
+        }
+    }
+}
+
+async fn upload_all(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    rx: &mut mpsc::Receiver<Bytes>,
+    archive: tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>,
+    uploads: &Uploads,
 ) -> Result<Uploaded, AgentError> {
     let first_size = part_size_for(1, spec.part_size);
-    let (chunks, len, ended) = next_part(&mut rx, first_size).await;
+    let (chunks, len, ended) = next_part(rx, first_size).await;
     if ended {
         // The whole archive is in memory already (< one part): one PutObject.
         let summary = crate::archive::join(archive).await?;
@@ -205,17 +262,19 @@ pub async fn upload_stream(
         .upload_id()
         .ok_or_else(|| upload_err(spec, "CreateMultipartUpload", "no upload id in the answer"))?
         .to_string();
+    uploads.add(&upload_id);
     let mode = compat::multipart_checksum(created.checksum_type());
     if !mode.send_full_object() {
         tracing::info!("endpoint answered COMPOSITE to a FULL_OBJECT multipart checksum request: parts are verified one by one, the whole-object value is checked by the agent only");
     }
 
-    let result = stream_parts(s3, spec, &upload_id, &mut rx, (chunks, len)).await;
+    let result = stream_parts(s3, spec, &upload_id, rx, (chunks, len)).await;
     let parts = match result {
         Ok(p) => p,
         Err(e) => {
-            drop(rx);
+            rx.close();
             abort(s3, spec, &upload_id).await;
+            uploads.remove(&upload_id);
             // If the archive failed, that is the root cause.
             return Err(match crate::archive::join(archive).await {
                 Err(archive_err) => archive_err,
@@ -227,6 +286,7 @@ pub async fn upload_stream(
         Ok(s) => s,
         Err(e) => {
             abort(s3, spec, &upload_id).await;
+            uploads.remove(&upload_id);
             return Err(e);
         }
     };
@@ -248,10 +308,14 @@ pub async fn upload_stream(
             .mpu_object_size(summary.checksums.bytes as i64);
     }
     let done = match complete.send().await {
-        Ok(d) => d,
+        Ok(d) => {
+            uploads.remove(&upload_id);
+            d
+        }
         Err(e) => {
             let f = classify(&e);
             abort(s3, spec, &upload_id).await;
+            uploads.remove(&upload_id);
             if f.code() == Some("BadDigest") {
                 return Err(AgentError::Checksum {
                     what: format!("s3://{}/{} (assembled by S3)", spec.bucket, spec.key),
@@ -271,6 +335,7 @@ pub async fn upload_stream(
         summary.checksums.bytes,
         metadata,
         mode,
+        uploads,
     )
     .await?;
     let s3_check = verify_or_discard(s3, spec, version_id.as_deref(), &summary).await?;
@@ -373,22 +438,65 @@ fn joined(
     r.map_err(|e| upload_err(spec, "UploadPart", format!("part task: {e}")))?
 }
 
-async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
-    match s3
-        .abort_multipart_upload()
-        .bucket(&spec.bucket)
-        .key(&spec.key)
-        .upload_id(upload_id)
-        .send()
-        .await
-    {
-        Ok(_) => tracing::info!(upload_id, "multipart upload aborted"),
-        Err(e) => tracing::warn!(
-            upload_id,
-            error = %classify(&e).text(),
-            "could not abort the multipart upload; the bucket's AbortIncompleteMultipartUpload rule will clean it up"
-        ),
+/// Aborts a multipart upload, then checks with `ListParts`: parts whose requests were
+/// still in flight can arrive after the abort (AWS documents that the abort may have to
+/// be repeated), so when the abort failed or parts remain it is tried once more.
+pub async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
+    for attempt in 1..=2 {
+        let aborted = match s3
+            .abort_multipart_upload()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(upload_id, attempt, "multipart upload aborted");
+                true
+            }
+            Err(e) => {
+                let f = classify(&e);
+                if f.code() == Some("NoSuchUpload") {
+                    return;
+                }
+                tracing::warn!(upload_id, attempt, error = %f.text(), "could not abort the multipart upload");
+                false
+            }
+        };
+        let remaining = match s3
+            .list_parts()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(r) => Some(r.parts().len()),
+            // Gone (NoSuchUpload) is what a successful abort leaves.
+            Err(e)
+                if classify(&e).is_not_found() || classify(&e).code() == Some("NoSuchUpload") =>
+            {
+                Some(0)
+            }
+            Err(_) => None,
+        };
+        match remaining {
+            Some(0) | None if aborted => return,
+            Some(n) if n > 0 && attempt == 1 => {
+                tracing::warn!(
+                    upload_id,
+                    parts = n,
+                    "the upload still has parts after the abort; aborting again"
+                )
+            }
+            _ => {}
+        }
     }
+    tracing::warn!(
+        upload_id,
+        "the multipart upload may not be fully aborted; the bucket's AbortIncompleteMultipartUpload rule will clean it up"
+    );
 }
 
 /// Rewrites the object's metadata in place (copy onto itself); in a versioned bucket the
@@ -401,6 +509,7 @@ pub async fn seal(
     size: u64,
     metadata: HashMap<String, String>,
     mode: MultipartChecksum,
+    uploads: &Uploads,
 ) -> Result<(Option<String>, Option<String>), AgentError> {
     let source = crate::s3::copy_source(&spec.bucket, &spec.key, version_id);
     let new_version = if size <= spec.copy_object_limit {
@@ -418,7 +527,7 @@ pub async fn seal(
             .map_err(|e| upload_err(spec, "CopyObject (seal metadata)", classify(&e).text()))?;
         r.version_id().map(str::to_string)
     } else {
-        multipart_copy(s3, spec, &source, size, metadata, mode).await?
+        multipart_copy(s3, spec, &source, size, metadata, mode, uploads).await?
     };
     // Only a bucket that kept the first write as a separate version has anything left.
     let leftover = match (version_id, new_version.as_deref()) {
@@ -454,6 +563,7 @@ async fn multipart_copy(
     size: u64,
     metadata: HashMap<String, String>,
     mode: MultipartChecksum,
+    uploads: &Uploads,
 ) -> Result<Option<String>, AgentError> {
     let step = "multipart copy (seal metadata)";
     let created = s3
@@ -467,7 +577,11 @@ async fn multipart_copy(
         .send()
         .await
         .map_err(|e| upload_err(spec, step, classify(&e).text()))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| upload_err(spec, step, "no upload id in the answer"))?
+        .to_string();
+    uploads.add(&upload_id);
     let copy_part = if spec.copy_object_limit < COPY_PART_SIZE {
         // Tests lower the limit; keep parts above S3's minimum.
         (MIN_PART_SIZE as u64).max(spec.copy_object_limit)
@@ -494,6 +608,7 @@ async fn multipart_copy(
             Ok(r) => r,
             Err(e) => {
                 abort(s3, spec, &upload_id).await;
+                uploads.remove(&upload_id);
                 return Err(upload_err(spec, step, classify(&e).text()));
             }
         };
@@ -528,13 +643,13 @@ async fn multipart_copy(
                 .mpu_object_size(size as i64);
         }
     }
-    match complete.send().await {
-        Ok(d) => Ok(d.version_id().map(str::to_string)),
-        Err(e) => {
-            abort(s3, spec, &upload_id).await;
-            Err(upload_err(spec, step, classify(&e).text()))
-        }
+    let r = complete.send().await;
+    if r.is_err() {
+        abort(s3, spec, &upload_id).await;
     }
+    uploads.remove(&upload_id);
+    r.map(|d| d.version_id().map(str::to_string))
+        .map_err(|e| upload_err(spec, step, classify(&e).text()))
 }
 
 /// [`verify`]; an object whose stored bytes are not ours is hidden again, so it can never
@@ -754,7 +869,7 @@ mod tests {
     async fn the_intermediate_version_is_left_for_lifecycle_by_default() {
         let stub = StubS3::start(happy).await;
         let (rx, handle) = fake_archive(6 << 20);
-        let u = upload_stream(&stub.client(), &spec(false), rx, handle)
+        let u = upload_stream(&stub.client(), &spec(false), rx, handle, &Cancel::new())
             .await
             .unwrap();
         assert_eq!(u.method, Method::Multipart);
@@ -778,7 +893,7 @@ mod tests {
         })
         .await;
         let (rx, handle) = fake_archive(6 << 20);
-        let u = upload_stream(&stub.client(), &spec(true), rx, handle)
+        let u = upload_stream(&stub.client(), &spec(true), rx, handle, &Cancel::new())
             .await
             .unwrap();
         assert_eq!(u.leftover_version.as_deref(), Some("v1"));
@@ -800,12 +915,74 @@ mod tests {
         })
         .await;
         let (rx, handle) = fake_archive(6 << 20);
-        let e = upload_stream(&stub.client(), &spec(false), rx, handle)
+        let e = upload_stream(&stub.client(), &spec(false), rx, handle, &Cancel::new())
             .await
             .unwrap_err();
         assert_eq!(e.exit_code(), 9, "{e}");
         let deletes = stub.of("DeleteObject");
         assert_eq!(deletes.len(), 1);
         assert!(!deletes[0].has_query("versionId"));
+    }
+
+    /// Finding 19: cancelling (a signal) while parts are in flight drops them, aborts the
+    /// multipart upload, checks ListParts, and ends in Interrupted (exit 130 for SIGINT).
+    #[tokio::test]
+    async fn a_cancelled_upload_aborts_its_multipart_upload() {
+        use crate::signals::Signal;
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "UploadPart" {
+                Reply::Hang
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(12 << 20);
+        let (s3, sp, cancel) = (stub.client(), spec(false), Cancel::new());
+        let up = upload_stream(&s3, &sp, rx, handle, &cancel);
+        tokio::pin!(up);
+        let started = std::time::Instant::now();
+        while stub.of("UploadPart").is_empty() {
+            assert!(started.elapsed().as_secs() < 20, "no part was sent");
+            tokio::select! {
+                r = &mut up => panic!("the upload ended: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+            }
+        }
+        cancel.trigger(Signal::Interrupt);
+        let e = up.await.unwrap_err();
+        assert!(matches!(e, AgentError::Interrupted { .. }), "{e}");
+        assert_eq!(e.exit_code(), 130);
+        let aborts = stub.of("AbortMultipartUpload");
+        assert_eq!(aborts.len(), 1, "{:?}", stub.seen());
+        assert_eq!(aborts[0].query_value("uploadId").as_deref(), Some("u1"));
+        assert_eq!(stub.of("ListParts").len(), 1);
+        assert!(stub.of("CompleteMultipartUpload").is_empty());
+    }
+
+    /// Finding 19: parts that arrive after the abort (requests still in flight) make the
+    /// agent abort once more.
+    #[tokio::test]
+    async fn abort_is_repeated_once_while_parts_remain() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            let listed = earlier.iter().filter(|e| e.op() == "ListParts").count();
+            if s.op() == "ListParts" && listed == 0 {
+                Reply::xml(
+                    200,
+                    "<ListPartsResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId>\
+                     <Part><PartNumber>1</PartNumber><ETag>\"e\"</ETag><Size>5</Size></Part></ListPartsResult>",
+                )
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        abort(&stub.client(), &spec(false), "u1").await;
+        assert_eq!(stub.of("AbortMultipartUpload").len(), 2);
+        assert_eq!(stub.of("ListParts").len(), 2);
+
+        let clean = StubS3::start(happy).await;
+        abort(&clean.client(), &spec(false), "u1").await;
+        assert_eq!(clean.of("AbortMultipartUpload").len(), 1);
     }
 }

@@ -16,6 +16,7 @@ use crate::errors::AgentError;
 use crate::history::{self, BackupRecord, Outcome, Record};
 use crate::layout::{self, meta, Category};
 use crate::notify::{self, Notifier};
+use crate::signals::Cancel;
 use crate::upload::{self, UploadSpec, Uploaded};
 use crate::{preflight, rotation, units};
 
@@ -173,9 +174,9 @@ impl Backup {
         }
     }
 
-    pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
+    pub async fn run(&self, ctx: &Context, cancel: &Cancel) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
-        let (summary, history_result) = self.perform(ctx, &aws).await?;
+        let (summary, history_result) = self.perform_until(ctx, &aws, cancel).await?;
         print_summary(&summary, self.json);
         history_result
     }
@@ -188,6 +189,18 @@ impl Backup {
         &self,
         ctx: &Context,
         aws: &Aws,
+    ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
+        self.perform_until(ctx, aws, &Cancel::new()).await
+    }
+
+    /// [`Backup::perform`] until `cancel` is triggered: then the upload stops, its
+    /// multipart upload is aborted, and the run fails with [`AgentError::Interrupted`]
+    /// (recorded in the history and notified like any failure).
+    pub async fn perform_until(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+        cancel: &Cancel,
     ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
         let time = Utc::now();
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
@@ -213,7 +226,7 @@ impl Backup {
             "backup starting"
         );
         let mut progress = Progress::default();
-        match self.execute(aws, &mut progress).await {
+        match self.execute(aws, &mut progress, cancel).await {
             Ok(done) => Ok(self
                 .finish(
                     ctx,
@@ -276,9 +289,15 @@ impl Backup {
     }
 
     /// Pre-flight, upload, rotation.
-    async fn execute(&self, aws: &Aws, progress: &mut Progress) -> Result<Done, AgentError> {
+    async fn execute(
+        &self,
+        aws: &Aws,
+        progress: &mut Progress,
+        cancel: &Cancel,
+    ) -> Result<Done, AgentError> {
         preflight::source(&self.source)?;
         preflight::aws_side(aws, &self.bucket.bucket).await?;
+        preflight::abort_rule(aws, &self.bucket.bucket, &layout::prefix(self.category)).await;
         tracing::info!("pre-flight checks passed");
 
         let key = layout::key_for(self.category, Utc::now());
@@ -291,7 +310,7 @@ impl Backup {
             max_skipped: self.max_skipped,
         };
         let (rx, handle) = archive::spawn(self.source.clone(), opts, 2);
-        let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle).await;
+        let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle, cancel).await;
         progress.duration_secs = started.elapsed().as_secs_f64();
         let uploaded = uploaded?;
         tracing::info!(

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::errors::{exit_code_help, AgentError};
+use crate::signals::{Cancel, GRACE};
 
 const ABOUT: &str =
     "Backs up a directory into S3 as one streamed, checksummed tar.gz, rotates old backups, \
@@ -152,18 +153,41 @@ pub async fn run(cli: Cli) -> u8 {
         return e.exit_code();
     }
     let ctx = Context { log_file };
-    let result: Result<(), AgentError> = match &cli.command {
-        Command::Backup(c) => c.run(&ctx).await,
-        Command::Restore(c) => c.run(&ctx).await,
-        Command::Cost(c) => c.run(&ctx).await,
-        Command::Bench(c) => c.run(&ctx).await,
+    // Handlers first, so that no signal stops the command without its cleanup.
+    let mut signals = match crate::signals::forward() {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!("{e}; a signal will stop the agent without cleaning up");
+            tokio::sync::mpsc::channel(1).1
+        }
     };
+    let cancel = Cancel::new();
+    let command = async {
+        match &cli.command {
+            Command::Backup(c) => c.run(&ctx, &cancel).await,
+            Command::Restore(c) => c.run(&ctx, &cancel).await,
+            Command::Cost(c) => until_cancelled(c.run(&ctx), &cancel).await,
+            Command::Bench(c) => until_cancelled(c.run(&ctx), &cancel).await,
+        }
+    };
+    let result = crate::signals::supervise(command, &cancel, &mut signals, GRACE).await;
     match result {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(stage = e.stage(), exit_code = e.exit_code(), "{e}");
             e.exit_code()
         }
+    }
+}
+
+/// Runs a command with nothing to clean up until it ends or `cancel` is triggered.
+async fn until_cancelled(
+    command: impl std::future::Future<Output = Result<(), AgentError>>,
+    cancel: &Cancel,
+) -> Result<(), AgentError> {
+    tokio::select! {
+        r = command => r,
+        s = cancel.cancelled() => Err(Cancel::error(s)),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::errors::AgentError;
 use crate::layout::Category;
 use crate::notify::Notifier;
 use crate::restore::{self, At, Expected, Limits, UnpackOptions};
+use crate::signals::Cancel;
 use crate::{history, preflight, units};
 
 #[derive(Args, Debug, Clone)]
@@ -91,9 +92,9 @@ impl Restore {
         }
     }
 
-    pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
+    pub async fn run(&self, ctx: &Context, cancel: &Cancel) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
-        let (r, secs) = self.perform(ctx, &aws).await?;
+        let (r, secs) = self.perform_until(ctx, &aws, cancel).await?;
         self.print(&r, secs)
     }
 
@@ -104,9 +105,20 @@ impl Restore {
         ctx: &Context,
         aws: &Aws,
     ) -> Result<(restore::Restored, f64), AgentError> {
+        self.perform_until(ctx, aws, &Cancel::new()).await
+    }
+
+    /// [`Restore::perform`] until `cancel` is triggered: then the download stops, the
+    /// staging tree is removed and the run fails with [`AgentError::Interrupted`].
+    pub async fn perform_until(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+        cancel: &Cancel,
+    ) -> Result<(restore::Restored, f64), AgentError> {
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let mut key = None;
-        let result = self.execute(aws, &mut key).await;
+        let result = self.execute(aws, &mut key, cancel).await;
         if let Err(e) = &result {
             // A refused overwrite is the user's choice, not an incident.
             if !matches!(e, AgentError::TargetExists { .. }) {
@@ -133,6 +145,7 @@ impl Restore {
         &self,
         aws: &Aws,
         key_out: &mut Option<String>,
+        cancel: &Cancel,
     ) -> Result<(restore::Restored, f64), AgentError> {
         let started = Instant::now();
         // Refuse early, before downloading anything.
@@ -185,6 +198,7 @@ impl Restore {
             &self.to,
             state,
             &self.unpack_options(),
+            cancel,
         )
         .await?;
         let secs = started.elapsed().as_secs_f64();
