@@ -202,6 +202,7 @@ impl Backup {
         aws: &Aws,
         cancel: &Cancel,
     ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
+        let aws = &aws.with_expected_owner(self.aws.expected_owner.as_deref());
         let time = Utc::now();
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         notifier.announce();

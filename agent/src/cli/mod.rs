@@ -19,7 +19,7 @@ const ABOUT: &str =
 restores them with verification and analyses the bucket's storage cost.";
 
 const AFTER_HELP: &str = "Environment: AWS_ENDPOINT_URL (local engine), AWS_REGION, AWS credentials (standard SDK chain), \
-AUTOBACKUP_BUCKET, SNS_TOPIC_ARN, AUTOBACKUP_HISTORY, AUTOBACKUP_LOG, AUTOBACKUP_STATE_DIR, RUST_LOG.";
+AUTOBACKUP_BUCKET, AUTOBACKUP_BUCKET_OWNER, SNS_TOPIC_ARN, AUTOBACKUP_HISTORY, AUTOBACKUP_LOG, AUTOBACKUP_STATE_DIR, RUST_LOG.";
 
 #[derive(Parser, Debug)]
 #[command(name = "autobackup", version, about = ABOUT, after_help = after_help())]

@@ -116,6 +116,7 @@ impl Restore {
         aws: &Aws,
         cancel: &Cancel,
     ) -> Result<(restore::Restored, f64), AgentError> {
+        let aws = &aws.with_expected_owner(self.aws.expected_owner.as_deref());
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let mut key = None;
         let result = self.execute(aws, &mut key, cancel).await;
