@@ -350,10 +350,17 @@ impl Backup {
                     .iter()
                     .map(|(k, e)| format!("{k}: {e}"))
                     .collect();
+                for line in &list {
+                    tracing::error!("rotation could not delete {line}");
+                }
                 return Err(AgentError::Rotation {
                     bucket: bucket.clone(),
                     prefix,
-                    why: list.join("; "),
+                    why: format!(
+                        "{} key(s) could not be deleted: {}",
+                        list.len(),
+                        notify::join_some(&list, 20)
+                    ),
                 });
             }
             let versioning = crate::s3::versioning(&aws.s3, bucket)
