@@ -171,15 +171,53 @@ pub async fn resolve(
     category: Category,
     at: &At,
 ) -> Result<Target, AgentError> {
+    resolve_preferring(s3, bucket, category, at, None).await
+}
+
+/// Which backup `latest` is among the listed `objects`: the history's last successful
+/// backup (`history_latest`) while it is still there, since a key in the bucket may have
+/// been written by a host with a skewed clock or by someone else; otherwise the newest by
+/// `LastModified` (see [`crate::rotation::plan`]).
+pub fn latest_of(
+    objects: &[crate::rotation::Object],
+    category: Category,
+    history_latest: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let plan = crate::rotation::plan(objects, category, 1, None, now);
+    if let Some(w) = crate::rotation::future_warning(&plan.future) {
+        tracing::warn!("{w}");
+    }
+    let newest = plan.keep.into_iter().next();
+    match history_latest {
+        Some(h) if objects.iter().any(|o| o.key == h) => {
+            if newest.as_deref().is_some_and(|n| n != h) {
+                tracing::warn!(
+                    history = h,
+                    bucket_newest = newest.as_deref().unwrap_or_default(),
+                    "the bucket's newest backup is not the history's last successful one; restoring the history's (pass --at KEY for the other)"
+                );
+            }
+            Some(h.to_string())
+        }
+        _ => newest,
+    }
+}
+
+/// [`resolve`], with `latest` preferring the history's last successful backup of the
+/// category in this bucket (see [`latest_of`]).
+pub async fn resolve_preferring(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    category: Category,
+    at: &At,
+    history_latest: Option<&str>,
+) -> Result<Target, AgentError> {
     let prefix = layout::prefix(category);
     let (key, version) = match at {
         At::Latest => {
-            let keys = crate::s3::list_keys(s3, bucket, &prefix).await?;
-            let plan = crate::rotation::plan(&keys, category, 1, None);
-            let key = plan
-                .keep
-                .into_iter()
-                .next()
+            let objects = crate::s3::list_objects(s3, bucket, &prefix).await?;
+            let key = latest_of(&objects, category, history_latest, chrono::Utc::now())
                 .ok_or_else(|| AgentError::NotFound {
                     what: format!("no backup under s3://{bucket}/{prefix}"),
                 })?;
@@ -1914,5 +1952,35 @@ mod tests {
         assert_eq!(e.exit_code(), 143, "{e}");
         assert!(staging().is_none(), "staging left behind");
         assert!(!to.exists());
+    }
+
+    /// Finding 20: `latest` is the history's last success while it exists, otherwise the
+    /// newest by LastModified, never a future-dated name.
+    #[test]
+    fn latest_prefers_the_history_then_last_modified() {
+        use crate::rotation::Object;
+        use chrono::{TimeZone, Utc};
+        let t = |y, h| Utc.with_ymd_and_hms(y, 3, 1, h, 0, 0).unwrap();
+        let k = |y, h| layout::key_for(Category::Documents, t(y, h));
+        let listed = vec![
+            Object::new(k(2100, 0), Some(t(2026, 0))),
+            Object::new(k(2026, 1), Some(t(2026, 1))),
+            Object::new(k(2026, 2), Some(t(2026, 2))),
+        ];
+        let now = t(2026, 3);
+        assert_eq!(
+            latest_of(&listed, Category::Documents, None, now),
+            Some(k(2026, 2))
+        );
+        assert_eq!(
+            latest_of(&listed, Category::Documents, Some(&k(2026, 1)), now),
+            Some(k(2026, 1))
+        );
+        // A history key rotated away (or from another bucket) is not used.
+        assert_eq!(
+            latest_of(&listed, Category::Documents, Some(&k(2025, 1)), now),
+            Some(k(2026, 2))
+        );
+        assert_eq!(latest_of(&[], Category::Documents, None, now), None);
     }
 }

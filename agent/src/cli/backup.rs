@@ -335,10 +335,16 @@ impl Backup {
             prefix: prefix.clone(),
             why: e.to_string(),
         };
-        let keys = crate::s3::list_keys(&aws.s3, bucket, &prefix)
+        let objects = crate::s3::list_objects(&aws.s3, bucket, &prefix)
             .await
             .map_err(rotation_err)?;
-        let plan = rotation::plan(&keys, self.category, self.keep as usize, Some(&key));
+        let plan = rotation::plan(
+            &objects,
+            self.category,
+            self.keep as usize,
+            Some(&key),
+            Utc::now(),
+        );
         let mut explanation = Vec::new();
         if !plan.delete.is_empty() {
             let deleted = crate::s3::delete_keys(&aws.s3, bucket, &plan.delete)
@@ -376,6 +382,10 @@ impl Backup {
                 "old backups deleted: {}",
                 plan.delete.join(", ")
             );
+        }
+        if let Some(w) = rotation::future_warning(&plan.future) {
+            tracing::warn!("{w}");
+            explanation.push(w);
         }
         for line in &explanation {
             tracing::info!("rotation: {line}");

@@ -155,9 +155,6 @@ impl Restore {
         }
         let state = restore::check_target(&self.to, self.force)?;
         preflight::aws_side(aws, &self.bucket.bucket).await?;
-        let target =
-            restore::resolve(&aws.s3, &self.bucket.bucket, self.category, &self.at).await?;
-        *key_out = Some(target.key.clone());
         let history_path = self.record.history_path();
         let records = match history::load(&history_path) {
             Ok(l) => l.records,
@@ -166,6 +163,20 @@ impl Restore {
                 Vec::new()
             }
         };
+        // `latest` prefers the last backup this host's history recorded as successful.
+        let history_latest =
+            history::successful_backups(&records, self.category, &self.bucket.bucket)
+                .last()
+                .and_then(|b| b.key.clone());
+        let target = restore::resolve_preferring(
+            &aws.s3,
+            &self.bucket.bucket,
+            self.category,
+            &self.at,
+            history_latest.as_deref(),
+        )
+        .await?;
+        *key_out = Some(target.key.clone());
         let from_history = history::find_backup(&records, &target.bucket, &target.key)
             .and_then(|r| r.sha256.clone());
         let expected = Expected::choose(&target, from_history.as_deref(), self.trust_metadata);
