@@ -20,6 +20,10 @@
 //! [`ArchiveOptions::max_skipped`] of them fail it. The source directory itself and read
 //! errors in the middle of a file stay fatal.
 //! Paths are relative to the source directory; long and non-UTF-8 names use GNU extensions.
+//!
+//! When the uploader stops reading (it failed, or was cancelled) the archive ends with
+//! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
+//! upload's failure stays the reported root cause.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -76,6 +80,41 @@ pub struct ArchiveSummary {
     pub unreadable: Vec<String>,
 }
 
+/// What the chunk sink's writes fail with once the receiver is gone (inside an
+/// `io::Error` of kind `BrokenPipe`).
+#[derive(Debug, thiserror::Error)]
+#[error("the uploader stopped reading")]
+pub struct UploaderGone;
+
+/// Whether `e` is (or wraps) the sink's [`UploaderGone`].
+fn uploader_gone(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(inner) = cur {
+        if inner.is::<UploaderGone>() {
+            return true;
+        }
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            if io.get_ref().is_some_and(|i| i.is::<UploaderGone>()) {
+                return true;
+            }
+        }
+        cur = inner.source();
+    }
+    false
+}
+
+/// The agent error for an I/O error while archiving `path`.
+fn archive_error(path: PathBuf, e: io::Error) -> AgentError {
+    if uploader_gone(&e) {
+        AgentError::ArchiveAbandoned { path }
+    } else {
+        AgentError::Archive {
+            path,
+            why: e.to_string(),
+        }
+    }
+}
+
 /// Sends fixed-size chunks down the channel, hashing everything written.
 struct ChunkSink {
     tx: mpsc::Sender<Bytes>,
@@ -102,7 +141,7 @@ impl ChunkSink {
         self.buf.reserve(self.chunk_size);
         self.tx
             .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the uploader stopped reading"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, UploaderGone))
     }
 
     fn finish(mut self) -> io::Result<Checksums> {
@@ -332,11 +371,8 @@ struct Walker<W: Write> {
 }
 
 impl<W: Write> Walker<W> {
-    fn err(&self, path: &Path, e: impl std::fmt::Display) -> AgentError {
-        AgentError::Archive {
-            path: self.root.join(path),
-            why: e.to_string(),
-        }
+    fn err(&self, path: &Path, e: io::Error) -> AgentError {
+        archive_error(self.root.join(path), e)
     }
 
     /// Records an entry that could not be archived because it vanished, is unreadable or
@@ -506,10 +542,7 @@ pub fn write_archive(
             .map_err(|e| w.err(Path::new(""), e))?
     };
     w.walk(&root, Path::new(""))?;
-    let io_err = |e: io::Error| AgentError::Archive {
-        path: source.to_path_buf(),
-        why: e.to_string(),
-    };
+    let io_err = |e: io::Error| archive_error(source.to_path_buf(), e);
     let gz = w.builder.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
     let checksums = sink.finish().map_err(io_err)?;
@@ -774,5 +807,27 @@ mod tests {
         };
         assert_eq!(write_archive(root, strict, tx).unwrap_err().exit_code(), 8);
         fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    /// Finding 18: an archive whose uploader went away ends in ArchiveAbandoned, which
+    /// the uploader recognises as its own doing.
+    #[test]
+    fn a_gone_uploader_abandons_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        fs::write(dir.path().join("f"), noise).unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let opts = ArchiveOptions {
+            chunk_size: 1024,
+            level: 0,
+            ..ArchiveOptions::default()
+        };
+        let e = write_archive(dir.path(), opts, tx).unwrap_err();
+        assert!(matches!(e, AgentError::ArchiveAbandoned { .. }), "{e}");
+        assert_eq!(e.exit_code(), 8);
+        assert!(e.to_string().contains("stopped reading"), "{e}");
     }
 }

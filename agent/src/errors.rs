@@ -104,6 +104,11 @@ pub enum AgentError {
     #[error("archiving {}: {why}", path.display())]
     Archive { path: PathBuf, why: String },
 
+    /// The archive stopped because its reader (the uploader) went away: a consequence,
+    /// never the cause; the uploader reports its own error instead.
+    #[error("archiving {}: the uploader stopped reading", path.display())]
+    ArchiveAbandoned { path: PathBuf },
+
     #[error("upload of s3://{bucket}/{key} failed at {step}: {why}")]
     Upload {
         bucket: String,
@@ -190,7 +195,9 @@ impl AgentError {
             AgentError::Credentials { .. } => 5,
             AgentError::NoBucket { .. } => 6,
             AgentError::BucketDenied { .. } => 7,
-            AgentError::Archive { .. } | AgentError::Upload { .. } => 8,
+            AgentError::Archive { .. }
+            | AgentError::ArchiveAbandoned { .. }
+            | AgentError::Upload { .. } => 8,
             AgentError::Checksum { .. } => 9,
             AgentError::TargetExists { .. } => 10,
             AgentError::NotFound { .. } => 11,
@@ -212,7 +219,7 @@ impl AgentError {
             AgentError::Unreachable { .. } => "pre-flight: endpoint",
             AgentError::Credentials { .. } => "pre-flight: credentials",
             AgentError::NoBucket { .. } | AgentError::BucketDenied { .. } => "pre-flight: bucket",
-            AgentError::Archive { .. } => "archive",
+            AgentError::Archive { .. } | AgentError::ArchiveAbandoned { .. } => "archive",
             AgentError::Upload { .. } => "upload",
             AgentError::Checksum { .. } => "checksum verification",
             AgentError::TargetExists { .. } => "restore target",
@@ -263,6 +270,7 @@ mod tests {
                 path: p.clone(),
                 why: s(),
             },
+            AgentError::ArchiveAbandoned { path: p.clone() },
             AgentError::Checksum {
                 what: s(),
                 expected: s(),

@@ -275,10 +275,11 @@ async fn upload_all(
             rx.close();
             abort(s3, spec, &upload_id).await;
             uploads.remove(&upload_id);
-            // If the archive failed, that is the root cause.
+            // An archive that failed on its own is the root cause; one that stopped
+            // because we stopped reading is not.
             return Err(match crate::archive::join(archive).await {
+                Err(AgentError::ArchiveAbandoned { .. }) | Ok(_) => e,
                 Err(archive_err) => archive_err,
-                Ok(_) => e,
             });
         }
     };
@@ -834,9 +835,8 @@ mod tests {
                 let chunk = Bytes::from(vec![(sent % 251) as u8; n]);
                 digests.update(&chunk);
                 if tx.send(chunk).await.is_err() {
-                    return Err(AgentError::Archive {
+                    return Err(AgentError::ArchiveAbandoned {
                         path: "/src/some/file".into(),
-                        why: "the uploader stopped reading".into(),
                     });
                 }
                 sent += n;
@@ -984,5 +984,55 @@ mod tests {
         let clean = StubS3::start(happy).await;
         abort(&clean.client(), &spec(false), "u1").await;
         assert_eq!(clean.of("AbortMultipartUpload").len(), 1);
+    }
+
+    /// Finding 18: when UploadPart 2 of a larger tree fails, the upload error (with the
+    /// service's message) is reported, not the archive's "uploader stopped reading".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_part_failure_is_the_reported_root_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let noise: Vec<u8> = (0..(24usize << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(dir.path().join("big"), noise).unwrap();
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "UploadPart" && s.query_value("partNumber").as_deref() == Some("2") {
+                Reply::error(403, "AccessDenied", "KMS key access denied")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let opts = crate::archive::ArchiveOptions {
+            chunk_size: 1 << 20,
+            level: 0,
+            ..Default::default()
+        };
+        let (rx, handle) = crate::archive::spawn(dir.path().to_path_buf(), opts, 2);
+        let sp = UploadSpec {
+            max_in_flight: 1,
+            ..spec(false)
+        };
+        let e = upload_stream(&stub.client(), &sp, rx, handle, &Cancel::new())
+            .await
+            .unwrap_err();
+        match &e {
+            AgentError::Upload { step, why, .. } => {
+                assert_eq!(*step, "UploadPart");
+                assert!(
+                    why.contains("part 2") && why.contains("AccessDenied"),
+                    "{why}"
+                );
+                assert!(why.contains("KMS key access denied"), "{why}");
+            }
+            other => panic!("expected the upload error, got: {other}"),
+        }
+        assert_eq!(stub.of("AbortMultipartUpload").len(), 1);
     }
 }
