@@ -1983,4 +1983,24 @@ mod tests {
         );
         assert_eq!(latest_of(&[], Category::Documents, None, now), None);
     }
+
+    /// Finding 30: hard links inside the tree survive a backup and restore as links.
+    #[test]
+    fn hard_links_round_trip() {
+        use std::os::unix::fs::MetadataExt;
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("a"), b"shared").unwrap();
+        fs::create_dir(src.path().join("sub")).unwrap();
+        fs::hard_link(src.path().join("a"), src.path().join("sub/b")).unwrap();
+        let (bytes, summary) = archive_bytes(src.path());
+        assert_eq!((summary.files, summary.hard_links), (1, 1));
+        let dst = tempfile::tempdir().unwrap();
+        let u = unpack_stream(feed(bytes), dst.path(), &UnpackOptions::default()).unwrap();
+        u.pending.apply(dst.path(), false).unwrap();
+        let a = fs::metadata(dst.path().join("a")).unwrap();
+        let b = fs::metadata(dst.path().join("sub/b")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(a.nlink(), 2);
+        assert_eq!(fs::read(dst.path().join("sub/b")).unwrap(), b"shared");
+    }
 }

@@ -789,6 +789,8 @@ mod tests {
             checksums: crate::digest::Digests::new().finish(),
             skipped: vec![],
             changed: vec![],
+            hard_links: 0,
+            other_file_systems: vec![],
             vanished: vec![],
             unreadable: vec![],
         };
@@ -849,6 +851,8 @@ mod tests {
                 checksums: digests.finish(),
                 skipped: vec![],
                 changed: vec![],
+                hard_links: 0,
+                other_file_systems: vec![],
                 vanished: vec![],
                 unreadable: vec![],
             })

@@ -77,6 +77,12 @@ pub struct Backup {
     #[arg(long)]
     pub delete_intermediate: bool,
 
+    /// Descend into mount points of other file systems below the source. By default the
+    /// walk stays on the source's file system (like tar --one-file-system): mount points are
+    /// archived as empty directories and reported.
+    #[arg(long)]
+    pub cross_file_systems: bool,
+
     /// gzip compression level (0 = store, 1 = fastest, 9 = smallest).
     #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
@@ -104,6 +110,10 @@ pub struct Summary {
     pub symlinks: u64,
     pub skipped: Vec<String>,
     pub changed_while_reading: Vec<String>,
+    /// Extra names of files archived once (tar hard-link entries).
+    pub hard_links: u64,
+    /// Mount points of other file systems archived as empty directories.
+    pub other_file_systems: Vec<String>,
     /// Entries listed but gone before they were read.
     pub vanished: Vec<String>,
     /// Entries that could not be read or changed type during the walk: `path (reason)`.
@@ -309,6 +319,7 @@ impl Backup {
             chunk_size: spec.part_size.min(8 << 20),
             level: self.level,
             max_skipped: self.max_skipped,
+            one_file_system: !self.cross_file_systems,
         };
         let (rx, handle) = archive::spawn(self.source.clone(), opts, 2);
         let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle, cancel).await;
@@ -541,6 +552,8 @@ impl Backup {
             symlinks: u.summary.symlinks,
             skipped: u.summary.skipped.clone(),
             changed_while_reading: u.summary.changed.clone(),
+            hard_links: u.summary.hard_links,
+            other_file_systems: u.summary.other_file_systems.clone(),
             vanished: u.summary.vanished.clone(),
             unreadable: u.summary.unreadable.clone(),
             duration_secs,
@@ -638,6 +651,21 @@ fn print_summary(s: &Summary, json: bool) {
             s.unreadable.len()
         );
         for p in &s.unreadable {
+            println!("    {p}");
+        }
+    }
+    if s.hard_links > 0 {
+        println!(
+            "  hard links {} extra name(s) stored as links",
+            s.hard_links
+        );
+    }
+    if !s.other_file_systems.is_empty() {
+        println!(
+            "  mounts     {} mount point(s) of other file systems archived empty (--cross-file-systems descends):",
+            s.other_file_systems.len()
+        );
+        for p in &s.other_file_systems {
             println!("    {p}");
         }
     }
