@@ -105,6 +105,18 @@ impl Cancel {
     }
 }
 
+/// Runs `f` until it ends or `cancel` is triggered (then [`AgentError::Interrupted`]):
+/// for the steps of a command that leave nothing to clean up (pre-flight, lookups).
+pub async fn or_cancelled<T>(
+    f: impl Future<Output = Result<T, AgentError>>,
+    cancel: &Cancel,
+) -> Result<T, AgentError> {
+    tokio::select! {
+        r = f => r,
+        s = cancel.cancelled() => Err(Cancel::error(s)),
+    }
+}
+
 /// Installs SIGINT and SIGTERM handlers and forwards each signal into the returned
 /// channel. Call before the command starts, so that no signal kills it unhandled.
 pub fn forward() -> Result<mpsc::Receiver<Signal>, AgentError> {
@@ -237,6 +249,16 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.exit_code(), 143);
+    }
+
+    #[tokio::test]
+    async fn or_cancelled_stops_a_step_that_hangs() {
+        let cancel = Cancel::new();
+        cancel.trigger(Signal::Terminate);
+        let r = or_cancelled(std::future::pending::<Result<(), AgentError>>(), &cancel).await;
+        assert_eq!(r.unwrap_err().exit_code(), 143);
+        let fine = or_cancelled(async { Ok(1) }, &Cancel::new()).await;
+        assert_eq!(fine.unwrap(), 1);
     }
 
     #[tokio::test]

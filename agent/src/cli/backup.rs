@@ -16,7 +16,7 @@ use crate::errors::AgentError;
 use crate::history::{self, BackupRecord, Outcome, Record};
 use crate::layout::{self, meta, Category};
 use crate::notify::{self, Notifier};
-use crate::signals::Cancel;
+use crate::signals::{or_cancelled, Cancel};
 use crate::upload::{self, UploadSpec, Uploaded};
 use crate::{preflight, rotation, units};
 
@@ -307,8 +307,12 @@ impl Backup {
         cancel: &Cancel,
     ) -> Result<Done, AgentError> {
         preflight::source(&self.source)?;
-        preflight::aws_side(aws, &self.bucket.bucket).await?;
-        preflight::abort_rule(aws, &self.bucket.bucket, &layout::prefix(self.category)).await;
+        let checks = async {
+            preflight::aws_side(aws, &self.bucket.bucket).await?;
+            preflight::abort_rule(aws, &self.bucket.bucket, &layout::prefix(self.category)).await;
+            Ok(())
+        };
+        or_cancelled(checks, cancel).await?;
         tracing::info!("pre-flight checks passed");
 
         let key = layout::key_for(self.category, Utc::now());

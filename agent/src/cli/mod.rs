@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::errors::{exit_code_help, AgentError};
-use crate::signals::{Cancel, GRACE};
+use crate::signals::{or_cancelled, Cancel, GRACE};
 
 const ABOUT: &str =
     "Backs up a directory into S3 as one streamed, checksummed tar.gz, rotates old backups, \
@@ -166,8 +166,9 @@ pub async fn run(cli: Cli) -> u8 {
         match &cli.command {
             Command::Backup(c) => c.run(&ctx, &cancel).await,
             Command::Restore(c) => c.run(&ctx, &cancel).await,
-            Command::Cost(c) => until_cancelled(c.run(&ctx), &cancel).await,
-            Command::Bench(c) => until_cancelled(c.run(&ctx), &cancel).await,
+            // Nothing to clean up: they simply stop.
+            Command::Cost(c) => or_cancelled(c.run(&ctx), &cancel).await,
+            Command::Bench(c) => or_cancelled(c.run(&ctx), &cancel).await,
         }
     };
     let result = crate::signals::supervise(command, &cancel, &mut signals, GRACE).await;
@@ -177,17 +178,6 @@ pub async fn run(cli: Cli) -> u8 {
             tracing::error!(stage = e.stage(), exit_code = e.exit_code(), "{e}");
             e.exit_code()
         }
-    }
-}
-
-/// Runs a command with nothing to clean up until it ends or `cancel` is triggered.
-async fn until_cancelled(
-    command: impl std::future::Future<Output = Result<(), AgentError>>,
-    cancel: &Cancel,
-) -> Result<(), AgentError> {
-    tokio::select! {
-        r = command => r,
-        s = cancel.cancelled() => Err(Cancel::error(s)),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::errors::AgentError;
 use crate::layout::Category;
 use crate::notify::Notifier;
 use crate::restore::{self, At, Expected, Limits, UnpackOptions};
-use crate::signals::Cancel;
+use crate::signals::{or_cancelled, Cancel};
 use crate::{history, preflight, units};
 
 #[derive(Args, Debug, Clone)]
@@ -154,7 +154,7 @@ impl Restore {
             restore::check_preserve_owner(restore::euid())?;
         }
         let state = restore::check_target(&self.to, self.force)?;
-        preflight::aws_side(aws, &self.bucket.bucket).await?;
+        or_cancelled(preflight::aws_side(aws, &self.bucket.bucket), cancel).await?;
         let history_path = self.record.history_path();
         let records = match history::load(&history_path) {
             Ok(l) => l.records,
@@ -168,12 +168,15 @@ impl Restore {
             history::successful_backups(&records, self.category, &self.bucket.bucket)
                 .last()
                 .and_then(|b| b.key.clone());
-        let target = restore::resolve_preferring(
-            &aws.s3,
-            &self.bucket.bucket,
-            self.category,
-            &self.at,
-            history_latest.as_deref(),
+        let target = or_cancelled(
+            restore::resolve_preferring(
+                &aws.s3,
+                &self.bucket.bucket,
+                self.category,
+                &self.at,
+                history_latest.as_deref(),
+            ),
+            cancel,
         )
         .await?;
         *key_out = Some(target.key.clone());
