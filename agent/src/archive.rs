@@ -20,6 +20,22 @@
 //! [`ArchiveOptions::max_skipped`] of them fail it. The source directory itself and read
 //! errors in the middle of a file stay fatal.
 //! Paths are relative to the source directory; long and non-UTF-8 names use GNU extensions.
+//!
+//! **File systems, loops, hard links, torn files.** By default the walk stays on the
+//! source's file system (`st_dev` compared with the root's, like `tar --one-file-system`):
+//! a mount point below the source is archived as an empty directory and reported
+//! ([`ArchiveSummary::other_file_systems`]), so backing up `/` never walks `/proc`, `/sys`
+//! or network mounts; [`ArchiveOptions::one_file_system`] off crosses them. Every directory
+//! archived is remembered by `(st_dev, st_ino)`, so a directory reached twice (a bind mount
+//! of an ancestor) is not descended again and is reported as unreadable. A regular file with
+//! more than one link is archived once; its other names become tar hard-link entries
+//! pointing at the first. A file whose size, mtime or ctime differ between before and after
+//! it was read (a live database rewritten in place) is reported in
+//! [`ArchiveSummary::changed`]: snapshot such data before backing it up.
+//!
+//! When the uploader stops reading (it failed, or was cancelled) the archive ends with
+//! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
+//! upload's failure stays the reported root cause.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -41,6 +57,8 @@ pub struct ArchiveOptions {
     pub level: u32,
     /// Most entries that may vanish or be unreadable before the run fails.
     pub max_skipped: usize,
+    /// Stay on the source's file system (mount points below it are archived empty).
+    pub one_file_system: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -49,6 +67,7 @@ impl Default for ArchiveOptions {
             chunk_size: 8 * 1024 * 1024,
             level: 6,
             max_skipped: 100,
+            one_file_system: true,
         }
     }
 }
@@ -65,8 +84,15 @@ pub struct ArchiveSummary {
     pub checksums: Checksums,
     /// Entries not archived (special files), relative paths.
     pub skipped: Vec<String>,
-    /// Files whose size changed while they were read, relative paths.
+    /// Files whose size, mtime or ctime changed while they were read, relative paths.
     pub changed: Vec<String>,
+    /// Extra names of files archived once (tar hard-link entries).
+    #[serde(default)]
+    pub hard_links: u64,
+    /// Mount points of other file systems, archived as empty directories (not descended
+    /// into unless the walk crosses file systems), relative paths.
+    #[serde(default)]
+    pub other_file_systems: Vec<String>,
     /// Entries listed but gone before they were opened (ENOENT), relative paths.
     #[serde(default)]
     pub vanished: Vec<String>,
@@ -74,6 +100,41 @@ pub struct ArchiveSummary {
     /// type between the listing and the open: `path (reason)`.
     #[serde(default)]
     pub unreadable: Vec<String>,
+}
+
+/// What the chunk sink's writes fail with once the receiver is gone (inside an
+/// `io::Error` of kind `BrokenPipe`).
+#[derive(Debug, thiserror::Error)]
+#[error("the uploader stopped reading")]
+pub struct UploaderGone;
+
+/// Whether `e` is (or wraps) the sink's [`UploaderGone`].
+fn uploader_gone(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(inner) = cur {
+        if inner.is::<UploaderGone>() {
+            return true;
+        }
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            if io.get_ref().is_some_and(|i| i.is::<UploaderGone>()) {
+                return true;
+            }
+        }
+        cur = inner.source();
+    }
+    false
+}
+
+/// The agent error for an I/O error while archiving `path`.
+fn archive_error(path: PathBuf, e: io::Error) -> AgentError {
+    if uploader_gone(&e) {
+        AgentError::ArchiveAbandoned { path }
+    } else {
+        AgentError::Archive {
+            path,
+            why: e.to_string(),
+        }
+    }
 }
 
 /// Sends fixed-size chunks down the channel, hashing everything written.
@@ -102,7 +163,7 @@ impl ChunkSink {
         self.buf.reserve(self.chunk_size);
         self.tx
             .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the uploader stopped reading"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, UploaderGone))
     }
 
     fn finish(mut self) -> io::Result<Checksums> {
@@ -128,15 +189,23 @@ impl Write for ChunkSink {
     }
 }
 
+/// Called on the first read of every file (tests change the file while it is read).
+type ReadHook = Box<dyn FnMut(&Path) + Send>;
+
 /// Reads exactly `size` bytes: zero-pads a file that shrank, ignores growth.
-struct ExactReader<R> {
+struct ExactReader<'h, R> {
     inner: io::Take<R>,
     remaining: u64,
     padded: bool,
+    /// Run once, before the first byte is read, with the file's relative path.
+    hook: Option<(&'h mut ReadHook, &'h Path)>,
 }
 
-impl<R: Read> Read for ExactReader<R> {
+impl<R: Read> Read for ExactReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((hook, path)) = self.hook.take() {
+            hook(path);
+        }
         if self.remaining == 0 {
             return Ok(0);
         }
@@ -317,10 +386,38 @@ fn open_regular(dir: &File, name: &OsStr) -> io::Result<Opened> {
     })
 }
 
+/// What decides whether a file changed while it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(m: &std::fs::Metadata) -> Version {
+        use std::os::unix::fs::MetadataExt;
+        Version {
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
 struct Walker<W: Write> {
     builder: tar::Builder<W>,
     root: PathBuf,
     max_skipped: usize,
+    /// `Some(st_dev)` of the root when the walk stays on its file system.
+    root_dev: Option<u64>,
+    /// Directories archived so far, by (st_dev, st_ino).
+    dirs_seen: std::collections::HashSet<(u64, u64)>,
+    /// Files with more than one link archived so far: (st_dev, st_ino) -> path.
+    links: std::collections::HashMap<(u64, u64), PathBuf>,
+    hard_links: u64,
+    other_file_systems: Vec<String>,
+    read_hook: Option<ReadHook>,
     files: u64,
     dirs: u64,
     symlinks: u64,
@@ -332,11 +429,8 @@ struct Walker<W: Write> {
 }
 
 impl<W: Write> Walker<W> {
-    fn err(&self, path: &Path, e: impl std::fmt::Display) -> AgentError {
-        AgentError::Archive {
-            path: self.root.join(path),
-            why: e.to_string(),
-        }
+    fn err(&self, path: &Path, e: io::Error) -> AgentError {
+        archive_error(self.root.join(path), e)
     }
 
     /// Records an entry that could not be archived because it vanished, is unreadable or
@@ -401,6 +495,18 @@ impl<W: Write> Walker<W> {
                     Err(e) => return self.skip(&rel_path, e),
                 };
                 let meta = sub.metadata().map_err(|e| self.err(&rel_path, e))?;
+                let id = {
+                    use std::os::unix::fs::MetadataExt;
+                    (meta.dev(), meta.ino())
+                };
+                if !self.dirs_seen.insert(id) {
+                    tracing::warn!(path = %rel_path.display(), "directory reached twice (a bind mount or loop); not archived again");
+                    self.unreadable.push(format!(
+                        "{} (directory reached twice: a bind mount or a loop; not archived again)",
+                        rel_path.display()
+                    ));
+                    return Ok(());
+                }
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
                 h.set_entry_type(tar::EntryType::Directory);
@@ -409,6 +515,12 @@ impl<W: Write> Walker<W> {
                     .append_data(&mut h, &rel_path, io::empty())
                     .map_err(|e| self.err(&rel_path, e))?;
                 self.dirs += 1;
+                if self.root_dev.is_some_and(|d| d != id.0) {
+                    tracing::warn!(path = %rel_path.display(), "mount point of another file system: archived empty, not descended (--cross-file-systems crosses it)");
+                    self.other_file_systems
+                        .push(rel_path.to_string_lossy().into_owned());
+                    return Ok(());
+                }
                 self.walk(&sub, &rel_path)?;
             }
             libc::S_IFREG => {
@@ -419,26 +531,56 @@ impl<W: Write> Walker<W> {
                     }
                     Err(e) => return self.skip(&rel_path, e),
                 };
+                let (id, nlink) = {
+                    use std::os::unix::fs::MetadataExt;
+                    ((meta.dev(), meta.ino()), meta.nlink())
+                };
+                if self.root_dev.is_some_and(|d| d != id.0) {
+                    // A file bind-mounted from elsewhere.
+                    self.other_file_systems
+                        .push(rel_path.to_string_lossy().into_owned());
+                    return Ok(());
+                }
+                if nlink > 1 {
+                    if let Some(first) = self.links.get(&id).cloned() {
+                        let mut h = tar::Header::new_gnu();
+                        h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                        h.set_entry_type(tar::EntryType::Link);
+                        h.set_size(0);
+                        self.builder
+                            .append_link(&mut h, &rel_path, &first)
+                            .map_err(|e| self.err(&rel_path, e))?;
+                        self.hard_links += 1;
+                        return Ok(());
+                    }
+                }
                 // Size from the open file, so the header matches what we read.
                 let size = meta.len();
+                let before = Version::of(&meta);
                 let mut h = tar::Header::new_gnu();
                 h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
                 h.set_size(size);
+                let mut hook = self.read_hook.take();
                 let mut reader = ExactReader {
                     inner: file.take(size),
                     remaining: size,
                     padded: false,
+                    hook: hook.as_mut().map(|h| (h, rel_path.as_path())),
                 };
-                self.builder
-                    .append_data(&mut h, &rel_path, &mut reader)
-                    .map_err(|e| self.err(&rel_path, e))?;
-                let grew = reader
-                    .inner
-                    .into_inner()
-                    .read(&mut [0u8; 1])
-                    .map(|n| n > 0)
+                let appended = self.builder.append_data(&mut h, &rel_path, &mut reader);
+                let padded = reader.padded;
+                let mut file = reader.inner.into_inner();
+                self.read_hook = hook;
+                appended.map_err(|e| self.err(&rel_path, e))?;
+                let grew = file.read(&mut [0u8; 1]).map(|n| n > 0).unwrap_or(false);
+                let rewritten = file
+                    .metadata()
+                    .map(|m| Version::of(&m) != before)
                     .unwrap_or(false);
-                if reader.padded || grew {
+                if nlink > 1 {
+                    self.links.insert(id, rel_path.clone());
+                }
+                if padded || grew || rewritten {
                     tracing::warn!(path = %rel_path.display(), "file changed while it was archived");
                     self.changed.push(rel_path.to_string_lossy().into_owned());
                 }
@@ -478,6 +620,16 @@ pub fn write_archive(
     opts: ArchiveOptions,
     tx: mpsc::Sender<Bytes>,
 ) -> Result<ArchiveSummary, AgentError> {
+    write_archive_with(source, opts, tx, None)
+}
+
+/// [`write_archive`], running `read_hook` as each file starts being read.
+fn write_archive_with(
+    source: &Path,
+    opts: ArchiveOptions,
+    tx: mpsc::Sender<Bytes>,
+    read_hook: Option<ReadHook>,
+) -> Result<ArchiveSummary, AgentError> {
     let sink = ChunkSink::new(tx, opts.chunk_size.max(1));
     let gz = GzEncoder::new(sink, flate2::Compression::new(opts.level.min(9)));
     let mut builder = tar::Builder::new(gz);
@@ -487,6 +639,12 @@ pub fn write_archive(
         builder,
         root: source.to_path_buf(),
         max_skipped: opts.max_skipped,
+        root_dev: None,
+        dirs_seen: Default::default(),
+        links: Default::default(),
+        hard_links: 0,
+        other_file_systems: Vec::new(),
+        read_hook,
         files: 0,
         dirs: 0,
         symlinks: 0,
@@ -505,11 +663,14 @@ pub fn write_archive(
             .open(source)
             .map_err(|e| w.err(Path::new(""), e))?
     };
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = root.metadata().map_err(|e| w.err(Path::new(""), e))?;
+        w.root_dev = opts.one_file_system.then_some(m.dev());
+        w.dirs_seen.insert((m.dev(), m.ino()));
+    }
     w.walk(&root, Path::new(""))?;
-    let io_err = |e: io::Error| AgentError::Archive {
-        path: source.to_path_buf(),
-        why: e.to_string(),
-    };
+    let io_err = |e: io::Error| archive_error(source.to_path_buf(), e);
     let gz = w.builder.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
     let checksums = sink.finish().map_err(io_err)?;
@@ -521,6 +682,8 @@ pub fn write_archive(
         checksums,
         skipped: w.skipped,
         changed: w.changed,
+        hard_links: w.hard_links,
+        other_file_systems: w.other_file_systems,
         vanished: w.vanished,
         unreadable: w.unreadable,
     })
@@ -589,6 +752,7 @@ mod tests {
             inner: (&b"abc"[..]).take(5),
             remaining: 5,
             padded: false,
+            hook: None,
         };
         let mut out = Vec::new();
         short.read_to_end(&mut out).unwrap();
@@ -598,6 +762,7 @@ mod tests {
             inner: (&b"abcdef"[..]).take(4),
             remaining: 4,
             padded: false,
+            hook: None,
         };
         let mut out = Vec::new();
         long.read_to_end(&mut out).unwrap();
@@ -654,6 +819,12 @@ mod tests {
             builder: tar::Builder::new(io::sink()),
             root: root.to_path_buf(),
             max_skipped,
+            root_dev: None,
+            dirs_seen: Default::default(),
+            links: Default::default(),
+            hard_links: 0,
+            other_file_systems: Vec::new(),
+            read_hook: None,
             files: 0,
             dirs: 0,
             symlinks: 0,
@@ -774,5 +945,134 @@ mod tests {
         };
         assert_eq!(write_archive(root, strict, tx).unwrap_err().exit_code(), 8);
         fs::set_permissions(root.join("lost+found"), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    /// Finding 18: an archive whose uploader went away ends in ArchiveAbandoned, which
+    /// the uploader recognises as its own doing.
+    #[test]
+    fn a_gone_uploader_abandons_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        fs::write(dir.path().join("f"), noise).unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let opts = ArchiveOptions {
+            chunk_size: 1024,
+            level: 0,
+            ..ArchiveOptions::default()
+        };
+        let e = write_archive(dir.path(), opts, tx).unwrap_err();
+        assert!(matches!(e, AgentError::ArchiveAbandoned { .. }), "{e}");
+        assert_eq!(e.exit_code(), 8);
+        assert!(e.to_string().contains("stopped reading"), "{e}");
+    }
+
+    fn entries_of(bytes: &[u8]) -> Vec<(String, tar::EntryType, u64, Option<String>)> {
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().entry_type(),
+                    e.size(),
+                    e.link_name()
+                        .unwrap()
+                        .map(|l| l.to_string_lossy().into_owned()),
+                )
+            })
+            .collect()
+    }
+
+    fn archive_of(root: &Path, hook: Option<ReadHook>) -> (Vec<u8>, ArchiveSummary) {
+        let (tx, mut rx) = mpsc::channel(4096);
+        let s = write_archive_with(root, ArchiveOptions::default(), tx, hook).unwrap();
+        let mut bytes = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            bytes.extend_from_slice(&c);
+        }
+        (bytes, s)
+    }
+
+    /// Finding 30: a file with two names is archived once, plus a hard-link entry.
+    #[test]
+    fn hard_links_are_archived_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), b"hello").unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::hard_link(dir.path().join("a"), dir.path().join("d/b")).unwrap();
+        let (bytes, s) = archive_of(dir.path(), None);
+        assert_eq!((s.files, s.hard_links, s.uncompressed_bytes), (1, 1, 5));
+        let entries = entries_of(&bytes);
+        let data: Vec<_> = entries
+            .iter()
+            .filter(|e| e.1 == tar::EntryType::Regular)
+            .collect();
+        let links: Vec<_> = entries
+            .iter()
+            .filter(|e| e.1 == tar::EntryType::Link)
+            .collect();
+        assert_eq!(data.len(), 1, "{entries:?}");
+        assert_eq!((data[0].0.as_str(), data[0].2), ("a", 5));
+        assert_eq!(links.len(), 1, "{entries:?}");
+        assert_eq!(links[0].0, "d/b");
+        assert_eq!(links[0].3.as_deref(), Some("a"));
+        assert_eq!(links[0].2, 0);
+    }
+
+    /// Finding 30: a file rewritten at the same size while it is read (its mtime moves)
+    /// is reported as changed.
+    #[test]
+    fn a_file_touched_while_it_is_read_is_reported_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"pages").unwrap();
+        fs::write(dir.path().join("quiet"), b"still").unwrap();
+        let (_, calm) = archive_of(dir.path(), None);
+        assert!(calm.changed.is_empty(), "{:?}", calm.changed);
+        let root = dir.path().to_path_buf();
+        let hook: ReadHook = Box::new(move |rel: &Path| {
+            if rel == Path::new("db") {
+                let t = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+                filetime::set_file_mtime(root.join(rel), t).unwrap();
+            }
+        });
+        let (_, s) = archive_of(dir.path(), Some(hook));
+        assert_eq!(s.changed, ["db"]);
+        assert_eq!(s.files, 2);
+    }
+
+    /// Finding 30: a mount point of another file system is archived empty and reported;
+    /// a directory reached twice (bind-mount loop) is not archived again.
+    #[test]
+    fn other_file_systems_and_directory_loops_are_not_descended() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("mnt")).unwrap();
+        fs::write(dir.path().join("mnt/inside"), b"x").unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let mut w = sink_walker(dir.path(), 100);
+        w.root_dev = Some(u64::MAX); // as if the source were on another device
+        w.entry(&d, Path::new(""), OsStr::new("mnt")).unwrap();
+        assert_eq!((w.dirs, w.files), (1, 0));
+        assert_eq!(w.other_file_systems, ["mnt"]);
+
+        let mut w = sink_walker(dir.path(), 100);
+        let m = fs::metadata(dir.path().join("mnt")).unwrap();
+        w.dirs_seen.insert((m.dev(), m.ino()));
+        w.entry(&d, Path::new(""), OsStr::new("mnt")).unwrap();
+        assert_eq!((w.dirs, w.files), (0, 0));
+        assert!(
+            w.unreadable[0].contains("reached twice"),
+            "{:?}",
+            w.unreadable
+        );
+
+        // The default crosses nothing on a single file system.
+        let (_, s) = archive_of(dir.path(), None);
+        assert_eq!((s.dirs, s.files), (1, 1));
+        assert!(s.other_file_systems.is_empty());
     }
 }

@@ -36,6 +36,98 @@ pub struct AwsArgs {
     /// `--force-path-style` alone means true; `--force-path-style false` turns it off.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub force_path_style: Option<bool>,
+
+    /// AWS account id (12 digits) that must own the bucket: sent as ExpectedBucketOwner on
+    /// every S3 request, so a bucket deleted and re-created under the same name by another
+    /// account is refused (403) instead of receiving the backups.
+    #[arg(long, env = "AUTOBACKUP_BUCKET_OWNER", value_name = "ACCOUNT", value_parser = account_id)]
+    pub expected_owner: Option<String>,
+}
+
+/// An `--expected-owner` that is not an AWS account id.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an AWS account id (12 digits)")]
+pub struct NotAnAccount(String);
+
+/// Parses an AWS account id: exactly 12 ASCII digits.
+pub fn account_id(s: &str) -> Result<String, NotAnAccount> {
+    let t = s.trim();
+    if t.len() == 12 && t.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(t.to_string())
+    } else {
+        Err(NotAnAccount(s.to_string()))
+    }
+}
+
+/// Sets `x-amz-expected-bucket-owner` on every S3 request of the client it is added to
+/// (and `x-amz-source-expected-bucket-owner` on copies, whose source is the same bucket),
+/// so no call can be missed. `ListBuckets` and `CreateBucket` have no such parameter and are
+/// left alone.
+#[derive(Debug, Clone)]
+pub struct ExpectedOwner {
+    account: String,
+}
+
+/// Marks an operation that takes no ExpectedBucketOwner (in the operation's config bag).
+#[derive(Debug, Clone, Copy)]
+struct NoOwnerHeader;
+
+impl aws_smithy_types::config_bag::Storable for NoOwnerHeader {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// The header S3 checks against the bucket owner's account.
+pub const EXPECTED_OWNER_HEADER: &str = "x-amz-expected-bucket-owner";
+/// The same for the source bucket of a copy.
+pub const SOURCE_EXPECTED_OWNER_HEADER: &str = "x-amz-source-expected-bucket-owner";
+
+impl ExpectedOwner {
+    pub fn new(account: impl Into<String>) -> ExpectedOwner {
+        ExpectedOwner {
+            account: account.into(),
+        }
+    }
+}
+
+impl aws_sdk_s3::config::Intercept for ExpectedOwner {
+    fn name(&self) -> &'static str {
+        "ExpectedBucketOwner"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        use aws_sdk_s3::operation::{
+            create_bucket::CreateBucketInput, list_buckets::ListBucketsInput,
+        };
+        let input = context.input();
+        if input.downcast_ref::<ListBucketsInput>().is_some()
+            || input.downcast_ref::<CreateBucketInput>().is_some()
+        {
+            cfg.interceptor_state().store_put(NoOwnerHeader);
+        }
+        Ok(())
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        if cfg.load::<NoOwnerHeader>().is_some() {
+            return Ok(());
+        }
+        let headers = context.request_mut().headers_mut();
+        headers.try_insert(EXPECTED_OWNER_HEADER, self.account.clone())?;
+        if headers.contains_key("x-amz-copy-source") {
+            headers.try_insert(SOURCE_EXPECTED_OWNER_HEADER, self.account.clone())?;
+        }
+        Ok(())
+    }
 }
 
 impl AwsArgs {
@@ -103,6 +195,25 @@ impl Aws {
             sns,
             endpoint,
         }
+    }
+}
+
+impl Aws {
+    /// These clients with every S3 request carrying `ExpectedBucketOwner = account` (see
+    /// [`ExpectedOwner`]); unchanged without an account. Every command applies its
+    /// `--expected-owner` this way to the clients it is given, whoever built them.
+    pub fn with_expected_owner(&self, account: Option<&str>) -> Aws {
+        let Some(account) = account else {
+            return self.clone();
+        };
+        let s3 = aws_sdk_s3::Client::from_conf(
+            self.s3
+                .config()
+                .to_builder()
+                .interceptor(ExpectedOwner::new(account))
+                .build(),
+        );
+        Aws { s3, ..self.clone() }
     }
 }
 
@@ -279,5 +390,78 @@ mod tests {
         assert_eq!(f.is_auth(), auth);
         assert_eq!(f.is_not_found(), missing);
         assert!(f.text().contains("(HTTP"));
+    }
+
+    #[test]
+    fn account_ids_are_twelve_digits() {
+        assert_eq!(account_id(" 123456789012 ").unwrap(), "123456789012");
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "arn:aws:iam::1",
+        ] {
+            assert!(account_id(bad).is_err(), "{bad}");
+        }
+        let a = parse(&["--expected-owner", "111122223333"]);
+        assert_eq!(a.expected_owner.as_deref(), Some("111122223333"));
+        assert!(T::try_parse_from(["t", "--expected-owner", "me"]).is_err());
+    }
+
+    /// Finding 21: with an expected owner every bucket and object request carries
+    /// x-amz-expected-bucket-owner (copies also the source header); ListBuckets does not.
+    #[tokio::test]
+    async fn every_s3_request_carries_the_expected_owner() {
+        use crate::test_support::stub::{happy, StubS3};
+        let stub = StubS3::start(happy).await;
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let plain = Aws::from_config(sdk, true, stub.endpoint.clone());
+        let plain = Aws {
+            s3: stub.client(),
+            ..plain
+        };
+        let owned = plain.with_expected_owner(Some("111122223333"));
+        let s3 = &owned.s3;
+        s3.head_bucket().bucket("b").send().await.unwrap();
+        s3.list_buckets().send().await.unwrap();
+        s3.put_object()
+            .bucket("b")
+            .key("backups/k")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+        s3.copy_object()
+            .bucket("b")
+            .key("backups/k")
+            .copy_source("b/backups/k")
+            .send()
+            .await
+            .unwrap();
+        s3.delete_object()
+            .bucket("b")
+            .key("backups/k")
+            .send()
+            .await
+            .unwrap();
+        crate::s3::lifecycle_rules(s3, "b").await.unwrap();
+        // The same calls without an owner send no header.
+        plain.s3.head_bucket().bucket("b").send().await.unwrap();
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 7);
+        for s in &seen[..6] {
+            let header = s.header(EXPECTED_OWNER_HEADER);
+            if s.op() == "ListBuckets" {
+                assert_eq!(header, None, "{s:?}");
+            } else {
+                assert_eq!(header, Some("111122223333"), "{}: {s:?}", s.op());
+            }
+            let source = s.header(SOURCE_EXPECTED_OWNER_HEADER);
+            assert_eq!(source.is_some(), s.op() == "CopyObject", "{}", s.op());
+        }
+        assert_eq!(seen[6].header(EXPECTED_OWNER_HEADER), None);
     }
 }

@@ -21,6 +21,8 @@
 //! | 13 | the backup is stored but rotation failed |
 //! | 14 | another S3 or SNS call failed |
 //! | 15 | unpacking the downloaded archive failed, or it exceeded an unpack limit |
+//! | 130 | stopped by SIGINT (after aborting uploads / removing restore staging) |
+//! | 143 | stopped by SIGTERM (likewise) |
 //!
 //! A failure whose cleanup (removing a restore's staging tree) also failed keeps the exit
 //! code of the original failure and names the path left behind.
@@ -57,13 +59,21 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         15,
         "unpacking the downloaded archive failed (or exceeded an unpack limit)",
     ),
+    (
+        130,
+        "stopped by SIGINT (uploads aborted, restore staging removed)",
+    ),
+    (
+        143,
+        "stopped by SIGTERM (uploads aborted, restore staging removed)",
+    ),
 ];
 
 /// The exit-code table as text for `--help`.
 pub fn exit_code_help() -> String {
     let mut s = String::from("Exit codes:\n");
     for (code, what) in EXIT_CODES {
-        s.push_str(&format!("  {code:>2}  {what}\n"));
+        s.push_str(&format!("  {code:>3}  {what}\n"));
     }
     s
 }
@@ -93,6 +103,11 @@ pub enum AgentError {
 
     #[error("archiving {}: {why}", path.display())]
     Archive { path: PathBuf, why: String },
+
+    /// The archive stopped because its reader (the uploader) went away: a consequence,
+    /// never the cause; the uploader reports its own error instead.
+    #[error("archiving {}: the uploader stopped reading", path.display())]
+    ArchiveAbandoned { path: PathBuf },
 
     #[error("upload of s3://{bucket}/{key} failed at {step}: {why}")]
     Upload {
@@ -155,6 +170,11 @@ pub enum AgentError {
         flag: &'static str,
     },
 
+    /// A signal stopped the command (see [`crate::signals`]); what it had started was
+    /// cleaned up as far as the grace period allowed.
+    #[error("interrupted by {signal}")]
+    Interrupted { signal: crate::signals::Signal },
+
     /// `error` happened, and removing what it left behind failed too.
     #[error("{error}; cleaning up {} also failed: {why} (remove it by hand)", path.display())]
     Cleanup {
@@ -175,7 +195,9 @@ impl AgentError {
             AgentError::Credentials { .. } => 5,
             AgentError::NoBucket { .. } => 6,
             AgentError::BucketDenied { .. } => 7,
-            AgentError::Archive { .. } | AgentError::Upload { .. } => 8,
+            AgentError::Archive { .. }
+            | AgentError::ArchiveAbandoned { .. }
+            | AgentError::Upload { .. } => 8,
             AgentError::Checksum { .. } => 9,
             AgentError::TargetExists { .. } => 10,
             AgentError::NotFound { .. } => 11,
@@ -183,6 +205,7 @@ impl AgentError {
             AgentError::Rotation { .. } => 13,
             AgentError::Aws { .. } => 14,
             AgentError::Unpack { .. } | AgentError::UnpackLimit { .. } => 15,
+            AgentError::Interrupted { signal } => signal.exit_code(),
             AgentError::Cleanup { error, .. } => error.exit_code(),
         }
     }
@@ -196,7 +219,7 @@ impl AgentError {
             AgentError::Unreachable { .. } => "pre-flight: endpoint",
             AgentError::Credentials { .. } => "pre-flight: credentials",
             AgentError::NoBucket { .. } | AgentError::BucketDenied { .. } => "pre-flight: bucket",
-            AgentError::Archive { .. } => "archive",
+            AgentError::Archive { .. } | AgentError::ArchiveAbandoned { .. } => "archive",
             AgentError::Upload { .. } => "upload",
             AgentError::Checksum { .. } => "checksum verification",
             AgentError::TargetExists { .. } => "restore target",
@@ -205,6 +228,7 @@ impl AgentError {
             AgentError::Rotation { .. } => "rotation",
             AgentError::Aws { .. } => "aws call",
             AgentError::Unpack { .. } | AgentError::UnpackLimit { .. } => "unpack",
+            AgentError::Interrupted { .. } => "interrupted",
             AgentError::Cleanup { error, .. } => error.stage(),
         }
     }
@@ -246,6 +270,7 @@ mod tests {
                 path: p.clone(),
                 why: s(),
             },
+            AgentError::ArchiveAbandoned { path: p.clone() },
             AgentError::Checksum {
                 what: s(),
                 expected: s(),
@@ -284,6 +309,12 @@ mod tests {
                 error: Box::new(AgentError::NotFound { what: s() }),
                 path: p,
                 why: s(),
+            },
+            AgentError::Interrupted {
+                signal: crate::signals::Signal::Interrupt,
+            },
+            AgentError::Interrupted {
+                signal: crate::signals::Signal::Terminate,
             },
         ]
     }
@@ -333,7 +364,7 @@ mod tests {
     fn help_text_lists_every_code() {
         let help = exit_code_help();
         for (code, what) in EXIT_CODES {
-            assert!(help.contains(&format!("{code:>2}  {what}")));
+            assert!(help.contains(&format!("{code:>3}  {what}")));
         }
     }
 }

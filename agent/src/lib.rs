@@ -26,6 +26,7 @@
 //! | [`cost`] | price table, per-class inventory, lifecycle projection, report, SVG (pure) |
 //! | [`notify`] | notification texts (pure) and SNS publishing |
 //! | [`preflight`] | source, endpoint, credentials and bucket checks |
+//! | [`signals`] | SIGINT/SIGTERM: cancel the command, let it clean up, exit 130/143 |
 //! | [`compat`] | the one place local-engine differences from AWS are handled |
 //! | [`aws`], [`s3`] | SDK clients, error classification, S3 calls and type conversions |
 //! | [`logging`], [`rss`], [`units`] | log setup, memory figures, human units |
@@ -50,6 +51,8 @@
 //! | 13 | backup stored but rotation failed |
 //! | 14 | another S3 or SNS call failed |
 //! | 15 | unpacking the downloaded archive failed |
+//! | 130 | stopped by SIGINT (uploads aborted, restore staging removed) |
+//! | 143 | stopped by SIGTERM (likewise) |
 
 pub mod anomaly;
 pub mod archive;
@@ -68,6 +71,7 @@ pub mod restore;
 pub mod rotation;
 pub mod rss;
 pub mod s3;
+pub mod signals;
 #[cfg(test)]
 mod test_support;
 pub mod units;

@@ -2,6 +2,11 @@
 //! them to SNS. Without a topic (`--topic-arn` / `SNS_TOPIC_ARN`) messages are only logged,
 //! and the log says so. A notification that cannot be published is logged as an error but
 //! never changes the outcome of the run it reports on.
+//!
+//! SNS refuses messages over 256 KB (262,144 bytes, attributes included), and a failure
+//! can carry thousands of errors (a rotation that failed for every key), so every body is
+//! capped ([`cap_message`], at a UTF-8 boundary) at [`BODY_MAX`]; the cap says how many
+//! lines and bytes it left out, and the log has the full text.
 
 use serde::Serialize;
 
@@ -10,6 +15,45 @@ use crate::units;
 
 /// SNS subjects: ASCII, no control characters, under 100 characters.
 pub const SUBJECT_MAX: usize = 99;
+
+/// SNS's limit for a whole message: 256 KB.
+pub const SNS_MAX: usize = 262_144;
+/// The most bytes of a body the agent publishes: SNS's limit less room for the subject
+/// and the message attributes.
+pub const BODY_MAX: usize = SNS_MAX - 4096;
+
+/// `body` cut to at most `max` bytes (for a `max` of a few hundred bytes or more) at a
+/// UTF-8 character boundary (a line boundary when one is near), ending with a line that
+/// says how many lines and bytes were left out. Bodies within `max` are returned unchanged.
+pub fn cap_message(body: &str, max: usize) -> String {
+    if body.len() <= max {
+        return body.to_string();
+    }
+    // Room for the notice (its numbers have at most 20 digits each).
+    let notice_room = 160;
+    let mut cut = max.saturating_sub(notice_room);
+    while cut > 0 && !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // Prefer to end on a whole line if one ends in the last 4 KiB before the cut.
+    if let Some(nl) = body[..cut].rfind('\n') {
+        if cut - nl <= 4096 {
+            cut = nl + 1;
+        }
+    }
+    let (kept, rest) = body.split_at(cut);
+    let lines = rest.lines().count();
+    let mut out = String::with_capacity(max);
+    out.push_str(kept);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "[... {lines} more line(s), {} bytes elided: SNS accepts at most 256 KB; the log has the full text]\n",
+        rest.len()
+    ));
+    out
+}
 
 /// The SNS message attribute naming who sent a notification (`autobackup-agent`), so a
 /// subscription can filter the agent's messages from the failure-notifier's on a shared topic.
@@ -63,6 +107,24 @@ fn subject(s: &str) -> String {
     }
 }
 
+/// The first `shown` items joined with `; `, then how many more there are (for error
+/// texts that would otherwise list thousands of keys; log the full list).
+pub fn join_some(items: &[String], shown: usize) -> String {
+    let mut s = items
+        .iter()
+        .take(shown)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > shown {
+        s.push_str(&format!(
+            "; ... and {} more (the log lists them all)",
+            items.len() - shown
+        ));
+    }
+    s
+}
+
 /// Facts of a successful backup.
 #[derive(Debug, Clone, Serialize)]
 pub struct Success {
@@ -78,6 +140,9 @@ pub struct Success {
     pub sha256: String,
     pub s3_check: String,
     pub rotation: Vec<String>,
+    /// The intermediate version of a sealed upload left as a noncurrent version.
+    #[serde(default)]
+    pub intermediate_version: Option<String>,
     /// Entries that vanished or were unreadable during the walk, and were not archived.
     #[serde(default)]
     pub not_archived: Vec<String>,
@@ -115,6 +180,11 @@ pub fn success(category: &str, s: &Success) -> Message {
     for line in &s.rotation {
         b.push_str(&format!("Rotation:    {line}\n"));
     }
+    if let Some(v) = &s.intermediate_version {
+        b.push_str(&format!(
+            "Leftover:    intermediate version {v} stays as a noncurrent version until the lifecycle rule expires it\n"
+        ));
+    }
     if !s.not_archived.is_empty() {
         b.push_str(&format!(
             "Not archived: {} entries vanished or were unreadable during the walk\n",
@@ -137,7 +207,7 @@ pub fn success(category: &str, s: &Success) -> Message {
             units::bytes(s.bytes),
             s.duration_secs
         )),
-        body: b,
+        body: cap_message(&b, BODY_MAX),
     }
 }
 
@@ -174,7 +244,7 @@ pub fn failure(short: &str, what: &str, f: &Failure) -> Message {
             "[autobackup] FAILED {} {short}: {}",
             f.command, f.stage
         )),
-        body: b,
+        body: cap_message(&b, BODY_MAX),
     }
 }
 
@@ -229,7 +299,7 @@ pub fn anomaly(what: &str, key: Option<&str>, f: &Finding) -> Message {
             "[autobackup] ANOMALY {what}: {} {word} normal",
             f.metric
         )),
-        body: b,
+        body: cap_message(&b, BODY_MAX),
     }
 }
 
@@ -291,7 +361,7 @@ impl Notifier {
             .publish()
             .topic_arn(arn)
             .subject(&m.subject)
-            .message(&m.body)
+            .message(cap_message(&m.body, BODY_MAX))
             .set_message_attributes(Some(attributes(m.event)))
             .send()
             .await
@@ -338,6 +408,7 @@ mod tests {
                 sha256: "ab".into(),
                 s3_check: "ok".into(),
                 rotation: vec!["versioning is enabled".into()],
+                intermediate_version: None,
                 not_archived: vec![],
             },
         );
@@ -441,6 +512,7 @@ mod tests {
             sha256: "ab".into(),
             s3_check: "ok".into(),
             rotation: vec![],
+            intermediate_version: None,
             not_archived: vec![],
         };
         assert!(!success("media", &s).body.contains("Not archived"));
@@ -449,5 +521,81 @@ mod tests {
         assert!(body.contains("Not archived: 12 entries"), "{body}");
         assert!(body.contains("gone9") && !body.contains("gone10"));
         assert!(body.contains("and 2 more"));
+    }
+
+    /// Finding 31: a failure with 10^4 errors stays within SNS's 256 KB and says how much
+    /// was left out.
+    #[test]
+    fn a_failure_with_ten_thousand_errors_fits_in_one_sns_message() {
+        let errors: Vec<String> = (0..10_000)
+            .map(|i| format!("backups/documents/2026{i:08}T000000.000Z.tar.gz: AccessDenied: Access Denied ü"))
+            .collect();
+        let m = failure(
+            "documents",
+            "documents (/srv/docs)",
+            &Failure {
+                command: "backup".into(),
+                stage: "rotation".into(),
+                error: errors.join("\n"),
+                exit_code: 13,
+                log_file: "/var/log/autobackup.log".into(),
+                bucket: Some("b".into()),
+                key: None,
+            },
+        );
+        assert!(m.body.len() <= SNS_MAX, "{} bytes", m.body.len());
+        assert!(m.body.len() + m.subject.len() + 200 <= SNS_MAX);
+        assert!(m
+            .body
+            .starts_with("autobackup backup of documents (/srv/docs) FAILED."));
+        let notice = m.body.lines().last().unwrap();
+        assert!(
+            notice.contains("more line(s)") && notice.contains("bytes elided"),
+            "{notice}"
+        );
+        // The notice counts what is missing: the shown lines plus the elided ones are all.
+        let elided: usize = notice
+            .trim_start_matches("[... ")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let shown = m
+            .body
+            .lines()
+            .filter(|l| l.contains("AccessDenied"))
+            .count();
+        // The error lines, then Exit code, Bucket and Log lines.
+        assert_eq!(shown + elided, 10_000 + 3, "{shown} + {elided}");
+    }
+
+    #[test]
+    fn cap_message_cuts_at_a_character_boundary() {
+        let body = "é".repeat(1000);
+        for max in [0, 1, 161, 162, 163, 500, 1999] {
+            let c = cap_message(&body, max);
+            assert!(c.len() <= max.max(160) + 200);
+            assert!(c.contains("bytes elided"));
+        }
+        assert_eq!(cap_message("short", 100), "short");
+        let c = cap_message(&body, 1000);
+        assert!(c.len() <= 1000, "{}", c.len());
+    }
+
+    #[test]
+    fn join_some_counts_what_it_leaves_out() {
+        let items: Vec<String> = (0..10_000).map(|i| format!("k{i}: AccessDenied")).collect();
+        let s = join_some(&items, 20);
+        assert!(s.starts_with("k0: AccessDenied; k1: AccessDenied"));
+        assert!(s.contains("k19:") && !s.contains("k20:"));
+        assert!(
+            s.ends_with("... and 9980 more (the log lists them all)"),
+            "{s}"
+        );
+        assert_eq!(
+            join_some(&items[..2], 20),
+            "k0: AccessDenied; k1: AccessDenied"
+        );
     }
 }

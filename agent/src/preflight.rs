@@ -1,6 +1,8 @@
 //! Pre-flight checks, in order, each with its own exit code: the source directory is there
 //! and readable (3), credentials can be found (5), the endpoint answers (4) and accepts them
-//! (5), the bucket exists (6) and may be used (7).
+//! (5), the bucket exists (6) and may be used (7). A backup also warns (never fails) when
+//! no lifecycle rule aborts incomplete multipart uploads under its prefix: an upload the
+//! agent could not abort (a SIGKILL, a crash) would otherwise be billed forever.
 
 use std::path::Path;
 
@@ -98,6 +100,35 @@ pub async fn bucket(aws: &Aws, bucket: &str) -> Result<(), AgentError> {
     }
 }
 
+/// Whether an enabled lifecycle rule with `AbortIncompleteMultipartUpload` covers every key
+/// under `prefix`.
+pub fn abort_rule_covers(rules: &[crate::cost::lifecycle::Rule], prefix: &str) -> bool {
+    rules.iter().any(|r| {
+        r.abort_incomplete_multipart_days.is_some()
+            && r.covers(prefix) == crate::cost::lifecycle::Coverage::All
+    })
+}
+
+/// Warns when no lifecycle rule aborts incomplete multipart uploads under `prefix` (or
+/// the rules cannot be read); returns whether one does.
+pub async fn abort_rule(aws: &Aws, bucket: &str, prefix: &str) -> bool {
+    match crate::s3::lifecycle_rules(&aws.s3, bucket).await {
+        Ok(rules) if abort_rule_covers(&rules, prefix) => true,
+        Ok(_) => {
+            tracing::warn!(bucket, prefix, "no enabled lifecycle rule with AbortIncompleteMultipartUpload covers the backup prefix: a multipart upload the agent cannot abort (killed, crashed) stays billed until someone aborts it");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(
+                bucket,
+                prefix,
+                "cannot check for an AbortIncompleteMultipartUpload lifecycle rule: {e}"
+            );
+            false
+        }
+    }
+}
+
 /// Runs every AWS-side check.
 pub async fn aws_side(aws: &Aws, bucket_name: &str) -> Result<(), AgentError> {
     endpoint_and_credentials(aws).await?;
@@ -119,5 +150,31 @@ mod tests {
         let not_dir = source(&file).unwrap_err();
         assert!(not_dir.to_string().contains("not a directory"));
         assert_eq!(not_dir.exit_code(), 3);
+    }
+
+    #[test]
+    fn abort_rules_must_cover_the_whole_prefix() {
+        use crate::cost::lifecycle::{Filter, Rule};
+        let rule = |prefix: &str, days: Option<u32>, enabled: bool| Rule {
+            id: "r".into(),
+            enabled,
+            filter: Filter {
+                prefix: prefix.into(),
+                ..Default::default()
+            },
+            abort_incomplete_multipart_days: days,
+            ..Default::default()
+        };
+        let p = "backups/documents/";
+        assert!(abort_rule_covers(&[rule("", Some(7), true)], p));
+        assert!(abort_rule_covers(&[rule("backups/", Some(1), true)], p));
+        assert!(!abort_rule_covers(&[], p));
+        assert!(!abort_rule_covers(&[rule("", None, true)], p));
+        assert!(!abort_rule_covers(&[rule("", Some(7), false)], p));
+        assert!(!abort_rule_covers(&[rule("logs/", Some(7), true)], p));
+        assert!(!abort_rule_covers(
+            &[rule("backups/documents/x", Some(7), true)],
+            p
+        ));
     }
 }

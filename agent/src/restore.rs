@@ -171,15 +171,53 @@ pub async fn resolve(
     category: Category,
     at: &At,
 ) -> Result<Target, AgentError> {
+    resolve_preferring(s3, bucket, category, at, None).await
+}
+
+/// Which backup `latest` is among the listed `objects`: the history's last successful
+/// backup (`history_latest`) while it is still there, since a key in the bucket may have
+/// been written by a host with a skewed clock or by someone else; otherwise the newest by
+/// `LastModified` (see [`crate::rotation::plan`]).
+pub fn latest_of(
+    objects: &[crate::rotation::Object],
+    category: Category,
+    history_latest: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let plan = crate::rotation::plan(objects, category, 1, None, now);
+    if let Some(w) = crate::rotation::future_warning(&plan.future) {
+        tracing::warn!("{w}");
+    }
+    let newest = plan.keep.into_iter().next();
+    match history_latest {
+        Some(h) if objects.iter().any(|o| o.key == h) => {
+            if newest.as_deref().is_some_and(|n| n != h) {
+                tracing::warn!(
+                    history = h,
+                    bucket_newest = newest.as_deref().unwrap_or_default(),
+                    "the bucket's newest backup is not the history's last successful one; restoring the history's (pass --at KEY for the other)"
+                );
+            }
+            Some(h.to_string())
+        }
+        _ => newest,
+    }
+}
+
+/// [`resolve`], with `latest` preferring the history's last successful backup of the
+/// category in this bucket (see [`latest_of`]).
+pub async fn resolve_preferring(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    category: Category,
+    at: &At,
+    history_latest: Option<&str>,
+) -> Result<Target, AgentError> {
     let prefix = layout::prefix(category);
     let (key, version) = match at {
         At::Latest => {
-            let keys = crate::s3::list_keys(s3, bucket, &prefix).await?;
-            let plan = crate::rotation::plan(&keys, category, 1, None);
-            let key = plan
-                .keep
-                .into_iter()
-                .next()
+            let objects = crate::s3::list_objects(s3, bucket, &prefix).await?;
+            let key = latest_of(&objects, category, history_latest, chrono::Utc::now())
                 .ok_or_else(|| AgentError::NotFound {
                     what: format!("no backup under s3://{bucket}/{prefix}"),
                 })?;
@@ -1040,7 +1078,11 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Downloads, verifies and unpacks `target` into `to`.
+/// Downloads, verifies and unpacks `target` into `to`. When `cancel` is triggered the
+/// download stops, the unpacker fails on the interrupted stream and removes its staging
+/// tree (the target is untouched), and the result is [`AgentError::Interrupted`] (inside
+/// [`AgentError::Cleanup`] if the staging tree could not be removed).
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     s3: &aws_sdk_s3::Client,
     target: &Target,
@@ -1048,22 +1090,26 @@ pub async fn restore(
     to: &Path,
     state: TargetState,
     opts: &UnpackOptions,
+    cancel: &crate::signals::Cancel,
 ) -> Result<Restored, AgentError> {
     let what = format!("s3://{}/{}", target.bucket, target.key);
-    let resp = s3
+    let get = s3
         .get_object()
         .bucket(&target.bucket)
         .key(&target.key)
         .set_version_id(target.version_id.clone())
         .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .map_err(|e| AgentError::Aws {
-            service: "S3",
-            op: "GetObject",
-            target: what.clone(),
-            why: classify(&e).text(),
-        })?;
+        .send();
+    let resp = tokio::select! {
+        r = get => r,
+        s = cancel.cancelled() => return Err(crate::signals::Cancel::error(s)),
+    }
+    .map_err(|e| AgentError::Aws {
+        service: "S3",
+        op: "GetObject",
+        target: what.clone(),
+        why: classify(&e).text(),
+    })?;
     let mut body = resp.body;
     let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(8);
     let unpacker = {
@@ -1079,7 +1125,18 @@ pub async fn restore(
         })
     };
     let mut download_error: Option<String> = None;
-    while let Some(chunk) = body.next().await {
+    let mut interrupted = None;
+    loop {
+        let next = tokio::select! {
+            c = body.next() => c,
+            s = cancel.cancelled() => {
+                // The unpacker fails on this and removes its staging tree.
+                let _ = tx.send(Err(format!("interrupted by {s}"))).await;
+                interrupted = Some(s);
+                break;
+            }
+        };
+        let Some(chunk) = next else { break };
         match chunk {
             Ok(b) => {
                 if tx.send(Ok(b)).await.is_err() {
@@ -1099,9 +1156,24 @@ pub async fn restore(
     let placed = unpacker
         .await
         .map_err(|e| AgentError::Internal(format!("unpack thread: {e}")))?;
-    let placed = match (placed, download_error) {
-        (Ok(p), _) => p,
-        (Err(unpack_error), Some(e)) => {
+    let placed = match (placed, download_error, interrupted) {
+        (Ok(p), _, _) => p,
+        (Err(unpack_error), _, Some(s)) => {
+            let err = crate::signals::Cancel::error(s);
+            tracing::warn!(
+                signal = s.name(),
+                "restore interrupted; the target is untouched"
+            );
+            return Err(match unpack_error {
+                AgentError::Cleanup { path, why, .. } => AgentError::Cleanup {
+                    error: Box::new(err),
+                    path,
+                    why,
+                },
+                _ => err,
+            });
+        }
+        (Err(unpack_error), Some(e), None) => {
             // The SDK validates S3's full-object checksum while streaming the body.
             let err = if e.to_ascii_lowercase().contains("checksum") {
                 AgentError::Checksum {
@@ -1127,7 +1199,7 @@ pub async fn restore(
                 _ => err,
             });
         }
-        (Err(e), None) => return Err(e),
+        (Err(e), None, None) => return Err(e),
     };
     Ok(Restored {
         key: target.key.clone(),
@@ -1800,5 +1872,135 @@ mod tests {
             assert!(err.contains(want), "{err}");
         }
         assert!(!Path::new("/tmp/planted").exists());
+    }
+
+    /// Incompressible bytes (xorshift), so an archive of them is as large as they are.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Finding 19: a restore cancelled mid-download (SIGTERM) removes its staging tree,
+    /// leaves the target alone and ends in exit 143.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_restore_removes_its_staging_and_leaves_the_target_alone() {
+        use crate::signals::{Cancel, Signal};
+        use crate::test_support::stub::{Reply, StubS3};
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("a"), b"first").unwrap();
+        fs::write(src.path().join("big"), noise(2 << 20)).unwrap();
+        let (bytes, _) = tokio::task::block_in_place(|| archive_bytes(src.path()));
+        let len = bytes.len();
+        let half = Bytes::copy_from_slice(&bytes[..len / 2]);
+        let stub = StubS3::start(move |s, _| {
+            if s.op() == "GetObject" {
+                Reply::Stall {
+                    status: 200,
+                    headers: vec![("content-length".into(), len.to_string())],
+                    first: half.clone(),
+                }
+            } else {
+                Reply::error(404, "NoSuchKey", "no")
+            }
+        })
+        .await;
+        let parent = tempfile::tempdir().unwrap();
+        let to = parent.path().join("t");
+        let cancel = Cancel::new();
+        let task = {
+            let (s3, c, to) = (stub.client(), cancel.clone(), to.clone());
+            tokio::spawn(async move {
+                let t = target(None, Stored::Absent);
+                restore(
+                    &s3,
+                    &t,
+                    &Expected::Nothing,
+                    &to,
+                    TargetState::Absent,
+                    &UnpackOptions::default(),
+                    &c,
+                )
+                .await
+            })
+        };
+        // Wait until the unpack has started writing into its staging tree.
+        let staging = || {
+            fs::read_dir(parent.path())
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().contains(STAGING_MARK))
+                .map(|e| e.path())
+        };
+        let started = std::time::Instant::now();
+        while !staging().is_some_and(|p| fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())) {
+            assert!(started.elapsed().as_secs() < 20, "the unpack never started");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        cancel.trigger(Signal::Terminate);
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("the cancelled restore did not stop")
+            .unwrap();
+        let e = r.unwrap_err();
+        assert_eq!(e.exit_code(), 143, "{e}");
+        assert!(staging().is_none(), "staging left behind");
+        assert!(!to.exists());
+    }
+
+    /// Finding 20: `latest` is the history's last success while it exists, otherwise the
+    /// newest by LastModified, never a future-dated name.
+    #[test]
+    fn latest_prefers_the_history_then_last_modified() {
+        use crate::rotation::Object;
+        use chrono::{TimeZone, Utc};
+        let t = |y, h| Utc.with_ymd_and_hms(y, 3, 1, h, 0, 0).unwrap();
+        let k = |y, h| layout::key_for(Category::Documents, t(y, h));
+        let listed = vec![
+            Object::new(k(2100, 0), Some(t(2026, 0))),
+            Object::new(k(2026, 1), Some(t(2026, 1))),
+            Object::new(k(2026, 2), Some(t(2026, 2))),
+        ];
+        let now = t(2026, 3);
+        assert_eq!(
+            latest_of(&listed, Category::Documents, None, now),
+            Some(k(2026, 2))
+        );
+        assert_eq!(
+            latest_of(&listed, Category::Documents, Some(&k(2026, 1)), now),
+            Some(k(2026, 1))
+        );
+        // A history key rotated away (or from another bucket) is not used.
+        assert_eq!(
+            latest_of(&listed, Category::Documents, Some(&k(2025, 1)), now),
+            Some(k(2026, 2))
+        );
+        assert_eq!(latest_of(&[], Category::Documents, None, now), None);
+    }
+
+    /// Finding 30: hard links inside the tree survive a backup and restore as links.
+    #[test]
+    fn hard_links_round_trip() {
+        use std::os::unix::fs::MetadataExt;
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("a"), b"shared").unwrap();
+        fs::create_dir(src.path().join("sub")).unwrap();
+        fs::hard_link(src.path().join("a"), src.path().join("sub/b")).unwrap();
+        let (bytes, summary) = archive_bytes(src.path());
+        assert_eq!((summary.files, summary.hard_links), (1, 1));
+        let dst = tempfile::tempdir().unwrap();
+        let u = unpack_stream(feed(bytes), dst.path(), &UnpackOptions::default()).unwrap();
+        u.pending.apply(dst.path(), false).unwrap();
+        let a = fs::metadata(dst.path().join("a")).unwrap();
+        let b = fs::metadata(dst.path().join("sub/b")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(a.nlink(), 2);
+        assert_eq!(fs::read(dst.path().join("sub/b")).unwrap(), b"shared");
     }
 }

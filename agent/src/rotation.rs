@@ -4,10 +4,38 @@
 //! Only keys that follow the layout ([`crate::layout::parse_key`]) of the category are
 //! candidates; anything else under the prefix is left alone. The backup just written is
 //! never deleted, whatever the clocks say.
+//!
+//! Backups are ordered by when S3 stored them (`LastModified`, the server's clock), the
+//! time in the key breaking ties: one run with its clock in the future (an RTC failure
+//! before NTP sync, or a planted key) would otherwise name a backup that sorts first
+//! forever, stays `latest` and is never rotated out. Keys dated more than
+//! [`FUTURE_TOLERANCE`] ahead of now are reported in [`Plan::future`].
+
+use chrono::{DateTime, Utc};
 
 use crate::cost::lifecycle::{Coverage, Rule};
 use crate::layout::{self, BackupKey, Category};
 use serde::Serialize;
+
+/// How far ahead of this host's clock a key's time may be before it is reported.
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// An object under the backup prefix as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub key: String,
+    /// When S3 stored it (absent only from odd endpoints).
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+impl Object {
+    pub fn new(key: impl Into<String>, last_modified: Option<DateTime<Utc>>) -> Object {
+        Object {
+            key: key.into(),
+            last_modified,
+        }
+    }
+}
 
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,24 +46,57 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// Keys under the prefix that do not follow the layout (never deleted).
     pub ignored: Vec<String>,
+    /// Backups whose key time lies more than [`FUTURE_TOLERANCE`] ahead of now (clock
+    /// skew or a planted key); ordered by `LastModified` like the others.
+    pub future: Vec<String>,
 }
 
-/// Keeps the `keep` newest backups of `category` among `keys` (at least one), always
-/// including `protect` when it is among them.
-pub fn plan(keys: &[String], category: Category, keep: usize, protect: Option<&str>) -> Plan {
+/// One candidate with the times it is ordered by.
+struct Candidate {
+    key: BackupKey,
+    /// `LastModified`, or the key time (not after now) when the listing has none.
+    stored: DateTime<Utc>,
+}
+
+/// Newest first: by `LastModified`, then key time, then key.
+fn newest_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.stored
+        .cmp(&a.stored)
+        .then_with(|| b.key.taken_at.cmp(&a.key.taken_at))
+        .then_with(|| b.key.key.cmp(&a.key.key))
+}
+
+/// Keeps the `keep` newest backups of `category` among `objects` (at least one), newest by
+/// `LastModified` with the key time as tie-breaker, always including `protect` when it is
+/// among them; `now` decides which keys are future-dated.
+pub fn plan(
+    objects: &[Object],
+    category: Category,
+    keep: usize,
+    protect: Option<&str>,
+    now: DateTime<Utc>,
+) -> Plan {
     let keep = keep.max(1);
-    let mut backups: Vec<BackupKey> = Vec::new();
+    let mut backups: Vec<Candidate> = Vec::new();
     let mut ignored = Vec::new();
-    for k in keys {
-        match layout::parse_key(k) {
-            Some(b) if b.category == category => backups.push(b),
-            _ => ignored.push(k.clone()),
+    for o in objects {
+        match layout::parse_key(&o.key) {
+            Some(b) if b.category == category => backups.push(Candidate {
+                stored: o.last_modified.unwrap_or_else(|| b.taken_at.min(now)),
+                key: b,
+            }),
+            _ => ignored.push(o.key.clone()),
         }
     }
-    backups.sort_by(|a, b| b.taken_at.cmp(&a.taken_at).then_with(|| b.key.cmp(&a.key)));
-    backups.dedup_by(|a, b| a.key == b.key);
+    backups.sort_by(newest_first);
+    backups.dedup_by(|a, b| a.key.key == b.key.key);
+    let future: Vec<String> = backups
+        .iter()
+        .filter(|b| b.key.taken_at > now + FUTURE_TOLERANCE)
+        .map(|b| b.key.key.clone())
+        .collect();
     if let Some(p) = protect {
-        if let Some(i) = backups.iter().position(|b| b.key == p) {
+        if let Some(i) = backups.iter().position(|b| b.key.key == p) {
             let b = backups.remove(i);
             backups.insert(0, b);
         }
@@ -44,15 +105,29 @@ pub fn plan(keys: &[String], category: Category, keep: usize, protect: Option<&s
     let delete: Vec<String> = backups
         .split_off(split)
         .into_iter()
-        .map(|b| b.key)
+        .map(|b| b.key.key)
         .collect();
     // Report the kept ones newest first even when the protected one was moved up.
-    backups.sort_by(|a, b| b.taken_at.cmp(&a.taken_at).then_with(|| b.key.cmp(&a.key)));
+    backups.sort_by(newest_first);
     Plan {
-        keep: backups.into_iter().map(|b| b.key).collect(),
+        keep: backups.into_iter().map(|b| b.key.key).collect(),
         delete,
         ignored,
+        future,
     }
+}
+
+/// A warning line about future-dated keys for the rotation report (none when there are
+/// none).
+pub fn future_warning(future: &[String]) -> Option<String> {
+    if future.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "WARNING: {} backup key(s) are dated more than a day ahead of this host's clock (clock skew, or a key written by someone else): {}; they are ordered by the time S3 stored them, not by their name",
+        future.len(),
+        crate::notify::join_some(future, 5)
+    ))
 }
 
 /// The bucket's versioning state.
@@ -174,6 +249,58 @@ mod tests {
             .collect()
     }
 
+    /// The keys as listed, stored a second after their key time (junk: at a fixed time).
+    fn objs(keys: &[String]) -> Vec<Object> {
+        keys.iter()
+            .map(|k| {
+                let t = layout::parse_key(k)
+                    .map(|b| b.taken_at)
+                    .unwrap_or_else(|| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+                Object::new(k.clone(), Some(t + Duration::seconds(1)))
+            })
+            .collect()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+    }
+
+    /// Finding 20: a key dated 2100 (written first, by a host with a broken clock) is
+    /// ordered by when S3 stored it: it is not kept as the newest, it rotates out, and it
+    /// is reported.
+    #[test]
+    fn a_future_dated_key_is_ordered_by_last_modified_and_reported() {
+        let normal = keys(5);
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let future = key_for(
+            Category::Documents,
+            Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap(),
+        );
+        let mut listed = vec![Object::new(
+            future.clone(),
+            Some(t0 - Duration::minutes(30)),
+        )];
+        listed.extend(objs(&normal));
+        let p = plan(&listed, Category::Documents, 2, None, now());
+        assert_eq!(p.keep, vec![normal[4].clone(), normal[3].clone()]);
+        assert_eq!(p.delete.len(), 4);
+        assert!(p.delete.contains(&future));
+        assert_eq!(p.future, vec![future.clone()]);
+        let w = future_warning(&p.future).unwrap();
+        assert!(w.contains("1 backup key(s)") && w.contains(&future), "{w}");
+        assert_eq!(future_warning(&[]), None);
+    }
+
+    #[test]
+    fn equal_last_modified_falls_back_to_the_key_time() {
+        let k = keys(3);
+        let same = Some(Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap());
+        let listed: Vec<Object> = k.iter().map(|k| Object::new(k.clone(), same)).collect();
+        let p = plan(&listed, Category::Documents, 1, None, now());
+        assert_eq!(p.keep, vec![k[2].clone()]);
+        assert!(p.future.is_empty());
+    }
+
     #[rstest]
     #[case(6, 5, 5, 1)]
     #[case(5, 5, 5, 0)]
@@ -181,7 +308,7 @@ mod tests {
     #[case(0, 5, 0, 0)]
     #[case(4, 0, 1, 3)]
     fn counts(#[case] n: usize, #[case] keep: usize, #[case] kept: usize, #[case] deleted: usize) {
-        let p = plan(&keys(n), Category::Documents, keep, None);
+        let p = plan(&objs(&keys(n)), Category::Documents, keep, None, now());
         assert_eq!((p.keep.len(), p.delete.len()), (kept, deleted));
     }
 
@@ -191,7 +318,7 @@ mod tests {
         k.push("backups/documents/README.txt".into());
         k.push(key_for(Category::Media, Utc::now()));
         k.reverse();
-        let p = plan(&k, Category::Documents, 5, None);
+        let p = plan(&objs(&k), Category::Documents, 5, None, now());
         let all = keys(7);
         assert_eq!(p.delete, vec![all[1].clone(), all[0].clone()]);
         assert_eq!(p.keep[0], all[6]);
@@ -201,7 +328,7 @@ mod tests {
     #[test]
     fn the_protected_key_survives_even_if_its_clock_was_behind() {
         let k = keys(6);
-        let p = plan(&k, Category::Documents, 2, Some(&k[0]));
+        let p = plan(&objs(&k), Category::Documents, 2, Some(&k[0]), now());
         assert!(p.keep.contains(&k[0]));
         assert!(p.keep.contains(&k[5]));
         assert_eq!(p.keep.len(), 2);
@@ -275,7 +402,7 @@ mod tests {
                 k.swap(i, j);
             }
             let protect = (n > 0).then(|| keys(n)[protect_idx.index(n)].clone());
-            let p = plan(&k, Category::Documents, keep, protect.as_deref());
+            let p = plan(&objs(&k), Category::Documents, keep, protect.as_deref(), now());
             let expected_kept = keep.max(1).min(n);
             prop_assert_eq!(p.keep.len(), expected_kept);
             prop_assert_eq!(p.delete.len(), n - expected_kept);

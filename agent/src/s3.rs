@@ -44,6 +44,34 @@ pub async fn list_current(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<(String, String)>, AgentError> {
+    Ok(list_current_objects(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|(k, class, _)| (k, class))
+        .collect())
+}
+
+/// Every current object under `prefix` as rotation and `latest` see it: key and
+/// `LastModified`.
+pub async fn list_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<crate::rotation::Object>, AgentError> {
+    Ok(list_current_objects(s3, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|(k, _, t)| crate::rotation::Object::new(k, t))
+        .collect())
+}
+
+/// `ListObjectsV2` of `prefix`: key, storage class and `LastModified` of every object.
+#[allow(clippy::type_complexity)]
+async fn list_current_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>, AgentError> {
     let mut out = Vec::new();
     let mut pages = s3
         .list_objects_v2()
@@ -59,7 +87,8 @@ pub async fn list_current(
                 .storage_class()
                 .map(|c| c.as_str().to_string())
                 .unwrap_or_else(|| "STANDARD".into());
-            o.key().map(|k| (k.to_string(), class))
+            o.key()
+                .map(|k| (k.to_string(), class, o.last_modified().map(to_chrono)))
         }));
     }
     Ok(out)

@@ -10,8 +10,18 @@
 //!   while streaming, so S3 checks the assembled bytes. Any failure aborts the upload.
 //!   Because user metadata can only be set when an upload starts and the archive's digests
 //!   are known only at its end, the object is then *sealed*: copied onto itself with the
-//!   final metadata (`CopyObject`, or `UploadPartCopy` above 5 GiB) and, in a versioned
-//!   bucket, the intermediate version is deleted so no duplicate is billed.
+//!   final metadata (`CopyObject`, or `UploadPartCopy` above 5 GiB). In a versioned
+//!   bucket that leaves the intermediate version (same bytes, first metadata) behind as a
+//!   noncurrent version. By default it stays there for the bucket's lifecycle
+//!   (`NoncurrentVersionExpiration`) to remove and is reported
+//!   ([`Uploaded::leftover_version`]): the agent then never needs `s3:DeleteObjectVersion`,
+//!   the permission that would let a stolen agent credential destroy every backup version.
+//!   With [`UploadSpec::delete_intermediate`] (`--delete-intermediate`) the agent deletes it
+//!   by version id; a refusal (AccessDenied) is reported the same way and never fails the
+//!   backup.
+//! - A stored object whose checksum does not match is hidden again: by default with a
+//!   plain `DeleteObject` (a delete marker in a versioned bucket, so it can never become the
+//!   latest backup), with `--delete-intermediate` by deleting that version.
 //! - Finally `HeadObject` with `ChecksumMode=ENABLED` checks the size and what the endpoint
 //!   stored against the agent's own CRC64NVME ([`crate::compat`] classifies it).
 //!
@@ -35,6 +45,7 @@ use crate::compat::{self, MultipartChecksum, S3Check};
 use crate::digest::crc64nvme_base64;
 use crate::errors::AgentError;
 use crate::layout::{self, meta};
+use crate::signals::Cancel;
 
 /// S3's minimum part size (all parts but the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -62,6 +73,10 @@ pub struct UploadSpec {
     pub max_in_flight: usize,
     /// Objects above this size are sealed with a multipart copy (default [`COPY_OBJECT_LIMIT`]).
     pub copy_object_limit: u64,
+    /// Delete the intermediate version of a sealed upload, and a mismatching stored
+    /// version, by version id (needs `s3:DeleteObjectVersion`). Off by default: the
+    /// intermediate version is left for lifecycle and reported.
+    pub delete_intermediate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,7 +95,9 @@ pub struct Uploaded {
     pub s3_check: S3Check,
     pub multipart_checksum: Option<MultipartChecksum>,
     pub summary: ArchiveSummary,
-    /// Set when the intermediate version of a sealed upload could not be deleted.
+    /// The intermediate version of a sealed upload, when it stays in the bucket as a
+    /// noncurrent version: always without [`UploadSpec::delete_intermediate`] (lifecycle's
+    /// `NoncurrentVersionExpiration` removes it), or because deleting it was refused.
     pub leftover_version: Option<String>,
 }
 
@@ -134,15 +151,71 @@ fn upload_err(spec: &UploadSpec, step: &'static str, why: impl Into<String>) -> 
     }
 }
 
-/// Uploads the stream and returns once the object is stored, sealed and checked.
+/// The multipart uploads (ids) an upload has created and neither completed nor aborted
+/// yet: what a cancelled upload must abort.
+#[derive(Debug, Default)]
+pub struct Uploads(std::sync::Mutex<Vec<String>>);
+
+impl Uploads {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn add(&self, id: &str) {
+        self.ids().push(id.to_string());
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.ids().retain(|i| i != id);
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ids())
+    }
+}
+
+/// Uploads the stream and returns once the object is stored, sealed and checked. When
+/// `cancel` is triggered the upload stops where it is: part requests in flight are
+/// dropped, the archive thread stops at its next chunk, every multipart upload begun is
+/// aborted (see [`abort`]) and the result is [`AgentError::Interrupted`].
 pub async fn upload_stream(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
     mut rx: mpsc::Receiver<Bytes>,
     archive: tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>,
+    cancel: &Cancel,
+) -> Result<Uploaded, AgentError> {
+    let uploads = Uploads::default();
+    // The select drops the upload (and its part tasks) before the aborts go out.
+    let outcome = tokio::select! {
+        r = upload_all(s3, spec, &mut rx, archive, &uploads) => Ok(r),
+        s = cancel.cancelled() => Err(s),
+    };
+    match outcome {
+        Ok(r) => r,
+        Err(signal) => {
+            drop(rx);
+            let pending = uploads.take();
+            tracing::warn!(signal = signal.name(), uploads = pending.len(), key = %spec.key, "upload interrupted; aborting");
+            for id in pending {
+                abort(s3, spec, &id).await;
+            }
+            Err(Cancel::error(signal))
+        }
+    }
+}
+
+async fn upload_all(
+    s3: &aws_sdk_s3::Client,
+    spec: &UploadSpec,
+    rx: &mut mpsc::Receiver<Bytes>,
+    archive: tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>,
+    uploads: &Uploads,
 ) -> Result<Uploaded, AgentError> {
     let first_size = part_size_for(1, spec.part_size);
-    let (chunks, len, ended) = next_part(&mut rx, first_size).await;
+    let (chunks, len, ended) = next_part(rx, first_size).await;
     if ended {
         // The whole archive is in memory already (< one part): one PutObject.
         let summary = crate::archive::join(archive).await?;
@@ -189,21 +262,24 @@ pub async fn upload_stream(
         .upload_id()
         .ok_or_else(|| upload_err(spec, "CreateMultipartUpload", "no upload id in the answer"))?
         .to_string();
+    uploads.add(&upload_id);
     let mode = compat::multipart_checksum(created.checksum_type());
     if !mode.send_full_object() {
         tracing::info!("endpoint answered COMPOSITE to a FULL_OBJECT multipart checksum request: parts are verified one by one, the whole-object value is checked by the agent only");
     }
 
-    let result = stream_parts(s3, spec, &upload_id, &mut rx, (chunks, len)).await;
+    let result = stream_parts(s3, spec, &upload_id, rx, (chunks, len)).await;
     let parts = match result {
         Ok(p) => p,
         Err(e) => {
-            drop(rx);
+            rx.close();
             abort(s3, spec, &upload_id).await;
-            // If the archive failed, that is the root cause.
+            uploads.remove(&upload_id);
+            // An archive that failed on its own is the root cause; one that stopped
+            // because we stopped reading is not.
             return Err(match crate::archive::join(archive).await {
+                Err(AgentError::ArchiveAbandoned { .. }) | Ok(_) => e,
                 Err(archive_err) => archive_err,
-                Ok(_) => e,
             });
         }
     };
@@ -211,6 +287,7 @@ pub async fn upload_stream(
         Ok(s) => s,
         Err(e) => {
             abort(s3, spec, &upload_id).await;
+            uploads.remove(&upload_id);
             return Err(e);
         }
     };
@@ -232,10 +309,14 @@ pub async fn upload_stream(
             .mpu_object_size(summary.checksums.bytes as i64);
     }
     let done = match complete.send().await {
-        Ok(d) => d,
+        Ok(d) => {
+            uploads.remove(&upload_id);
+            d
+        }
         Err(e) => {
             let f = classify(&e);
             abort(s3, spec, &upload_id).await;
+            uploads.remove(&upload_id);
             if f.code() == Some("BadDigest") {
                 return Err(AgentError::Checksum {
                     what: format!("s3://{}/{} (assembled by S3)", spec.bucket, spec.key),
@@ -255,6 +336,7 @@ pub async fn upload_stream(
         summary.checksums.bytes,
         metadata,
         mode,
+        uploads,
     )
     .await?;
     let s3_check = verify_or_discard(s3, spec, version_id.as_deref(), &summary).await?;
@@ -357,26 +439,70 @@ fn joined(
     r.map_err(|e| upload_err(spec, "UploadPart", format!("part task: {e}")))?
 }
 
-async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
-    match s3
-        .abort_multipart_upload()
-        .bucket(&spec.bucket)
-        .key(&spec.key)
-        .upload_id(upload_id)
-        .send()
-        .await
-    {
-        Ok(_) => tracing::info!(upload_id, "multipart upload aborted"),
-        Err(e) => tracing::warn!(
-            upload_id,
-            error = %classify(&e).text(),
-            "could not abort the multipart upload; the bucket's AbortIncompleteMultipartUpload rule will clean it up"
-        ),
+/// Aborts a multipart upload, then checks with `ListParts`: parts whose requests were
+/// still in flight can arrive after the abort (AWS documents that the abort may have to
+/// be repeated), so when the abort failed or parts remain it is tried once more.
+pub async fn abort(s3: &aws_sdk_s3::Client, spec: &UploadSpec, upload_id: &str) {
+    for attempt in 1..=2 {
+        let aborted = match s3
+            .abort_multipart_upload()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(upload_id, attempt, "multipart upload aborted");
+                true
+            }
+            Err(e) => {
+                let f = classify(&e);
+                if f.code() == Some("NoSuchUpload") {
+                    return;
+                }
+                tracing::warn!(upload_id, attempt, error = %f.text(), "could not abort the multipart upload");
+                false
+            }
+        };
+        let remaining = match s3
+            .list_parts()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(r) => Some(r.parts().len()),
+            // Gone (NoSuchUpload) is what a successful abort leaves.
+            Err(e)
+                if classify(&e).is_not_found() || classify(&e).code() == Some("NoSuchUpload") =>
+            {
+                Some(0)
+            }
+            Err(_) => None,
+        };
+        match remaining {
+            Some(0) | None if aborted => return,
+            Some(n) if n > 0 && attempt == 1 => {
+                tracing::warn!(
+                    upload_id,
+                    parts = n,
+                    "the upload still has parts after the abort; aborting again"
+                )
+            }
+            _ => {}
+        }
     }
+    tracing::warn!(
+        upload_id,
+        "the multipart upload may not be fully aborted; the bucket's AbortIncompleteMultipartUpload rule will clean it up"
+    );
 }
 
-/// Rewrites the object's metadata in place (copy onto itself) and removes the intermediate
-/// version in a versioned bucket. Returns (final version id, leftover version id).
+/// Rewrites the object's metadata in place (copy onto itself); in a versioned bucket the
+/// intermediate version is deleted only with [`UploadSpec::delete_intermediate`]. Returns
+/// (final version id, intermediate version left in the bucket).
 pub async fn seal(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
@@ -384,6 +510,7 @@ pub async fn seal(
     size: u64,
     metadata: HashMap<String, String>,
     mode: MultipartChecksum,
+    uploads: &Uploads,
 ) -> Result<(Option<String>, Option<String>), AgentError> {
     let source = crate::s3::copy_source(&spec.bucket, &spec.key, version_id);
     let new_version = if size <= spec.copy_object_limit {
@@ -401,10 +528,14 @@ pub async fn seal(
             .map_err(|e| upload_err(spec, "CopyObject (seal metadata)", classify(&e).text()))?;
         r.version_id().map(str::to_string)
     } else {
-        multipart_copy(s3, spec, &source, size, metadata, mode).await?
+        multipart_copy(s3, spec, &source, size, metadata, mode, uploads).await?
     };
-    // Delete the intermediate version only when the bucket kept it as a separate version.
+    // Only a bucket that kept the first write as a separate version has anything left.
     let leftover = match (version_id, new_version.as_deref()) {
+        (Some(old), Some(new)) if old != new && old != "null" && !spec.delete_intermediate => {
+            tracing::info!(version = old, "intermediate version left as a noncurrent version for lifecycle (NoncurrentVersionExpiration) to remove; --delete-intermediate deletes it");
+            Some(old.to_string())
+        }
         (Some(old), Some(new)) if old != new && old != "null" => {
             match s3
                 .delete_object()
@@ -433,6 +564,7 @@ async fn multipart_copy(
     size: u64,
     metadata: HashMap<String, String>,
     mode: MultipartChecksum,
+    uploads: &Uploads,
 ) -> Result<Option<String>, AgentError> {
     let step = "multipart copy (seal metadata)";
     let created = s3
@@ -446,7 +578,11 @@ async fn multipart_copy(
         .send()
         .await
         .map_err(|e| upload_err(spec, step, classify(&e).text()))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| upload_err(spec, step, "no upload id in the answer"))?
+        .to_string();
+    uploads.add(&upload_id);
     let copy_part = if spec.copy_object_limit < COPY_PART_SIZE {
         // Tests lower the limit; keep parts above S3's minimum.
         (MIN_PART_SIZE as u64).max(spec.copy_object_limit)
@@ -473,6 +609,7 @@ async fn multipart_copy(
             Ok(r) => r,
             Err(e) => {
                 abort(s3, spec, &upload_id).await;
+                uploads.remove(&upload_id);
                 return Err(upload_err(spec, step, classify(&e).text()));
             }
         };
@@ -507,17 +644,19 @@ async fn multipart_copy(
                 .mpu_object_size(size as i64);
         }
     }
-    match complete.send().await {
-        Ok(d) => Ok(d.version_id().map(str::to_string)),
-        Err(e) => {
-            abort(s3, spec, &upload_id).await;
-            Err(upload_err(spec, step, classify(&e).text()))
-        }
+    let r = complete.send().await;
+    if r.is_err() {
+        abort(s3, spec, &upload_id).await;
     }
+    uploads.remove(&upload_id);
+    r.map(|d| d.version_id().map(str::to_string))
+        .map_err(|e| upload_err(spec, step, classify(&e).text()))
 }
 
-/// [`verify`]; an object whose stored bytes are not ours is deleted again (that version
-/// only), so it can never become the "latest" backup.
+/// [`verify`]; an object whose stored bytes are not ours is hidden again, so it can never
+/// become the "latest" backup: with [`UploadSpec::delete_intermediate`] that version is
+/// deleted, otherwise (and when that is refused) a plain `DeleteObject` puts a delete
+/// marker on it in a versioned bucket (removes it in an unversioned one).
 async fn verify_or_discard(
     s3: &aws_sdk_s3::Client,
     spec: &UploadSpec,
@@ -526,16 +665,34 @@ async fn verify_or_discard(
 ) -> Result<S3Check, AgentError> {
     let result = verify(s3, spec, version_id, summary).await;
     if let Err(AgentError::Checksum { .. }) = &result {
-        let deleted = s3
+        let versioned = version_id.filter(|v| *v != "null" && spec.delete_intermediate);
+        if let Some(v) = versioned {
+            match s3
+                .delete_object()
+                .bucket(&spec.bucket)
+                .key(&spec.key)
+                .version_id(v)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(key = %spec.key, version = v, "the stored object did not match the archive; that version was deleted");
+                    return result;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %spec.key, version = v, error = %classify(&e).text(), "could not delete the mismatching version; hiding it behind a delete marker instead")
+                }
+            }
+        }
+        match s3
             .delete_object()
             .bucket(&spec.bucket)
             .key(&spec.key)
-            .set_version_id(version_id.map(str::to_string))
             .send()
-            .await;
-        match deleted {
+            .await
+        {
             Ok(_) => {
-                tracing::warn!(key = %spec.key, "the stored object did not match the archive and was deleted")
+                tracing::warn!(key = %spec.key, "the stored object did not match the archive and was deleted (in a versioned bucket: hidden behind a delete marker)")
             }
             Err(e) => {
                 tracing::error!(key = %spec.key, error = %classify(&e).text(), "the stored object does not match the archive and could not be deleted")
@@ -632,6 +789,8 @@ mod tests {
             checksums: crate::digest::Digests::new().finish(),
             skipped: vec![],
             changed: vec![],
+            hard_links: 0,
+            other_file_systems: vec![],
             vanished: vec![],
             unreadable: vec![],
         };
@@ -648,5 +807,236 @@ mod tests {
         }
         assert_eq!(m[meta::FILES], "3");
         assert_eq!(m[meta::UNCOMPRESSED_BYTES], "99");
+    }
+
+    use crate::test_support::stub::{happy, Reply, Seen, StubS3};
+
+    fn spec(delete_intermediate: bool) -> UploadSpec {
+        UploadSpec {
+            bucket: "b".into(),
+            key: "backups/documents/20260101T000000.000Z.tar.gz".into(),
+            metadata: vec![],
+            part_size: MIN_PART_SIZE,
+            max_in_flight: 2,
+            copy_object_limit: COPY_OBJECT_LIMIT,
+            delete_intermediate,
+        }
+    }
+
+    type ArchiveHandle = tokio::task::JoinHandle<Result<ArchiveSummary, AgentError>>;
+
+    /// An archive of `total` bytes sent in 1 MiB chunks, as `archive::spawn` would; the
+    /// handle fails like the real archiver (BrokenPipe) when the receiver goes away.
+    fn fake_archive(total: usize) -> (mpsc::Receiver<Bytes>, ArchiveHandle) {
+        let (tx, rx) = mpsc::channel(2);
+        let handle = tokio::spawn(async move {
+            let mut digests = crate::digest::Digests::new();
+            let mut sent = 0;
+            while sent < total {
+                let n = (1 << 20).min(total - sent);
+                let chunk = Bytes::from(vec![(sent % 251) as u8; n]);
+                digests.update(&chunk);
+                if tx.send(chunk).await.is_err() {
+                    return Err(AgentError::ArchiveAbandoned {
+                        path: "/src/some/file".into(),
+                    });
+                }
+                sent += n;
+            }
+            Ok(ArchiveSummary {
+                files: 1,
+                dirs: 0,
+                symlinks: 0,
+                uncompressed_bytes: total as u64,
+                checksums: digests.finish(),
+                skipped: vec![],
+                changed: vec![],
+                hard_links: 0,
+                other_file_systems: vec![],
+                vanished: vec![],
+                unreadable: vec![],
+            })
+        });
+        (rx, handle)
+    }
+
+    fn versioned_deletes(stub: &StubS3) -> Vec<Seen> {
+        stub.of("DeleteObject")
+            .into_iter()
+            .filter(|s| s.has_query("versionId"))
+            .collect()
+    }
+
+    /// Finding 15: by default the agent never deletes a version: the sealed upload's
+    /// intermediate version is left (for lifecycle) and reported.
+    #[tokio::test]
+    async fn the_intermediate_version_is_left_for_lifecycle_by_default() {
+        let stub = StubS3::start(happy).await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let u = upload_stream(&stub.client(), &spec(false), rx, handle, &Cancel::new())
+            .await
+            .unwrap();
+        assert_eq!(u.method, Method::Multipart);
+        assert_eq!(u.version_id.as_deref(), Some("v2"));
+        assert_eq!(u.leftover_version.as_deref(), Some("v1"));
+        assert!(versioned_deletes(&stub).is_empty(), "{:?}", stub.seen());
+        assert_eq!(stub.of("CopyObject").len(), 1);
+    }
+
+    /// Finding 15: with --delete-intermediate, an AccessDenied on the versioned delete (a
+    /// bucket policy denying s3:DeleteObjectVersion) does not fail the backup; the version
+    /// is reported as left behind.
+    #[tokio::test]
+    async fn an_access_denied_versioned_delete_does_not_fail_the_backup() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "DeleteObject" && s.has_query("versionId") {
+                Reply::error(403, "AccessDenied", "Access Denied")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let u = upload_stream(&stub.client(), &spec(true), rx, handle, &Cancel::new())
+            .await
+            .unwrap();
+        assert_eq!(u.leftover_version.as_deref(), Some("v1"));
+        let deletes = versioned_deletes(&stub);
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].query_value("versionId").as_deref(), Some("v1"));
+    }
+
+    /// Finding 15: a stored object that does not verify is hidden with a plain delete (a
+    /// delete marker), not by deleting its version, unless --delete-intermediate.
+    #[tokio::test]
+    async fn a_mismatching_object_is_hidden_without_deleting_a_version() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "HeadObject" {
+                Reply::status(200).header("content-length", "1")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(6 << 20);
+        let e = upload_stream(&stub.client(), &spec(false), rx, handle, &Cancel::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 9, "{e}");
+        let deletes = stub.of("DeleteObject");
+        assert_eq!(deletes.len(), 1);
+        assert!(!deletes[0].has_query("versionId"));
+    }
+
+    /// Finding 19: cancelling (a signal) while parts are in flight drops them, aborts the
+    /// multipart upload, checks ListParts, and ends in Interrupted (exit 130 for SIGINT).
+    #[tokio::test]
+    async fn a_cancelled_upload_aborts_its_multipart_upload() {
+        use crate::signals::Signal;
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "UploadPart" {
+                Reply::Hang
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let (rx, handle) = fake_archive(12 << 20);
+        let (s3, sp, cancel) = (stub.client(), spec(false), Cancel::new());
+        let up = upload_stream(&s3, &sp, rx, handle, &cancel);
+        tokio::pin!(up);
+        let started = std::time::Instant::now();
+        while stub.of("UploadPart").is_empty() {
+            assert!(started.elapsed().as_secs() < 20, "no part was sent");
+            tokio::select! {
+                r = &mut up => panic!("the upload ended: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+            }
+        }
+        cancel.trigger(Signal::Interrupt);
+        let e = up.await.unwrap_err();
+        assert!(matches!(e, AgentError::Interrupted { .. }), "{e}");
+        assert_eq!(e.exit_code(), 130);
+        let aborts = stub.of("AbortMultipartUpload");
+        assert_eq!(aborts.len(), 1, "{:?}", stub.seen());
+        assert_eq!(aborts[0].query_value("uploadId").as_deref(), Some("u1"));
+        assert_eq!(stub.of("ListParts").len(), 1);
+        assert!(stub.of("CompleteMultipartUpload").is_empty());
+    }
+
+    /// Finding 19: parts that arrive after the abort (requests still in flight) make the
+    /// agent abort once more.
+    #[tokio::test]
+    async fn abort_is_repeated_once_while_parts_remain() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            let listed = earlier.iter().filter(|e| e.op() == "ListParts").count();
+            if s.op() == "ListParts" && listed == 0 {
+                Reply::xml(
+                    200,
+                    "<ListPartsResult><Bucket>b</Bucket><Key>k</Key><UploadId>u1</UploadId>\
+                     <Part><PartNumber>1</PartNumber><ETag>\"e\"</ETag><Size>5</Size></Part></ListPartsResult>",
+                )
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        abort(&stub.client(), &spec(false), "u1").await;
+        assert_eq!(stub.of("AbortMultipartUpload").len(), 2);
+        assert_eq!(stub.of("ListParts").len(), 2);
+
+        let clean = StubS3::start(happy).await;
+        abort(&clean.client(), &spec(false), "u1").await;
+        assert_eq!(clean.of("AbortMultipartUpload").len(), 1);
+    }
+
+    /// Finding 18: when UploadPart 2 of a larger tree fails, the upload error (with the
+    /// service's message) is reported, not the archive's "uploader stopped reading".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_part_failure_is_the_reported_root_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let noise: Vec<u8> = (0..(24usize << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(dir.path().join("big"), noise).unwrap();
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| {
+            if s.op() == "UploadPart" && s.query_value("partNumber").as_deref() == Some("2") {
+                Reply::error(403, "AccessDenied", "KMS key access denied")
+            } else {
+                happy(s, earlier)
+            }
+        })
+        .await;
+        let opts = crate::archive::ArchiveOptions {
+            chunk_size: 1 << 20,
+            level: 0,
+            ..Default::default()
+        };
+        let (rx, handle) = crate::archive::spawn(dir.path().to_path_buf(), opts, 2);
+        let sp = UploadSpec {
+            max_in_flight: 1,
+            ..spec(false)
+        };
+        let e = upload_stream(&stub.client(), &sp, rx, handle, &Cancel::new())
+            .await
+            .unwrap_err();
+        match &e {
+            AgentError::Upload { step, why, .. } => {
+                assert_eq!(*step, "UploadPart");
+                assert!(
+                    why.contains("part 2") && why.contains("AccessDenied"),
+                    "{why}"
+                );
+                assert!(why.contains("KMS key access denied"), "{why}");
+            }
+            other => panic!("expected the upload error, got: {other}"),
+        }
+        assert_eq!(stub.of("AbortMultipartUpload").len(), 1);
     }
 }

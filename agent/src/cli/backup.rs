@@ -16,6 +16,7 @@ use crate::errors::AgentError;
 use crate::history::{self, BackupRecord, Outcome, Record};
 use crate::layout::{self, meta, Category};
 use crate::notify::{self, Notifier};
+use crate::signals::{or_cancelled, Cancel};
 use crate::upload::{self, UploadSpec, Uploaded};
 use crate::{preflight, rotation, units};
 
@@ -68,6 +69,20 @@ pub struct Backup {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub max_skipped: usize,
 
+    /// Delete the intermediate version a sealed multipart upload leaves in a versioned
+    /// bucket (and a stored version whose checksum mismatches) by version id. Needs
+    /// s3:DeleteObjectVersion, which a bucket policy should deny the agent. By default the
+    /// intermediate version is left for the lifecycle rule's NoncurrentVersionExpiration
+    /// and reported.
+    #[arg(long)]
+    pub delete_intermediate: bool,
+
+    /// Descend into mount points of other file systems below the source. By default the
+    /// walk stays on the source's file system (like tar --one-file-system): mount points are
+    /// archived as empty directories and reported.
+    #[arg(long)]
+    pub cross_file_systems: bool,
+
     /// gzip compression level (0 = store, 1 = fastest, 9 = smallest).
     #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
@@ -83,6 +98,9 @@ pub struct Summary {
     pub bucket: String,
     pub key: String,
     pub version_id: Option<String>,
+    /// The intermediate version of a sealed multipart upload left in the bucket as a
+    /// noncurrent version (for lifecycle to expire), if any.
+    pub intermediate_version: Option<String>,
     pub method: upload::Method,
     pub parts: i32,
     pub bytes: u64,
@@ -92,6 +110,10 @@ pub struct Summary {
     pub symlinks: u64,
     pub skipped: Vec<String>,
     pub changed_while_reading: Vec<String>,
+    /// Extra names of files archived once (tar hard-link entries).
+    pub hard_links: u64,
+    /// Mount points of other file systems archived as empty directories.
+    pub other_file_systems: Vec<String>,
     /// Entries listed but gone before they were read.
     pub vanished: Vec<String>,
     /// Entries that could not be read or changed type during the walk: `path (reason)`.
@@ -158,12 +180,13 @@ impl Backup {
             part_size: (self.part_size_mib as usize) << 20,
             max_in_flight: self.max_in_flight as usize,
             copy_object_limit: upload::COPY_OBJECT_LIMIT,
+            delete_intermediate: self.delete_intermediate,
         }
     }
 
-    pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
+    pub async fn run(&self, ctx: &Context, cancel: &Cancel) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
-        let (summary, history_result) = self.perform(ctx, &aws).await?;
+        let (summary, history_result) = self.perform_until(ctx, &aws, cancel).await?;
         print_summary(&summary, self.json);
         history_result
     }
@@ -177,6 +200,19 @@ impl Backup {
         ctx: &Context,
         aws: &Aws,
     ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
+        self.perform_until(ctx, aws, &Cancel::new()).await
+    }
+
+    /// [`Backup::perform`] until `cancel` is triggered: then the upload stops, its
+    /// multipart upload is aborted, and the run fails with [`AgentError::Interrupted`]
+    /// (recorded in the history and notified like any failure).
+    pub async fn perform_until(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+        cancel: &Cancel,
+    ) -> Result<(Summary, Result<(), AgentError>), AgentError> {
+        let aws = &aws.with_expected_owner(self.aws.expected_owner.as_deref());
         let time = Utc::now();
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         notifier.announce();
@@ -201,7 +237,7 @@ impl Backup {
             "backup starting"
         );
         let mut progress = Progress::default();
-        match self.execute(aws, &mut progress).await {
+        match self.execute(aws, &mut progress, cancel).await {
             Ok(done) => Ok(self
                 .finish(
                     ctx,
@@ -264,9 +300,19 @@ impl Backup {
     }
 
     /// Pre-flight, upload, rotation.
-    async fn execute(&self, aws: &Aws, progress: &mut Progress) -> Result<Done, AgentError> {
+    async fn execute(
+        &self,
+        aws: &Aws,
+        progress: &mut Progress,
+        cancel: &Cancel,
+    ) -> Result<Done, AgentError> {
         preflight::source(&self.source)?;
-        preflight::aws_side(aws, &self.bucket.bucket).await?;
+        let checks = async {
+            preflight::aws_side(aws, &self.bucket.bucket).await?;
+            preflight::abort_rule(aws, &self.bucket.bucket, &layout::prefix(self.category)).await;
+            Ok(())
+        };
+        or_cancelled(checks, cancel).await?;
         tracing::info!("pre-flight checks passed");
 
         let key = layout::key_for(self.category, Utc::now());
@@ -277,9 +323,10 @@ impl Backup {
             chunk_size: spec.part_size.min(8 << 20),
             level: self.level,
             max_skipped: self.max_skipped,
+            one_file_system: !self.cross_file_systems,
         };
         let (rx, handle) = archive::spawn(self.source.clone(), opts, 2);
-        let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle).await;
+        let uploaded = upload::upload_stream(&aws.s3, &spec, rx, handle, cancel).await;
         progress.duration_secs = started.elapsed().as_secs_f64();
         let uploaded = uploaded?;
         tracing::info!(
@@ -292,7 +339,7 @@ impl Backup {
             "backup stored"
         );
         if let Some(v) = &uploaded.leftover_version {
-            tracing::warn!(version = %v, "intermediate version left behind (billed until lifecycle expires it)");
+            tracing::warn!(version = %v, "intermediate version left as a noncurrent version (billed until the lifecycle rule's NoncurrentVersionExpiration removes it)");
         }
         progress.uploaded = Some(uploaded.clone());
 
@@ -303,10 +350,16 @@ impl Backup {
             prefix: prefix.clone(),
             why: e.to_string(),
         };
-        let keys = crate::s3::list_keys(&aws.s3, bucket, &prefix)
+        let objects = crate::s3::list_objects(&aws.s3, bucket, &prefix)
             .await
             .map_err(rotation_err)?;
-        let plan = rotation::plan(&keys, self.category, self.keep as usize, Some(&key));
+        let plan = rotation::plan(
+            &objects,
+            self.category,
+            self.keep as usize,
+            Some(&key),
+            Utc::now(),
+        );
         let mut explanation = Vec::new();
         if !plan.delete.is_empty() {
             let deleted = crate::s3::delete_keys(&aws.s3, bucket, &plan.delete)
@@ -318,10 +371,17 @@ impl Backup {
                     .iter()
                     .map(|(k, e)| format!("{k}: {e}"))
                     .collect();
+                for line in &list {
+                    tracing::error!("rotation could not delete {line}");
+                }
                 return Err(AgentError::Rotation {
                     bucket: bucket.clone(),
                     prefix,
-                    why: list.join("; "),
+                    why: format!(
+                        "{} key(s) could not be deleted: {}",
+                        list.len(),
+                        notify::join_some(&list, 20)
+                    ),
                 });
             }
             let versioning = crate::s3::versioning(&aws.s3, bucket)
@@ -337,6 +397,10 @@ impl Backup {
                 "old backups deleted: {}",
                 plan.delete.join(", ")
             );
+        }
+        if let Some(w) = rotation::future_warning(&plan.future) {
+            tracing::warn!("{w}");
+            explanation.push(w);
         }
         for line in &explanation {
             tracing::info!("rotation: {line}");
@@ -465,6 +529,7 @@ impl Backup {
             sha256: u.summary.checksums.sha256.clone(),
             s3_check: u.s3_check.describe(),
             rotation: explanation.clone(),
+            intermediate_version: u.leftover_version.clone(),
             not_archived: u
                 .summary
                 .vanished
@@ -481,6 +546,7 @@ impl Backup {
             bucket: self.bucket.bucket.clone(),
             key: stored_key,
             version_id: u.version_id.clone(),
+            intermediate_version: u.leftover_version.clone(),
             method: u.method.clone(),
             parts: u.parts,
             bytes: u.summary.checksums.bytes,
@@ -490,6 +556,8 @@ impl Backup {
             symlinks: u.summary.symlinks,
             skipped: u.summary.skipped.clone(),
             changed_while_reading: u.summary.changed.clone(),
+            hard_links: u.summary.hard_links,
+            other_file_systems: u.summary.other_file_systems.clone(),
             vanished: u.summary.vanished.clone(),
             unreadable: u.summary.unreadable.clone(),
             duration_secs,
@@ -553,6 +621,11 @@ fn print_summary(s: &Summary, json: bool) {
         s.duration_secs,
         units::mb_per_s(s.uncompressed_bytes, s.duration_secs)
     );
+    if let Some(v) = &s.intermediate_version {
+        println!(
+            "  leftover   intermediate version {v} (noncurrent; the lifecycle rule expires it)"
+        );
+    }
     println!("  sha256     {}", s.sha256);
     println!("  s3         {}", s.s3_checksum.describe());
     println!("  kept       {} (deleted now: {})", s.kept, s.deleted.len());
@@ -582,6 +655,21 @@ fn print_summary(s: &Summary, json: bool) {
             s.unreadable.len()
         );
         for p in &s.unreadable {
+            println!("    {p}");
+        }
+    }
+    if s.hard_links > 0 {
+        println!(
+            "  hard links {} extra name(s) stored as links",
+            s.hard_links
+        );
+    }
+    if !s.other_file_systems.is_empty() {
+        println!(
+            "  mounts     {} mount point(s) of other file systems archived empty (--cross-file-systems descends):",
+            s.other_file_systems.len()
+        );
+        for p in &s.other_file_systems {
             println!("    {p}");
         }
     }

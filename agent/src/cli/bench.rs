@@ -251,7 +251,9 @@ fn tail(path: &Path, lines: usize) -> String {
 
 impl Bench {
     pub async fn run(&self, _ctx: &Context) -> Result<(), AgentError> {
-        let aws = Aws::connect(&self.aws).await;
+        let aws = Aws::connect(&self.aws)
+            .await
+            .with_expected_owner(self.aws.expected_owner.as_deref());
         let bucket = self.bucket.bucket.clone();
         crate::preflight::endpoint_and_credentials(&aws).await?;
         if let Err(e) = crate::preflight::bucket(&aws, &bucket).await {

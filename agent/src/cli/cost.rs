@@ -73,6 +73,7 @@ impl Cost {
     /// Everything `run` does but printing, with clients the caller built: returns the
     /// analysis. Failures are notified as in `run`.
     pub async fn perform(&self, ctx: &Context, aws: &Aws) -> Result<cost::Analysis, AgentError> {
+        let aws = &aws.with_expected_owner(self.aws.expected_owner.as_deref());
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let result = self.execute(aws, &notifier).await;
         if let Err(e) = &result {

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::errors::{exit_code_help, AgentError};
+use crate::signals::{or_cancelled, Cancel, GRACE};
 
 const ABOUT: &str =
     "Backs up a directory into S3 as one streamed, checksummed tar.gz, rotates old backups, \
 restores them with verification and analyses the bucket's storage cost.";
 
 const AFTER_HELP: &str = "Environment: AWS_ENDPOINT_URL (local engine), AWS_REGION, AWS credentials (standard SDK chain), \
-AUTOBACKUP_BUCKET, SNS_TOPIC_ARN, AUTOBACKUP_HISTORY, AUTOBACKUP_LOG, AUTOBACKUP_STATE_DIR, RUST_LOG.";
+AUTOBACKUP_BUCKET, AUTOBACKUP_BUCKET_OWNER, SNS_TOPIC_ARN, AUTOBACKUP_HISTORY, AUTOBACKUP_LOG, AUTOBACKUP_STATE_DIR, RUST_LOG.";
 
 #[derive(Parser, Debug)]
 #[command(name = "autobackup", version, about = ABOUT, after_help = after_help())]
@@ -152,12 +153,25 @@ pub async fn run(cli: Cli) -> u8 {
         return e.exit_code();
     }
     let ctx = Context { log_file };
-    let result: Result<(), AgentError> = match &cli.command {
-        Command::Backup(c) => c.run(&ctx).await,
-        Command::Restore(c) => c.run(&ctx).await,
-        Command::Cost(c) => c.run(&ctx).await,
-        Command::Bench(c) => c.run(&ctx).await,
+    // Handlers first, so that no signal stops the command without its cleanup.
+    let mut signals = match crate::signals::forward() {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!("{e}; a signal will stop the agent without cleaning up");
+            tokio::sync::mpsc::channel(1).1
+        }
     };
+    let cancel = Cancel::new();
+    let command = async {
+        match &cli.command {
+            Command::Backup(c) => c.run(&ctx, &cancel).await,
+            Command::Restore(c) => c.run(&ctx, &cancel).await,
+            // Nothing to clean up: they simply stop.
+            Command::Cost(c) => or_cancelled(c.run(&ctx), &cancel).await,
+            Command::Bench(c) => or_cancelled(c.run(&ctx), &cancel).await,
+        }
+    };
+    let result = crate::signals::supervise(command, &cancel, &mut signals, GRACE).await;
     match result {
         Ok(()) => 0,
         Err(e) => {

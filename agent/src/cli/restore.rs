@@ -11,6 +11,7 @@ use crate::errors::AgentError;
 use crate::layout::Category;
 use crate::notify::Notifier;
 use crate::restore::{self, At, Expected, Limits, UnpackOptions};
+use crate::signals::{or_cancelled, Cancel};
 use crate::{history, preflight, units};
 
 #[derive(Args, Debug, Clone)]
@@ -91,9 +92,9 @@ impl Restore {
         }
     }
 
-    pub async fn run(&self, ctx: &Context) -> Result<(), AgentError> {
+    pub async fn run(&self, ctx: &Context, cancel: &Cancel) -> Result<(), AgentError> {
         let aws = Aws::connect(&self.aws).await;
-        let (r, secs) = self.perform(ctx, &aws).await?;
+        let (r, secs) = self.perform_until(ctx, &aws, cancel).await?;
         self.print(&r, secs)
     }
 
@@ -104,9 +105,21 @@ impl Restore {
         ctx: &Context,
         aws: &Aws,
     ) -> Result<(restore::Restored, f64), AgentError> {
+        self.perform_until(ctx, aws, &Cancel::new()).await
+    }
+
+    /// [`Restore::perform`] until `cancel` is triggered: then the download stops, the
+    /// staging tree is removed and the run fails with [`AgentError::Interrupted`].
+    pub async fn perform_until(
+        &self,
+        ctx: &Context,
+        aws: &Aws,
+        cancel: &Cancel,
+    ) -> Result<(restore::Restored, f64), AgentError> {
+        let aws = &aws.with_expected_owner(self.aws.expected_owner.as_deref());
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let mut key = None;
-        let result = self.execute(aws, &mut key).await;
+        let result = self.execute(aws, &mut key, cancel).await;
         if let Err(e) = &result {
             // A refused overwrite is the user's choice, not an incident.
             if !matches!(e, AgentError::TargetExists { .. }) {
@@ -133,6 +146,7 @@ impl Restore {
         &self,
         aws: &Aws,
         key_out: &mut Option<String>,
+        cancel: &Cancel,
     ) -> Result<(restore::Restored, f64), AgentError> {
         let started = Instant::now();
         // Refuse early, before downloading anything.
@@ -140,10 +154,7 @@ impl Restore {
             restore::check_preserve_owner(restore::euid())?;
         }
         let state = restore::check_target(&self.to, self.force)?;
-        preflight::aws_side(aws, &self.bucket.bucket).await?;
-        let target =
-            restore::resolve(&aws.s3, &self.bucket.bucket, self.category, &self.at).await?;
-        *key_out = Some(target.key.clone());
+        or_cancelled(preflight::aws_side(aws, &self.bucket.bucket), cancel).await?;
         let history_path = self.record.history_path();
         let records = match history::load(&history_path) {
             Ok(l) => l.records,
@@ -152,6 +163,23 @@ impl Restore {
                 Vec::new()
             }
         };
+        // `latest` prefers the last backup this host's history recorded as successful.
+        let history_latest =
+            history::successful_backups(&records, self.category, &self.bucket.bucket)
+                .last()
+                .and_then(|b| b.key.clone());
+        let target = or_cancelled(
+            restore::resolve_preferring(
+                &aws.s3,
+                &self.bucket.bucket,
+                self.category,
+                &self.at,
+                history_latest.as_deref(),
+            ),
+            cancel,
+        )
+        .await?;
+        *key_out = Some(target.key.clone());
         let from_history = history::find_backup(&records, &target.bucket, &target.key)
             .and_then(|r| r.sha256.clone());
         let expected = Expected::choose(&target, from_history.as_deref(), self.trust_metadata);
@@ -185,6 +213,7 @@ impl Restore {
             &self.to,
             state,
             &self.unpack_options(),
+            cancel,
         )
         .await?;
         let secs = started.elapsed().as_secs_f64();
