@@ -427,8 +427,10 @@ async fn roundtrip(kind: EngineKind) {
     let remaining = backup_keys(&c, &bucket).await;
     assert_eq!(remaining, keys[1..].to_vec(), "the five newest remain");
 
-    // The rotated backup: a delete marker over one noncurrent version. Each sealed backup has
-    // exactly one version (the pre-seal version was removed).
+    // The rotated backup: a delete marker over its versions. Each sealed backup has two
+    // versions: the sealed one and the pre-seal one, left to the bucket's lifecycle
+    // (NoncurrentVersionExpiration) because the agent deletes no version by default (it
+    // needs no s3:DeleteObjectVersion; `--delete-intermediate` opts back in).
     let versions =
         c.s3.list_object_versions()
             .bucket(&bucket)
@@ -443,9 +445,9 @@ async fn roundtrip(kind: EngineKind) {
             .filter(|v| v.key() == Some(k))
             .count()
     };
-    assert_eq!(of(&keys[0]), 1);
+    assert_eq!(of(&keys[0]), 2);
     for k in &keys[1..] {
-        assert_eq!(of(k), 1, "{k} should have exactly one version");
+        assert_eq!(of(k), 2, "{k}: the sealed version and the pre-seal one");
     }
     let markers: Vec<&str> = versions
         .delete_markers()
@@ -704,9 +706,10 @@ async fn roundtrip(kind: EngineKind) {
         .iter()
         .find(|c| c["storage_class"] == "STANDARD")
         .unwrap();
-    // Five documents backups and the tampered copy are current; the rotated ones noncurrent.
+    // Five documents backups and the tampered copy are current. Noncurrent: the rotated
+    // backups and every backup's pre-seal version (left to lifecycle by default).
     assert_eq!(standard["current_objects"], 6);
-    assert_eq!(standard["noncurrent_objects"], 2);
+    assert_eq!(standard["noncurrent_objects"], 8);
     assert_eq!(a["delete_markers"], 2);
     assert_eq!(a["lifecycle_rules"][0]["id"], "documents-lifecycle-rule");
     assert_eq!(a["projection"]["months"].as_array().unwrap().len(), 12);
@@ -739,6 +742,9 @@ async fn roundtrip(kind: EngineKind) {
         part_size: 5 << 20,
         max_in_flight: 2,
         copy_object_limit: 5 << 20,
+        // The opt-in (`--delete-intermediate`): the default leaves the pre-seal version to
+        // lifecycle, which the unit tests cover.
+        delete_intermediate: true,
     };
     let (rx, handle) = archive::spawn(
         source.clone(),
@@ -749,9 +755,15 @@ async fn roundtrip(kind: EngineKind) {
         },
         2,
     );
-    let u = upload::upload_stream(&c.s3, &spec, rx, handle)
-        .await
-        .expect("multipart-copy seal");
+    let u = upload::upload_stream(
+        &c.s3,
+        &spec,
+        rx,
+        handle,
+        &autobackup_agent::signals::Cancel::new(),
+    )
+    .await
+    .expect("multipart-copy seal");
     assert_eq!(u.method, upload::Method::Multipart);
     let head =
         c.s3.head_object()
