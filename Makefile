@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt
+.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -18,17 +18,19 @@ scenario: ## Run one scenario: make scenario NAME=poison-pill [ENGINE=ministack]
 scenarios: ## List the scenarios
 	$(HARNESS) scenario list
 
-# Runs cargo test and closes with one line adding up every test binary's result.
+# Runs cargo test, then the command $(2) if given (the fuzz smoke), and closes with one line
+# adding up every test binary's result and the fuzz targets' (`fuzz result:` lines).
 define cargo_test_summed
 	@log=$$(mktemp); set -o pipefail; \
 	$(CARGO) test $(1) 2>&1 | tee $$log; status=$$?; \
-	awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($$i == "passed;") p += $$(i-1); if ($$i == "failed;") f += $$(i-1) } } \
+	$(if $(2),$(2) 2>&1 | tee -a $$log; s2=$$?; [ $$status -ne 0 ] || status=$$s2;) \
+	awk '/^(test|fuzz) result:/ { for (i = 2; i <= NF; i++) { if ($$i == "passed;") p += $$(i-1); if ($$i == "failed;") f += $$(i-1) } } \
 	     END { printf "%d passed, %d failed\n", p, f }' $$log; \
 	rm -f $$log; exit $$status
 endef
 
-test: ## Unit tests and every scenario end to end on LocalStack and MiniStack
-	$(call cargo_test_summed,--workspace --features e2e)
+test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, then the fuzz smoke
+	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS))
 
 unit: ## Fast tests only (no engine)
 	$(call cargo_test_summed,--workspace)
@@ -61,9 +63,24 @@ engine-down: ## Stop the engine started by engine-up
 engine-status: ## Is the engine up and healthy?
 	$(HARNESS) --engine $(ENGINE) engine status
 
+# Fuzzing (fuzz/, cargo-fuzz on the stable toolchain; build and corpus outside the repo).
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+
+fuzz-install: ## Install the pinned cargo-fuzz (a no-op when installed)
+	@bash engines/install-cargo-fuzz.sh
+
+fuzz-smoke: ## Each fuzz target for FUZZ_SMOKE_SECONDS (5); fails on any crash
+	bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz: ## Each fuzz target for FUZZ_SECONDS (600), printing its executions
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets --features e2e -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml

@@ -1,4 +1,5 @@
-//! `harness scenario list` and `harness scenario run NAME | --all`.
+//! `harness scenario list`, `harness scenario check FILE...` and
+//! `harness scenario run NAME | --all`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,6 +18,8 @@ pub enum ScenarioCommand {
     List(ListArgs),
     /// Run scenarios and compare each outcome with its reviewed snapshot.
     Run(RunArgs),
+    /// Parse and check scenario files without starting an engine (exit 2 if any is invalid).
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +68,37 @@ impl ScenarioCommand {
                 Ok(0)
             }
             ScenarioCommand::Run(a) => a.run(kind).await,
+            ScenarioCommand::Check(a) => a.run(),
         }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scenario files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Topology file (its categories are the ones a scenario may name).
+    #[arg(long, default_value_os_t = TopologySpec::default_path())]
+    pub topology: PathBuf,
+}
+
+impl CheckArgs {
+    /// Prints `ok FILE` for each valid file and each error (`FILE:LINE:COLUMN: ...`) on
+    /// stderr; 2 when any file is invalid. Never starts an engine.
+    pub fn run(self) -> anyhow::Result<i32> {
+        let spec = TopologySpec::load(&self.topology)?;
+        let mut invalid = 0;
+        for path in &self.files {
+            match Scenario::load(path, &spec.categories) {
+                Ok(s) => println!("ok {} ({} steps)", path.display(), s.steps.len()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    invalid += 1;
+                }
+            }
+        }
+        Ok(if invalid == 0 { 0 } else { 2 })
     }
 }
 
