@@ -87,6 +87,7 @@ pub fn reap_orphans() {
 }
 
 /// Container ids this process started and has not removed.
+#[cfg(feature = "docker")]
 fn live() -> &'static std::sync::Mutex<Vec<String>> {
     static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
     LIVE.get_or_init(|| {
@@ -98,6 +99,7 @@ fn live() -> &'static std::sync::Mutex<Vec<String>> {
     })
 }
 
+#[cfg(feature = "docker")]
 extern "C" fn remove_live_at_exit() {
     let ids = match live().try_lock() {
         Ok(l) => l.clone(),

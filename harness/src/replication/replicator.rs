@@ -112,8 +112,12 @@ struct State {
     /// key (or "*") -> fault, and the 1-based destination it hits (all when `None`).
     faults: HashMap<String, TargetedFault>,
     versions: HashMap<(String, String), Tracked>,
-    /// Discovery order, oldest first.
+    /// Versions not settled yet, in discovery order (oldest first). Settled ones leave it,
+    /// so a pass costs what is in flight, not the whole history.
     order: Vec<(String, String)>,
+    /// (primary, key) -> its version ids in discovery order: an event finds its version
+    /// without scanning every version ever seen.
+    by_key: HashMap<(String, String), Vec<String>>,
     /// (replica bucket, source version id) -> the engine's version id of the copy.
     engine_ids: HashMap<(String, String), String>,
     /// (replica bucket, engine version id) -> source version id.
@@ -343,10 +347,13 @@ impl Replicator {
             {
                 let mut st = self.state.lock().await;
                 let candidates: Vec<(String, String)> = st
-                    .order
-                    .iter()
+                    .by_key
+                    .get(&(bucket.to_string(), key.to_string()))
+                    .into_iter()
+                    .flatten()
+                    .map(|v| (bucket.to_string(), v.clone()))
                     .filter(|k| {
-                        st.versions.get(*k).is_some_and(|t| {
+                        st.versions.get(k).is_some_and(|t| {
                             t.primary == bucket
                                 && t.key == key
                                 && !t.delete_marker
@@ -354,7 +361,6 @@ impl Replicator {
                                 && size.is_none_or(|s| s == t.size)
                         })
                     })
-                    .cloned()
                     .collect();
                 // An unclaimed one is this upload's. With every one claimed, the event is a
                 // duplicate delivery of the newest, but only once a fresh look at the key
@@ -507,6 +513,10 @@ impl Replicator {
                     continue;
                 }
                 st.order.push(k.clone());
+                st.by_key
+                    .entry((primary.clone(), tracked.key.clone()))
+                    .or_default()
+                    .push(k.1.clone());
                 st.versions.insert(k, tracked);
             }
         }
@@ -624,10 +634,14 @@ impl Replicator {
     /// source's once replication settles.
     async fn copy_due(&self) {
         let due: Vec<(Tracked, Option<TargetedFault>)> = {
-            let st = self.state.lock().await;
+            let mut st = self.state.lock().await;
             if st.paused {
                 return;
             }
+            let State {
+                order, versions, ..
+            } = &mut *st;
+            order.retain(|k| versions.get(k).is_some_and(|t| !t.settled));
             let now = Instant::now();
             let mut waiting: std::collections::HashSet<(&str, &str)> = Default::default();
             let mut out = Vec::new();
@@ -727,6 +741,10 @@ impl Replicator {
             }
         }
         tracked.settled = true;
+        // What a settled version still needs is its status, ETag and size (for HEADs and
+        // events); its destinations go, so history costs little memory.
+        tracked.targets = Vec::new();
+        tracked.copied = Vec::new();
         tracked.status = Some(if failed {
             Status::Failed
         } else if never {
