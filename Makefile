@@ -37,7 +37,7 @@ unit: ## Fast tests only (no engine)
 
 e2e: ## Only the end-to-end scenario and provisioning tests
 	$(CARGO) test --features e2e --test scenarios --test provision
-	$(CARGO) test -p harness --features e2e --test up
+	$(CARGO) test -p harness --features e2e --test up --test engine_death
 
 up: ## The whole system running locally until Ctrl-C (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) up

@@ -108,6 +108,8 @@ pub enum ScenarioError {
         dir: PathBuf,
         available: String,
     },
+    #[error("the engine stopped during the scenario: {0}")]
+    EngineExited(String),
     #[error("{0}")]
     Other(String),
 }

@@ -357,6 +357,15 @@ impl RunningSystem {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
         }
     }
+
+    /// Stops every task at once without waiting for in-flight work (the engine is gone:
+    /// their calls could only time out).
+    pub fn abort(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// The validator mapping's hooks where the harness replicates (see the module docs).

@@ -48,8 +48,10 @@ pub struct ObjectEvent {
     pub key: String,
     /// Every distinct reading of the key as it arrived, most likely first ([`key_candidates`]).
     pub key_candidates: Vec<String>,
-    /// Absent when the emitter does not send one (some emulators); the validator then
-    /// judges the current version and says so.
+    /// Absent when the event carries none: S3 sends `version-id` only for a versioned
+    /// bucket (S3 User Guide, "EventBridge event message structure":
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>); the
+    /// validator then judges the current version and says so.
     pub version_id: Option<String>,
     pub size: Option<i64>,
     pub etag: Option<String>,

@@ -163,6 +163,41 @@ impl Engine {
         }
     }
 
+    /// How the engine process ended, if this handle started it and it has ended (a
+    /// recorded detached pid that is gone counts too).
+    pub fn exited(&self) -> Option<String> {
+        match &self._guard {
+            EngineGuard::Process(p) => p.exited(),
+            EngineGuard::Detached(pid) => {
+                (!state::pid_alive(*pid)).then(|| format!("pid {pid} is gone"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Resolves when the engine process ends (never for engines this handle cannot watch),
+    /// with what happened and the tail of its log: a scenario then fails at once with the
+    /// cause instead of every step timing out on "connection refused".
+    pub async fn watch(&self) -> String {
+        loop {
+            if let Some(status) = self.exited() {
+                let tail = self
+                    .log
+                    .as_deref()
+                    .map(|l| {
+                        format!(
+                            "\n--- last lines of {} ---\n{}",
+                            l.display(),
+                            crate::paths::tail(l, 25)
+                        )
+                    })
+                    .unwrap_or_default();
+                return format!("{} engine exited ({status}){tail}", self.kind);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// A handle on an engine someone else runs (a `harness up` process, `engine up`).
     pub fn attached(kind: EngineKind, endpoint: &str, owner_pid: u32) -> Engine {
         Engine {
@@ -198,6 +233,8 @@ pub struct StartOptions {
     /// Do not probe an unknown loopback endpoint at start (`harness engine probe` does it
     /// itself).
     pub skip_probe: bool,
+    /// Start a new engine even when `harness engine up` runs one (tests that stop it).
+    pub fresh: bool,
 }
 
 static ALLOW_REMOTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -225,8 +262,10 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
             start_external(endpoint, opts, started).await
         }
         EngineKind::Localstack | EngineKind::Ministack => {
-            if let Some(attached) = state::attach(kind).await {
-                return Ok(attached);
+            if !opts.fresh {
+                if let Some(attached) = state::attach(kind).await {
+                    return Ok(attached);
+                }
             }
             if kind == EngineKind::Localstack && !opts.detached && docker::available().await {
                 #[cfg(feature = "docker")]

@@ -32,6 +32,17 @@ pub struct EngineProcess {
     run_dir: PathBuf,
 }
 
+impl EngineProcess {
+    /// How the process ended, if it has (`None` while it runs).
+    pub fn exited(&self) -> Option<String> {
+        let mut child = self.child.lock().ok()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+}
+
 impl Drop for EngineProcess {
     fn drop(&mut self) {
         let Ok(mut child) = self.child.lock() else {

@@ -105,12 +105,18 @@ pub async fn run(
     let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent)
         .map_err(|e| ScenarioError::Other(format!("creating the agent's work directory: {e}")))?;
     let t = Instant::now();
-    let played = play(&system, engine, scenario, &mut agent).await;
+    let played = tokio::select! {
+        r = play(&system, engine, scenario, &mut agent) => r,
+        why = engine.watch() => Err(ScenarioError::EngineExited(why)),
+    };
     let steps_time = t.elapsed();
 
     let t = Instant::now();
     let settled = match &played {
-        Ok(()) => settle(&system, Duration::from_secs(120)).await,
+        Ok(()) => tokio::select! {
+            r = settle(&system, Duration::from_secs(120)) => r,
+            why = engine.watch() => Err(why),
+        },
         Err(_) => Ok(()),
     };
     let settle_time = t.elapsed();
@@ -128,7 +134,13 @@ pub async fn run(
         _ => None,
     };
     let uploads = system.uploads.lock().await.clone();
-    system.stop().await;
+    // With the engine gone there is nothing to wait for and nothing to tear down.
+    let engine_gone = engine.exited().is_some();
+    if engine_gone {
+        system.abort();
+    } else {
+        system.stop().await;
+    }
 
     let result = match (played, settled, gathered) {
         (Err(e), _, _) => Err(e),
@@ -179,7 +191,7 @@ pub async fn run(
     };
 
     let t = Instant::now();
-    if !opts.keep {
+    if !opts.keep && !engine_gone {
         let report = teardown(&clients, spec, &suffix).await;
         for p in report.problems {
             tracing::warn!("teardown: {p}");
