@@ -212,15 +212,14 @@ pub enum ClaimError {
     },
 }
 
-fn open_private(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
+/// Options for the files `up` creates: private (0600), never through a symlink.
+fn private_options() -> std::fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(truncate)
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o
 }
 
 fn open_lock(engine: &str) -> Result<std::fs::File, ClaimError> {
@@ -231,7 +230,11 @@ fn open_lock(engine: &str) -> Result<std::fs::File, ClaimError> {
         source,
     };
     std::fs::create_dir_all(&d).map_err(io)?;
-    open_private(&path, false).map_err(io)
+    private_options()
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)
 }
 
 /// Claims `engine` for this `harness up`, or says which process-wide lock is held.
@@ -300,13 +303,7 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
         old.push(".1");
         std::fs::rename(path, old)?;
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
+    let mut f = private_options().append(true).open(path)?;
     writeln!(f, "{line}")
 }
 

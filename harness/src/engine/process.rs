@@ -147,6 +147,12 @@ struct Owner {
 
 const OWNER_FILE: &str = "owner.json";
 
+/// Records who started the engine in `run_dir` (see [`Owner`]).
+fn write_owner(run_dir: &std::path::Path, owner: Option<u32>, engine: u32) -> std::io::Result<()> {
+    let o = Owner { owner, engine };
+    std::fs::write(run_dir.join(OWNER_FILE), serde_json::to_vec(&o)?)
+}
+
 /// Stops engines whose harness is gone (killed with SIGKILL, so neither drop nor atexit
 /// ran, and an engine that ignores PDEATHSIG's SIGTERM kept running), and removes their run
 /// directories. A pid is signalled only while it is still the engine that was started
@@ -345,14 +351,7 @@ async fn spawn_and_wait(
     if !detached {
         remember_live(pid as i32);
     }
-    let owner = Owner {
-        owner: (!detached).then(std::process::id),
-        engine: pid,
-    };
-    let _ = std::fs::write(
-        run_dir.join(OWNER_FILE),
-        serde_json::to_vec(&owner).unwrap_or_default(),
-    );
+    let _ = write_owner(&run_dir, (!detached).then(std::process::id), pid);
 
     let limit = Duration::from_secs(120);
     let mut last;
@@ -469,20 +468,22 @@ mod tests {
         assert!(!environ.contains("AWS_"), "{environ}");
     }
 
+    /// A run directory (named after a port nobody uses here) whose owner cannot be alive
+    /// (a pid beyond Linux's pid_max), recording `engine` as its engine.
+    fn orphaned_run_dir(port: u32, engine: u32) -> PathBuf {
+        let run = crate::paths::cache_dir().join("run");
+        let dir = run.join(format!("ministack-{}", port + std::process::id() % 5000));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_owner(&dir, Some(4_194_304 + 7), engine).unwrap();
+        dir
+    }
+
     /// The orphan reaper leaves alone what it did not start: a run directory whose owner is
     /// dead but whose recorded engine pid is an unrelated live process (a recycled pid).
     #[test]
     fn the_reaper_never_signals_a_recycled_pid() {
         let mut bystander = Command::new("sleep").arg("30").spawn().expect("sleep");
-        let run = crate::paths::cache_dir().join("run");
-        let dir = run.join(format!("ministack-{}", 60000 + std::process::id() % 5000));
-        std::fs::create_dir_all(&dir).unwrap();
-        // An owner pid that cannot be alive (beyond pid_max on Linux).
-        let owner = Owner {
-            owner: Some(4_194_304 + 7),
-            engine: bystander.id(),
-        };
-        std::fs::write(dir.join(OWNER_FILE), serde_json::to_vec(&owner).unwrap()).unwrap();
+        let dir = orphaned_run_dir(60000, bystander.id());
         reap_orphans();
         assert!(
             bystander.try_wait().unwrap().is_none(),
@@ -505,14 +506,7 @@ mod tests {
             .expect("bash");
         // Let exec replace the command line.
         std::thread::sleep(Duration::from_millis(200));
-        let run = crate::paths::cache_dir().join("run");
-        let dir = run.join(format!("ministack-{}", 55000 + std::process::id() % 5000));
-        std::fs::create_dir_all(&dir).unwrap();
-        let owner = Owner {
-            owner: Some(4_194_304 + 9),
-            engine: orphan.id(),
-        };
-        std::fs::write(dir.join(OWNER_FILE), serde_json::to_vec(&owner).unwrap()).unwrap();
+        let dir = orphaned_run_dir(55000, orphan.id());
         reap_orphans();
         let status = orphan.wait().expect("wait");
         assert!(!status.success(), "killed, not finished: {status:?}");

@@ -146,6 +146,16 @@ pub fn replication(i: &PolicyInputs, b: &CategoryBuckets) -> Value {
     ]})
 }
 
+/// A queue policy letting `service` send to `queue_arn` on behalf of `source_arn` only
+/// (the SNS topic or the EventBridge rule that delivers there).
+pub fn queue_send(service: &str, queue_arn: &str, source_arn: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sqs:SendMessage",
+                       "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]
+    })
+}
+
 /// What a key is for: each gets its own key policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyPurpose {
@@ -312,6 +322,21 @@ mod tests {
         // The SNS key: only its publisher, with the seed's actions; no service principal.
         let sns = policies[1].to_string();
         assert!(sns.contains("kms:ReEncrypt*") && !sns.contains("Service"));
+    }
+
+    #[test]
+    fn queue_policies_name_their_one_source() {
+        let p = queue_send(
+            "events.amazonaws.com",
+            "arn:aws:sqs:us-east-1:123456789012:q",
+            "arn:aws:events:us-east-1:123456789012:rule/r",
+        );
+        let s = &p["Statement"][0];
+        assert_eq!(s["Resource"], "arn:aws:sqs:us-east-1:123456789012:q");
+        assert_eq!(
+            s["Condition"]["ArnEquals"]["aws:SourceArn"],
+            "arn:aws:events:us-east-1:123456789012:rule/r"
+        );
     }
 
     #[test]

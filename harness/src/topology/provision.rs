@@ -1044,19 +1044,8 @@ async fn ensure_subscription(
     let t = Instant::now();
     let step = format!("sns subscription {} -> {}", short(topic_arn), alerts.name);
     let f = fail(&step);
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-                       "Resource": alerts.arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]
-    });
-    clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&alerts.url)
-        .attributes(QA::Policy, policy.to_string())
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
+    let policy = policy::queue_send("sns.amazonaws.com", &alerts.arn, topic_arn);
+    put_queue_policy(clients, alerts, &policy, &f).await?;
     let existing = clients
         .sns
         .list_subscriptions_by_topic()
@@ -1172,33 +1161,11 @@ async fn ensure_rule(
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-                       "Resource": target.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]
-    });
-    clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&target.url)
-        .attributes(QA::Policy, policy.to_string())
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
-    // The dead-letter queue takes EventBridge's messages for this rule only.
-    let dlq_policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-                       "Resource": dlq.arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]
-    });
-    clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&dlq.url)
-        .attributes(QA::Policy, dlq_policy.to_string())
-        .send()
-        .await
-        .map_err(|e| f(sdk(e)))?;
+    // The queue, and its dead-letter queue, take EventBridge's messages for this rule only.
+    for q in [target, dlq] {
+        let policy = policy::queue_send("events.amazonaws.com", &q.arn, &rule_arn);
+        put_queue_policy(clients, q, &policy, &f).await?;
+    }
     record(
         log,
         step.clone(),
@@ -1211,6 +1178,24 @@ async fn ensure_rule(
     )
     .await;
     Ok(rule_arn)
+}
+
+/// Sets a queue's access policy.
+async fn put_queue_policy(
+    clients: &Clients,
+    queue: &QueueRef,
+    policy: &serde_json::Value,
+    f: &impl Fn(String) -> ProvisionError,
+) -> Result<(), ProvisionError> {
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&queue.url)
+        .attributes(QA::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| f(sdk(e)))?;
+    Ok(())
 }
 
 fn short(arn: &str) -> &str {

@@ -44,7 +44,7 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
         if let Ownership::Foreign(why) = ownership::bucket(s3, &name, suffix).await {
             return (name, Err(why));
         }
-        let r = delete_bucket(s3, &name).await;
+        let r = empty_and_delete(s3, &name).await.map(|()| true);
         (name, r)
     }))
     .await;
@@ -209,6 +209,11 @@ pub async fn delete_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool
     if s3.head_bucket().bucket(bucket).send().await.is_err() {
         return Ok(false);
     }
+    empty_and_delete(s3, bucket).await.map(|()| true)
+}
+
+/// Deletes every version and delete marker of an existing bucket, then the bucket.
+async fn empty_and_delete(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
     loop {
         let page = s3
             .list_object_versions()
@@ -262,5 +267,5 @@ pub async fn delete_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool
         .send()
         .await
         .map_err(sdk)?;
-    Ok(true)
+    Ok(())
 }
