@@ -881,3 +881,170 @@ pub async fn layer(engine: &Engine, spec: &TopologySpec, bytes: u64) -> Result<L
         peak_rss_kib: (before, after),
     })
 }
+
+/// Large versions through the harness's replicator (`harness bench replicate`).
+#[derive(Debug, Clone)]
+pub struct ReplicateBench {
+    pub engine: String,
+    pub bytes: u64,
+    /// Upload, then upload-to-COMPLETED, of the single-part version.
+    pub single: (Duration, Duration),
+    /// The same for the multipart version (8 MiB parts).
+    pub multipart: (Duration, Duration),
+    /// Peak resident memory of this process before and after (VmHWM, KiB).
+    pub peak_rss_kib: (u64, u64),
+}
+
+impl ReplicateBench {
+    pub fn render(&self) -> String {
+        let mb = self.bytes as f64 / (1024.0 * 1024.0);
+        let rate = |d: Duration| mb / d.as_secs_f64().max(1e-9);
+        format!(
+            "bench replicate on {}: one {mb:.0} MiB single-part and one {mb:.0} MiB multipart version, \
+             replicated by the harness's replicator\n\
+             single-part: upload {:.2}s, replicated {:.2}s later ({:.1} MiB/s)\n\
+             multipart:   upload {:.2}s, replicated {:.2}s later ({:.1} MiB/s)\n\
+             peak RSS of the harness (uploads, replicator, layer): {:.1} MiB before, {:.1} MiB after\n",
+            self.engine,
+            self.single.0.as_secs_f64(),
+            self.single.1.as_secs_f64(),
+            rate(self.single.1),
+            self.multipart.0.as_secs_f64(),
+            self.multipart.1.as_secs_f64(),
+            rate(self.multipart.1),
+            self.peak_rss_kib.0 as f64 / 1024.0,
+            self.peak_rss_kib.1 as f64 / 1024.0,
+        )
+    }
+}
+
+/// Uploads a `bytes`-byte single-part version (streamed from disk) and a multipart one
+/// (8 MiB parts, read from disk a part at a time) into a primary of a provisioned topology,
+/// and times each until the replicator reports COMPLETED; the peak RSS shows whether the
+/// copy held the object in memory.
+pub async fn replicate(
+    engine: &Engine,
+    spec: &TopologySpec,
+    bytes: u64,
+) -> Result<ReplicateBench, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PART: usize = 8 << 20;
+    let caps = engine.capabilities();
+    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let suffix = new_suffix();
+    let mut timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
+    timing.replication_lag_seconds = 0.0;
+    timing.replication_fallback_seconds = 0.0;
+    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("object.bin");
+    {
+        let mut f = tokio::fs::File::create(&file)
+            .await
+            .map_err(|e| e.to_string())?;
+        let chunk = crate::scenario::runner::generated_bytes("bench-replicate", 1 << 20);
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).await.map_err(|e| e.to_string())?;
+            left -= n as u64;
+        }
+        f.flush().await.map_err(|e| e.to_string())?;
+    }
+    let run = async {
+        let system = RunningSystem::start(
+            clients.clone(),
+            caps,
+            topology.clone(),
+            mode,
+            &SystemOptions::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let replicator = system
+            .replicator
+            .clone()
+            .ok_or("benchmarks need the harness replicator (a local engine)")?;
+        let bucket = topology.buckets()[0].primary.clone();
+        let s3 = &system.clients.s3;
+        let before = peak_rss_kib();
+        let completed = |version: String| {
+            let replicator = replicator.clone();
+            let bucket = bucket.clone();
+            async move {
+                let t = Instant::now();
+                replicator.release(&bucket, &version).await?;
+                while replicator.status(&bucket, &version).await != Some("COMPLETED") {
+                    if t.elapsed() > Duration::from_secs(600) {
+                        return Err(format!("{version} not replicated within 600s"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok::<_, String>(t.elapsed())
+            }
+        };
+        let t = Instant::now();
+        let out = s3
+            .put_object()
+            .bucket(&bucket)
+            .key("bench/single.bin")
+            .body(
+                ByteStream::from_path(&file)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+            .send()
+            .await
+            .map_err(crate::errors::sdk)?;
+        let up = t.elapsed();
+        replicator.discover_key(&bucket, "bench/single.bin").await?;
+        let single = (
+            up,
+            completed(out.version_id().unwrap_or_default().into()).await?,
+        );
+        let t = Instant::now();
+        let mut upload = crate::s3util::MultipartUpload::create(
+            s3,
+            &bucket,
+            "bench/multipart.bin",
+            Some(aws_sdk_s3::types::ChecksumAlgorithm::Crc32),
+            &Default::default(),
+        )
+        .await?;
+        let mut f = tokio::fs::File::open(&file)
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let mut part = Vec::with_capacity(PART);
+            let n = (&mut f)
+                .take(PART as u64)
+                .read_to_end(&mut part)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            upload.part(part).await?;
+        }
+        let version = upload.complete().await?.unwrap_or_default();
+        let up = t.elapsed();
+        replicator
+            .discover_key(&bucket, "bench/multipart.bin")
+            .await?;
+        let multipart = (up, completed(version).await?);
+        let after = peak_rss_kib();
+        system.stop().await;
+        Ok::<_, String>(ReplicateBench {
+            engine: clients.kind.to_string(),
+            bytes,
+            single,
+            multipart,
+            peak_rss_kib: (before, after),
+        })
+    };
+    let result = run.await;
+    teardown(&clients, spec, &suffix).await;
+    result
+}

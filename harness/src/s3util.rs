@@ -31,36 +31,76 @@ pub async fn put_multipart(
     algorithm: Option<ChecksumAlgorithm>,
     opts: &PutOptions,
 ) -> Result<Option<String>, String> {
-    let mut create = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .set_checksum_algorithm(algorithm.clone())
-        .set_metadata(opts.metadata.clone())
-        .set_content_type(opts.content_type.clone())
-        .set_storage_class(opts.storage_class.clone());
-    if let Some(k) = &opts.kms_key {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(k);
+    let mut upload = MultipartUpload::create(s3, bucket, key, algorithm, opts).await?;
+    for chunk in bytes.chunks(part_size.max(1)) {
+        if let Err(e) = upload.part(chunk.to_vec()).await {
+            upload.abort().await;
+            return Err(e);
+        }
     }
-    let upload = create.send().await.map_err(sdk)?;
-    let id = upload.upload_id().unwrap_or_default().to_string();
-    let mut parts = Vec::new();
-    for (i, chunk) in bytes.chunks(part_size.max(1)).enumerate() {
-        let n = i as i32 + 1;
-        let out = s3
-            .upload_part()
+    upload.complete().await
+}
+
+/// A multipart upload written one part at a time, so a caller holds one part in memory,
+/// never the object (the replicator's copies, `replication::replicator`).
+pub struct MultipartUpload<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    id: String,
+    algorithm: Option<ChecksumAlgorithm>,
+    parts: Vec<CompletedPart>,
+}
+
+impl<'a> MultipartUpload<'a> {
+    /// CreateMultipartUpload with the options and checksum algorithm of every part.
+    pub async fn create(
+        s3: &'a aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        algorithm: Option<ChecksumAlgorithm>,
+        opts: &PutOptions,
+    ) -> Result<MultipartUpload<'a>, String> {
+        let mut create = s3
+            .create_multipart_upload()
             .bucket(bucket)
             .key(key)
-            .upload_id(&id)
-            .part_number(n)
             .set_checksum_algorithm(algorithm.clone())
-            .body(ByteStream::from(chunk.to_vec()))
+            .set_metadata(opts.metadata.clone())
+            .set_content_type(opts.content_type.clone())
+            .set_storage_class(opts.storage_class.clone());
+        if let Some(k) = &opts.kms_key {
+            create = create
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        let upload = create.send().await.map_err(sdk)?;
+        Ok(MultipartUpload {
+            s3,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            id: upload.upload_id().unwrap_or_default().to_string(),
+            algorithm,
+            parts: Vec::new(),
+        })
+    }
+
+    /// Uploads the next part.
+    pub async fn part(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+        let n = self.parts.len() as i32 + 1;
+        let out = self
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .part_number(n)
+            .set_checksum_algorithm(self.algorithm.clone())
+            .body(ByteStream::from(chunk))
             .send()
             .await
             .map_err(sdk)?;
-        parts.push(
+        self.parts.push(
             CompletedPart::builder()
                 .part_number(n)
                 .set_e_tag(out.e_tag().map(str::to_string))
@@ -71,18 +111,39 @@ pub async fn put_multipart(
                 .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_string))
                 .build(),
         );
+        Ok(())
     }
-    s3.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map(|out| out.version_id().map(str::to_string))
-        .map_err(sdk)
+
+    /// CompleteMultipartUpload with every part's checksum; returns the new version id.
+    pub async fn complete(self) -> Result<Option<String>, String> {
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|out| out.version_id().map(str::to_string))
+            .map_err(sdk)
+    }
+
+    /// AbortMultipartUpload, best effort (a failed copy is retried as a whole).
+    pub async fn abort(self) {
+        if let Err(e) = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.id)
+            .send()
+            .await
+        {
+            tracing::debug!(key = %self.key, error = %sdk(e), "abort of a failed upload failed");
+        }
+    }
 }

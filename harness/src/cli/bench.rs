@@ -1,4 +1,4 @@
-//! `harness bench validator | e2e | layer`.
+//! `harness bench validator | e2e | layer | replicate | faults`.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,9 @@ pub enum BenchCommand {
     E2e(E2eArgs),
     /// One large object streamed through the fidelity layer and direct: times, peak RSS.
     Layer(LayerArgs),
+    /// One large single-part and one large multipart version through the replicator:
+    /// times and peak RSS (the copy streams, holding at most one part).
+    Replicate(LayerArgs),
     /// The fault machinery's own cost per request, idle and armed (no engine needed).
     Faults(FaultsArgs),
 }
@@ -87,6 +90,12 @@ impl BenchCommand {
             BenchCommand::E2e(a) => {
                 let (spec, engine) = prepare(&a.topology, kind).await?;
                 crate::bench::e2e(&engine, &spec, a.objects, a.pollers)
+                    .await
+                    .map(|r| r.render())
+            }
+            BenchCommand::Replicate(a) => {
+                let (spec, engine) = prepare(&a.topology, kind).await?;
+                crate::bench::replicate(&engine, &spec, a.size_mb << 20)
                     .await
                     .map(|r| r.render())
             }

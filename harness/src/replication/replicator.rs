@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use super::config::{BucketReplication, Eligibility, SourceVersion, Target};
 use crate::aws::Clients;
 use crate::errors::sdk;
-use crate::s3util::{put_multipart, PutOptions};
+use crate::s3util::{MultipartUpload, PutOptions};
 
 /// A deliberate replication fault for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -175,12 +175,6 @@ impl Replicator {
 
     fn default_checksum(&self, bucket: &str, version: &str) -> Option<String> {
         self.default_checksums()?.get(bucket, version)
-    }
-
-    fn record_default_checksum(&self, bucket: &str, version: &str, bytes: &[u8]) {
-        if let Some(store) = self.default_checksums() {
-            store.record(bucket, version, crate::engine::checksums::Crc64::of(bytes));
-        }
     }
 
     /// The replication configuration of a primary bucket.
@@ -831,9 +825,15 @@ impl Replicator {
         // A version S3 gave a default CRC64NVME (uploaded without a checksum): its replicas
         // carry the CRC64NVME of their own bytes (`engine::checksums`).
         let default = self.default_checksum(&p.primary, &p.version_id);
-        let mut whole = read_version(s3, p).await?;
+        let total = head.content_length().unwrap_or(0).max(0) as u64;
         if parts <= 1 && fault != Some(Fault::Relayout) {
-            let mut bytes = whole;
+            if total > WHOLE_COPY_LIMIT {
+                return self
+                    .stream_single(p, target, &head, opts, corrupt, default.is_some())
+                    .await
+                    .map(Some);
+            }
+            let mut bytes = read_version(s3, p).await?;
             if corrupt {
                 flip(&mut bytes);
             }
@@ -855,15 +855,7 @@ impl Replicator {
             }
             // Keep the source's full-object checksum, as S3 replication does.
             if !corrupt {
-                if let Some(v) = head.checksum_crc64_nvme() {
-                    put = put.checksum_crc64_nvme(v);
-                } else if let Some(v) = head.checksum_sha256() {
-                    put = put.checksum_sha256(v);
-                } else if let Some(v) = head.checksum_crc32_c() {
-                    put = put.checksum_crc32_c(v);
-                } else if let Some(v) = head.checksum_crc32() {
-                    put = put.checksum_crc32(v);
-                }
+                put = with_source_checksum(put, &head);
             }
             let out = put.send().await.map_err(sdk)?;
             let id = out.version_id().unwrap_or_default().to_string();
@@ -873,8 +865,8 @@ impl Replicator {
             return Ok(Some(id));
         }
         // Multipart: learn the source's part layout, then write the replica with the same
-        // part boundaries (or with other ones for a relayout fault).
-        let total = whole.len();
+        // part boundaries (or with other ones for a relayout fault), one part in memory at
+        // a time: each part is a ranged GET of the source version.
         let mut sizes = Vec::new();
         for n in 1..=parts {
             let part = s3
@@ -886,39 +878,188 @@ impl Replicator {
                 .send()
                 .await
                 .map_err(sdk)?;
-            sizes.push(part.content_length().unwrap_or(0).max(0) as usize);
+            sizes.push(part.content_length().unwrap_or(0).max(0) as u64);
         }
-        let first = if sizes.iter().sum::<usize>() == total {
+        let first = if sizes.iter().sum::<u64>() == total {
             sizes.first().copied().unwrap_or(total)
         } else {
             // Engine gap (MiniStack): part numbers are ignored on reads, so infer the layout.
-            infer_part_size(total, parts as usize)
+            infer_part_size(total as usize, parts as usize) as u64
         };
-        if corrupt {
-            flip(&mut whole);
-        }
         let part_size = if fault == Some(Fault::Relayout) {
-            RELAYOUT_PART
+            RELAYOUT_PART as u64
         } else {
-            first
+            first.max(1)
         };
-        let id = put_multipart(
-            dst,
-            &target.bucket,
-            &p.key,
-            &whole,
-            part_size,
-            Some(algorithm),
-            &opts,
-        )
-        .await?;
-        let id = id.unwrap_or_default();
-        if default.is_some() {
-            self.record_default_checksum(&target.bucket, &id, &whole);
+        let mut upload =
+            MultipartUpload::create(dst, &target.bucket, &p.key, Some(algorithm), &opts).await?;
+        let mut crc = crate::engine::checksums::Crc64::default();
+        if let Err(e) = copy_parts(s3, p, total, part_size, corrupt, &mut crc, &mut upload).await {
+            upload.abort().await;
+            return Err(e);
+        }
+        let id = upload.complete().await?.unwrap_or_default();
+        if let (Some(_), Some(store)) = (&default, self.default_checksums()) {
+            store.record(&target.bucket, &id, crc.base64());
         }
         Ok(Some(id))
     }
+
+    /// Copies a single-part version larger than [`WHOLE_COPY_LIMIT`] as one PutObject whose
+    /// body is the source's GetObject body, passed through as it arrives: the replica keeps
+    /// the source's single-part form (and so its ETag) and no more than the transport's
+    /// buffers are held. The source's checksum value is declared when it has one; the
+    /// client computes none (a streaming body would need aws-chunked trailers). Returns
+    /// the replica's engine id.
+    async fn stream_single(
+        &self,
+        p: &Tracked,
+        target: &Target,
+        head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+        opts: PutOptions,
+        corrupt: bool,
+        default: bool,
+    ) -> Result<String, String> {
+        use http_body_util::BodyExt;
+        let src = self
+            .clients
+            .s3
+            .get_object()
+            .bucket(&p.primary)
+            .key(&p.key)
+            .version_id(&p.version_id)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let length = src.content_length().unwrap_or(0);
+        let crc = std::sync::Arc::new(std::sync::Mutex::new(
+            crate::engine::checksums::Crc64::default(),
+        ));
+        let seen = crc.clone();
+        let mut flip_next = corrupt;
+        let body = src.body.into_inner().map_frame(move |frame| {
+            frame.map_data(|data| {
+                let data = if flip_next && !data.is_empty() {
+                    flip_next = false;
+                    let mut v = data.to_vec();
+                    flip(&mut v);
+                    bytes::Bytes::from(v)
+                } else {
+                    data
+                };
+                if default {
+                    if let Ok(mut c) = seen.lock() {
+                        c.update(&data);
+                    }
+                }
+                data
+            })
+        });
+        let dst = crate::aws::without_checksums(&self.clients.s3_replica);
+        let mut put = dst
+            .put_object()
+            .bucket(&target.bucket)
+            .key(&p.key)
+            .content_length(length)
+            .set_metadata(opts.metadata)
+            .set_content_type(opts.content_type)
+            .set_storage_class(opts.storage_class)
+            .body(ByteStream::from_body_1_x(body));
+        if let Some(k) = &opts.kms_key {
+            put = put
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        if !corrupt {
+            put = with_source_checksum(put, head);
+        }
+        let out = put.send().await.map_err(sdk)?;
+        let id = out.version_id().unwrap_or_default().to_string();
+        if let (true, Some(store), Ok(c)) = (default, self.default_checksums(), crc.lock()) {
+            store.record(&target.bucket, &id, c.base64());
+        }
+        Ok(id)
+    }
 }
+
+/// Reads the source version in one GetObject and writes it as parts of `part_size` bytes
+/// as the body arrives, holding at most one part (no ranged reads: an engine that ignores
+/// `Range` would otherwise break the copy). `corrupt` flips the first byte; `crc` sees
+/// every byte written.
+async fn copy_parts(
+    s3: &aws_sdk_s3::Client,
+    p: &Tracked,
+    total: u64,
+    part_size: u64,
+    corrupt: bool,
+    crc: &mut crate::engine::checksums::Crc64,
+    upload: &mut MultipartUpload<'_>,
+) -> Result<(), String> {
+    let mut body = s3
+        .get_object()
+        .bucket(&p.primary)
+        .key(&p.key)
+        .version_id(&p.version_id)
+        .send()
+        .await
+        .map_err(sdk)?
+        .body;
+    let part_size = part_size.max(1) as usize;
+    let mut part = Vec::with_capacity(part_size.min(total as usize));
+    let mut read = 0u64;
+    let mut flip_next = corrupt;
+    let mut emit = |mut bytes: Vec<u8>, crc: &mut crate::engine::checksums::Crc64| {
+        if std::mem::take(&mut flip_next) {
+            flip(&mut bytes);
+        }
+        crc.update(&bytes);
+        bytes
+    };
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        read += chunk.len() as u64;
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let take = (part_size - part.len()).min(rest.len());
+            part.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if part.len() == part_size {
+                let full = std::mem::replace(&mut part, Vec::with_capacity(part_size));
+                upload.part(emit(full, crc)).await?;
+            }
+        }
+    }
+    if read != total {
+        return Err(format!("{}: read {read} of {total} bytes", p.key));
+    }
+    if !part.is_empty() || total == 0 {
+        upload.part(emit(part, crc)).await?;
+    }
+    Ok(())
+}
+
+/// Declares the source's full-object checksum on a replica's PutObject, as S3 replication
+/// keeps it.
+fn with_source_checksum(
+    put: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+    if let Some(v) = head.checksum_crc64_nvme() {
+        put.checksum_crc64_nvme(v)
+    } else if let Some(v) = head.checksum_sha256() {
+        put.checksum_sha256(v)
+    } else if let Some(v) = head.checksum_crc32_c() {
+        put.checksum_crc32_c(v)
+    } else if let Some(v) = head.checksum_crc32() {
+        put.checksum_crc32(v)
+    } else {
+        put
+    }
+}
+
+/// Single-part versions up to this size are copied through memory; larger ones stream
+/// (`stream_single`). Multipart versions are copied a part at a time whatever their size.
+pub const WHOLE_COPY_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// The part size of an `n`-part upload of `total` bytes with equal parts but the last:
 /// 5 MiB (the SDKs' and CLI's usual size, and S3's minimum) when that fits, else the
@@ -1036,7 +1177,7 @@ pub fn retry_after(errors: u32, jitter: f64) -> Option<Duration> {
     Some(base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
 }
 
-/// Reads a source version whole.
+/// Reads a source version whole (single-part versions up to [`WHOLE_COPY_LIMIT`]).
 async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
     let out = s3
         .get_object()
