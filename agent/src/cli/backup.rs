@@ -56,7 +56,8 @@ pub struct Backup {
     pub duration_floor_secs: f64,
 
     /// Multipart part size in MiB (minimum 5). The archiver streams chunks of up to 8 MiB;
-    /// S3 allows 10,000 parts, so part sizes double every 2,000 parts.
+    /// S3 allows 10,000 parts, so part sizes double every 2,000 parts (up to 5 GiB), and
+    /// the size is raised before the upload when a pre-walk finds a larger source.
     #[arg(long, default_value_t = 8, value_name = "MIB", value_parser = clap::value_parser!(u32).range(5..=5120))]
     pub part_size_mib: u32,
 
@@ -317,7 +318,25 @@ impl Backup {
 
         let key = layout::key_for(self.category, Utc::now());
         progress.key = Some(key.clone());
-        let spec = self.spec(&key);
+        let mut spec = self.spec(&key);
+        // Size the upload before the first byte goes up (finding 18).
+        let (src, one_fs) = (self.source.clone(), !self.cross_file_systems);
+        let estimate = or_cancelled(
+            async move {
+                tokio::task::spawn_blocking(move || archive::estimate(&src, one_fs))
+                    .await
+                    .map_err(|e| AgentError::Internal(format!("size estimate: {e}")))?
+            },
+            cancel,
+        )
+        .await?;
+        tracing::info!(
+            files = estimate.files,
+            bytes = estimate.bytes,
+            bound = estimate.archive_bound(),
+            "source size estimated"
+        );
+        upload::size_for(&mut spec, &estimate)?;
         let started = Instant::now();
         let opts = ArchiveOptions {
             chunk_size: spec.part_size.min(8 << 20),
