@@ -33,6 +33,15 @@
 //! it was read (a live database rewritten in place) is reported in
 //! [`ArchiveSummary::changed`]: snapshot such data before backing it up.
 //!
+//! **Sparse files** are archived expanded: their holes become zeros in the archive and in
+//! a restored file (which then takes its full size on disk). They are detected (fewer
+//! 512-byte blocks allocated than the size needs, confirmed by `SEEK_HOLE` finding a hole
+//! before the end) and reported in [`ArchiveSummary::sparse`]. The `tar` crate (0.4.46)
+//! writes GNU sparse entries only through `Builder::append_file`, which reads the file by
+//! itself (no zero-padding of a file that shrinks while it is read, no read hook), and the
+//! restore's raw entry reader would have to parse sparse maps from untrusted archives; so
+//! the agent keeps the plain entries and says which files grew.
+//!
 //! When the uploader stops reading (it failed, or was cancelled) the archive ends with
 //! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
 //! upload's failure stays the reported root cause.
@@ -100,6 +109,10 @@ pub struct ArchiveSummary {
     /// type between the listing and the open: `path (reason)`.
     #[serde(default)]
     pub unreadable: Vec<String>,
+    /// Sparse files (with holes), archived expanded: their holes are stored as zeros and a
+    /// restore writes them in full. Relative paths.
+    #[serde(default)]
+    pub sparse: Vec<String>,
 }
 
 /// What the chunk sink's writes fail with once the receiver is gone (inside an
@@ -394,6 +407,26 @@ fn open_regular(dir: &File, name: &OsStr) -> io::Result<Opened> {
     })
 }
 
+/// Whether `file` has holes: fewer 512-byte blocks allocated (`st_blocks`, stat(2)) than
+/// its size needs, confirmed by `lseek(SEEK_HOLE)` finding a hole before the end (a file
+/// system without hole support reports the end; compressed or inline data can also have
+/// few blocks without holes). The file offset is put back to 0 for the read that follows.
+fn is_sparse(file: &File, meta: &std::fs::Metadata) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let size = meta.len();
+    if size == 0 || meta.blocks().saturating_mul(512) >= size {
+        return Ok(false);
+    }
+    // SAFETY: lseek on a descriptor `file` owns and keeps open; no memory is passed.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    // SAFETY: as above.
+    if unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_SET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hole >= 0 && (hole as u64) < size)
+}
+
 /// What decides whether a file changed while it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Version {
@@ -434,6 +467,7 @@ struct Walker<W: Write> {
     changed: Vec<String>,
     vanished: Vec<String>,
     unreadable: Vec<String>,
+    sparse: Vec<String>,
 }
 
 impl<W: Write> Walker<W> {
@@ -561,6 +595,10 @@ impl<W: Write> Walker<W> {
                         self.hard_links += 1;
                         return Ok(());
                     }
+                }
+                if is_sparse(&file, &meta).map_err(|e| self.err(&rel_path, e))? {
+                    tracing::info!(path = %rel_path.display(), bytes = meta.len(), "sparse file: archived expanded (its holes are stored as zeros; a restore writes it in full)");
+                    self.sparse.push(rel_path.to_string_lossy().into_owned());
                 }
                 // Size from the open file, so the header matches what we read.
                 let size = meta.len();
@@ -810,6 +848,7 @@ fn write_archive_with(
         changed: Vec::new(),
         vanished: Vec::new(),
         unreadable: Vec::new(),
+        sparse: Vec::new(),
     };
     // The source itself may be a symlink to the directory (it is followed once, here).
     let root = {
@@ -843,6 +882,7 @@ fn write_archive_with(
         other_file_systems: w.other_file_systems,
         vanished: w.vanished,
         unreadable: w.unreadable,
+        sparse: w.sparse,
     })
 }
 
@@ -990,6 +1030,7 @@ mod tests {
             changed: Vec::new(),
             vanished: Vec::new(),
             unreadable: Vec::new(),
+            sparse: Vec::new(),
         }
     }
 
@@ -1204,6 +1245,56 @@ mod tests {
         assert!(estimate(&root.join("nope"), true).is_err());
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(estimate(empty.path(), true).unwrap(), Estimate::default());
+    }
+
+    /// Finding 30: sparse files are detected and reported (archived expanded, so their
+    /// content is intact); dense files, even all zeros, are not reported.
+    #[test]
+    fn sparse_files_are_reported_and_archived_expanded() {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let size = 8u64 << 20;
+        let mut holey = File::create(root.join("holey")).unwrap();
+        holey.set_len(size).unwrap();
+        // Data first, so that SEEK_HOLE moves the offset (the read must start at 0 again).
+        holey.write_all(&[9u8; 4096]).unwrap();
+        holey.seek(SeekFrom::Start(1 << 20)).unwrap();
+        holey.write_all(&[7u8; 4096]).unwrap();
+        holey.sync_all().unwrap();
+        File::create(root.join("only-hole"))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        fs::write(root.join("zeros"), vec![0u8; 1 << 20]).unwrap();
+        fs::write(root.join("small"), b"x").unwrap();
+        let m = fs::metadata(root.join("holey")).unwrap();
+        if m.blocks() * 512 >= size {
+            eprintln!("this file system allocated every block: no holes to detect, skipped");
+            return;
+        }
+        let (bytes, s) = archive_of(root, None);
+        assert_eq!(s.sparse, ["holey", "only-hole"], "{s:?}");
+        assert_eq!(s.uncompressed_bytes, 2 * size + (1 << 20) + 1);
+        // Expanded: the entry holds the whole size, holes as zeros.
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap() == Path::new("holey") {
+                assert_eq!(e.header().entry_type(), tar::EntryType::Regular);
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                assert_eq!(data.len() as u64, size);
+                let mut expected = vec![0u8; size as usize];
+                expected[..4096].fill(9);
+                expected[1 << 20..(1 << 20) + 4096].fill(7);
+                assert!(data == expected, "holey content differs");
+            }
+        }
+        // The estimate counts them at full size too.
+        let est = estimate(root, true).unwrap();
+        assert_eq!(est.bytes, s.uncompressed_bytes);
     }
 
     /// Finding 30: a file with two names is archived once, plus a hard-link entry.

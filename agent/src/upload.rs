@@ -940,6 +940,7 @@ mod tests {
             other_file_systems: vec![],
             vanished: vec![],
             unreadable: vec![],
+            sparse: vec![],
         };
         let m = final_metadata(&[("category".into(), "media".into())], &s);
         for k in [
@@ -1002,6 +1003,7 @@ mod tests {
                 other_file_systems: vec![],
                 vanished: vec![],
                 unreadable: vec![],
+                sparse: vec![],
             })
         });
         (rx, handle)

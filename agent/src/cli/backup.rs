@@ -119,6 +119,8 @@ pub struct Summary {
     pub vanished: Vec<String>,
     /// Entries that could not be read or changed type during the walk: `path (reason)`.
     pub unreadable: Vec<String>,
+    /// Sparse files archived expanded (holes stored as zeros, restored in full).
+    pub sparse_expanded: Vec<String>,
     pub duration_secs: f64,
     pub sha256: String,
     pub crc64nvme: String,
@@ -579,6 +581,7 @@ impl Backup {
             other_file_systems: u.summary.other_file_systems.clone(),
             vanished: u.summary.vanished.clone(),
             unreadable: u.summary.unreadable.clone(),
+            sparse_expanded: u.summary.sparse.clone(),
             duration_secs,
             sha256: u.summary.checksums.sha256.clone(),
             crc64nvme: u.summary.checksums.crc64nvme.clone(),
@@ -689,6 +692,15 @@ fn print_summary(s: &Summary, json: bool) {
             s.other_file_systems.len()
         );
         for p in &s.other_file_systems {
+            println!("    {p}");
+        }
+    }
+    if !s.sparse_expanded.is_empty() {
+        println!(
+            "  sparse     {} sparse file(s) archived expanded (restored in full):",
+            s.sparse_expanded.len()
+        );
+        for p in &s.sparse_expanded {
             println!("    {p}");
         }
     }
