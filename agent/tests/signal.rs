@@ -2,7 +2,9 @@
 //! finding 19 of the security review: a real SIGTERM sent to the `autobackup` binary in
 //! the middle of a multipart upload (after its first part is stored) makes it abort the
 //! upload and exit 143, and `ListMultipartUploads` on the bucket is empty within 5 s of
-//! the signal. The same test runs on MiniStack and LocalStack, one engine at a time.
+//! the signal. The run names the engine's account as `--expected-owner`, so pre-flight's
+//! owner comparison (finding 21) meets a real engine too. The same test runs on MiniStack
+//! and LocalStack, one engine at a time.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -158,6 +160,11 @@ async fn sigterm_aborts_the_upload(kind: EngineKind) {
             "2",
             "--level",
             "0",
+            // Local engines answer GetCallerIdentity with this account and own their
+            // buckets by it: pre-flight's owner comparison and the header on every request
+            // run against a real engine too (finding 21).
+            "--expected-owner",
+            "000000000000",
             "--json",
         ])
         .stdin(Stdio::null())
@@ -241,6 +248,10 @@ async fn sigterm_aborts_the_upload(kind: EngineKind) {
     let l = log();
     assert!(l.contains("SIGTERM"), "{l}");
     assert!(l.contains("multipart upload aborted"), "{l}");
+    assert!(
+        l.contains("the expected bucket owner is the caller's account"),
+        "{l}"
+    );
     // Nothing was stored under the key.
     assert!(
         c.s3.head_object()
