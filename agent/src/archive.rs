@@ -33,6 +33,15 @@
 //! it was read (a live database rewritten in place) is reported in
 //! [`ArchiveSummary::changed`]: snapshot such data before backing it up.
 //!
+//! **Sparse files** are archived expanded: their holes become zeros in the archive and in
+//! a restored file (which then takes its full size on disk). They are detected (fewer
+//! 512-byte blocks allocated than the size needs, confirmed by `SEEK_HOLE` finding a hole
+//! before the end) and reported in [`ArchiveSummary::sparse`]. The `tar` crate (0.4.46)
+//! writes GNU sparse entries only through `Builder::append_file`, which reads the file by
+//! itself (no zero-padding of a file that shrinks while it is read, no read hook), and the
+//! restore's raw entry reader would have to parse sparse maps from untrusted archives; so
+//! the agent keeps the plain entries and says which files grew.
+//!
 //! When the uploader stops reading (it failed, or was cancelled) the archive ends with
 //! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
 //! upload's failure stays the reported root cause.
@@ -100,6 +109,10 @@ pub struct ArchiveSummary {
     /// type between the listing and the open: `path (reason)`.
     #[serde(default)]
     pub unreadable: Vec<String>,
+    /// Sparse files (with holes), archived expanded: their holes are stored as zeros and a
+    /// restore writes them in full. Relative paths.
+    #[serde(default)]
+    pub sparse: Vec<String>,
 }
 
 /// What the chunk sink's writes fail with once the receiver is gone (inside an
@@ -243,6 +256,10 @@ mod at {
         pub uid: u32,
         pub gid: u32,
         pub mtime: i64,
+        pub size: u64,
+        pub dev: u64,
+        pub ino: u64,
+        pub nlink: u64,
     }
 
     impl Stat {
@@ -274,6 +291,10 @@ mod at {
             uid: st.st_uid,
             gid: st.st_gid,
             mtime: st.st_mtime,
+            size: st.st_size.max(0) as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
         })
     }
 
@@ -386,6 +407,26 @@ fn open_regular(dir: &File, name: &OsStr) -> io::Result<Opened> {
     })
 }
 
+/// Whether `file` has holes: fewer 512-byte blocks allocated (`st_blocks`, stat(2)) than
+/// its size needs, confirmed by `lseek(SEEK_HOLE)` finding a hole before the end (a file
+/// system without hole support reports the end; compressed or inline data can also have
+/// few blocks without holes). The file offset is put back to 0 for the read that follows.
+fn is_sparse(file: &File, meta: &std::fs::Metadata) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let size = meta.len();
+    if size == 0 || meta.blocks().saturating_mul(512) >= size {
+        return Ok(false);
+    }
+    // SAFETY: lseek on a descriptor `file` owns and keeps open; no memory is passed.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    // SAFETY: as above.
+    if unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_SET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hole >= 0 && (hole as u64) < size)
+}
+
 /// What decides whether a file changed while it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Version {
@@ -426,6 +467,7 @@ struct Walker<W: Write> {
     changed: Vec<String>,
     vanished: Vec<String>,
     unreadable: Vec<String>,
+    sparse: Vec<String>,
 }
 
 impl<W: Write> Walker<W> {
@@ -554,6 +596,10 @@ impl<W: Write> Walker<W> {
                         return Ok(());
                     }
                 }
+                if is_sparse(&file, &meta).map_err(|e| self.err(&rel_path, e))? {
+                    tracing::info!(path = %rel_path.display(), bytes = meta.len(), "sparse file: archived expanded (its holes are stored as zeros; a restore writes it in full)");
+                    self.sparse.push(rel_path.to_string_lossy().into_owned());
+                }
                 // Size from the open file, so the header matches what we read.
                 let size = meta.len();
                 let before = Version::of(&meta);
@@ -614,6 +660,155 @@ impl<W: Write> Walker<W> {
     }
 }
 
+/// What a pre-walk of the tree found ([`estimate`]), to size the upload before it starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Entries the archive will hold (directories, files, links).
+    pub entries: u64,
+    /// Regular files (each inode once).
+    pub files: u64,
+    /// Sum of the regular files' sizes (each inode once; sparse files at their full
+    /// size, since they are archived expanded).
+    pub bytes: u64,
+    /// The tar stream those entries make: headers, GNU long-name extensions, data padded
+    /// to 512-byte blocks.
+    pub tar_bytes: u64,
+}
+
+/// One tar block.
+const BLOCK: u64 = 512;
+
+fn padded(n: u64) -> u64 {
+    n.div_ceil(BLOCK).saturating_mul(BLOCK)
+}
+
+/// Tar bytes of one entry's headers: the header block, plus a GNU long-name (or
+/// long-link) extension for a name of 100 bytes or more (its own header and the
+/// NUL-terminated name in whole blocks).
+fn header_bytes(name_len: usize, link_len: usize) -> u64 {
+    let ext = |n: usize| {
+        if n >= 100 {
+            BLOCK + padded(n as u64 + 1)
+        } else {
+            0
+        }
+    };
+    BLOCK + ext(name_len) + ext(link_len)
+}
+
+impl Estimate {
+    /// An upper bound of the compressed archive's size: the tar stream with its two
+    /// end-of-archive blocks (and tar's padding to a 10 KiB record), plus deflate's worst
+    /// case on incompressible data (zlib's `deflateBound`: under 1/1024 more plus a few
+    /// bytes) and the gzip header and trailer.
+    pub fn archive_bound(&self) -> u64 {
+        let tar = self.tar_bytes.saturating_add(10 * 1024);
+        tar.saturating_add(tar / 1024).saturating_add(1024)
+    }
+}
+
+/// Walks `source` as [`write_archive`] will (descriptor-relative, no symlink followed,
+/// the same file system unless `one_file_system` is off, each directory and each
+/// multiply-linked file once) and sums what the archive will hold, without reading any
+/// file. Entries that cannot be listed or stat'ed are left out (the archive reports
+/// them); only an unreadable source fails.
+pub fn estimate(source: &Path, one_file_system: bool) -> Result<Estimate, AgentError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail = |e: io::Error| AgentError::Archive {
+        path: source.to_path_buf(),
+        why: format!("cannot estimate the size: {e}"),
+    };
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(source)
+        .map_err(fail)?;
+    let m = root.metadata().map_err(fail)?;
+    let root_dev = one_file_system.then_some(m.dev());
+    let mut seen = std::collections::HashSet::new();
+    seen.insert((m.dev(), m.ino()));
+    // Files with several names counted so far: (st_dev, st_ino) -> first name's length.
+    let mut links = std::collections::HashMap::new();
+    let mut est = Estimate::default();
+    // The walk's order (depth first, names sorted), so that hard-link entries name the
+    // same first path: (open directory, its path length in the archive, names left).
+    let listed = |dir: &File| {
+        let mut names = at::list(dir).unwrap_or_default();
+        names.sort();
+        names.into_iter()
+    };
+    let names = listed(&root);
+    let mut stack = vec![(root, 0usize, names)];
+    while let Some((dir, dir_len, names)) = stack.last_mut() {
+        let (dir_len, Some(name)) = (*dir_len, names.next()) else {
+            stack.pop();
+            continue;
+        };
+        let dir: &File = dir;
+        let mut descend = None;
+        {
+            let Ok(st) = at::lstat(dir, &name) else {
+                continue;
+            };
+            let len = if dir_len == 0 {
+                name.as_bytes().len()
+            } else {
+                dir_len + 1 + name.as_bytes().len()
+            };
+            match st.kind() {
+                libc::S_IFDIR => {
+                    if !seen.insert((st.dev, st.ino)) {
+                        continue;
+                    }
+                    est.entries += 1;
+                    // A directory's name is stored with a trailing slash.
+                    est.tar_bytes += header_bytes(len + 1, 0);
+                    if root_dev.is_some_and(|d| d != st.dev) {
+                        continue;
+                    }
+                    if let Ok(sub) = at::open(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY) {
+                        let names = listed(&sub);
+                        descend = Some((sub, len, names));
+                    }
+                }
+                libc::S_IFREG => {
+                    if root_dev.is_some_and(|d| d != st.dev) {
+                        continue;
+                    }
+                    est.entries += 1;
+                    if st.nlink > 1 {
+                        if let Some(&first) = links.get(&(st.dev, st.ino)) {
+                            // A hard-link entry: a header naming the first path.
+                            est.tar_bytes += header_bytes(len, first);
+                            continue;
+                        }
+                        links.insert((st.dev, st.ino), len);
+                    }
+                    est.files += 1;
+                    est.bytes = est.bytes.saturating_add(st.size);
+                    est.tar_bytes = est
+                        .tar_bytes
+                        .saturating_add(header_bytes(len, 0))
+                        .saturating_add(padded(st.size));
+                }
+                libc::S_IFLNK => {
+                    est.entries += 1;
+                    let target = at::readlink(dir, &name)
+                        .map(|t| t.as_os_str().as_bytes().len())
+                        .unwrap_or(4096);
+                    est.tar_bytes += header_bytes(len, target);
+                }
+                _ => {}
+            }
+        }
+        if let Some(frame) = descend {
+            stack.push(frame);
+        }
+    }
+    Ok(est)
+}
+
 /// Writes the archive of `source` into `tx`; runs on the calling (blocking) thread.
 pub fn write_archive(
     source: &Path,
@@ -653,6 +848,7 @@ fn write_archive_with(
         changed: Vec::new(),
         vanished: Vec::new(),
         unreadable: Vec::new(),
+        sparse: Vec::new(),
     };
     // The source itself may be a symlink to the directory (it is followed once, here).
     let root = {
@@ -686,6 +882,7 @@ fn write_archive_with(
         other_file_systems: w.other_file_systems,
         vanished: w.vanished,
         unreadable: w.unreadable,
+        sparse: w.sparse,
     })
 }
 
@@ -833,6 +1030,7 @@ mod tests {
             changed: Vec::new(),
             vanished: Vec::new(),
             unreadable: Vec::new(),
+            sparse: Vec::new(),
         }
     }
 
@@ -995,6 +1193,108 @@ mod tests {
             bytes.extend_from_slice(&c);
         }
         (bytes, s)
+    }
+
+    /// Finding 18: the pre-walk counts what the archive holds, and its bound is above the
+    /// archive's real size, even uncompressed (level 0) with long names and links.
+    #[test]
+    fn the_estimate_bounds_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let long = "n".repeat(150);
+        fs::create_dir_all(root.join(&long).join("sub")).unwrap();
+        let mut x: u32 = 7;
+        let noise: Vec<u8> = (0..300_001)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        fs::write(root.join(&long).join("sub/noise"), &noise).unwrap();
+        fs::write(root.join("small"), b"abc").unwrap();
+        fs::write(root.join("empty"), b"").unwrap();
+        fs::hard_link(root.join("small"), root.join(&long).join("again")).unwrap();
+        std::os::unix::fs::symlink(&long, root.join("to-long")).unwrap();
+        let est = estimate(root, true).unwrap();
+        assert_eq!((est.entries, est.files, est.bytes), (7, 3, 300_004));
+        let (tx, mut rx) = mpsc::channel(4096);
+        let opts = ArchiveOptions {
+            level: 0,
+            ..ArchiveOptions::default()
+        };
+        let s = write_archive(root, opts, tx).unwrap();
+        let mut gz = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            gz.extend_from_slice(&c);
+        }
+        assert_eq!((s.files, s.uncompressed_bytes), (est.files, est.bytes));
+        let mut tar_stream = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut tar_stream)
+            .unwrap();
+        assert!(
+            tar_stream.len() as u64 == est.tar_bytes + 1024,
+            "tar {} != estimate {} + end blocks",
+            tar_stream.len(),
+            est.tar_bytes
+        );
+        assert!(s.checksums.bytes <= est.archive_bound(), "{s:?} {est:?}");
+        // A missing source fails; an empty one holds nothing.
+        assert!(estimate(&root.join("nope"), true).is_err());
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(estimate(empty.path(), true).unwrap(), Estimate::default());
+    }
+
+    /// Finding 30: sparse files are detected and reported (archived expanded, so their
+    /// content is intact); dense files, even all zeros, are not reported.
+    #[test]
+    fn sparse_files_are_reported_and_archived_expanded() {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let size = 8u64 << 20;
+        let mut holey = File::create(root.join("holey")).unwrap();
+        holey.set_len(size).unwrap();
+        // Data first, so that SEEK_HOLE moves the offset (the read must start at 0 again).
+        holey.write_all(&[9u8; 4096]).unwrap();
+        holey.seek(SeekFrom::Start(1 << 20)).unwrap();
+        holey.write_all(&[7u8; 4096]).unwrap();
+        holey.sync_all().unwrap();
+        File::create(root.join("only-hole"))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        fs::write(root.join("zeros"), vec![0u8; 1 << 20]).unwrap();
+        fs::write(root.join("small"), b"x").unwrap();
+        let m = fs::metadata(root.join("holey")).unwrap();
+        if m.blocks() * 512 >= size {
+            eprintln!("this file system allocated every block: no holes to detect, skipped");
+            return;
+        }
+        let (bytes, s) = archive_of(root, None);
+        assert_eq!(s.sparse, ["holey", "only-hole"], "{s:?}");
+        assert_eq!(s.uncompressed_bytes, 2 * size + (1 << 20) + 1);
+        // Expanded: the entry holds the whole size, holes as zeros.
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap() == Path::new("holey") {
+                assert_eq!(e.header().entry_type(), tar::EntryType::Regular);
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                assert_eq!(data.len() as u64, size);
+                let mut expected = vec![0u8; size as usize];
+                expected[..4096].fill(9);
+                expected[1 << 20..(1 << 20) + 4096].fill(7);
+                assert!(data == expected, "holey content differs");
+            }
+        }
+        // The estimate counts them at full size too.
+        let est = estimate(root, true).unwrap();
+        assert_eq!(est.bytes, s.uncompressed_bytes);
     }
 
     /// Finding 30: a file with two names is archived once, plus a hard-link entry.

@@ -39,7 +39,8 @@ pub struct AwsArgs {
 
     /// AWS account id (12 digits) that must own the bucket: sent as ExpectedBucketOwner on
     /// every S3 request, so a bucket deleted and re-created under the same name by another
-    /// account is refused (403) instead of receiving the backups.
+    /// account is refused (403) instead of receiving the backups. Pre-flight compares it
+    /// with the caller's account (sts:GetCallerIdentity) and warns when they differ.
     #[arg(long, env = "AUTOBACKUP_BUCKET_OWNER", value_name = "ACCOUNT", value_parser = account_id)]
     pub expected_owner: Option<String>,
 }
@@ -157,8 +158,13 @@ pub struct Aws {
     pub sdk: SdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub sns: aws_sdk_sns::Client,
+    /// Only for pre-flight's `GetCallerIdentity` (see [`crate::preflight::owner`]).
+    pub sts: aws_sdk_sts::Client,
     /// For messages: the endpoint URL or `AWS (<region>)`.
     pub endpoint: String,
+    /// The account every S3 request names as the bucket owner, if any (see
+    /// [`Aws::with_expected_owner`]).
+    pub expected_owner: Option<String>,
 }
 
 impl Aws {
@@ -189,11 +195,14 @@ impl Aws {
                 .build(),
         );
         let sns = aws_sdk_sns::Client::new(&sdk);
+        let sts = aws_sdk_sts::Client::new(&sdk);
         Aws {
             sdk,
             s3,
             sns,
+            sts,
             endpoint,
+            expected_owner: None,
         }
     }
 }
@@ -213,7 +222,11 @@ impl Aws {
                 .interceptor(ExpectedOwner::new(account))
                 .build(),
         );
-        Aws { s3, ..self.clone() }
+        Aws {
+            s3,
+            expected_owner: Some(account.to_string()),
+            ..self.clone()
+        }
     }
 }
 

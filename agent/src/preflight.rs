@@ -3,6 +3,15 @@
 //! (5), the bucket exists (6) and may be used (7). A backup also warns (never fails) when
 //! no lifecycle rule aborts incomplete multipart uploads under its prefix: an upload the
 //! agent could not abort (a SIGKILL, a crash) would otherwise be billed forever.
+//!
+//! **Bucket owner.** With `--expected-owner` (`AUTOBACKUP_BUCKET_OWNER`) every S3 request
+//! names the account that must own the bucket ([`crate::aws::ExpectedOwner`]), and
+//! pre-flight compares it with the caller's account from `sts:GetCallerIdentity`
+//! ([`owner`]): another account only gets a warning, since a backup bucket in a separate
+//! account is a legitimate (and recommended) layout; a failing STS call is a warning too.
+//! Without `--expected-owner` nothing is compared and no STS call is made: the caller's
+//! account is *not* used as a default owner, because that would refuse every existing
+//! cross-account bucket (S3 answers 403) for a check the operator did not ask for.
 
 use std::path::Path;
 
@@ -82,7 +91,10 @@ pub async fn bucket(aws: &Aws, bucket: &str) -> Result<(), AgentError> {
             }),
             f if f.status() == Some(403) => Err(AgentError::BucketDenied {
                 bucket: bucket.to_string(),
-                why: "access denied (HeadBucket answered 403)".into(),
+                why: match &aws.expected_owner {
+                    Some(a) => format!("access denied (HeadBucket answered 403; S3 answers so too when account {a}, the expected owner, does not own the bucket)"),
+                    None => "access denied (HeadBucket answered 403)".into(),
+                },
             }),
             f if f.status() == Some(301) || f.status() == Some(400) => {
                 Err(AgentError::BucketDenied {
@@ -129,9 +141,61 @@ pub async fn abort_rule(aws: &Aws, bucket: &str, prefix: &str) -> bool {
     }
 }
 
+/// What [`owner`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerCheck {
+    /// No expected owner is configured: nothing compared, no STS call made.
+    NotConfigured,
+    /// The expected owner is the caller's own account.
+    CallersAccount,
+    /// The expected owner is another account than the caller's (a cross-account backup
+    /// bucket): allowed, and warned about in case it is a typo.
+    OtherAccount { expected: String, caller: String },
+    /// `GetCallerIdentity` failed or named no account: not compared.
+    Unknown(String),
+}
+
+/// Compares the configured expected bucket owner with the caller's account
+/// (`sts:GetCallerIdentity`, which needs no IAM permission: "GetCallerIdentity",
+/// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
+/// Never fails: a difference or an STS failure is logged as a warning.
+pub async fn owner(aws: &Aws) -> OwnerCheck {
+    let Some(expected) = aws.expected_owner.as_deref() else {
+        return OwnerCheck::NotConfigured;
+    };
+    let check = match aws.sts.get_caller_identity().send().await {
+        Ok(id) => match id.account() {
+            Some(caller) if caller == expected => OwnerCheck::CallersAccount,
+            Some(caller) => OwnerCheck::OtherAccount {
+                expected: expected.to_string(),
+                caller: caller.to_string(),
+            },
+            None => OwnerCheck::Unknown("GetCallerIdentity named no account".into()),
+        },
+        Err(e) => OwnerCheck::Unknown(classify(&e).text()),
+    };
+    match &check {
+        OwnerCheck::CallersAccount => {
+            tracing::info!(account = expected, "the expected bucket owner is the caller's account")
+        }
+        OwnerCheck::OtherAccount { expected, caller } => tracing::warn!(
+            expected_owner = %expected,
+            caller_account = %caller,
+            "--expected-owner names another account than the caller's: fine for a cross-account backup bucket; S3 refuses every request (403) if that account does not own the bucket"
+        ),
+        OwnerCheck::Unknown(why) => tracing::warn!(
+            expected_owner = expected,
+            "cannot compare the expected bucket owner with the caller's account (sts:GetCallerIdentity: {why}); S3 still checks the owner on every request"
+        ),
+        OwnerCheck::NotConfigured => {}
+    }
+    check
+}
+
 /// Runs every AWS-side check.
 pub async fn aws_side(aws: &Aws, bucket_name: &str) -> Result<(), AgentError> {
     endpoint_and_credentials(aws).await?;
+    owner(aws).await;
     bucket(aws, bucket_name).await
 }
 
@@ -150,6 +214,91 @@ mod tests {
         let not_dir = source(&file).unwrap_err();
         assert!(not_dir.to_string().contains("not a directory"));
         assert_eq!(not_dir.exit_code(), 3);
+    }
+
+    use crate::test_support::stub::{happy, Reply, Seen, StubS3};
+
+    fn caller_is(account: &'static str) -> impl Fn(&Seen, &[Seen]) -> Reply + Send + Sync {
+        move |s: &Seen, earlier: &[Seen]| {
+            if s.op() == "GetCallerIdentity" {
+                Reply::xml(
+                    200,
+                    format!(
+                        "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                         <GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/agent</Arn>\
+                         <UserId>AIDAEXAMPLE</UserId><Account>{account}</Account></GetCallerIdentityResult>\
+                         <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+                    ),
+                )
+            } else {
+                happy(s, earlier)
+            }
+        }
+    }
+
+    /// Finding 21: the expected owner is compared with the caller's account; another
+    /// account (a cross-account bucket) is reported but does not fail pre-flight.
+    #[tokio::test]
+    async fn the_expected_owner_is_compared_with_the_callers_account() {
+        let stub = StubS3::start(caller_is("111122223333")).await;
+        let aws = stub.aws().await;
+
+        // Not configured: nothing compared, no STS call.
+        assert_eq!(owner(&aws).await, OwnerCheck::NotConfigured);
+        aws_side(&aws, "b").await.unwrap();
+        assert!(stub.of("GetCallerIdentity").is_empty(), "{:?}", stub.seen());
+
+        let mine = aws.with_expected_owner(Some("111122223333"));
+        assert_eq!(owner(&mine).await, OwnerCheck::CallersAccount);
+
+        let other = aws.with_expected_owner(Some("444455556666"));
+        assert_eq!(
+            owner(&other).await,
+            OwnerCheck::OtherAccount {
+                expected: "444455556666".into(),
+                caller: "111122223333".into()
+            }
+        );
+        // A warning, not a failure: pre-flight passes and still checks the bucket, with
+        // the expected owner on HeadBucket.
+        aws_side(&other, "b").await.unwrap();
+        assert_eq!(stub.of("GetCallerIdentity").len(), 3);
+        let heads = stub.of("HeadBucket");
+        assert_eq!(
+            heads
+                .last()
+                .and_then(|h| h.header(crate::aws::EXPECTED_OWNER_HEADER)),
+            Some("444455556666")
+        );
+        // STS requests are not S3 requests: no owner header.
+        assert!(stub
+            .of("GetCallerIdentity")
+            .iter()
+            .all(|s| s.header(crate::aws::EXPECTED_OWNER_HEADER).is_none()));
+    }
+
+    /// Finding 21: an endpoint without STS (or a failing call) leaves the owner
+    /// uncompared, with a warning; a 403 from HeadBucket names the expected owner.
+    #[tokio::test]
+    async fn a_failing_sts_call_does_not_fail_pre_flight() {
+        let stub = StubS3::start(|s: &Seen, earlier: &[Seen]| match s.op() {
+            "GetCallerIdentity" => Reply::xml(
+                400,
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code>\
+                 <Message>not here</Message></Error><RequestId>r</RequestId></ErrorResponse>",
+            ),
+            "HeadBucket" => Reply::status(403),
+            _ => happy(s, earlier),
+        })
+        .await;
+        let aws = stub.aws().await.with_expected_owner(Some("444455556666"));
+        match owner(&aws).await {
+            OwnerCheck::Unknown(why) => assert!(why.contains("InvalidAction"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let e = aws_side(&aws, "b").await.unwrap_err();
+        assert_eq!(e.exit_code(), 7, "{e}");
+        assert!(e.to_string().contains("444455556666"), "{e}");
     }
 
     #[test]

@@ -114,8 +114,16 @@ pub mod stub {
         /// The S3 operation this request is, as far as the stub cares.
         pub fn op(&self) -> &'static str {
             let m = self.method.as_str();
-            let object = self.path.trim_start_matches('/').contains('/');
+            // `/b` and `/b/` are the bucket, `/b/k` an object.
+            let object = self
+                .path
+                .trim_start_matches('/')
+                .trim_end_matches('/')
+                .contains('/');
             match m {
+                "POST" if self.path == "/" && self.form_has("Action=GetCallerIdentity") => {
+                    "GetCallerIdentity"
+                }
                 "GET" if self.path == "/" => "ListBuckets",
                 "HEAD" if !object => "HeadBucket",
                 "HEAD" => "HeadObject",
@@ -141,6 +149,13 @@ pub mod stub {
                 "GET" => "GetObject",
                 _ => "Unknown",
             }
+        }
+
+        /// Whether the (form-encoded) body contains `needle`.
+        pub fn form_has(&self, needle: &str) -> bool {
+            self.body
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
         }
 
         /// Size of the payload the client meant (aws-chunked bodies carry it in a header).
@@ -266,6 +281,21 @@ pub mod stub {
         /// An S3 client for the stub: path style, test credentials, no retries.
         pub fn client(&self) -> aws_sdk_s3::Client {
             aws_sdk_s3::Client::from_conf(self.config().build())
+        }
+
+        /// Agent clients (S3, SNS, STS) for the stub, loaded as [`crate::aws::Aws::connect`]
+        /// loads them, with test credentials and no retries.
+        pub async fn aws(&self) -> crate::aws::Aws {
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "stub",
+                ))
+                .endpoint_url(&self.endpoint)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .load()
+                .await;
+            crate::aws::Aws::from_config(sdk, true, self.endpoint.clone())
         }
 
         /// The configuration behind [`StubS3::client`], to add to.

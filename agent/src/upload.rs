@@ -25,8 +25,13 @@
 //! - Finally `HeadObject` with `ChecksumMode=ENABLED` checks the size and what the endpoint
 //!   stored against the agent's own CRC64NVME ([`crate::compat`] classifies it).
 //!
-//! Part sizes start at `part_size` and double every 2,000 parts, so the 10,000-part limit
-//! allows ~496 GiB with 8 MiB parts.
+//! Part sizes start at `part_size` and double every 2,000 parts (never beyond S3's 5 GiB
+//! part limit), so the 10,000-part limit allows ~484 GiB with 8 MiB parts. Before
+//! anything is uploaded, [`plan_part_size`] compares an upper bound of the archive's size
+//! (from [`crate::archive::estimate`], a pre-walk summing the regular files' sizes) with
+//! what 10,000 parts hold: it raises the starting part size when they would not be enough,
+//! and refuses an archive above S3's 5 TiB object limit, so a too-large source fails at
+//! once instead of after hundreds of GiB were uploaded.
 
 use std::collections::HashMap;
 
@@ -47,19 +52,77 @@ use crate::errors::AgentError;
 use crate::layout::{self, meta};
 use crate::signals::Cancel;
 
+// The S3 limits below are those of "Amazon S3 multipart upload limits",
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html: parts of 5 MiB to
+// 5 GiB (the last part may be smaller), part numbers 1 to 10,000, objects up to 5 TiB.
+
 /// S3's minimum part size (all parts but the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's maximum part size.
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
 /// S3's maximum number of parts.
 pub const MAX_PARTS: i32 = 10_000;
+/// S3's maximum object size.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 /// Largest object `CopyObject` can copy in one request.
 pub const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size of a multipart copy when sealing objects above [`COPY_OBJECT_LIMIT`].
 pub const COPY_PART_SIZE: u64 = 1024 * 1024 * 1024;
 
-/// Target size of part `n` (1-based): doubles every 2,000 parts.
+/// Target size of part `n` (1-based): doubles every 2,000 parts, at most [`MAX_PART_SIZE`].
 pub fn part_size_for(n: i32, base: usize) -> usize {
     let doublings = ((n.max(1) - 1) / 2000).min(4) as u32;
-    base.max(MIN_PART_SIZE) << doublings
+    base.clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+        .saturating_mul(1 << doublings)
+        .min(MAX_PART_SIZE)
+}
+
+/// How many bytes the 10,000 parts of an upload starting at part size `base` hold.
+pub fn capacity(base: usize) -> u64 {
+    (0..5)
+        .map(|block| 2000 * part_size_for(block * 2000 + 1, base) as u64)
+        .sum()
+}
+
+/// An archive S3 cannot store as one object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the archive may reach {bound} bytes ({files} files, {bytes} bytes of file data), more than S3's largest object ({MAX_OBJECT_SIZE} bytes, 5 TiB); back up smaller directories")]
+pub struct TooLarge {
+    /// Upper bound of the archive's size.
+    pub bound: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// The starting part size for an archive of `estimate`: `base` when 10,000 parts of the
+/// doubling schedule hold [`crate::archive::Estimate::archive_bound`], otherwise the
+/// smallest whole number of MiB above it that does (at most [`MAX_PART_SIZE`]); an
+/// archive above [`MAX_OBJECT_SIZE`] is refused.
+pub fn plan_part_size(base: usize, estimate: &crate::archive::Estimate) -> Result<usize, TooLarge> {
+    let bound = estimate.archive_bound();
+    let base = base.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+    if bound > MAX_OBJECT_SIZE {
+        return Err(TooLarge {
+            bound,
+            files: estimate.files,
+            bytes: estimate.bytes,
+        });
+    }
+    if capacity(base) >= bound {
+        return Ok(base);
+    }
+    // capacity is monotonic in the part size and 10,000 × 5 GiB > 5 TiB: bisect in MiB.
+    const MIB: usize = 1 << 20;
+    let (mut lo, mut hi) = (base / MIB, MAX_PART_SIZE / MIB);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if capacity(mid * MIB) >= bound {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi * MIB)
 }
 
 /// What to upload where.
@@ -113,6 +176,29 @@ pub fn final_metadata(base: &[(String, String)], s: &ArchiveSummary) -> HashMap<
     );
     m.insert(meta::TOOL.into(), layout::tool_version());
     m
+}
+
+/// Sizes `spec` for an archive of `estimate` with [`plan_part_size`] before anything is
+/// uploaded: raises [`UploadSpec::part_size`] when 10,000 parts would not hold it (and
+/// says so), or fails with the upload error of step "size estimate" (exit 8).
+pub fn size_for(
+    spec: &mut UploadSpec,
+    estimate: &crate::archive::Estimate,
+) -> Result<(), AgentError> {
+    let planned = plan_part_size(spec.part_size, estimate)
+        .map_err(|e| upload_err(spec, "size estimate", e.to_string()))?;
+    if planned != spec.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE) {
+        tracing::warn!(
+            files = estimate.files,
+            bytes = estimate.bytes,
+            bound = estimate.archive_bound(),
+            from_mib = spec.part_size >> 20,
+            to_mib = planned >> 20,
+            "the archive may not fit in {MAX_PARTS} parts of the chosen size: part size raised (memory grows with it)"
+        );
+    }
+    spec.part_size = planned;
+    Ok(())
 }
 
 /// Reads chunks until `size` bytes or the end of the stream; `(data, ended)`.
@@ -757,6 +843,67 @@ mod tests {
         assert_eq!(part_size_for(n, base_mib << 20), expected_mib << 20);
     }
 
+    /// S3 parts are at most 5 GiB: the doubling schedule stops there.
+    #[test]
+    fn no_part_is_larger_than_s3_allows() {
+        assert_eq!(part_size_for(10_000, 5120 << 20), MAX_PART_SIZE);
+        assert_eq!(part_size_for(2001, 4096 << 20), MAX_PART_SIZE);
+        assert_eq!(part_size_for(1, usize::MAX), MAX_PART_SIZE);
+        assert_eq!(capacity(MAX_PART_SIZE), 10_000 * MAX_PART_SIZE as u64);
+    }
+
+    fn estimate_of(bytes: u64) -> crate::archive::Estimate {
+        crate::archive::Estimate {
+            entries: 1,
+            files: 1,
+            bytes,
+            tar_bytes: bytes + 512,
+        }
+    }
+
+    /// Finding 18: a source that 10,000 parts of the chosen size cannot hold gets a larger
+    /// part size before the upload starts; one S3 cannot store at all is refused.
+    #[rstest]
+    #[case(8, 1 << 30, 8)]
+    #[case(8, 400 << 30, 8)]
+    #[case(8, 600 << 30, 10)]
+    #[case(5, 1 << 40, 17)]
+    #[case(64, 4 << 40, 68)]
+    fn the_part_size_grows_with_the_estimate(
+        #[case] base_mib: usize,
+        #[case] bytes: u64,
+        #[case] expected_mib: usize,
+    ) {
+        let est = estimate_of(bytes);
+        let planned = plan_part_size(base_mib << 20, &est).unwrap();
+        assert_eq!(planned >> 20, expected_mib);
+        assert!(capacity(planned) >= est.archive_bound());
+        if planned > base_mib << 20 {
+            // The smallest whole MiB that is enough.
+            assert!(capacity(planned - (1 << 20)) < est.archive_bound());
+        }
+    }
+
+    #[test]
+    fn an_archive_above_five_tib_is_refused_before_uploading() {
+        let e = plan_part_size(8 << 20, &estimate_of(MAX_OBJECT_SIZE)).unwrap_err();
+        assert!(e.bound > MAX_OBJECT_SIZE);
+        assert!(e.to_string().contains("5 TiB"), "{e}");
+        let mut sp = spec(false);
+        let err = size_for(&mut sp, &estimate_of(6 << 40)).unwrap_err();
+        match &err {
+            AgentError::Upload { step, why, .. } => {
+                assert_eq!(*step, "size estimate");
+                assert!(why.contains("largest object"), "{why}");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(err.exit_code(), 8);
+        let mut sp = spec(false);
+        size_for(&mut sp, &estimate_of(600 << 30)).unwrap();
+        assert_eq!(sp.part_size, 10 << 20);
+    }
+
     #[test]
     fn the_part_schedule_reaches_far_beyond_eighty_gib() {
         let total: u64 = (1..=MAX_PARTS)
@@ -793,6 +940,7 @@ mod tests {
             other_file_systems: vec![],
             vanished: vec![],
             unreadable: vec![],
+            sparse: vec![],
         };
         let m = final_metadata(&[("category".into(), "media".into())], &s);
         for k in [
@@ -855,6 +1003,7 @@ mod tests {
                 other_file_systems: vec![],
                 vanished: vec![],
                 unreadable: vec![],
+                sparse: vec![],
             })
         });
         (rx, handle)

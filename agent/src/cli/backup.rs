@@ -56,7 +56,8 @@ pub struct Backup {
     pub duration_floor_secs: f64,
 
     /// Multipart part size in MiB (minimum 5). The archiver streams chunks of up to 8 MiB;
-    /// S3 allows 10,000 parts, so part sizes double every 2,000 parts.
+    /// S3 allows 10,000 parts, so part sizes double every 2,000 parts (up to 5 GiB), and
+    /// the size is raised before the upload when a pre-walk finds a larger source.
     #[arg(long, default_value_t = 8, value_name = "MIB", value_parser = clap::value_parser!(u32).range(5..=5120))]
     pub part_size_mib: u32,
 
@@ -118,6 +119,8 @@ pub struct Summary {
     pub vanished: Vec<String>,
     /// Entries that could not be read or changed type during the walk: `path (reason)`.
     pub unreadable: Vec<String>,
+    /// Sparse files archived expanded (holes stored as zeros, restored in full).
+    pub sparse_expanded: Vec<String>,
     pub duration_secs: f64,
     pub sha256: String,
     pub crc64nvme: String,
@@ -317,7 +320,25 @@ impl Backup {
 
         let key = layout::key_for(self.category, Utc::now());
         progress.key = Some(key.clone());
-        let spec = self.spec(&key);
+        let mut spec = self.spec(&key);
+        // Size the upload before the first byte goes up (finding 18).
+        let (src, one_fs) = (self.source.clone(), !self.cross_file_systems);
+        let estimate = or_cancelled(
+            async move {
+                tokio::task::spawn_blocking(move || archive::estimate(&src, one_fs))
+                    .await
+                    .map_err(|e| AgentError::Internal(format!("size estimate: {e}")))?
+            },
+            cancel,
+        )
+        .await?;
+        tracing::info!(
+            files = estimate.files,
+            bytes = estimate.bytes,
+            bound = estimate.archive_bound(),
+            "source size estimated"
+        );
+        upload::size_for(&mut spec, &estimate)?;
         let started = Instant::now();
         let opts = ArchiveOptions {
             chunk_size: spec.part_size.min(8 << 20),
@@ -560,6 +581,7 @@ impl Backup {
             other_file_systems: u.summary.other_file_systems.clone(),
             vanished: u.summary.vanished.clone(),
             unreadable: u.summary.unreadable.clone(),
+            sparse_expanded: u.summary.sparse.clone(),
             duration_secs,
             sha256: u.summary.checksums.sha256.clone(),
             crc64nvme: u.summary.checksums.crc64nvme.clone(),
@@ -673,6 +695,15 @@ fn print_summary(s: &Summary, json: bool) {
             println!("    {p}");
         }
     }
+    if !s.sparse_expanded.is_empty() {
+        println!(
+            "  sparse     {} sparse file(s) archived expanded (restored in full):",
+            s.sparse_expanded.len()
+        );
+        for p in &s.sparse_expanded {
+            println!("    {p}");
+        }
+    }
     if !s.changed_while_reading.is_empty() {
         println!(
             "  changed    {} file(s) changed while read",
@@ -685,5 +716,73 @@ fn print_summary(s: &Summary, json: bool) {
         println!(
             "  notify     disabled (no --topic-arn / SNS_TOPIC_ARN): messages were only logged"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::stub::{happy, StubS3};
+    use clap::Parser;
+
+    /// Finding 18: a source whose archive could exceed S3's 5 TiB object limit (here one
+    /// sparse 6 TiB file) fails after pre-flight and before any upload request, with the
+    /// upload error of step "size estimate" (exit 8), recorded in the history.
+    #[tokio::test]
+    async fn a_source_above_the_object_limit_is_refused_before_uploading() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src");
+        std::fs::create_dir(&source).unwrap();
+        let huge = std::fs::File::create(source.join("huge.img")).unwrap();
+        if huge.set_len(6 << 40).is_err() {
+            eprintln!("this file system cannot hold a 6 TiB sparse file; skipped");
+            return;
+        }
+        drop(huge);
+        let history = dir.path().join("history.jsonl");
+        let cli = super::super::Cli::try_parse_from([
+            "autobackup",
+            "backup",
+            "--source",
+            source.to_str().unwrap(),
+            "--category",
+            "documents",
+            "--bucket",
+            "b",
+            "--history",
+            history.to_str().unwrap(),
+        ])
+        .unwrap();
+        let super::super::Command::Backup(backup) = cli.command else {
+            panic!("not a backup");
+        };
+        let stub = StubS3::start(happy).await;
+        let ctx = Context {
+            log_file: dir.path().join("log"),
+        };
+        let aws = stub.aws().await;
+        let run = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            backup.perform(&ctx, &aws),
+        );
+        let e = run
+            .await
+            .expect("refused at once, not after streaming terabytes")
+            .map(|_| ())
+            .unwrap_err();
+        match &e {
+            AgentError::Upload { step, why, .. } => {
+                assert_eq!(*step, "size estimate");
+                assert!(why.contains("5 TiB"), "{why}");
+            }
+            other => panic!("expected the size refusal, got: {other}"),
+        }
+        assert_eq!(e.exit_code(), 8);
+        assert_eq!(stub.of("HeadBucket").len(), 1, "pre-flight ran");
+        for op in ["CreateMultipartUpload", "UploadPart", "PutObject"] {
+            assert!(stub.of(op).is_empty(), "{op} was sent: {:?}", stub.seen());
+        }
+        let recorded = std::fs::read_to_string(&history).unwrap();
+        assert!(recorded.contains("size estimate"), "{recorded}");
     }
 }
