@@ -13,8 +13,11 @@ use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 use crate::up::{self, AlertLine, DecisionLine, UpState};
 
-/// Observations `harness up` keeps in memory (decisions and alerts also go to their files).
-pub const UP_OBSERVATIONS: usize = 10_000;
+/// Observations `harness up` keeps in memory. Only its console follower reads them, as they
+/// arrive (every 100 ms); decisions and alerts also go to their files, which `status` and
+/// `alerts` read. 2,000 covers a burst of several hundred objects between two reads, and
+/// holds about 3 MiB (a decision with its evidence is about 1.5 KiB).
+pub const UP_OBSERVATIONS: usize = 2_000;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
