@@ -247,7 +247,8 @@ pub struct Upload {
     /// declaring CRC32 on the upload and every part.
     #[serde(default)]
     pub part_size: Option<u64>,
-    /// Encrypt with SSE-KMS under the topology's CMK instead of the bucket default.
+    /// Encrypt with SSE-KMS under the topology's S3 key (`Topology::s3_key_arn`, a key of
+    /// its own in the primary region) instead of the bucket default.
     #[serde(default)]
     pub sse_kms: bool,
     /// Storage class, e.g. STANDARD_IA or GLACIER (default: the bucket's, STANDARD).
