@@ -47,7 +47,8 @@ async fn provision_twice(kind: EngineKind) {
         second_topology.queues.validation.url
     );
     assert_eq!(first_topology.topic_arn, second_topology.topic_arn);
-    // 6 buckets and the notifier's alert ledger, 6 queues, 3 keys (SQS, SNS, the replica-region CMK), 5 roles, topic,
+    // 6 buckets and the notifier's alert ledger, 6 queues, 4 keys (SQS, SNS, the S3 key of
+    // SSE-KMS primaries, the replica-region CMK), 5 roles, topic,
     // subscription, rule, 3 notifications; 3 replication configurations only where the
     // engine replicates as AWS does (on a local engine the fidelity layer holds them).
     let on_engine = if first_topology.replication_on_engine {
@@ -57,7 +58,7 @@ async fn provision_twice(kind: EngineKind) {
     };
     assert_eq!(
         first.steps.len(),
-        6 + 1 + 6 + 3 + 5 + 1 + 1 + 1 + 3 + on_engine
+        6 + 1 + 6 + 4 + 5 + 1 + 1 + 1 + 3 + on_engine
     );
     assert_eq!(first_topology.replication.len(), 3);
 

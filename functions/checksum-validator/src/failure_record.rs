@@ -34,7 +34,10 @@ impl ObjectRef {
 pub struct FailureRecord {
     pub schema: String,
     /// The same for every record about the same decision on the same version (a replayed
-    /// delivery, a duplicate S3 event): the notifier sends one alert per key.
+    /// delivery, a duplicate S3 event): [`idempotency_key`] over this record's own fields
+    /// (see [`FailureRecord::computed_key`]). The notifier sends one alert per key, and
+    /// recomputes it rather than trusting this field: anyone who can send to the failure
+    /// queue could otherwise claim another record's key and suppress its alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub outcome: Outcome,
@@ -58,6 +61,10 @@ pub struct FailureRecord {
     /// then the new, healthy one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolves: Option<Outcome>,
+    /// Set on the final alert of an overdue record, sent when the validator gives up
+    /// watching it (`OVERDUE_CAP_SECONDS`): another alert than the first overdue one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_alert: bool,
 }
 
 /// The idempotency key of a decision: SHA-256 over the version (bucket, key, version id,
@@ -96,6 +103,19 @@ impl FailureRecord {
     pub fn parse(body: &str) -> Option<FailureRecord> {
         let record: FailureRecord = serde_json::from_str(body).ok()?;
         (record.schema == FAILURE_RECORD_SCHEMA).then_some(record)
+    }
+
+    /// The [`idempotency_key`] of this record's decision, from its own fields (object,
+    /// `first_seen`, which is the event time, outcome, `resolves`, `final_alert`), whatever
+    /// its `idempotency_key` field says.
+    pub fn computed_key(&self) -> String {
+        idempotency_key(
+            &self.object,
+            self.first_seen,
+            self.outcome,
+            self.resolves,
+            self.final_alert,
+        )
     }
 }
 
@@ -158,5 +178,43 @@ mod tests {
             key(&a, t, Outcome::Mismatch, None, false),
             key(&b, t, Outcome::Mismatch, None, false)
         );
+    }
+
+    #[test]
+    fn the_computed_key_is_the_decision_key_and_final_alert_is_optional() {
+        let t: Option<DateTime<Utc>> = "2026-01-01T00:00:00Z".parse().ok();
+        let body = |extra: &str| {
+            format!(
+                r#"{{"schema":"{FAILURE_RECORD_SCHEMA}","outcome":"replication-overdue","detail":"d",
+                "object":{{"bucket":"b","key":"k","version_id":"v1"}},"attempts":1,
+                "first_seen":"2026-01-01T00:00:00Z","decided_at":"2026-01-01T00:01:00Z"{extra}}}"#
+            )
+        };
+        let first = FailureRecord::parse(&body("")).expect("a record");
+        assert!(!first.final_alert);
+        assert_eq!(
+            first.computed_key(),
+            idempotency_key(
+                &object(Some("v1")),
+                t,
+                Outcome::ReplicationOverdue,
+                None,
+                false
+            )
+        );
+        let last = FailureRecord::parse(&body(r#","final_alert":true"#)).expect("a record");
+        assert_eq!(
+            last.computed_key(),
+            idempotency_key(
+                &object(Some("v1")),
+                t,
+                Outcome::ReplicationOverdue,
+                None,
+                true
+            )
+        );
+        // A first alert's JSON does not carry the field.
+        let json = serde_json::to_string(&first).unwrap_or_default();
+        assert!(!json.contains("final_alert"), "{json}");
     }
 }

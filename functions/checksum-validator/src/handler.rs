@@ -32,7 +32,7 @@
 //! fresh copy sent) is deleted from its queue by the handler right away, so a later overrun
 //! of the same invocation cannot replay it. What can still repeat (a record cut between its
 //! send and its delete, a duplicate S3 event) carries the same `idempotency_key` in its
-//! failure record, which the notifier honours: one alert per key.
+//! failure record, which the notifier recomputes from the record's fields: one alert per key.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -685,6 +685,7 @@ impl Validator {
             decided_at: Utc::now(),
             source_message_id: Some(message_id.to_string()),
             resolves,
+            final_alert: past_cap,
         };
         match outcome {
             Outcome::Lagging | Outcome::TransientError => self.retry(msg, event, at).await,

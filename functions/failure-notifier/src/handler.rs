@@ -148,7 +148,10 @@ impl Notifier {
         let origin = origin_of(&msg);
         let body = msg.body.as_deref().unwrap_or("");
         let alert = compose(body, &origin, &self.config.project);
-        let key = idempotency_key(body, &origin);
+        let LedgerKey { key, disagreeing } = ledger_key(body, &origin);
+        if let Some(claimed) = &disagreeing {
+            tracing::warn!(target: "failure_notifier", message_id = %escape(&origin.message_id), claimed = %escape(claimed), key = %escape(&key), "the record's idempotency_key does not match its fields; using the key recomputed from them");
+        }
         let report = |publish_error: Option<String>, ledger: LedgerUse| NotifyReport {
             message_id: origin.message_id.clone(),
             alert: alert.clone(),
@@ -233,14 +236,44 @@ impl Notifier {
     }
 }
 
-/// The key one alert is sent per: a failure record's own `idempotency_key` (the same for a
-/// replayed delivery or a duplicate S3 event), else the SQS message id, which a message
-/// keeps when its redrive policy moves it to a DLQ.
-pub fn idempotency_key(body: &str, origin: &Origin) -> String {
-    match FailureRecord::parse(body).and_then(|r| r.idempotency_key) {
-        Some(key) => format!("record-{key}"),
-        None => format!("message-{}", origin.message_id),
+/// The ledger key of one record and what its body claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerKey {
+    /// The key the ledger is asked about.
+    pub key: String,
+    /// The body's own `idempotency_key` when it disagrees with the recomputed one (it was
+    /// ignored).
+    pub disagreeing: Option<String>,
+}
+
+/// The key one alert is sent per. For a failure record: its decision's key recomputed from
+/// the record's own fields ([`FailureRecord::computed_key`]: object, version, event time,
+/// outcome, what it resolves, final or first alert), the same for a replayed delivery or a
+/// duplicate S3 event. The body's `idempotency_key` field is never trusted: a sender to the
+/// failure queue could copy another record's key into a record of its own and, by claiming
+/// it first, suppress that record's real alert. A record whose fields differ is another
+/// alert and gets another key. For anything else (a dead letter): the SQS message id,
+/// which a message keeps when its redrive policy moves it to a DLQ.
+pub fn ledger_key(body: &str, origin: &Origin) -> LedgerKey {
+    match FailureRecord::parse(body) {
+        Some(record) => {
+            let computed = record.computed_key();
+            let disagreeing = record.idempotency_key.filter(|k| *k != computed);
+            LedgerKey {
+                key: format!("record-{computed}"),
+                disagreeing,
+            }
+        }
+        None => LedgerKey {
+            key: format!("message-{}", origin.message_id),
+            disagreeing: None,
+        },
     }
+}
+
+/// [`ledger_key`]'s key alone.
+pub fn idempotency_key(body: &str, origin: &Origin) -> String {
+    ledger_key(body, origin).key
 }
 
 /// Reads the record's origin from its SQS metadata.
@@ -270,5 +303,162 @@ pub fn origin_of(msg: &SqsMessage) -> Origin {
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use checksum_validator::decision::Outcome;
+    use checksum_validator::failure_record::{
+        idempotency_key as decision_key, ObjectRef, FAILURE_RECORD_SCHEMA,
+    };
+
+    use super::*;
+
+    fn object(key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: "autobackup-documents-primary-dev-t".into(),
+            key: key.into(),
+            version_id: Some(format!("v-{key}")),
+            category: Some("documents".into()),
+        }
+    }
+
+    /// A record as the validator writes it: its key from its own fields.
+    fn record(key: &str, outcome: Outcome, attempts: u32) -> FailureRecord {
+        let object = object(key);
+        let first_seen = "2026-01-01T00:00:00Z".parse().ok();
+        FailureRecord {
+            schema: FAILURE_RECORD_SCHEMA.into(),
+            idempotency_key: Some(decision_key(&object, first_seen, outcome, None, false)),
+            outcome,
+            detail: format!("{} after {attempts} attempts", outcome.as_str()),
+            object,
+            replica: None,
+            replicas: Vec::new(),
+            evidence: Vec::new(),
+            attempts,
+            first_seen,
+            decided_at: chrono::Utc::now(),
+            source_message_id: Some(format!("source-{attempts}")),
+            resolves: None,
+            final_alert: false,
+        }
+    }
+
+    fn body(r: &FailureRecord) -> String {
+        serde_json::to_string(r).unwrap_or_default()
+    }
+
+    fn origin(message_id: &str) -> Origin {
+        Origin {
+            queue: "autobackup-failures-dev-t".into(),
+            message_id: message_id.into(),
+            ..Origin::default()
+        }
+    }
+
+    /// The ledger's decision for a sequence of deliveries, as the notifier makes it: the
+    /// first delivery of a key alerts, any later one is a duplicate.
+    fn alerted(deliveries: &[(String, Origin)]) -> Vec<bool> {
+        let mut claimed = HashSet::new();
+        deliveries
+            .iter()
+            .map(|(body, origin)| claimed.insert(idempotency_key(body, origin)))
+            .collect()
+    }
+
+    #[test]
+    fn a_forged_key_does_not_suppress_the_real_alert() {
+        let real = record("reports/q1.txt", Outcome::Mismatch, 1);
+        // Any sender to the failure queue: a record about a harmless object carrying the
+        // real record's key, sent before the real one.
+        let mut forged = record("tmp/noise.txt", Outcome::Mismatch, 1);
+        forged.idempotency_key = real.idempotency_key.clone();
+        let forged_key = ledger_key(&body(&forged), &origin("m-forged"));
+        assert_ne!(
+            forged_key.key,
+            idempotency_key(&body(&real), &origin("m-real"))
+        );
+        assert_eq!(forged_key.disagreeing, real.idempotency_key);
+        assert_eq!(
+            alerted(&[
+                (body(&forged), origin("m-forged")),
+                (body(&real), origin("m-real")),
+            ]),
+            [true, true]
+        );
+        // The same with another outcome on the real object: still another alert.
+        let mut other_outcome = record("reports/q1.txt", Outcome::ReplicaMissing, 1);
+        other_outcome.idempotency_key = real.idempotency_key.clone();
+        assert_eq!(
+            alerted(&[
+                (body(&other_outcome), origin("m-forged")),
+                (body(&real), origin("m-real")),
+            ]),
+            [true, true]
+        );
+    }
+
+    #[test]
+    fn duplicate_deliveries_still_alert_once() {
+        let first = record("reports/q1.txt", Outcome::Mismatch, 1);
+        // A replayed decision: another message, other attempts, another decision time.
+        let replay = record("reports/q1.txt", Outcome::Mismatch, 3);
+        let verdict = alerted(&[
+            (body(&first), origin("m-1")),
+            (body(&first), origin("m-1")),
+            (body(&replay), origin("m-2")),
+        ]);
+        assert_eq!(verdict, [true, false, false]);
+        // The validator's own key agrees with the recomputed one: nothing is logged.
+        let key = ledger_key(&body(&first), &origin("m-1"));
+        assert_eq!(key.disagreeing, None);
+        assert_eq!(
+            key.key,
+            format!(
+                "record-{}",
+                first.idempotency_key.clone().unwrap_or_default()
+            )
+        );
+        // A record without the field dedupes on its fields too.
+        let mut bare = first.clone();
+        bare.idempotency_key = None;
+        assert_eq!(
+            alerted(&[(body(&first), origin("m-1")), (body(&bare), origin("m-3"))]),
+            [true, false]
+        );
+    }
+
+    #[test]
+    fn first_final_and_resolved_alerts_of_one_object_are_three_alerts() {
+        let first = record("reports/q1.txt", Outcome::ReplicationOverdue, 2);
+        let mut last = first.clone();
+        last.final_alert = true;
+        let mut resolved = record("reports/q1.txt", Outcome::Validated, 4);
+        resolved.resolves = Some(Outcome::ReplicationOverdue);
+        assert_eq!(
+            alerted(&[
+                (body(&first), origin("m-1")),
+                (body(&last), origin("m-2")),
+                (body(&resolved), origin("m-3")),
+            ]),
+            [true, true, true]
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_is_keyed_by_its_message_id() {
+        let dead = r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#;
+        assert_eq!(
+            alerted(&[
+                (dead.to_string(), origin("m-1")),
+                (dead.to_string(), origin("m-1")),
+                (dead.to_string(), origin("m-2")),
+            ]),
+            [true, false, true]
+        );
     }
 }

@@ -22,7 +22,7 @@
 //! [`crate::agent`]; `[agent]` holds flags for every backup run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -72,7 +72,7 @@ pub struct LocatedStep {
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     #[serde(default)]
-    name: Option<String>,
+    name: Option<Spanned<String>>,
     description: String,
     #[serde(default = "default_profile")]
     profile: String,
@@ -81,13 +81,90 @@ struct RawScenario {
     #[serde(default, rename = "step")]
     steps: Vec<Spanned<Step>>,
     #[serde(default)]
-    expect: Expect,
+    expect: RawExpect,
     #[serde(default)]
     validator: ValidatorOptions,
     #[serde(default)]
     agent: AgentOptions,
     #[serde(default)]
-    topology: crate::topology::TopologyOverrides,
+    topology: RawTopology,
+}
+
+/// `[expect]` as written, with the place of every entry a check may refuse.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    alerts: Option<usize>,
+    #[serde(default)]
+    outcomes: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    largest_batch: Option<usize>,
+    #[serde(default)]
+    largest_batch_failures: Option<usize>,
+    #[serde(default)]
+    agent_notifications: Option<BTreeMap<Spanned<String>, usize>>,
+    #[serde(default)]
+    backups: BTreeMap<Spanned<String>, usize>,
+    #[serde(default)]
+    backups_validated: Option<usize>,
+}
+
+impl From<RawExpect> for Expect {
+    fn from(raw: RawExpect) -> Expect {
+        let plain = |m: BTreeMap<Spanned<String>, usize>| {
+            m.into_iter().map(|(k, v)| (k.into_inner(), v)).collect()
+        };
+        Expect {
+            alerts: raw.alerts,
+            outcomes: raw
+                .outcomes
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v.into_inner()))
+                .collect(),
+            largest_batch: raw.largest_batch,
+            largest_batch_failures: raw.largest_batch_failures,
+            agent_notifications: raw.agent_notifications.map(plain),
+            backups: plain(raw.backups),
+            backups_validated: raw.backups_validated,
+        }
+    }
+}
+
+/// `[topology]` as written: [`crate::topology::TopologyOverrides`] with the place of
+/// `destinations`, the one value a check may refuse.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    replication: RawReplication,
+}
+
+/// `[topology.replication]`: the fields of [`crate::topology::spec::ReplicationOverrides`]
+/// (keep the two in step).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    sse_kms: Option<bool>,
+    delete_markers: Option<bool>,
+    prefix: Option<String>,
+    destinations: Option<Spanned<u32>>,
+    rtc: Option<bool>,
+}
+
+impl From<RawTopology> for crate::topology::TopologyOverrides {
+    fn from(raw: RawTopology) -> Self {
+        let r = raw.replication;
+        crate::topology::TopologyOverrides {
+            replication: crate::topology::spec::ReplicationOverrides {
+                sse_kms: r.sse_kms,
+                delete_markers: r.delete_markers,
+                prefix: r.prefix,
+                destinations: r.destinations.map(Spanned::into_inner),
+                rtc: r.rtc,
+            },
+        }
+    }
 }
 
 fn default_profile() -> String {
@@ -170,7 +247,8 @@ pub struct Upload {
     /// declaring CRC32 on the upload and every part.
     #[serde(default)]
     pub part_size: Option<u64>,
-    /// Encrypt with SSE-KMS under the topology's CMK instead of the bucket default.
+    /// Encrypt with SSE-KMS under the topology's S3 key (`Topology::s3_key_arn`, a key of
+    /// its own in the primary region) instead of the bucket default.
     #[serde(default)]
     pub sse_kms: bool,
     /// Storage class, e.g. STANDARD_IA or GLACIER (default: the bucket's, STANDARD).
@@ -443,10 +521,24 @@ impl Scenario {
             path: path.to_path_buf(),
             source,
         })?;
-        Scenario::parse(path, &text, categories)
+        let fixtures = crate::paths::repo_root().join("fixtures");
+        Scenario::parse_with_fixtures(path, &text, categories, Some(&fixtures))
     }
 
+    /// Parses and checks a scenario without looking at the file system (fixture paths are
+    /// checked only lexically; [`Scenario::load`] also checks they name files).
     pub fn parse(path: &Path, text: &str, categories: &[String]) -> Result<Scenario, FileError> {
+        Scenario::parse_with_fixtures(path, text, categories, None)
+    }
+
+    /// Parses and checks a scenario; with `fixtures` (the `fixtures/` directory), every
+    /// upload's fixture must be a file in it.
+    pub fn parse_with_fixtures(
+        path: &Path,
+        text: &str,
+        categories: &[String],
+        fixtures: Option<&Path>,
+    ) -> Result<Scenario, FileError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             toml_error(
                 path,
@@ -470,10 +562,10 @@ impl Scenario {
             }
         };
         if let Some(n) = &raw.name {
-            if n != &stem {
+            if n.get_ref() != &stem {
                 return Err(invalid(
-                    0,
-                    format!("name {n:?} differs from the file name {stem:?}"),
+                    n.span().start,
+                    format!("name {:?} differs from the file name {stem:?}", n.get_ref()),
                     "drop `name` or rename the file",
                 ));
             }
@@ -484,52 +576,68 @@ impl Scenario {
             let line = line_col(text, offset).0;
             let step = s.into_inner();
             check_step(&step, categories).map_err(|(m, h)| invalid(offset, m, h))?;
+            if let (
+                Step::Upload(Upload {
+                    fixture: Some(f), ..
+                }),
+                Some(dir),
+            ) = (&step, fixtures)
+            {
+                check_fixture_file(dir, f).map_err(|(m, h)| invalid(offset, m, h))?;
+            }
             steps.push((offset, LocatedStep { line, step }));
         }
         for (object, outcome) in &raw.expect.outcomes {
-            let (object, nth) = split_version(object);
-            check_object(object, categories)
-                .map_err(|(m, h)| invalid(0, format!("[expect] {m}"), h))?;
+            let at = object.span().start;
+            let (name, nth) = split_version(object.get_ref());
+            check_object(name, categories)
+                .map_err(|(m, h)| invalid(at, format!("[expect] {m}"), h))?;
             if nth == Some(0) {
                 return Err(invalid(
-                    0,
-                    format!("[expect] {object}#0: versions count from 1"),
+                    at,
+                    format!("[expect] {name}#0: versions count from 1"),
                     "name the first upload of a key as category/key#1",
                 ));
             }
-            if parse_outcome(outcome).is_none() {
+            if parse_outcome(outcome.get_ref()).is_none() {
                 return Err(invalid(
-                    0,
-                    format!("[expect] unknown outcome {outcome:?}"),
+                    outcome.span().start,
+                    format!("[expect] unknown outcome {:?}", outcome.get_ref()),
                     "one of validated, lagging, mismatch, replica-missing, replication-failed, replication-overdue, not-replicated, superseded, unverifiable, malformed, acknowledged, error",
                 ));
             }
         }
-        if let Some(d) = raw.topology.replication.destinations {
-            if !(1..=2).contains(&d) {
+        if let Some(d) = &raw.topology.replication.destinations {
+            if !(1..=2).contains(d.get_ref()) {
                 return Err(invalid(
-                    0,
-                    format!("[topology.replication] destinations = {d} is not supported"),
+                    d.span().start,
+                    format!(
+                        "[topology.replication] destinations = {} is not supported",
+                        d.get_ref()
+                    ),
                     "use 1 or 2",
                 ));
             }
         }
         if let Some(n) = &raw.expect.agent_notifications {
             for event in n.keys() {
-                if !AGENT_EVENTS.contains(&event.as_str()) {
+                if !AGENT_EVENTS.contains(&event.get_ref().as_str()) {
                     return Err(invalid(
-                        0,
-                        format!("[expect] unknown agent notification {event:?}"),
+                        event.span().start,
+                        format!("[expect] unknown agent notification {:?}", event.get_ref()),
                         "one of success, failure, anomaly",
                     ));
                 }
             }
         }
         for category in raw.expect.backups.keys() {
-            if !categories.iter().any(|c| c == category) {
+            if !categories.iter().any(|c| c == category.get_ref()) {
                 return Err(invalid(
-                    0,
-                    format!("[expect] backups: unknown category {category:?}"),
+                    category.span().start,
+                    format!(
+                        "[expect] backups: unknown category {:?}",
+                        category.get_ref()
+                    ),
                     "use a category from fixtures/topology.toml",
                 ));
             }
@@ -543,10 +651,10 @@ impl Scenario {
             profile: raw.profile,
             timing: raw.timing,
             steps,
-            expect: raw.expect,
+            expect: raw.expect.into(),
             validator: raw.validator,
             agent: raw.agent,
-            topology: raw.topology,
+            topology: raw.topology.into(),
         })
     }
 
@@ -609,19 +717,45 @@ fn check_fixture_path(path: &str) -> Result<(), (String, &'static str)> {
     let p = std::path::Path::new(path);
     let escapes = path.is_empty()
         || p.is_absolute()
-        || p.components().any(|c| {
-            !matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        });
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if escapes {
         return Err((
             format!("fixture {path:?} is not a path inside fixtures/"),
             "use a relative path such as objects/sample.bin",
         ));
     }
+    // `.`, `./.` or `objects/`: the directory itself or a directory, never a file.
+    if path.ends_with('/') || !p.components().any(|c| matches!(c, Component::Normal(_))) {
+        return Err((
+            format!("fixture {path:?} names a directory, not a file"),
+            FIXTURE_FILE_HINT,
+        ));
+    }
     Ok(())
+}
+
+const FIXTURE_FILE_HINT: &str = "name a file under fixtures/, such as objects/q3-summary.txt";
+
+/// A fixture names a file (not a directory) under `fixtures`, checked when the scenario is
+/// loaded rather than when the upload step runs.
+fn check_fixture_file(fixtures: &Path, path: &str) -> Result<(), (String, &'static str)> {
+    let full = fixtures.join(path);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err((
+            format!("fixture {path:?} is a directory, not a file"),
+            FIXTURE_FILE_HINT,
+        )),
+        Ok(_) => Err((
+            format!("fixture {path:?} is not a regular file"),
+            FIXTURE_FILE_HINT,
+        )),
+        Err(e) => Err((
+            format!("fixture {path:?} cannot be read: {e}"),
+            FIXTURE_FILE_HINT,
+        )),
+    }
 }
 
 fn check_step(step: &Step, categories: &[String]) -> Result<(), (String, &'static str)> {
@@ -931,9 +1065,41 @@ backups_validated = 1
     #[case::storage_class("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", storage_class = \"COLD\" }\n", 2, "storage class")]
     #[case::agent_event(
         "description = \"x\"\n[expect]\nagent_notifications = { sucess = 1 }\n",
-        1,
+        3,
         "unknown agent notification"
     )]
+    #[case::name_mismatch(
+        "description = \"x\"\n\nname = \"y\"\n",
+        3,
+        "differs from the file name"
+    )]
+    #[case::expect_object(
+        "description = \"x\"\n[expect]\nalerts = 0\n\n[expect.outcomes]\n\"documents/a\" = \"validated\"\n\"photos/a\" = \"validated\"\n",
+        7,
+        "[expect] object \"photos/a\""
+    )]
+    #[case::expect_version_zero(
+        "description = \"x\"\n[expect]\noutcomes = { \"documents/a#0\" = \"validated\" }\n",
+        3,
+        "versions count from 1"
+    )]
+    #[case::expect_outcome(
+        "description = \"x\"\n[expect.outcomes]\n\"documents/a\" = \"validated\"\n\"documents/b\" = \"fine\"\n",
+        4,
+        "[expect] unknown outcome"
+    )]
+    #[case::expect_backups(
+        "description = \"x\"\n[expect]\nalerts = 0\nbackups = { photos = 1 }\n",
+        4,
+        "backups: unknown category"
+    )]
+    #[case::destinations(
+        "description = \"x\"\n[topology.replication]\nsse_kms = true\ndestinations = 3\n",
+        4,
+        "destinations = 3 is not supported"
+    )]
+    #[case::fixture_dot("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \".\" }\n", 2, "names a directory")]
+    #[case::fixture_trailing_slash("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \"objects/\" }\n", 2, "names a directory")]
     #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 2, "known `outcome`")]
     fn errors_name_the_line(#[case] text: &str, #[case] line: usize, #[case] says: &str) {
         let err = parse(text).unwrap_err();
@@ -944,6 +1110,32 @@ backups_validated = 1
         );
         assert!(msg.contains(says), "{msg}");
         assert!(msg.contains("hint:"), "{msg}");
+    }
+
+    /// The repository's `fixtures/`.
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    }
+
+    #[rstest]
+    #[case::a_directory("objects", "is a directory")]
+    #[case::a_directory_through_dot("./objects/.", "is a directory")]
+    #[case::missing("objects/none.bin", "cannot be read")]
+    fn a_fixture_must_be_a_file(#[case] fixture: &str, #[case] says: &str) {
+        let text = format!(
+            "description = \"x\"\n\n[[step]]\nupload = {{ category = \"media\", key = \"a\", fixture = \"{fixture}\" }}\n"
+        );
+        let path = Path::new("scenarios/x.toml");
+        // Lexically fine: only the file system tells.
+        assert!(Scenario::parse(path, &text, &cats()).is_ok());
+        let err = Scenario::parse_with_fixtures(path, &text, &cats(), Some(&fixtures()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("scenarios/x.toml:3:"), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("hint: name a file"), "{err}");
+        let fine = text.replace(fixture, "objects/q3-summary.txt");
+        assert!(Scenario::parse_with_fixtures(path, &fine, &cats(), Some(&fixtures())).is_ok());
     }
 
     proptest! {

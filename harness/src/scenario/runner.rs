@@ -415,7 +415,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
         &system.clients.s3
     };
     let storage_class = u.storage_class.as_deref().map(StorageClass::from);
-    let kms_key = u.sse_kms.then(|| system.topology.sqs_key_arn.clone());
+    let kms_key = u.sse_kms.then(|| system.topology.s3_key_arn.clone());
     match u.part_size {
         None => {
             let mut put = s3

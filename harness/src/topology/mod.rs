@@ -72,6 +72,21 @@ impl Queues {
     }
 }
 
+/// One CMK of the topology: what it is for and its alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyName<'a> {
+    pub purpose: policy::KeyPurpose,
+    pub alias: &'a str,
+    pub description: &'static str,
+}
+
+impl KeyName<'_> {
+    /// Whether the key lives in the replica region (else the primary region).
+    pub fn in_replica_region(&self) -> bool {
+        self.purpose == policy::KeyPurpose::Replica
+    }
+}
+
 /// Every name of one run, derived from the spec and the run suffix.
 #[derive(Debug, Clone, Serialize)]
 pub struct Names {
@@ -90,6 +105,8 @@ pub struct Names {
     pub rule: String,
     pub sqs_key_alias: String,
     pub sns_key_alias: String,
+    /// The primary-region CMK of SSE-KMS primaries (`sse_kms = true` uploads).
+    pub s3_key_alias: String,
     /// The replica-region CMK for SSE-KMS replicas (`ReplicaKmsKeyID`).
     pub replica_key_alias: String,
     pub validator_role: String,
@@ -124,10 +141,39 @@ impl Names {
             rule: format!("{p}-s3-upload-trigger-{e}-{suffix}"),
             sqs_key_alias: format!("alias/{p}-sqs-key-{e}-{suffix}"),
             sns_key_alias: format!("alias/{p}-sns-key-{e}-{suffix}"),
+            s3_key_alias: format!("alias/{p}-s3-key-{e}-{suffix}"),
             replica_key_alias: format!("alias/{p}-replica-key-{e}-{suffix}"),
             validator_role: format!("{p}-checksum-validator-role-{e}-{suffix}"),
             notifier_role: format!("{p}-failure-notifier-role-{e}-{suffix}"),
         }
+    }
+
+    /// Every CMK of the topology, in the order provisioning returns their ARNs: what
+    /// provisioning creates and teardown schedules for deletion.
+    pub fn keys(&self) -> [KeyName<'_>; 4] {
+        use policy::KeyPurpose;
+        [
+            KeyName {
+                purpose: KeyPurpose::Sqs,
+                alias: &self.sqs_key_alias,
+                description: "SQS encryption key",
+            },
+            KeyName {
+                purpose: KeyPurpose::Sns,
+                alias: &self.sns_key_alias,
+                description: "SNS encryption key",
+            },
+            KeyName {
+                purpose: KeyPurpose::S3,
+                alias: &self.s3_key_alias,
+                description: "SSE-KMS key of primary objects",
+            },
+            KeyName {
+                purpose: KeyPurpose::Replica,
+                alias: &self.replica_key_alias,
+                description: "SSE-KMS replica key (replica region)",
+            },
+        ]
     }
 
     /// `s3-crr-role-<primary>` (IAM role names are at most 64 characters).
@@ -161,6 +207,9 @@ pub struct Topology {
     pub rule_arn: String,
     pub sqs_key_arn: String,
     pub sns_key_arn: String,
+    /// The primary-region CMK `sse_kms = true` uploads are encrypted with (its own key, not
+    /// the queues').
+    pub s3_key_arn: String,
     /// The replica-region CMK SSE-KMS replicas are encrypted with.
     pub replica_key_arn: String,
     /// Each primary's replication configuration (on the engine, or held by the fidelity
@@ -188,5 +237,37 @@ impl Topology {
             .iter()
             .flat_map(|b| b.destinations())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 22(f): SSE-KMS primaries get a key of their own in the primary region, which
+    /// provisioning creates and teardown removes with the others (both walk `keys()`).
+    #[test]
+    fn every_key_has_its_own_alias_and_region() {
+        let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+        let names = Names::new(&spec, "t3st01");
+        let keys = names.keys();
+        let aliases: std::collections::BTreeSet<&str> = keys.iter().map(|k| k.alias).collect();
+        assert_eq!(aliases.len(), keys.len(), "{aliases:?}");
+        let s3 = keys
+            .iter()
+            .find(|k| k.purpose == policy::KeyPurpose::S3)
+            .expect("an S3 key");
+        assert_eq!(s3.alias, "alias/autobackup-s3-key-dev-t3st01");
+        assert!(!s3.in_replica_region());
+        assert_ne!(s3.alias, names.sqs_key_alias);
+        let in_replica: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.in_replica_region())
+            .map(|k| k.alias)
+            .collect();
+        assert_eq!(in_replica, [names.replica_key_alias.as_str()]);
+        for k in &keys {
+            assert!(k.alias.ends_with("-t3st01"), "{k:?}");
+        }
     }
 }

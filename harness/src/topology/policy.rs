@@ -32,6 +32,9 @@ pub struct PolicyInputs<'a> {
     pub replica_region: &'a str,
     pub sqs_key: &'a str,
     pub sns_key: &'a str,
+    /// The primary-region CMK of SSE-KMS primaries (the scenarios' `sse_kms = true`
+    /// uploads): the source key replication decrypts with.
+    pub s3_key: &'a str,
     pub replica_key: &'a str,
 }
 
@@ -99,9 +102,9 @@ pub fn validator(i: &PolicyInputs) -> Value {
         // The validation and failure queues are SSE-KMS with the SQS key.
         {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": i.sqs_key,
          "Condition": via("sqs", i.region)},
-        // Deep mode reads SSE-KMS objects: primaries (the scenarios' SSE-KMS uploads use the
-        // SQS key) and replicas (the replica key).
-        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": i.sqs_key, "Condition": via("s3", i.region)},
+        // Deep mode reads SSE-KMS objects: primaries (the S3 key) and replicas (the replica
+        // key).
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": i.s3_key, "Condition": via("s3", i.region)},
         {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": i.replica_key, "Condition": via("s3", i.replica_region)}
     ]})
 }
@@ -127,7 +130,9 @@ pub fn notifier(i: &PolicyInputs) -> Value {
 }
 
 /// One primary's replication role policy (S3 User Guide, "Setting up permissions" and
-/// "Replicating encrypted objects": decrypt at the source, encrypt with the replica key).
+/// "Replicating encrypted objects": `kms:Decrypt` on the source object's key, here the S3
+/// key, and `kms:Encrypt` on the replica key, each through S3 in its region and for the
+/// objects of its bucket only).
 pub fn replication(i: &PolicyInputs, b: &CategoryBuckets) -> Value {
     let destinations = b.destinations();
     json!({"Version": "2012-10-17", "Statement": [
@@ -137,7 +142,7 @@ pub fn replication(i: &PolicyInputs, b: &CategoryBuckets) -> Value {
          "Resource": format!("arn:aws:s3:::{}/*", b.primary)},
         {"Effect": "Allow", "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"],
          "Resource": destinations.iter().map(|d| format!("arn:aws:s3:::{d}/*")).collect::<Vec<_>>()},
-        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": i.sqs_key,
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": i.s3_key,
          "Condition": {"StringEquals": {"kms:ViaService": format!("s3.{}.amazonaws.com", i.region)},
                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": format!("arn:aws:s3:::{}/*", b.primary)}}},
         {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:GenerateDataKey"], "Resource": i.replica_key,
@@ -164,12 +169,36 @@ pub enum KeyPurpose {
     Sqs,
     /// SSE of the failure topic: only its publisher (the notifier) uses it.
     Sns,
+    /// SSE-KMS of primary objects (`sse_kms = true` uploads), in the primary region. S3
+    /// uses it on behalf of its callers, so no service principal: the uploader is the
+    /// account (root statement), the readers are the roles, each only through S3 in that
+    /// region (`kms:ViaService`).
+    S3,
     /// SSE-KMS of the replicas, used by the replication roles through S3.
     Replica,
 }
 
-/// A key's policy. `roles` are the role ARNs that use the key.
-pub fn key_policy(account: &str, purpose: KeyPurpose, roles: &[String]) -> Value {
+/// Which roles use a key of `purpose`, from the validator's, the notifier's and the
+/// replication roles' ARNs.
+pub fn key_users(
+    purpose: KeyPurpose,
+    validator: &str,
+    notifier: &str,
+    replication: &[String],
+) -> Vec<String> {
+    match purpose {
+        KeyPurpose::Sqs => vec![validator.to_string(), notifier.to_string()],
+        KeyPurpose::Sns => vec![notifier.to_string()],
+        // Deep mode reads SSE-KMS primaries; replication decrypts its source objects.
+        KeyPurpose::S3 => std::iter::once(validator.to_string())
+            .chain(replication.iter().cloned())
+            .collect(),
+        KeyPurpose::Replica => replication.to_vec(),
+    }
+}
+
+/// A key's policy. `roles` are the role ARNs that use the key; `region` is the key's.
+pub fn key_policy(account: &str, region: &str, purpose: KeyPurpose, roles: &[String]) -> Value {
     let mut statements = vec![json!({
         "Sid": "AccountRoot", "Effect": "Allow",
         "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
@@ -184,13 +213,18 @@ pub fn key_policy(account: &str, purpose: KeyPurpose, roles: &[String]) -> Value
             "kms:GenerateDataKey*",
             "kms:DescribeKey"
         ]),
+        KeyPurpose::S3 => json!(["kms:Decrypt"]),
         KeyPurpose::Replica => json!(["kms:Encrypt", "kms:GenerateDataKey"]),
     };
     if !roles.is_empty() {
-        statements.push(json!({
+        let mut roles_statement = json!({
             "Sid": "Roles", "Effect": "Allow", "Principal": {"AWS": roles},
             "Action": role_actions, "Resource": "*"
-        }));
+        });
+        if purpose == KeyPurpose::S3 {
+            roles_statement["Condition"] = via("s3", region);
+        }
+        statements.push(roles_statement);
     }
     if purpose == KeyPurpose::Sqs {
         statements.push(json!({
@@ -218,6 +252,7 @@ mod tests {
             replica_region: "us-west-2",
             sqs_key: "arn:aws:kms:us-east-1:123456789012:key/sqs",
             sns_key: "arn:aws:kms:us-east-1:123456789012:key/sns",
+            s3_key: "arn:aws:kms:us-east-1:123456789012:key/s3",
             replica_key: "arn:aws:kms:us-west-2:123456789012:key/replica",
         }
     }
@@ -302,10 +337,15 @@ mod tests {
     #[test]
     fn key_policies_are_per_key_and_conditioned() {
         let roles = vec![format!("arn:aws:iam::{ACCOUNT}:role/r")];
-        let policies: Vec<Value> = [KeyPurpose::Sqs, KeyPurpose::Sns, KeyPurpose::Replica]
-            .into_iter()
-            .map(|p| key_policy(ACCOUNT, p, &roles))
-            .collect();
+        let policies: Vec<Value> = [
+            KeyPurpose::Sqs,
+            KeyPurpose::Sns,
+            KeyPurpose::Replica,
+            KeyPurpose::S3,
+        ]
+        .into_iter()
+        .map(|p| key_policy(ACCOUNT, "us-east-1", p, &roles))
+        .collect();
         for p in &policies {
             let text = p.to_string();
             assert!(!text.contains("000000000000"), "{text}");
@@ -317,11 +357,79 @@ mod tests {
                 }
             }
         }
-        assert_ne!(policies[0], policies[1]);
-        assert_ne!(policies[1], policies[2]);
+        for (a, b) in [(0, 1), (1, 2), (0, 3), (1, 3), (2, 3)] {
+            assert_ne!(policies[a], policies[b], "purposes {a} and {b}");
+        }
         // The SNS key: only its publisher, with the seed's actions; no service principal.
         let sns = policies[1].to_string();
         assert!(sns.contains("kms:ReEncrypt*") && !sns.contains("Service"));
+    }
+
+    /// Finding 22(f): SSE-KMS primaries have a key of their own, not the SQS key. Its
+    /// policy lets the validator and the replication roles decrypt only through S3 in the
+    /// primary region, and the roles decrypt their source objects with it (and encrypt
+    /// replicas with the replica key): no role policy uses the SQS key through S3.
+    #[test]
+    fn sse_kms_primaries_have_their_own_key() {
+        let n = names();
+        let i = inputs(&n);
+        let validator_role = format!("arn:aws:iam::{ACCOUNT}:role/validator");
+        let notifier_role = format!("arn:aws:iam::{ACCOUNT}:role/notifier");
+        let crr = vec![format!("arn:aws:iam::{ACCOUNT}:role/crr")];
+        let users = key_users(KeyPurpose::S3, &validator_role, &notifier_role, &crr);
+        assert_eq!(users, [validator_role.clone(), crr[0].clone()]);
+        let p = key_policy(ACCOUNT, "us-east-1", KeyPurpose::S3, &users);
+        let statements = p["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 2, "{p}");
+        let roles = &statements[1];
+        assert_eq!(roles["Action"], json!(["kms:Decrypt"]));
+        assert_eq!(
+            roles["Condition"]["StringEquals"]["kms:ViaService"],
+            "s3.us-east-1.amazonaws.com"
+        );
+        assert!(
+            statements
+                .iter()
+                .all(|s| s["Principal"].get("Service").is_none()),
+            "no service principal: {p}"
+        );
+        assert!(!p.to_string().contains(&notifier_role), "{p}");
+
+        let kms = |doc: &Value, action: &str, via: &str| -> Vec<String> {
+            doc["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["Action"].to_string().contains(action))
+                .filter(|s| s["Condition"].to_string().contains(via))
+                .filter_map(|s| s["Resource"].as_str().map(str::to_string))
+                .collect()
+        };
+        for b in &n.buckets {
+            let doc = replication(&i, b);
+            assert_eq!(
+                kms(&doc, "kms:Decrypt", "s3.us-east-1.amazonaws.com"),
+                [i.s3_key]
+            );
+            assert_eq!(
+                kms(&doc, "kms:Encrypt", "s3.us-west-2.amazonaws.com"),
+                [i.replica_key]
+            );
+        }
+        assert_eq!(
+            kms(&validator(&i), "kms:Decrypt", "s3.us-east-1.amazonaws.com"),
+            [i.s3_key]
+        );
+        for (what, doc) in role_documents(&n) {
+            for s in doc["Statement"].as_array().unwrap() {
+                if s["Resource"] == i.sqs_key {
+                    assert!(
+                        !s["Condition"].to_string().contains("s3."),
+                        "{what} uses the SQS key through S3: {s}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

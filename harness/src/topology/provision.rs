@@ -133,29 +133,15 @@ pub async fn provision(
     let suffix = names.suffix.as_str();
 
     // Phase 1: keys, roles, buckets and the queues nothing else depends on.
-    let (sqs_key, sns_key, replica_key) = futures::try_join!(
-        ensure_key(
-            &clients.kms,
-            suffix,
-            &names.sqs_key_alias,
-            "SQS encryption key",
-            &log
-        ),
-        ensure_key(
-            &clients.kms,
-            suffix,
-            &names.sns_key_alias,
-            "SNS encryption key",
-            &log
-        ),
-        ensure_key(
-            &clients.kms_replica,
-            suffix,
-            &names.replica_key_alias,
-            "SSE-KMS replica key (replica region)",
-            &log
-        ),
-    )?;
+    let keys = names.keys();
+    let arns = try_join_all(keys.iter().map(|k| {
+        let kms = if k.in_replica_region() {
+            &clients.kms_replica
+        } else {
+            &clients.kms
+        };
+        ensure_key(kms, suffix, k.alias, k.description, &log)
+    }));
     let bucket_jobs = names.buckets.iter().flat_map(|b| {
         std::iter::once((
             b.primary.clone(),
@@ -187,6 +173,10 @@ pub async fn provision(
             ),
         ])
     };
+    let [sqs_key, sns_key, s3_key, replica_key]: [String; 4] =
+        arns.await?.try_into().map_err(|got: Vec<String>| {
+            ProvisionError::new("kms keys", format!("{} keys, not 4", got.len()))
+        })?;
     let dlqs = futures::future::try_join4(
         ensure_queue(
             clients,
@@ -223,23 +213,33 @@ pub async fn provision(
         replica_region: &spec.replica_region,
         sqs_key: &sqs_key,
         sns_key: &sns_key,
+        s3_key: &s3_key,
         replica_key: &replica_key,
     };
     let roles = ensure_roles(clients, &inputs, &log);
     let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, suffix, &log);
     let (_, (validation_dlq, failure_dlq, events_dlq, alerts), role_arns, ()) =
         futures::try_join!(buckets, dlqs, roles, ledger)?;
+    let key_arns = [&sqs_key, &sns_key, &s3_key, &replica_key];
     put_key_policies(
         &account,
-        [
-            (&sqs_key, &clients.kms, policy::KeyPurpose::Sqs),
-            (&sns_key, &clients.kms, policy::KeyPurpose::Sns),
-            (
-                &replica_key,
-                &clients.kms_replica,
-                policy::KeyPurpose::Replica,
-            ),
-        ],
+        keys.iter().zip(key_arns).map(|(k, arn)| {
+            if k.in_replica_region() {
+                (
+                    arn.as_str(),
+                    &clients.kms_replica,
+                    spec.replica_region.as_str(),
+                    k.purpose,
+                )
+            } else {
+                (
+                    arn.as_str(),
+                    &clients.kms,
+                    spec.primary_region.as_str(),
+                    k.purpose,
+                )
+            }
+        }),
         &role_arns,
     )
     .await?;
@@ -363,6 +363,7 @@ pub async fn provision(
         rule_arn,
         sqs_key_arn: sqs_key,
         sns_key_arn: sns_key,
+        s3_key_arn: s3_key,
         replica_key_arn: replica_key,
         replication: configs,
         replication_on_engine: opts.replication_on_engine,
@@ -554,22 +555,27 @@ async fn ensure_roles(
 
 /// Puts each key's own policy (on new and existing keys alike, so a re-apply converges).
 /// Part of each key's step in the report (not a resource of its own).
-async fn put_key_policies(
+async fn put_key_policies<'a>(
     account: &str,
-    keys: [(&str, &aws_sdk_kms::Client, policy::KeyPurpose); 3],
+    keys: impl Iterator<
+        Item = (
+            &'a str,
+            &'a aws_sdk_kms::Client,
+            &'a str,
+            policy::KeyPurpose,
+        ),
+    >,
     roles: &RoleArns,
 ) -> Result<(), ProvisionError> {
-    try_join_all(keys.into_iter().map(|(arn, kms, purpose)| async move {
+    let replication: Vec<String> = roles.replication.values().cloned().collect();
+    let replication = &replication;
+    try_join_all(keys.map(|(arn, kms, region, purpose)| async move {
         let step = format!("kms key policy {}", short(arn));
-        let users = match purpose {
-            policy::KeyPurpose::Sqs => vec![roles.validator.clone(), roles.notifier.clone()],
-            policy::KeyPurpose::Sns => vec![roles.notifier.clone()],
-            policy::KeyPurpose::Replica => roles.replication.values().cloned().collect(),
-        };
+        let users = policy::key_users(purpose, &roles.validator, &roles.notifier, replication);
         kms.put_key_policy()
             .key_id(arn)
             .policy_name("default")
-            .policy(policy::key_policy(account, purpose, &users).to_string())
+            .policy(policy::key_policy(account, region, purpose, &users).to_string())
             .send()
             .await
             .map_err(|e| ProvisionError::new(&step, sdk(e)))?;

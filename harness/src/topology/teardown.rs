@@ -173,11 +173,12 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
         }
     }
 
-    for (alias, kms) in [
-        (&names.sqs_key_alias, &clients.kms),
-        (&names.sns_key_alias, &clients.kms),
-        (&names.replica_key_alias, &clients.kms_replica),
-    ] {
+    for key in names.keys() {
+        let (alias, kms) = if key.in_replica_region() {
+            (key.alias, &clients.kms_replica)
+        } else {
+            (key.alias, &clients.kms)
+        };
         if let Ok(found) = kms.describe_key().key_id(alias).send().await {
             let key_id = found
                 .key_metadata()
