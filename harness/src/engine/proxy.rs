@@ -500,7 +500,10 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
     if rewrite_listing {
         let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
         let map = match &replicator {
-            Some(r) => r.id_map(&target.bucket).await,
+            Some(r) => {
+                let text = String::from_utf8_lossy(&bytes);
+                r.id_map(&target.bucket, version_ids(&text)).await
+            }
             None => HashMap::new(),
         };
         let text = String::from_utf8_lossy(&bytes);
@@ -563,6 +566,25 @@ enum Side {
 }
 
 /// Replaces engine version ids by source ids in a `ListObjectVersions` body.
+/// The version ids a listing shows (`<VersionId>` and the markers), in order.
+pub fn version_ids(xml: &str) -> Vec<&str> {
+    let mut ids = Vec::new();
+    let mut rest = xml;
+    loop {
+        let next = ["<VersionId>", "<NextVersionIdMarker>", "<VersionIdMarker>"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| i + open.len()))
+            .min();
+        let Some(start) = next else {
+            return ids;
+        };
+        rest = &rest[start..];
+        let end = rest.find('<').unwrap_or(rest.len());
+        ids.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+}
+
 pub fn rewrite_version_ids(xml: &str, map: &HashMap<String, String>) -> String {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
@@ -782,5 +804,8 @@ mod tests {
             rewrite_version_ids(xml, &map),
             "<Version><Key>k</Key><VersionId>s1</VersionId></Version><DeleteMarker><VersionId>e2</VersionId></DeleteMarker><NextVersionIdMarker>s1</NextVersionIdMarker>"
         );
+        // The replicator is asked only for the ids the listing shows, in order.
+        assert_eq!(version_ids(xml), ["e1", "e2", "e1"]);
+        assert_eq!(version_ids("<ListVersionsResult/>"), Vec::<&str>::new());
     }
 }

@@ -111,18 +111,76 @@ struct State {
     delays: HashMap<String, Duration>,
     /// key (or "*") -> fault, and the 1-based destination it hits (all when `None`).
     faults: HashMap<String, TargetedFault>,
+    /// Versions in flight (not settled), by (primary, version id).
     versions: HashMap<(String, String), Tracked>,
+    /// Settled versions, in the compact form of [`Settled`], by [`vkey`] of (primary,
+    /// version id): the history costs tens of bytes a version, not a `Tracked` each.
+    settled: HashMap<u64, Settled>,
     /// Versions not settled yet, in discovery order (oldest first). Settled ones leave it,
     /// so a pass costs what is in flight, not the whole history.
     order: Vec<(String, String)>,
-    /// (primary, key) -> its version ids in discovery order: an event finds its version
-    /// without scanning every version ever seen.
-    by_key: HashMap<(String, String), Vec<String>>,
-    /// (replica bucket, source version id) -> the engine's version id of the copy.
-    engine_ids: HashMap<(String, String), String>,
-    /// (replica bucket, engine version id) -> source version id.
-    source_ids: HashMap<(String, String), String>,
+    /// [`vkey`] of (primary, key) -> its version ids in discovery order: an event finds its
+    /// version without scanning every version ever seen.
+    by_key: HashMap<u64, Vec<Box<str>>>,
+    /// [`vkey`] of (replica bucket, source version id) -> the engine's version id of the copy.
+    engine_ids: HashMap<u64, Box<str>>,
+    /// [`vkey`] of (replica bucket, engine version id) -> source version id.
+    source_ids: HashMap<u64, Box<str>>,
     copied: usize,
+}
+
+/// What a settled version still answers for (its status in HEADs, why it is ineligible,
+/// and what an event without a version id is matched on), without its strings.
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    status: Option<Status>,
+    ineligible: Option<&'static str>,
+    delete_marker: bool,
+    claimed: bool,
+    size: i64,
+    /// [`hash`] of the ETag.
+    etag: u64,
+}
+
+impl Settled {
+    fn of(t: &Tracked) -> Settled {
+        Settled {
+            status: t.status,
+            ineligible: t.ineligible,
+            delete_marker: t.delete_marker,
+            claimed: t.claimed,
+            size: t.size,
+            etag: hash(&t.etag),
+        }
+    }
+}
+
+/// The 64-bit SipHash (fixed keys, so stable within a run) of `s`.
+fn hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// The key of a (bucket, version id or key) pair in the compact maps. `str`'s `Hash` ends
+/// each string with a 0xff byte, so no two pairs write the same bytes; two pairs of one run
+/// collide with a chance of about n²/2⁶⁵ (1 in 10¹¹ for a million versions).
+fn vkey(bucket: &str, id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bucket.hash(&mut h);
+    id.hash(&mut h);
+    h.finish()
+}
+
+impl State {
+    fn knows(&self, primary: &str, version_id: &str) -> bool {
+        self.settled.contains_key(&vkey(primary, version_id))
+            || self
+                .versions
+                .contains_key(&(primary.to_string(), version_id.to_string()))
+    }
 }
 
 /// Emulated S3 replication for a set of primary buckets.
@@ -238,11 +296,16 @@ impl Replicator {
     /// version, or REPLICA for a replica's engine version id), if any.
     pub async fn status(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
         let st = self.state.lock().await;
+        if let Some(s) = st.settled.get(&vkey(bucket, version_id)) {
+            return s.status.map(Status::as_header);
+        }
         let k = (bucket.to_string(), version_id.to_string());
         if let Some(t) = st.versions.get(&k) {
             return t.status.map(Status::as_header);
         }
-        st.source_ids.contains_key(&k).then_some("REPLICA")
+        st.source_ids
+            .contains_key(&vkey(bucket, version_id))
+            .then_some("REPLICA")
     }
 
     /// The engine's version id of the copy of source version `source_id` in `replica`.
@@ -251,8 +314,8 @@ impl Replicator {
             .lock()
             .await
             .engine_ids
-            .get(&(replica.to_string(), source_id.to_string()))
-            .cloned()
+            .get(&vkey(replica, source_id))
+            .map(|id| id.to_string())
     }
 
     /// The source version id of the engine version `engine_id` of `replica`.
@@ -261,30 +324,38 @@ impl Replicator {
             .lock()
             .await
             .source_ids
-            .get(&(replica.to_string(), engine_id.to_string()))
-            .cloned()
+            .get(&vkey(replica, engine_id))
+            .map(|id| id.to_string())
     }
 
-    /// Every engine-id -> source-id pair of a replica bucket (for rewriting listings).
-    pub async fn id_map(&self, replica: &str) -> HashMap<String, String> {
-        self.state
-            .lock()
-            .await
-            .source_ids
-            .iter()
-            .filter(|((b, _), _)| b == replica)
-            .map(|((_, e), s)| (e.clone(), s.clone()))
+    /// The engine-id -> source-id pairs of `engine_ids` in a replica bucket (for rewriting
+    /// a listing: the ids it shows).
+    pub async fn id_map<'a>(
+        &self,
+        replica: &str,
+        engine_ids: impl IntoIterator<Item = &'a str>,
+    ) -> HashMap<String, String> {
+        let st = self.state.lock().await;
+        engine_ids
+            .into_iter()
+            .filter_map(|e| {
+                st.source_ids
+                    .get(&vkey(replica, e))
+                    .map(|s| (e.to_string(), s.to_string()))
+            })
             .collect()
     }
 
     /// Why a version is not replicated, if it is tracked and ineligible.
     pub async fn ineligible(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
-        self.state
-            .lock()
-            .await
-            .versions
-            .get(&(bucket.to_string(), version_id.to_string()))
-            .and_then(|t| t.ineligible)
+        let st = self.state.lock().await;
+        match st.settled.get(&vkey(bucket, version_id)) {
+            Some(s) => s.ineligible,
+            None => st
+                .versions
+                .get(&(bucket.to_string(), version_id.to_string()))
+                .and_then(|t| t.ineligible),
+        }
     }
 
     /// Makes sure a primary version is known (so its status is reported from the first
@@ -296,8 +367,7 @@ impl Replicator {
         if !self.is_primary(bucket) {
             return;
         }
-        let k = (bucket.to_string(), version_id.to_string());
-        let known = || async { self.state.lock().await.versions.contains_key(&k) };
+        let known = || async { self.state.lock().await.knows(bucket, version_id) };
         if known().await {
             return;
         }
@@ -340,36 +410,45 @@ impl Replicator {
         for round in 0..20 {
             {
                 let mut st = self.state.lock().await;
-                let candidates: Vec<(String, String)> = st
+                let etag_hash = hash(etag);
+                // (version id, claimed) of each version of the key with this ETag and size.
+                let candidates: Vec<(String, bool)> = st
                     .by_key
-                    .get(&(bucket.to_string(), key.to_string()))
+                    .get(&vkey(bucket, key))
                     .into_iter()
                     .flatten()
-                    .map(|v| (bucket.to_string(), v.clone()))
-                    .filter(|k| {
-                        st.versions.get(k).is_some_and(|t| {
-                            t.primary == bucket
-                                && t.key == key
-                                && !t.delete_marker
-                                && t.etag == etag
-                                && size.is_none_or(|s| s == t.size)
-                        })
+                    .filter_map(|v| {
+                        if let Some(s) = st.settled.get(&vkey(bucket, v)) {
+                            let hit = !s.delete_marker
+                                && s.etag == etag_hash
+                                && size.is_none_or(|n| n == s.size);
+                            return hit.then(|| (v.to_string(), s.claimed));
+                        }
+                        let t = st.versions.get(&(bucket.to_string(), v.to_string()))?;
+                        let hit = t.primary == bucket
+                            && t.key == key
+                            && !t.delete_marker
+                            && t.etag == etag
+                            && size.is_none_or(|n| n == t.size);
+                        hit.then(|| (v.to_string(), t.claimed))
                     })
                     .collect();
                 // An unclaimed one is this upload's. With every one claimed, the event is a
                 // duplicate delivery of the newest, but only once a fresh look at the key
                 // found no newer upload (its event may arrive before a pass lists it).
-                let unclaimed = candidates.iter().find(|k| !st.versions[*k].claimed);
+                let unclaimed = candidates.iter().find(|(_, claimed)| !claimed);
                 let pick = match unclaimed {
-                    Some(k) => Some(k.clone()),
-                    None if discovered => candidates.last().cloned(),
+                    Some((v, _)) => Some(v.clone()),
+                    None if discovered => candidates.last().map(|(v, _)| v.clone()),
                     None => None,
                 };
-                if let Some(k) = pick {
-                    if let Some(t) = st.versions.get_mut(&k) {
+                if let Some(v) = pick {
+                    if let Some(s) = st.settled.get_mut(&vkey(bucket, &v)) {
+                        s.claimed = true;
+                    } else if let Some(t) = st.versions.get_mut(&(bucket.to_string(), v.clone())) {
                         t.claimed = true;
                     }
-                    return Some(k.1);
+                    return Some(v);
                 }
             }
             if round > 1 {
@@ -496,22 +575,28 @@ impl Replicator {
         {
             let primary = primary.to_string();
             for v in found {
-                let k = (primary.clone(), v.version_id.clone());
-                if self.state.lock().await.versions.contains_key(&k) {
+                if self.state.lock().await.knows(&primary, &v.version_id) {
                     continue;
                 }
                 let tracked = self.track(&primary, config, v).await?;
                 let mut st = self.state.lock().await;
                 // A concurrent discovery may have tracked it meanwhile: the first one wins.
-                if st.versions.contains_key(&k) {
+                if st.knows(&primary, &tracked.version_id) {
                     continue;
                 }
-                st.order.push(k.clone());
                 st.by_key
-                    .entry((primary.clone(), tracked.key.clone()))
+                    .entry(vkey(&primary, &tracked.key))
                     .or_default()
-                    .push(k.1.clone());
-                st.versions.insert(k, tracked);
+                    .push(tracked.version_id.clone().into_boxed_str());
+                if tracked.settled {
+                    // Ineligible: settled from the start.
+                    st.settled
+                        .insert(vkey(&primary, &tracked.version_id), Settled::of(&tracked));
+                } else {
+                    let k = (primary.clone(), tracked.version_id.clone());
+                    st.order.push(k.clone());
+                    st.versions.insert(k, tracked);
+                }
             }
         }
         Ok(())
@@ -704,10 +789,14 @@ impl Replicator {
         let mut st = self.state.lock().await;
         for (_, bucket, engine_id) in &results {
             if !engine_id.is_empty() {
-                st.engine_ids
-                    .insert((bucket.clone(), t.version_id.clone()), engine_id.clone());
-                st.source_ids
-                    .insert((bucket.clone(), engine_id.clone()), t.version_id.clone());
+                st.engine_ids.insert(
+                    vkey(bucket, &t.version_id),
+                    engine_id.clone().into_boxed_str(),
+                );
+                st.source_ids.insert(
+                    vkey(bucket, engine_id),
+                    t.version_id.clone().into_boxed_str(),
+                );
             }
         }
         st.copied += results.iter().filter(|r| !r.2.is_empty()).count();
@@ -735,10 +824,6 @@ impl Replicator {
             }
         }
         tracked.settled = true;
-        // What a settled version still needs is its status, ETag and size (for HEADs and
-        // events); its destinations go, so history costs little memory.
-        tracked.targets = Vec::new();
-        tracked.copied = Vec::new();
         tracked.status = Some(if failed {
             Status::Failed
         } else if never {
@@ -747,6 +832,11 @@ impl Replicator {
             Status::Completed
         });
         tracing::debug!(key = %tracked.key, status = ?tracked.status, "replication handled");
+        // What a settled version still needs is its status, ETag and size (for HEADs and
+        // events): it moves to the compact history.
+        let settled = Settled::of(tracked);
+        st.versions.remove(&k);
+        st.settled.insert(vkey(&k.0, &k.1), settled);
     }
 
     /// Replicates a delete marker: the replica gets one of its own. Returns its engine id.
@@ -1224,6 +1314,31 @@ mod tests {
         assert_eq!(retry_after(MAX_COPY_ATTEMPTS, 0.5), None);
         let spread = [0.0, 1.0].map(|j| retry_after(3, j).unwrap());
         assert!(spread[0] < spread[1], "jitter spreads retries: {spread:?}");
+    }
+
+    /// Finding 16/17: a settled version keeps no string of its own; what it costs is this
+    /// struct, its map slot and its id pair.
+    #[test]
+    fn settled_versions_are_compact_and_keyed_apart() {
+        assert!(std::mem::size_of::<Settled>() <= 40);
+        assert_ne!(vkey("b", "v1"), vkey("b", "v2"));
+        assert_ne!(vkey("ab", "c"), vkey("a", "bc"));
+        assert_eq!(vkey("b", "v1"), vkey("b", "v1"));
+        let mut st = State::default();
+        st.settled.insert(
+            vkey("p", "v1"),
+            Settled {
+                status: Some(Status::Completed),
+                ineligible: None,
+                delete_marker: false,
+                claimed: false,
+                size: 1,
+                etag: hash("e"),
+            },
+        );
+        assert!(st.knows("p", "v1"));
+        assert!(!st.knows("p", "v2"));
+        assert!(!st.knows("q", "v1"));
     }
 
     #[test]
