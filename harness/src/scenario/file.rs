@@ -344,6 +344,9 @@ pub struct Expect {
     /// Every backup the agent stored was finally decided `validated`, and there were this many.
     #[serde(default)]
     pub backups_validated: Option<usize>,
+    /// Invariants this scenario breaks on purpose (see [`super::invariants`]).
+    #[serde(default)]
+    pub violations: Vec<super::invariants::Invariant>,
 }
 
 /// Storage classes an upload may name.
