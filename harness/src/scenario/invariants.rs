@@ -60,6 +60,11 @@ impl Invariant {
         Invariant::ValidatedHasEvidence,
     ];
 
+    /// About the system as a whole (queues, dead letters), not one workload's versions.
+    pub fn is_system_wide(self) -> bool {
+        matches!(self, Invariant::DeadLettersAlert | Invariant::QueuesDrain)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Invariant::OneFinalOutcome => "one-final-outcome",
@@ -163,7 +168,7 @@ impl Content {
                 let joined: Vec<u8> = parts.iter().flat_map(|p| crc32(a, p)).collect();
                 digests.insert(format!("{}-{n}", b64(&crc32(a, &joined))));
             }
-            let joined: Vec<u8> = parts.iter().flat_map(|p| md5::Md5::digest(p)).collect();
+            let joined: Vec<u8> = parts.iter().flat_map(md5::Md5::digest).collect();
             digests.insert(format!("{}-{n}", hex(&md5::Md5::digest(&joined))));
         }
         Content {
