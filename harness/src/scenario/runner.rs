@@ -1036,3 +1036,157 @@ fn check_expectations(
     unmet
 }
 
+/// One provisioned topology with the system running on it, for playing many workloads
+/// (the fuzzer): provisioned once, each workload played under its own key prefix, torn
+/// down by [`Session::stop`].
+pub struct Session<'e> {
+    engine: &'e Engine,
+    clients: Clients,
+    spec: TopologySpec,
+    suffix: String,
+    lag_budget: f64,
+    pub system: RunningSystem,
+}
+
+/// What the invariants found over a group of workloads played together.
+pub struct Checked {
+    /// Per workload: the violations about its versions.
+    pub workloads: Vec<Vec<invariants::Violation>>,
+    /// About the whole system (queues, dead letters).
+    pub system: Vec<invariants::Violation>,
+}
+
+impl<'e> Session<'e> {
+    /// Provisions the topology on `engine` with timing `profile` and starts the system.
+    pub async fn start(
+        engine: &'e Engine,
+        spec: &TopologySpec,
+        profile: &str,
+    ) -> Result<Session<'e>, ScenarioError> {
+        let timing = spec
+            .profile(profile)
+            .cloned()
+            .ok_or_else(|| ScenarioError::Other(format!("unknown profile {profile:?}")))?;
+        let lag_budget = timing.lag_budget_seconds;
+        let caps = engine.capabilities();
+        let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+        let suffix = new_suffix();
+        let (topology, _report, mode) =
+            provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
+        let system = RunningSystem::start(
+            clients.clone(),
+            caps,
+            topology,
+            mode,
+            &SystemOptions::default(),
+        )
+        .await
+        .map_err(|e| ScenarioError::Other(format!("starting the fidelity layer: {e}")))?;
+        Ok(Session {
+            engine,
+            clients,
+            spec: spec.clone(),
+            suffix,
+            lag_budget,
+            system,
+        })
+    }
+
+    /// Where the observation log stands: check from here after playing.
+    pub async fn mark(&self) -> usize {
+        self.system.observations.len().await
+    }
+
+    /// Plays a scenario's steps (no settling, no checks); answers what the harness knows
+    /// of the versions it uploaded.
+    pub async fn play(&self, scenario: &Scenario) -> Result<Vec<UploadTruth>, ScenarioError> {
+        let mut agent = AgentSession::new(&self.clients, &self.system.topology, &scenario.agent)
+            .map_err(|e| {
+                ScenarioError::Other(format!("creating the agent's work directory: {e}"))
+            })?;
+        let mut truths = Truths::new(&self.spec, self.lag_budget);
+        let played = tokio::select! {
+            r = play(&self.system, self.engine, scenario, &mut agent, &mut truths) => r,
+            why = self.engine.watch() => Err(ScenarioError::EngineExited(why)),
+        };
+        agent.cleanup();
+        played?;
+        truths.finish(scenario);
+        Ok(truths.uploads)
+    }
+
+    /// Waits until the system is quiet, then checks the invariants on what was observed
+    /// since `from`: each workload's versions, and once the queues and dead letters.
+    pub async fn check(
+        &self,
+        from: usize,
+        workloads: &[Vec<UploadTruth>],
+    ) -> Result<Checked, ScenarioError> {
+        tokio::select! {
+            r = settle(&self.system, Duration::from_secs(180)) => r,
+            why = self.engine.watch() => Err(why),
+        }
+        .map_err(|e| ScenarioError::Other(format!("the system did not settle: {e}")))?;
+        if let Some(p) = &self.system.proxy {
+            p.disarm_faults().await;
+        }
+        let (_, obs) = self.system.observations.since(from).await;
+        let mut depths = Vec::new();
+        for (role, q) in self.system.topology.queues.all() {
+            depths.push((
+                role,
+                depth(&self.system.clients.sqs, &q.url)
+                    .await
+                    .map_err(ScenarioError::Other)?,
+            ));
+        }
+        let facts = |uploads, depths| invariants::RunFacts {
+            uploads,
+            observations: &obs,
+            depths,
+            deep_verify: false,
+            alert_on_unverifiable: true,
+        };
+        Ok(Checked {
+            workloads: workloads
+                .iter()
+                .map(|u| {
+                    let mut v = invariants::check(&facts(u, &[]));
+                    v.retain(|v| !v.invariant.is_system_wide());
+                    v
+                })
+                .collect(),
+            system: invariants::check(&facts(&[], &depths)),
+        })
+    }
+
+    /// API faults that fired so far, counted by service, operation and effect.
+    pub async fn faults_fired(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        if let Some(p) = &self.system.proxy {
+            for (spec, firings) in p.fault_report().await {
+                if !firings.is_empty() {
+                    *out.entry(format!(
+                        "{:?} {} {:?}",
+                        spec.service,
+                        spec.operation.as_deref().unwrap_or("*"),
+                        spec.effect
+                    ))
+                    .or_insert(0) += firings.len();
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops the system and tears the topology down.
+    pub async fn stop(self) {
+        self.system.stop().await;
+        if self.engine.exited().is_none() {
+            let report = teardown(&self.clients, &self.spec, &self.suffix).await;
+            for p in report.problems {
+                tracing::warn!("teardown: {p}");
+            }
+        }
+    }
+}
