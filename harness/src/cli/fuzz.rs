@@ -54,9 +54,10 @@ fn scenario_of(
     w: &Workload,
     seed: u64,
     n: usize,
+    attempt: usize,
     categories: &[String],
 ) -> Result<Scenario, crate::errors::FileError> {
-    let text = generate::render(w, &prefix(seed, n), &origin(seed, n));
+    let text = generate::render(w, &prefix(seed, n, attempt), &origin(seed, n));
     Scenario::parse(
         &PathBuf::from(format!("fuzz-{seed}-{n}.toml")),
         &text,
@@ -64,8 +65,14 @@ fn scenario_of(
     )
 }
 
-fn prefix(seed: u64, n: usize) -> String {
-    format!("fz/{seed}/{n}/")
+/// Every play of a workload gets keys of its own (`attempt` 0 in its group, then one per
+/// replay): a replay never meets the versions an earlier one left in the buckets.
+fn prefix(seed: u64, n: usize, attempt: usize) -> String {
+    if attempt == 0 {
+        format!("fz/{seed}/{n}/")
+    } else {
+        format!("fz/{seed}/{n}.{attempt}/")
+    }
 }
 
 fn origin(seed: u64, n: usize) -> String {
@@ -124,12 +131,13 @@ impl FuzzArgs {
             let workloads: Vec<Workload> = trees[start..end].iter().map(|t| t.current()).collect();
             let mut scenarios = Vec::new();
             for (i, w) in workloads.iter().enumerate() {
-                let s = scenario_of(w, seed, start + i, &spec.categories)?;
+                let s = scenario_of(w, seed, start + i, 0, &spec.categories)?;
                 for k in generate::fault_kinds(&s) {
                     *injected.entry(k).or_insert(0) += 1;
                 }
                 scenarios.push(s);
             }
+            let group_started = Instant::now();
             let from = session.mark().await;
             let played = futures::future::join_all(scenarios.iter().map(|s| session.play(s))).await;
             let mut truths = Vec::new();
@@ -168,7 +176,7 @@ impl FuzzArgs {
             for i in suspects {
                 let n = start + i;
                 if let Some(v) = self
-                    .fails_alone(session, spec, seed, n, &workloads[i])
+                    .fails_alone(session, spec, seed, n, 1, &workloads[i])
                     .await?
                 {
                     failing.push((i, v));
@@ -176,6 +184,11 @@ impl FuzzArgs {
                     eprintln!("fuzz: workload {n} broke an invariant in its group but not alone");
                 }
             }
+            eprintln!(
+                "fuzz: workloads {start}..{end}: {} failing, {:.1}s",
+                failing.len(),
+                group_started.elapsed().as_secs_f64()
+            );
             failed += failing.len();
             passed += workloads.len() - failing.len();
             for (i, violations) in failing {
@@ -212,9 +225,10 @@ impl FuzzArgs {
         spec: &TopologySpec,
         seed: u64,
         n: usize,
+        attempt: usize,
         w: &Workload,
     ) -> anyhow::Result<Option<Vec<String>>> {
-        let s = scenario_of(w, seed, n, &spec.categories)?;
+        let s = scenario_of(w, seed, n, attempt, &spec.categories)?;
         let from = session.mark().await;
         let truths = match session.play(&s).await {
             Ok(t) => t,
@@ -253,7 +267,10 @@ impl FuzzArgs {
         while tries < self.shrink_budget {
             tries += 1;
             let candidate = tree.current();
-            match self.fails_alone(session, spec, seed, n, &candidate).await? {
+            match self
+                .fails_alone(session, spec, seed, n, tries + 2, &candidate)
+                .await?
+            {
                 Some(v) => {
                     eprintln!(
                         "fuzz: shrink {tries}: {} op(s) still fail",
@@ -292,7 +309,7 @@ impl FuzzArgs {
                 text.push_str(&format!("#   {line}\n"));
             }
         }
-        text.push_str(&generate::render(w, &prefix(seed, n), &origin(seed, n)));
+        text.push_str(&generate::render(w, &prefix(seed, n, 0), &origin(seed, n)));
         std::fs::create_dir_all(&self.out)?;
         let path = self.out.join(format!("fuzz-{seed}-{n}.toml"));
         std::fs::write(&path, text)?;

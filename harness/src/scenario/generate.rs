@@ -285,6 +285,13 @@ pub fn object_name(prefix: &str, k: usize) -> String {
     )
 }
 
+/// The key a delete or duplicate delivery acts on: the `k`-th (cyclically) of the keys
+/// that have a current version, so that they act whenever there is one.
+fn present(current: &[bool], k: usize) -> Option<usize> {
+    let keys: Vec<usize> = (0..current.len()).filter(|i| current[*i]).collect();
+    (!keys.is_empty()).then(|| keys[k % keys.len()])
+}
+
 /// The steps of `w` under `prefix` (TOML `[[step]]` tables).
 pub fn render_steps(w: &Workload, prefix: &str) -> String {
     let n = STEMS.len();
@@ -329,9 +336,9 @@ pub fn render_steps(w: &Workload, prefix: &str) -> String {
                 current[key] = true;
             }
             Op::Delete { key, permanent } => {
-                if !current[key] {
+                let Some(key) = present(&current, key) else {
                     continue;
-                }
+                };
                 step(format!(
                     "delete = {{ object = {}{} }}",
                     quoted(&object_name(prefix, key)),
@@ -345,7 +352,7 @@ pub fn render_steps(w: &Workload, prefix: &str) -> String {
                 }
             }
             Op::Duplicate { key } => {
-                if current[key] {
+                if let Some(key) = present(&current, key) {
                     step(format!(
                         "send-event = {{ object = {} }}",
                         quoted(&object_name(prefix, key))
@@ -498,5 +505,6 @@ mod tests {
         };
         let text = render_steps(&w, "p/");
         assert_eq!(text.matches("[[step]]").count(), 2, "{text}");
+        assert!(!text.contains("fault"), "{text}");
     }
 }
