@@ -155,6 +155,9 @@ impl FuzzArgs {
             let mut suspects: Vec<usize> = Vec::new();
             for (i, v) in checked.workloads.iter().enumerate() {
                 if !v.is_empty() {
+                    for v in v {
+                        eprintln!("fuzz: workload {} in its group: {v}", start + i);
+                    }
                     suspects.push(i);
                 }
             }
@@ -181,7 +184,7 @@ impl FuzzArgs {
                 {
                     failing.push((i, v));
                 } else {
-                    eprintln!("fuzz: workload {n} broke an invariant in its group but not alone");
+                    eprintln!("fuzz: workload {n} failed in its group but not alone");
                 }
             }
             eprintln!(

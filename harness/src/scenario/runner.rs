@@ -1190,3 +1190,135 @@ impl<'e> Session<'e> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn truths(sse_kms: bool, prefix: &str) -> Truths {
+        Truths {
+            uploads: Vec::new(),
+            sse_kms,
+            prefix: prefix.into(),
+            lag_budget: 60.0,
+            faults: BTreeMap::new(),
+            delays: BTreeMap::new(),
+            paused: false,
+        }
+    }
+
+    fn step(text: &str) -> Upload {
+        toml::from_str(text).expect("an upload")
+    }
+
+    /// The runner's ground truth comes from the step and the faults in force, never from
+    /// what the system decided.
+    #[rstest]
+    #[case::plain("", None, true, "", 5, Injected::Nothing)]
+    #[case::corrupt("", Some(Fault::Corrupt), true, "", 5, Injected::Corrupt)]
+    #[case::corrupting_nothing_changes_nothing(
+        "",
+        Some(Fault::Corrupt),
+        true,
+        "",
+        0,
+        Injected::Nothing
+    )]
+    #[case::failed("", Some(Fault::Failed), true, "", 5, Injected::Failed)]
+    #[case::glacier(
+        "storage_class = \"GLACIER\"",
+        Some(Fault::Corrupt),
+        true,
+        "",
+        5,
+        Injected::Ineligible(Ineligibility::ColdStorage)
+    )]
+    #[case::kms_without_opt_in(
+        "sse_kms = true",
+        None,
+        false,
+        "",
+        5,
+        Injected::Ineligible(Ineligibility::SseKmsNotOptedIn)
+    )]
+    #[case::kms_with_opt_in("sse_kms = true", None, true, "", 5, Injected::Nothing)]
+    #[case::outside_prefix(
+        "",
+        None,
+        true,
+        "reports/",
+        5,
+        Injected::Ineligible(Ineligibility::OutsidePrefix)
+    )]
+    fn ground_truth_of_an_upload(
+        #[case] extra: &str,
+        #[case] fault: Option<Fault>,
+        #[case] sse_kms: bool,
+        #[case] prefix: &str,
+        #[case] size: usize,
+        #[case] want: Injected,
+    ) {
+        let mut t = truths(sse_kms, prefix);
+        if let Some(f) = fault {
+            t.faults.insert("*".into(), f);
+        }
+        let u = step(&format!(
+            "category = \"documents\"\nkey = \"a.txt\"\n{extra}"
+        ));
+        t.uploaded(
+            &u,
+            "b".into(),
+            Some("v1".into()),
+            Content::of(&vec![7; size], None),
+        );
+        assert_eq!(t.uploads[0].injected, want);
+        assert_eq!(t.uploads[0].label, "documents/a.txt#1");
+    }
+
+    #[test]
+    fn delays_past_half_the_budget_and_pauses_may_be_late_and_deletes_mark_the_current() {
+        let mut t = truths(true, "");
+        t.delays.insert("slow.txt".into(), 40.0);
+        let up = |k: &str| step(&format!("category = \"documents\"\nkey = \"{k}\""));
+        t.uploaded(
+            &up("slow.txt"),
+            "b".into(),
+            Some("v1".into()),
+            Content::default(),
+        );
+        t.uploaded(
+            &up("fast.txt"),
+            "b".into(),
+            Some("v2".into()),
+            Content::default(),
+        );
+        t.paused = true;
+        t.uploaded(
+            &up("fast.txt"),
+            "b".into(),
+            Some("v3".into()),
+            Content::default(),
+        );
+        assert_eq!(
+            t.uploads.iter().map(|u| u.late).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(t.uploads[2].label, "documents/fast.txt#2");
+        let delete = |permanent| Delete {
+            object: "documents/fast.txt".into(),
+            permanent,
+        };
+        t.deleted(&delete(false));
+        assert!(
+            t.uploads.iter().all(|u| !u.deleted),
+            "a marker deletes no version"
+        );
+        t.deleted(&delete(true));
+        t.deleted(&delete(true));
+        assert_eq!(
+            t.uploads.iter().map(|u| u.deleted).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+    }
+}
