@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install
+.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,8 +29,8 @@ define cargo_test_summed
 	rm -f $$log; exit $$status
 endef
 
-test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, then the fuzz smoke
-	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS))
+test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the fuzz smoke, generated workloads
+	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke)
 
 unit: ## Fast tests only (no engine)
 	$(call cargo_test_summed,--workspace)
@@ -75,6 +75,22 @@ fuzz-smoke: ## Each fuzz target for FUZZ_SMOKE_SECONDS (5); fails on any crash
 
 fuzz: ## Each fuzz target for FUZZ_SECONDS (600), printing its executions
 	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# Generated workloads with faults, checked by the invariants (harness fuzz). make test plays
+# WORKLOADS per engine from a fixed seed; the longer budget takes a random seed (printed).
+WORKLOADS ?= 100
+WORKLOAD_SEED ?= 20261201
+FUZZ_WORKLOADS ?= 1000
+
+# The handlers log the failures the faults cause at ERROR; the invariants judge them.
+FUZZ_LOG ?= warn,failure_notifier=off,checksum_validator=off,aws_sdk_s3=off
+
+fuzz-workloads-smoke: ## WORKLOADS (100) generated workloads per engine from WORKLOAD_SEED, zero violations
+	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine localstack fuzz --runs $(WORKLOADS) --seed $(WORKLOAD_SEED)
+	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine ministack fuzz --runs $(WORKLOADS) --seed $(WORKLOAD_SEED)
+
+fuzz-workloads: ## FUZZ_WORKLOADS (1000) generated workloads on ENGINE, random seed; writes a shrunk failing case
+	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine $(ENGINE) fuzz --runs $(FUZZ_WORKLOADS)
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

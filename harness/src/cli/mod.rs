@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod engine;
+pub mod fuzz;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
@@ -71,6 +72,8 @@ pub enum Command {
     /// Benchmarks that print figures (nothing is asserted).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Play generated workloads with faults and check the invariants after each.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// Sets up logging to stderr.
@@ -96,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scenario(c) => c.run(cli.engine).await,
         Command::Redrive(a) => a.run(cli.engine).await,
         Command::Bench(c) => c.run(cli.engine).await,
+        Command::Fuzz(a) => a.run(cli.engine).await,
         Command::Up(a) => {
             a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))
                 .await

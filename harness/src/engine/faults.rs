@@ -293,6 +293,12 @@ impl Faults {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Removes every fault still armed (their descriptions and firings stay in the
+    /// report): one workload's unspent budget never reaches the next.
+    pub async fn disarm(&self) {
+        self.rules.lock().await.clear();
+    }
+
     /// Whether any fault is installed (a request needs no inspection otherwise).
     pub fn armed(&self) -> bool {
         self.armed.load(std::sync::atomic::Ordering::Relaxed)

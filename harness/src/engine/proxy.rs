@@ -150,6 +150,11 @@ impl GapProxy {
         self.state.faults.install(spec).await;
     }
 
+    /// Removes every fault still armed (see [`faults::Faults::disarm`]).
+    pub async fn disarm_faults(&self) {
+        self.state.faults.disarm().await;
+    }
+
     /// Every fault installed and its firings.
     pub async fn fault_report(&self) -> Vec<(FaultSpec, Vec<faults::Firing>)> {
         self.state.faults.report().await

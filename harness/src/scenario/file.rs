@@ -108,6 +108,8 @@ struct RawExpect {
     backups: BTreeMap<Spanned<String>, usize>,
     #[serde(default)]
     backups_validated: Option<usize>,
+    #[serde(default)]
+    violations: Vec<super::invariants::Invariant>,
 }
 
 impl From<RawExpect> for Expect {
@@ -127,6 +129,7 @@ impl From<RawExpect> for Expect {
             agent_notifications: raw.agent_notifications.map(plain),
             backups: plain(raw.backups),
             backups_validated: raw.backups_validated,
+            violations: raw.violations,
         }
     }
 }
@@ -422,6 +425,9 @@ pub struct Expect {
     /// Every backup the agent stored was finally decided `validated`, and there were this many.
     #[serde(default)]
     pub backups_validated: Option<usize>,
+    /// Invariants this scenario breaks on purpose (see [`super::invariants`]).
+    #[serde(default)]
+    pub violations: Vec<super::invariants::Invariant>,
 }
 
 /// Storage classes an upload may name.

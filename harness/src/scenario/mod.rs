@@ -2,6 +2,8 @@
 //! as a normalised [`transcript`].
 
 pub mod file;
+pub mod generate;
+pub mod invariants;
 pub mod runner;
 pub mod transcript;
 

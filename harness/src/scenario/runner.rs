@@ -11,12 +11,14 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption, StorageClass};
 use super::file::{
     Delete, ReplicationAction, Scenario, Step, TriggerAction, Upload, Wait, WaitFor,
 };
+use super::invariants::{self, Content, Ineligibility, Injected, UploadTruth};
 use super::transcript::{self, depth};
 use crate::agent::{agent_event, AgentSession};
 use crate::aws::Clients;
 use crate::engine::Engine;
 use crate::errors::{sdk, ScenarioError};
 use crate::observe::{Observation, Observations};
+use crate::replication::Fault;
 use crate::s3util::{put_multipart, PutOptions};
 use crate::system::{RunningSystem, SystemOptions};
 use crate::topology::provision::provision_for_engine;
@@ -71,6 +73,7 @@ pub async fn run(
         ))
     })?;
     let timing = scenario.timing.apply(base);
+    let lag_budget = timing.lag_budget_seconds;
     timing.check().map_err(|why| {
         ScenarioError::Other(format!(
             "{}: [timing] on profile {:?}: {why}",
@@ -104,9 +107,10 @@ pub async fn run(
 
     let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent)
         .map_err(|e| ScenarioError::Other(format!("creating the agent's work directory: {e}")))?;
+    let mut truths = Truths::new(spec, lag_budget);
     let t = Instant::now();
     let played = tokio::select! {
-        r = play(&system, engine, scenario, &mut agent) => r,
+        r = play(&system, engine, scenario, &mut agent, &mut truths) => r,
         why = engine.watch() => Err(ScenarioError::EngineExited(why)),
     };
     let steps_time = t.elapsed();
@@ -157,7 +161,16 @@ pub async fn run(
                         work: agent.work_dir().to_path_buf(),
                     });
                 }
-                let unmet = check_expectations(scenario, &topology, &facts, &agent, &uploads);
+                let mut unmet = check_expectations(scenario, &topology, &facts, &agent, &uploads);
+                truths.finish(scenario);
+                let found = invariants::check(&invariants::RunFacts {
+                    uploads: &truths.uploads,
+                    observations: &facts.observations,
+                    depths: &facts.depths,
+                    deep_verify: scenario.validator.deep,
+                    alert_on_unverifiable: scenario.validator.alert_on_unverifiable.unwrap_or(true),
+                });
+                unmet.extend(invariants::compare(&scenario.expect.violations, &found));
                 let mut header = vec![
                     ("scenario".to_string(), scenario.name.clone()),
                     ("description".to_string(), scenario.description.clone()),
@@ -224,6 +237,7 @@ async fn play(
     engine: &Engine,
     scenario: &Scenario,
     agent: &mut AgentSession,
+    truths: &mut Truths,
 ) -> Result<(), ScenarioError> {
     for (index, located) in scenario.steps.iter().enumerate() {
         let fail = |why: String| ScenarioError::Step {
@@ -235,7 +249,8 @@ async fn play(
         };
         match &located.step {
             Step::Upload(u) => {
-                upload(system, u).await.map_err(fail)?;
+                let (bucket, version, content) = upload(system, u).await.map_err(fail)?;
+                truths.uploaded(u, bucket, version, content);
                 discover_now(system).await.map_err(fail)?;
             }
             Step::Send(s) => {
@@ -269,6 +284,7 @@ async fn play(
                     .replicator
                     .as_ref()
                     .ok_or_else(|| fail("replication is native in this run".into()))?;
+                truths.replication(r);
                 match r.action {
                     ReplicationAction::Pause => rep.pause().await,
                     ReplicationAction::Resume => {
@@ -293,6 +309,7 @@ async fn play(
             Step::Wait(w) => wait(system, w).await.map_err(fail)?,
             Step::Delete(d) => {
                 delete(system, d).await.map_err(fail)?;
+                truths.deleted(d);
                 discover_now(system).await.map_err(fail)?;
             }
             Step::SendEvent(e) => send_event(system, engine, &e.object, e.encoding)
@@ -393,7 +410,11 @@ pub fn generated_bytes(seed: &str, size: u64) -> Vec<u8> {
     out
 }
 
-async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
+/// Uploads a version; answers its bucket, version id and content.
+async fn upload(
+    system: &RunningSystem,
+    u: &Upload,
+) -> Result<(String, Option<String>, Content), String> {
     let bucket = &system
         .topology
         .category(&u.category)
@@ -407,6 +428,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
     } else {
         generated_bytes(&u.key, u.size.unwrap_or(0))
     };
+    let content = Content::of(&bytes, u.part_size);
     let plain;
     let s3 = if u.without_checksum {
         plain = crate::aws::without_checksums(&system.clients.s3);
@@ -416,7 +438,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
     };
     let storage_class = u.storage_class.as_deref().map(StorageClass::from);
     let kms_key = u.sse_kms.then(|| system.topology.s3_key_arn.clone());
-    match u.part_size {
+    let version = match u.part_size {
         None => {
             let mut put = s3
                 .put_object()
@@ -431,6 +453,7 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
             }
             let out = put.send().await.map_err(sdk)?;
             record_upload(system, bucket, &u.key, out.version_id()).await;
+            out.version_id().map(str::to_string)
         }
         Some(part) => {
             let id = put_multipart(
@@ -448,9 +471,123 @@ async fn upload(system: &RunningSystem, u: &Upload) -> Result<(), String> {
             )
             .await?;
             record_upload(system, bucket, &u.key, id.as_deref()).await;
+            id
+        }
+    };
+    Ok((bucket.clone(), version, content))
+}
+
+/// What the runner knows of a run's versions for the invariants: what it uploaded and
+/// which replication faults, delays and pauses were in force for each.
+struct Truths {
+    uploads: Vec<UploadTruth>,
+    sse_kms: bool,
+    prefix: String,
+    lag_budget: f64,
+    faults: BTreeMap<String, Fault>,
+    delays: BTreeMap<String, f64>,
+    paused: bool,
+}
+
+impl Truths {
+    fn new(spec: &TopologySpec, lag_budget: f64) -> Truths {
+        Truths {
+            uploads: Vec::new(),
+            sse_kms: spec.replication.sse_kms,
+            prefix: spec.replication.prefix.clone(),
+            lag_budget,
+            faults: BTreeMap::new(),
+            delays: BTreeMap::new(),
+            paused: false,
         }
     }
-    Ok(())
+
+    fn replication(&mut self, r: &super::file::ReplicationControl) {
+        let key = r.key.clone().unwrap_or_else(|| "*".into());
+        match r.action {
+            ReplicationAction::Pause => self.paused = true,
+            ReplicationAction::Resume => self.paused = false,
+            ReplicationAction::Delay => {
+                self.delays.insert(key, r.seconds.unwrap_or(0.0));
+            }
+            ReplicationAction::Fault => {
+                if let Some(f) = r.fault {
+                    self.faults.insert(key, f);
+                }
+            }
+        }
+    }
+
+    fn uploaded(&mut self, u: &Upload, bucket: String, version: Option<String>, content: Content) {
+        let Some(version) = version else { return };
+        let fault = self.faults.get(&u.key).or_else(|| self.faults.get("*"));
+        let delay = self.delays.get(&u.key).or_else(|| self.delays.get("*"));
+        let injected = if matches!(u.storage_class.as_deref(), Some("GLACIER" | "DEEP_ARCHIVE")) {
+            Injected::Ineligible(Ineligibility::ColdStorage)
+        } else if u.sse_kms && !self.sse_kms {
+            Injected::Ineligible(Ineligibility::SseKmsNotOptedIn)
+        } else if !u.key.starts_with(&self.prefix) {
+            Injected::Ineligible(Ineligibility::OutsidePrefix)
+        } else {
+            match fault {
+                None => Injected::Nothing,
+                Some(Fault::Never) => Injected::Never,
+                Some(Fault::Failed) => Injected::Failed,
+                // Flipping the first byte of nothing changes nothing.
+                Some(Fault::Corrupt) if content.size == 0 => Injected::Nothing,
+                Some(Fault::Corrupt) => Injected::Corrupt,
+                Some(Fault::Relayout) => Injected::Relayout,
+            }
+        };
+        let late = self.paused || delay.is_some_and(|d| *d >= self.lag_budget / 2.0);
+        let n = 1 + self
+            .uploads
+            .iter()
+            .filter(|t| t.bucket == bucket && t.key == u.key)
+            .count();
+        self.uploads.push(UploadTruth {
+            label: format!("{}/{}#{n}", u.category, u.key),
+            bucket,
+            key: u.key.clone(),
+            version,
+            content,
+            injected,
+            late,
+            api_errors: false,
+            deleted: false,
+        });
+    }
+
+    fn deleted(&mut self, d: &Delete) {
+        if !d.permanent {
+            return;
+        }
+        if let Some(t) =
+            self.uploads.iter_mut().rev().find(|t| {
+                !t.deleted && t.label.rsplit_once('#').is_some_and(|(o, _)| o == d.object)
+            })
+        {
+            t.deleted = true;
+        }
+    }
+
+    /// Marks the versions an S3 error fault of the scenario could hit.
+    fn finish(&mut self, scenario: &Scenario) {
+        for s in &scenario.steps {
+            if let Step::Fault(f) = &s.step {
+                if f.service == Service::S3 && f.effect == EffectKind::Error {
+                    let prefix = f.key_prefix.as_deref().unwrap_or("");
+                    for t in self
+                        .uploads
+                        .iter_mut()
+                        .filter(|t| t.key.starts_with(prefix))
+                    {
+                        t.api_errors = true;
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn record_upload(system: &RunningSystem, bucket: &str, key: &str, version: Option<&str>) {
@@ -897,4 +1034,291 @@ fn check_expectations(
         }
     }
     unmet
+}
+
+/// One provisioned topology with the system running on it, for playing many workloads
+/// (the fuzzer): provisioned once, each workload played under its own key prefix, torn
+/// down by [`Session::stop`].
+pub struct Session<'e> {
+    engine: &'e Engine,
+    clients: Clients,
+    spec: TopologySpec,
+    suffix: String,
+    lag_budget: f64,
+    pub system: RunningSystem,
+}
+
+/// What the invariants found over a group of workloads played together.
+pub struct Checked {
+    /// Per workload: the violations about its versions.
+    pub workloads: Vec<Vec<invariants::Violation>>,
+    /// About the whole system (queues, dead letters).
+    pub system: Vec<invariants::Violation>,
+}
+
+impl<'e> Session<'e> {
+    /// Provisions the topology on `engine` with timing `profile` and starts the system.
+    pub async fn start(
+        engine: &'e Engine,
+        spec: &TopologySpec,
+        profile: &str,
+    ) -> Result<Session<'e>, ScenarioError> {
+        let timing = spec
+            .profile(profile)
+            .cloned()
+            .ok_or_else(|| ScenarioError::Other(format!("unknown profile {profile:?}")))?;
+        let lag_budget = timing.lag_budget_seconds;
+        let caps = engine.capabilities();
+        let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+        let suffix = new_suffix();
+        let (topology, _report, mode) =
+            provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
+        let system = RunningSystem::start(
+            clients.clone(),
+            caps,
+            topology,
+            mode,
+            &SystemOptions::default(),
+        )
+        .await
+        .map_err(|e| ScenarioError::Other(format!("starting the fidelity layer: {e}")))?;
+        Ok(Session {
+            engine,
+            clients,
+            spec: spec.clone(),
+            suffix,
+            lag_budget,
+            system,
+        })
+    }
+
+    /// Where the observation log stands: check from here after playing.
+    pub async fn mark(&self) -> usize {
+        self.system.observations.len().await
+    }
+
+    /// Plays a scenario's steps (no settling, no checks); answers what the harness knows
+    /// of the versions it uploaded.
+    pub async fn play(&self, scenario: &Scenario) -> Result<Vec<UploadTruth>, ScenarioError> {
+        let mut agent = AgentSession::new(&self.clients, &self.system.topology, &scenario.agent)
+            .map_err(|e| {
+                ScenarioError::Other(format!("creating the agent's work directory: {e}"))
+            })?;
+        let mut truths = Truths::new(&self.spec, self.lag_budget);
+        let played = tokio::select! {
+            r = play(&self.system, self.engine, scenario, &mut agent, &mut truths) => r,
+            why = self.engine.watch() => Err(ScenarioError::EngineExited(why)),
+        };
+        agent.cleanup();
+        played?;
+        truths.finish(scenario);
+        Ok(truths.uploads)
+    }
+
+    /// Waits until the system is quiet, then checks the invariants on what was observed
+    /// since `from`: each workload's versions, and once the queues and dead letters.
+    pub async fn check(
+        &self,
+        from: usize,
+        workloads: &[Vec<UploadTruth>],
+    ) -> Result<Checked, ScenarioError> {
+        tokio::select! {
+            r = settle(&self.system, Duration::from_secs(180)) => r,
+            why = self.engine.watch() => Err(why),
+        }
+        .map_err(|e| ScenarioError::Other(format!("the system did not settle: {e}")))?;
+        if let Some(p) = &self.system.proxy {
+            p.disarm_faults().await;
+        }
+        let (_, obs) = self.system.observations.since(from).await;
+        let mut depths = Vec::new();
+        for (role, q) in self.system.topology.queues.all() {
+            depths.push((
+                role,
+                depth(&self.system.clients.sqs, &q.url)
+                    .await
+                    .map_err(ScenarioError::Other)?,
+            ));
+        }
+        let facts = |uploads, depths| invariants::RunFacts {
+            uploads,
+            observations: &obs,
+            depths,
+            deep_verify: false,
+            alert_on_unverifiable: true,
+        };
+        Ok(Checked {
+            workloads: workloads
+                .iter()
+                .map(|u| {
+                    let mut v = invariants::check(&facts(u, &[]));
+                    v.retain(|v| !v.invariant.is_system_wide());
+                    v
+                })
+                .collect(),
+            system: invariants::check(&facts(&[], &depths)),
+        })
+    }
+
+    /// API faults that fired so far, counted by service, operation and effect.
+    pub async fn faults_fired(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        if let Some(p) = &self.system.proxy {
+            for (spec, firings) in p.fault_report().await {
+                if !firings.is_empty() {
+                    *out.entry(format!(
+                        "{:?} {} {:?}",
+                        spec.service,
+                        spec.operation.as_deref().unwrap_or("*"),
+                        spec.effect
+                    ))
+                    .or_insert(0) += firings.len();
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops the system and tears the topology down.
+    pub async fn stop(self) {
+        self.system.stop().await;
+        if self.engine.exited().is_none() {
+            let report = teardown(&self.clients, &self.spec, &self.suffix).await;
+            for p in report.problems {
+                tracing::warn!("teardown: {p}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn truths(sse_kms: bool, prefix: &str) -> Truths {
+        Truths {
+            uploads: Vec::new(),
+            sse_kms,
+            prefix: prefix.into(),
+            lag_budget: 60.0,
+            faults: BTreeMap::new(),
+            delays: BTreeMap::new(),
+            paused: false,
+        }
+    }
+
+    fn step(text: &str) -> Upload {
+        toml::from_str(text).expect("an upload")
+    }
+
+    /// The runner's ground truth comes from the step and the faults in force, never from
+    /// what the system decided.
+    #[rstest]
+    #[case::plain("", None, true, "", 5, Injected::Nothing)]
+    #[case::corrupt("", Some(Fault::Corrupt), true, "", 5, Injected::Corrupt)]
+    #[case::corrupting_nothing_changes_nothing(
+        "",
+        Some(Fault::Corrupt),
+        true,
+        "",
+        0,
+        Injected::Nothing
+    )]
+    #[case::failed("", Some(Fault::Failed), true, "", 5, Injected::Failed)]
+    #[case::glacier(
+        "storage_class = \"GLACIER\"",
+        Some(Fault::Corrupt),
+        true,
+        "",
+        5,
+        Injected::Ineligible(Ineligibility::ColdStorage)
+    )]
+    #[case::kms_without_opt_in(
+        "sse_kms = true",
+        None,
+        false,
+        "",
+        5,
+        Injected::Ineligible(Ineligibility::SseKmsNotOptedIn)
+    )]
+    #[case::kms_with_opt_in("sse_kms = true", None, true, "", 5, Injected::Nothing)]
+    #[case::outside_prefix(
+        "",
+        None,
+        true,
+        "reports/",
+        5,
+        Injected::Ineligible(Ineligibility::OutsidePrefix)
+    )]
+    fn ground_truth_of_an_upload(
+        #[case] extra: &str,
+        #[case] fault: Option<Fault>,
+        #[case] sse_kms: bool,
+        #[case] prefix: &str,
+        #[case] size: usize,
+        #[case] want: Injected,
+    ) {
+        let mut t = truths(sse_kms, prefix);
+        if let Some(f) = fault {
+            t.faults.insert("*".into(), f);
+        }
+        let u = step(&format!(
+            "category = \"documents\"\nkey = \"a.txt\"\n{extra}"
+        ));
+        t.uploaded(
+            &u,
+            "b".into(),
+            Some("v1".into()),
+            Content::of(&vec![7; size], None),
+        );
+        assert_eq!(t.uploads[0].injected, want);
+        assert_eq!(t.uploads[0].label, "documents/a.txt#1");
+    }
+
+    #[test]
+    fn delays_past_half_the_budget_and_pauses_may_be_late_and_deletes_mark_the_current() {
+        let mut t = truths(true, "");
+        t.delays.insert("slow.txt".into(), 40.0);
+        let up = |k: &str| step(&format!("category = \"documents\"\nkey = \"{k}\""));
+        t.uploaded(
+            &up("slow.txt"),
+            "b".into(),
+            Some("v1".into()),
+            Content::default(),
+        );
+        t.uploaded(
+            &up("fast.txt"),
+            "b".into(),
+            Some("v2".into()),
+            Content::default(),
+        );
+        t.paused = true;
+        t.uploaded(
+            &up("fast.txt"),
+            "b".into(),
+            Some("v3".into()),
+            Content::default(),
+        );
+        assert_eq!(
+            t.uploads.iter().map(|u| u.late).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(t.uploads[2].label, "documents/fast.txt#2");
+        let delete = |permanent| Delete {
+            object: "documents/fast.txt".into(),
+            permanent,
+        };
+        t.deleted(&delete(false));
+        assert!(
+            t.uploads.iter().all(|u| !u.deleted),
+            "a marker deletes no version"
+        );
+        t.deleted(&delete(true));
+        t.deleted(&delete(true));
+        assert_eq!(
+            t.uploads.iter().map(|u| u.deleted).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+    }
 }
