@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ bench-e2e: ## Upload-to-validated latency of 1000 objects, and the layer's share
 
 bench-layer: ## A 1 GiB object through the fidelity layer and direct: times, peak RSS (release build)
 	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench layer --size-mb 1024
+
+bench-replicate: ## A 256 MiB single-part and multipart version through the replicator: times, peak RSS (release build)
+	$(CARGO) run --quiet --release -p harness -- --engine $(ENGINE) bench replicate --size-mb 256
 
 bench-faults: ## The fault machinery's cost per request, idle and armed (release build, no engine)
 	$(CARGO) run --quiet --release -p harness -- bench faults

@@ -790,10 +790,25 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes `bytes` of generated content (seeded by `seed`) to `path`, a MiB at a time.
+async fn write_generated(path: &std::path::Path, seed: &str, bytes: u64) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let chunk = crate::scenario::runner::generated_bytes(seed, 1 << 20);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).await.map_err(|e| e.to_string())?;
+        left -= n as u64;
+    }
+    f.flush().await.map_err(|e| e.to_string())
+}
+
 /// Uploads and downloads one `bytes`-byte object (streamed from and to disk) direct and
 /// through a fidelity layer, in a bucket of its own, and reports times and peak RSS.
 pub async fn layer(engine: &Engine, spec: &TopologySpec, bytes: u64) -> Result<LayerBench, String> {
-    use tokio::io::AsyncWriteExt;
     let direct = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
     let proxy = crate::engine::proxy::GapProxy::start(&engine.endpoint)
         .await
@@ -816,19 +831,7 @@ pub async fn layer(engine: &Engine, spec: &TopologySpec, bytes: u64) -> Result<L
     let dir = std::env::temp_dir().join(&bucket);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let file = dir.join("object.bin");
-    {
-        let mut f = tokio::fs::File::create(&file)
-            .await
-            .map_err(|e| e.to_string())?;
-        let chunk = crate::scenario::runner::generated_bytes("bench-layer", 1 << 20);
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n]).await.map_err(|e| e.to_string())?;
-            left -= n as u64;
-        }
-        f.flush().await.map_err(|e| e.to_string())?;
-    }
+    write_generated(&file, "bench-layer", bytes).await?;
     let before = peak_rss_kib();
     let round = |c: Clients, key: &'static str| {
         let (bucket, file) = (bucket.clone(), file.clone());
@@ -927,7 +930,7 @@ pub async fn replicate(
     spec: &TopologySpec,
     bytes: u64,
 ) -> Result<ReplicateBench, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     const PART: usize = 8 << 20;
     let caps = engine.capabilities();
     let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
@@ -940,19 +943,7 @@ pub async fn replicate(
         .map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join("object.bin");
-    {
-        let mut f = tokio::fs::File::create(&file)
-            .await
-            .map_err(|e| e.to_string())?;
-        let chunk = crate::scenario::runner::generated_bytes("bench-replicate", 1 << 20);
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n]).await.map_err(|e| e.to_string())?;
-            left -= n as u64;
-        }
-        f.flush().await.map_err(|e| e.to_string())?;
-    }
+    write_generated(&file, "bench-replicate", bytes).await?;
     let run = async {
         let system = RunningSystem::start(
             clients.clone(),

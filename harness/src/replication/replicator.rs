@@ -1011,16 +1011,7 @@ impl Replicator {
         default: bool,
     ) -> Result<String, String> {
         use http_body_util::BodyExt;
-        let src = self
-            .clients
-            .s3
-            .get_object()
-            .bucket(&p.primary)
-            .key(&p.key)
-            .version_id(&p.version_id)
-            .send()
-            .await
-            .map_err(sdk)?;
+        let src = get_version(&self.clients.s3, p).await?;
         let length = src.content_length().unwrap_or(0);
         let crc = std::sync::Arc::new(std::sync::Mutex::new(
             crate::engine::checksums::Crc64::default(),
@@ -1085,15 +1076,7 @@ async fn copy_parts(
     crc: &mut crate::engine::checksums::Crc64,
     upload: &mut MultipartUpload<'_>,
 ) -> Result<(), String> {
-    let mut body = s3
-        .get_object()
-        .bucket(&p.primary)
-        .key(&p.key)
-        .version_id(&p.version_id)
-        .send()
-        .await
-        .map_err(sdk)?
-        .body;
+    let mut body = get_version(s3, p).await?.body;
     let part_size = part_size.max(1) as usize;
     let mut part = Vec::with_capacity(part_size.min(total as usize));
     let mut read = 0u64;
@@ -1267,17 +1250,24 @@ pub fn retry_after(errors: u32, jitter: f64) -> Option<Duration> {
     Some(base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
 }
 
-/// Reads a source version whole (single-part versions up to [`WHOLE_COPY_LIMIT`]).
-async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
-    let out = s3
-        .get_object()
+/// GetObject of a source version (its body still to be read).
+async fn get_version(
+    s3: &aws_sdk_s3::Client,
+    p: &Tracked,
+) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, String> {
+    s3.get_object()
         .bucket(&p.primary)
         .key(&p.key)
         .version_id(&p.version_id)
         .send()
         .await
-        .map_err(sdk)?;
-    Ok(out
+        .map_err(sdk)
+}
+
+/// Reads a source version whole (single-part versions up to [`WHOLE_COPY_LIMIT`]).
+async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
+    Ok(get_version(s3, p)
+        .await?
         .body
         .collect()
         .await
