@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ServerSideEncryption};
+use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
 
 use super::config::{BucketReplication, Eligibility, SourceVersion, Target};
@@ -1011,7 +1012,7 @@ impl Replicator {
         default: bool,
     ) -> Result<String, String> {
         use http_body_util::BodyExt;
-        let src = get_version(&self.clients.s3, p).await?;
+        let src = get_version(&self.clients.s3, p, None).await?;
         let length = src.content_length().unwrap_or(0);
         let crc = std::sync::Arc::new(std::sync::Mutex::new(
             crate::engine::checksums::Crc64::default(),
@@ -1064,9 +1065,11 @@ impl Replicator {
 }
 
 /// Reads the source version in one GetObject and writes it as parts of `part_size` bytes
-/// as the body arrives, holding at most one part (no ranged reads: an engine that ignores
-/// `Range` would otherwise break the copy). `corrupt` flips the first byte; `crc` sees
-/// every byte written.
+/// as the body arrives, holding at most one part. The body waits while a part uploads, and
+/// an engine may drop a response left unread that long: the read then resumes where it
+/// stopped with a ranged GetObject (at most [`MAX_RESUMES`] times), skipping what it
+/// already has when the engine answers a range with the whole object. `corrupt` flips the
+/// first byte; `crc` sees every byte written.
 async fn copy_parts(
     s3: &aws_sdk_s3::Client,
     p: &Tracked,
@@ -1076,10 +1079,14 @@ async fn copy_parts(
     crc: &mut crate::engine::checksums::Crc64,
     upload: &mut MultipartUpload<'_>,
 ) -> Result<(), String> {
-    let mut body = get_version(s3, p).await?.body;
+    let mut body = get_version(s3, p, None).await?.body;
     let part_size = part_size.max(1) as usize;
     let mut part = Vec::with_capacity(part_size.min(total as usize));
     let mut read = 0u64;
+    // Bytes of the current body to drop before reading on (a resumed read the engine
+    // answered from the start).
+    let mut skip = 0u64;
+    let mut resumes = 0;
     let mut flip_next = corrupt;
     let mut emit = |mut bytes: Vec<u8>, crc: &mut crate::engine::checksums::Crc64| {
         if std::mem::take(&mut flip_next) {
@@ -1089,9 +1096,25 @@ async fn copy_parts(
         bytes
     };
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        read += chunk.len() as u64;
-        let mut rest = &chunk[..];
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) if resumes < MAX_RESUMES && read < total => {
+                resumes += 1;
+                tracing::debug!(key = %p.key, read, error = %DisplayErrorContext(&e), "source read dropped; resuming");
+                let out = get_version(s3, p, Some(read)).await?;
+                skip = match out.content_length() {
+                    Some(n) if n as u64 == total - read => 0,
+                    _ => read,
+                };
+                body = out.body;
+                continue;
+            }
+            Err(e) => return Err(format!("{}: {}", p.key, DisplayErrorContext(&e))),
+        };
+        let dropped = skip.min(chunk.len() as u64) as usize;
+        skip -= dropped as u64;
+        let mut rest = &chunk[dropped..];
+        read += rest.len() as u64;
         while !rest.is_empty() {
             let take = (part_size - part.len()).min(rest.len());
             part.extend_from_slice(&rest[..take]);
@@ -1110,6 +1133,10 @@ async fn copy_parts(
     }
     Ok(())
 }
+
+/// How often [`copy_parts`] resumes a dropped source read before the copy fails (and is
+/// retried as a whole with backoff).
+const MAX_RESUMES: u32 = 5;
 
 /// Declares the source's full-object checksum on a replica's PutObject, as S3 replication
 /// keeps it.
@@ -1250,15 +1277,18 @@ pub fn retry_after(errors: u32, jitter: f64) -> Option<Duration> {
     Some(base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
 }
 
-/// GetObject of a source version (its body still to be read).
+/// GetObject of a source version, from byte `from` on when given (its body still to be
+/// read).
 async fn get_version(
     s3: &aws_sdk_s3::Client,
     p: &Tracked,
+    from: Option<u64>,
 ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, String> {
     s3.get_object()
         .bucket(&p.primary)
         .key(&p.key)
         .version_id(&p.version_id)
+        .set_range(from.map(|n| format!("bytes={n}-")))
         .send()
         .await
         .map_err(sdk)
@@ -1266,7 +1296,7 @@ async fn get_version(
 
 /// Reads a source version whole (single-part versions up to [`WHOLE_COPY_LIMIT`]).
 async fn read_version(s3: &aws_sdk_s3::Client, p: &Tracked) -> Result<Vec<u8>, String> {
-    Ok(get_version(s3, p)
+    Ok(get_version(s3, p, None)
         .await?
         .body
         .collect()
