@@ -931,23 +931,8 @@ impl Replicator {
             let replica_crc64 = default
                 .is_some()
                 .then(|| crate::engine::checksums::Crc64::of(&bytes));
-            let mut put = dst
-                .put_object()
-                .bucket(&target.bucket)
-                .key(&p.key)
-                .set_metadata(opts.metadata)
-                .set_content_type(opts.content_type)
-                .set_storage_class(opts.storage_class)
+            let put = replica_put(dst, target, &p.key, opts, &head, corrupt)
                 .body(ByteStream::from(bytes));
-            if let Some(k) = &opts.kms_key {
-                put = put
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .ssekms_key_id(k);
-            }
-            // Keep the source's full-object checksum, as S3 replication does.
-            if !corrupt {
-                put = with_source_checksum(put, &head);
-            }
             let out = put.send().await.map_err(sdk)?;
             let id = out.version_id().unwrap_or_default().to_string();
             if let (Some(crc), Some(store)) = (replica_crc64, self.default_checksums()) {
@@ -1038,23 +1023,9 @@ impl Replicator {
             })
         });
         let dst = crate::aws::without_checksums(&self.clients.s3_replica);
-        let mut put = dst
-            .put_object()
-            .bucket(&target.bucket)
-            .key(&p.key)
+        let put = replica_put(&dst, target, &p.key, opts, head, corrupt)
             .content_length(length)
-            .set_metadata(opts.metadata)
-            .set_content_type(opts.content_type)
-            .set_storage_class(opts.storage_class)
             .body(ByteStream::from_body_1_x(body));
-        if let Some(k) = &opts.kms_key {
-            put = put
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(k);
-        }
-        if !corrupt {
-            put = with_source_checksum(put, head);
-        }
         let out = put.send().await.map_err(sdk)?;
         let id = out.version_id().unwrap_or_default().to_string();
         if let (true, Some(store), Ok(c)) = (default, self.default_checksums(), crc.lock()) {
@@ -1137,6 +1108,36 @@ async fn copy_parts(
 /// How often [`copy_parts`] resumes a dropped source read before the copy fails (and is
 /// retried as a whole with backoff).
 const MAX_RESUMES: u32 = 5;
+
+/// A replica's PutObject (body still to be set): the source's metadata, content type and
+/// storage class, SSE-KMS with the rule's key when the source has it, and the source's
+/// full-object checksum unless the copy is corrupted on purpose.
+fn replica_put(
+    dst: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    opts: PutOptions,
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    corrupt: bool,
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+    let mut put = dst
+        .put_object()
+        .bucket(&target.bucket)
+        .key(key)
+        .set_metadata(opts.metadata)
+        .set_content_type(opts.content_type)
+        .set_storage_class(opts.storage_class);
+    if let Some(k) = &opts.kms_key {
+        put = put
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(k);
+    }
+    if corrupt {
+        put
+    } else {
+        with_source_checksum(put, head)
+    }
+}
 
 /// Declares the source's full-object checksum on a replica's PutObject, as S3 replication
 /// keeps it.
