@@ -7,8 +7,8 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 
 use crate::engine::{self, EngineKind, StartOptions};
-use crate::report::junit::{self, CaseResult};
-use crate::report::snapshot;
+use crate::report::case::{Case, CaseStatus};
+use crate::report::junit;
 use crate::scenario::{self, RunOptions, Scenario};
 use crate::topology::TopologySpec;
 
@@ -147,7 +147,6 @@ impl RunArgs {
         );
 
         let mut results = Vec::new();
-        let mut failed = 0;
         for s in &scenarios {
             let t = Instant::now();
             let opts = RunOptions {
@@ -162,88 +161,14 @@ impl RunArgs {
                     return Ok(130);
                 }
             };
-            let failure = match run {
-                Err(e) => {
-                    println!("FAIL {} ({:.1}s)\n  {e}", s.name, t.elapsed().as_secs_f64());
-                    Some(e.to_string())
-                }
-                Ok(outcome) => {
-                    let tm = &outcome.timings;
-                    let timing_line = format!(
-                        "provision {:.2}s, steps {:.2}s, settle {:.2}s, teardown {:.2}s, total {:.2}s",
-                        tm.provision.as_secs_f64(),
-                        tm.steps.as_secs_f64(),
-                        tm.settle.as_secs_f64(),
-                        tm.teardown.as_secs_f64(),
-                        tm.total.as_secs_f64()
-                    );
-                    let snap = snapshot::snapshot_path(&root, &s.name);
-                    let mut problems = outcome.unmet.clone();
-                    let mut diff_text = None;
-                    match snapshot::read_snapshot(&snap) {
-                        None => {
-                            let pending = snap.with_extension("snap.new");
-                            let _ = std::fs::create_dir_all(snap.parent().expect("has parent"));
-                            std::fs::write(
-                                &pending,
-                                format!(
-                                    "---\nsource: tests/scenarios.rs\nexpression: transcript\n---\n{}\n",
-                                    outcome.transcript.trim_end()
-                                ),
-                            )?;
-                            problems.push(format!(
-                                "no reviewed snapshot at {}; wrote {} for review (`cargo insta review`)",
-                                snap.display(),
-                                pending.display()
-                            ));
-                        }
-                        Some(expected) => {
-                            if let Some(d) = snapshot::diff(&expected, &outcome.transcript) {
-                                problems.push(format!("outcome differs from {}", snap.display()));
-                                diff_text = Some(d);
-                            }
-                        }
-                    }
-                    if self.show || (self.name.is_some() && problems.is_empty()) {
-                        println!(
-                            "---- {} outcome ----\n{}",
-                            s.name,
-                            outcome.transcript.trim_end()
-                        );
-                        println!("----");
-                    }
-                    if problems.is_empty() {
-                        println!("PASS {} on {} ({timing_line})", s.name, outcome.engine);
-                        println!("  replication: {}", outcome.replication);
-                        None
-                    } else {
-                        println!("FAIL {} on {} ({timing_line})", s.name, outcome.engine);
-                        for p in &problems {
-                            println!("  {p}");
-                        }
-                        if let Some(d) = &diff_text {
-                            println!("{d}");
-                            println!(
-                                "  If the new outcome is right, review and accept it with `cargo test --features e2e` then `cargo insta review`."
-                            );
-                        }
-                        if self.keep {
-                            println!("  topology kept: suffix {}", outcome.suffix);
-                        }
-                        Some(problems.join("\n"))
-                    }
-                }
-            };
-            if failure.is_some() {
-                failed += 1;
-            }
-            results.push(CaseResult {
-                name: s.name.clone(),
-                engine: kind.to_string(),
-                time: t.elapsed(),
-                failure,
-            });
+            let case = Case::judge(&root, s, kind, run, t.elapsed());
+            self.print(&case);
+            results.push(case);
         }
+        let failed = results
+            .iter()
+            .filter(|c| c.status != CaseStatus::Passed)
+            .count();
         if let Some(path) = &self.junit {
             junit::write(path, &results)?;
         }
@@ -259,5 +184,61 @@ impl RunArgs {
             started.elapsed().as_secs_f64()
         );
         Ok(if failed == 0 { 0 } else { 1 })
+    }
+
+    /// The console lines of one case: PASS/FAIL/ERROR with timings, the problems, the diff.
+    fn print(&self, case: &Case) {
+        let Some(outcome) = &case.outcome else {
+            println!(
+                "{} {} on {} ({:.1}s)",
+                case.status.label(),
+                case.scenario,
+                case.engine,
+                case.time.as_secs_f64()
+            );
+            for p in &case.problems {
+                println!("  {p}");
+            }
+            return;
+        };
+        let tm = &outcome.timings;
+        let timing_line = format!(
+            "provision {:.2}s, steps {:.2}s, settle {:.2}s, teardown {:.2}s, total {:.2}s",
+            tm.provision.as_secs_f64(),
+            tm.steps.as_secs_f64(),
+            tm.settle.as_secs_f64(),
+            tm.teardown.as_secs_f64(),
+            tm.total.as_secs_f64()
+        );
+        if self.show || (self.name.is_some() && case.status == CaseStatus::Passed) {
+            println!(
+                "---- {} outcome ----\n{}",
+                case.scenario,
+                outcome.transcript.trim_end()
+            );
+            println!("----");
+        }
+        println!(
+            "{} {} on {} ({timing_line})",
+            case.status.label(),
+            case.scenario,
+            outcome.engine
+        );
+        if case.status == CaseStatus::Passed {
+            println!("  replication: {}", outcome.replication);
+            return;
+        }
+        for p in &case.problems {
+            println!("  {p}");
+        }
+        if let Some(d) = &case.diff {
+            println!("{d}");
+            println!(
+                "  If the new outcome is right, review and accept it with `cargo test --features e2e` then `cargo insta review`."
+            );
+        }
+        if self.keep {
+            println!("  topology kept: suffix {}", outcome.suffix);
+        }
     }
 }

@@ -1,43 +1,102 @@
-//! JUnit XML for CI systems (`harness scenario run --all --junit FILE`).
-
-use std::time::Duration;
+//! JUnit XML for CI systems (`harness scenario run --all --junit FILE`): one suite per
+//! engine, one test case per scenario; a failed case carries its problems and the snapshot
+//! diff, a case that could not be played is a JUnit error.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-/// One scenario result for the JUnit report.
-pub struct CaseResult {
-    pub name: String,
-    pub engine: String,
-    pub time: Duration,
-    /// `None` when it passed; the failure text otherwise.
-    pub failure: Option<String>,
-}
+use crate::report::case::{Case, CaseStatus};
 
-/// Writes a JUnit report with one suite per engine.
-pub fn write(path: &std::path::Path, results: &[CaseResult]) -> std::io::Result<()> {
+/// The JUnit document for `cases`.
+pub fn render(cases: &[Case]) -> Result<String, quick_junit::SerializeError> {
     let mut report = Report::new("autobackup-scenarios");
-    let mut engines: Vec<&str> = results.iter().map(|r| r.engine.as_str()).collect();
-    engines.sort();
+    let mut engines: Vec<_> = cases.iter().map(|c| c.engine).collect();
+    engines.sort_by_key(|k| k.name());
     engines.dedup();
     for engine in engines {
         let mut suite = TestSuite::new(format!("scenarios-{engine}"));
-        for r in results.iter().filter(|r| r.engine == engine) {
-            let status = match &r.failure {
-                None => TestCaseStatus::success(),
-                Some(text) => {
-                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    s.set_description(text.clone());
+        for c in cases.iter().filter(|c| c.engine == engine) {
+            let status = match (c.status, c.failure_text()) {
+                (CaseStatus::Passed, _) | (_, None) => TestCaseStatus::success(),
+                (status, Some(text)) => {
+                    let kind = if status == CaseStatus::Error {
+                        NonSuccessKind::Error
+                    } else {
+                        NonSuccessKind::Failure
+                    };
+                    let mut s = TestCaseStatus::non_success(kind);
+                    s.set_message(c.problems.first().cloned().unwrap_or_default());
+                    s.set_description(text);
                     s
                 }
             };
-            let mut case = TestCase::new(r.name.clone(), status);
-            case.set_time(r.time);
+            let mut case = TestCase::new(c.scenario.clone(), status);
+            case.set_classname(format!("scenarios.{engine}"));
+            case.set_time(c.time);
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
     }
-    let xml = report
-        .to_string()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    report.to_string()
+}
+
+/// Writes the JUnit document for `cases` to `path`.
+pub fn write(path: &std::path::Path, cases: &[Case]) -> std::io::Result<()> {
+    let xml = render(cases).map_err(|e| std::io::Error::other(e.to_string()))?;
     std::fs::write(path, xml)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::EngineKind;
+
+    fn case(name: &str, engine: EngineKind, status: CaseStatus) -> Case {
+        Case {
+            scenario: name.into(),
+            description: String::new(),
+            engine,
+            status,
+            time: Duration::from_millis(1500),
+            problems: match status {
+                CaseStatus::Passed => vec![],
+                _ => vec![format!("{name} went wrong")],
+            },
+            diff: (status == CaseStatus::Failed).then(|| "-old line\n+new line\n".to_string()),
+            pending: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn one_suite_per_engine_and_the_failure_carries_the_diff() {
+        let xml = render(&[
+            case("happy-path", EngineKind::Ministack, CaseStatus::Passed),
+            case("poison-pill", EngineKind::Ministack, CaseStatus::Failed),
+            case("happy-path", EngineKind::Localstack, CaseStatus::Error),
+        ])
+        .unwrap();
+        assert!(
+            xml.contains(
+                r#"<testsuite name="scenarios-localstack" tests="1" skipped="0" errors="1" failures="0""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<testsuite name="scenarios-ministack" tests="2" skipped="0" errors="0" failures="1""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<failure message="poison-pill went wrong""#),
+            "{xml}"
+        );
+        assert!(xml.contains("+new line"), "{xml}");
+        assert!(
+            xml.contains(r#"<error message="happy-path went wrong""#),
+            "{xml}"
+        );
+    }
 }
