@@ -143,6 +143,42 @@ impl Case {
     }
 }
 
+/// One posture check of a provisioned topology on one engine (`harness gate`): a setting of
+/// one resource, compared with what the seed deployment requires.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub engine: EngineKind,
+    /// The check's stable id, e.g. `bucket-public-access-block`.
+    pub id: String,
+    /// The resource checked (bucket name, queue URL, topic ARN, role name).
+    pub resource: String,
+    /// The setting checked, e.g. `BlockPublicAcls`.
+    pub setting: String,
+    pub passed: bool,
+    /// What was found (and, when it failed, what was required).
+    pub detail: String,
+}
+
+/// Everything one gate run (or one `scenario run`) produced: what the renderers (JUnit, the
+/// Markdown summary, the HTML report) are given.
+#[derive(Debug, Default)]
+pub struct GateRun {
+    pub cases: Vec<Case>,
+    pub checks: Vec<Check>,
+    /// `(k, n)` when this run is shard k of n (1-based).
+    pub shard: Option<(u32, u32)>,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+}
+
+impl GateRun {
+    /// Did every case pass and every check hold?
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(|c| c.status == CaseStatus::Passed)
+            && self.checks.iter().all(|c| c.passed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
