@@ -5,6 +5,7 @@
 //! | [`engine`] | installing, starting, identifying local AWS engines; [`engine::gaps`] normalises what they do differently from AWS |
 //! | [`topology`] | the seed deployment as data, provisioning and teardown |
 //! | [`replication`] | native vs emulated replication, the harness replicator |
+//! | [`history`] | what the fidelity layer remembers of every version: in memory, or a redb file for `harness up` |
 //! | [`esm`] | the SQS event source mapping that runs the real handlers |
 //! | [`system`] | the running system: functions, mappings, replicator, alert sink |
 //! | [`scenario`] | scenario files, the runner, the transcript |
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod engine;
 pub mod errors;
 pub mod esm;
+pub mod history;
 pub mod observe;
 pub mod paths;
 pub mod redrive;

@@ -18,9 +18,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::Clients;
+use crate::engine::checksums::DefaultChecksums;
 use crate::engine::proxy::GapProxy;
 use crate::engine::{gaps, Capabilities};
 use crate::esm::{self, DeliveryHooks, Function, Mapping};
+use crate::history::History;
 use crate::observe::Observations;
 use crate::replication::{ReplicationMode, ReplicationTiming, Replicator};
 use crate::topology::Topology;
@@ -46,6 +48,10 @@ pub struct SystemOptions {
     /// Keep only the last N observations (counts cover all): `harness up` runs for days.
     /// `None` keeps everything, as a scenario's transcript needs.
     pub observation_cap: Option<usize>,
+    /// Keep the fidelity layer's per-version history (the replicator's settled versions
+    /// and replica ids, the default checksums) in files in this directory instead of
+    /// memory: `harness up`'s memory then stays flat whatever the object count.
+    pub history_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SystemOptions {
@@ -58,9 +64,13 @@ impl Default for SystemOptions {
             direct: false,
             replicator: None,
             observation_cap: None,
+            history_dir: None,
         }
     }
 }
+
+/// The files of [`SystemOptions::history_dir`]: the replicator's, the default checksums'.
+pub const HISTORY_FILES: [&str; 2] = ["replication.redb", "checksums.redb"];
 
 /// The two functions, for pausing and resuming their triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -145,7 +155,13 @@ impl RunningSystem {
         let proxy = if opts.direct {
             None
         } else {
-            Some(GapProxy::start(&clients.endpoint).await?)
+            let checksums = match &opts.history_dir {
+                Some(dir) => DefaultChecksums::with_history(
+                    History::on_disk(&dir.join(HISTORY_FILES[1])).map_err(std::io::Error::other)?,
+                ),
+                None => DefaultChecksums::default(),
+            };
+            Some(GapProxy::start_with(&clients.endpoint, checksums).await?)
         };
         let function_endpoint = proxy
             .as_ref()
@@ -171,14 +187,20 @@ impl RunningSystem {
             Some(shared.clone())
         } else if mode.is_emulated() {
             let t = &topology.timing;
-            let r = Arc::new(Replicator::new(
+            let mut r = Replicator::new(
                 clients.clone(),
                 topology.replication.clone(),
                 ReplicationTiming {
                     lag: Duration::from_secs_f64(t.replication_lag_seconds.max(0.0)),
                     fallback: Duration::from_secs_f64(t.replication_fallback_seconds.max(0.0)),
                 },
-            ));
+            );
+            if let Some(dir) = &opts.history_dir {
+                let history =
+                    History::on_disk(&dir.join(HISTORY_FILES[0])).map_err(std::io::Error::other)?;
+                r = r.keep_history(history);
+            }
+            let r = Arc::new(r);
             let runner = r.clone();
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {

@@ -309,6 +309,10 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
 
 pub fn remove(engine: &str) {
     let _ = std::fs::remove_file(state_path(engine));
+    // The fidelity layer's history: nothing in it outlives the run.
+    for f in crate::system::HISTORY_FILES {
+        let _ = std::fs::remove_file(dir(engine).join(f));
+    }
 }
 
 /// One decision as recorded for `harness status`.

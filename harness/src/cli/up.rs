@@ -95,6 +95,7 @@ impl UpArgs {
             mode.clone(),
             &SystemOptions {
                 observation_cap: Some(UP_OBSERVATIONS),
+                history_dir: Some(up::dir(kind.name())),
                 ..SystemOptions::default()
             },
         )

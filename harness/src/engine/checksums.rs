@@ -13,10 +13,12 @@
 //! checksum (`x-amz-checksum-crc64nvme`, `x-amz-checksum-type: FULL_OBJECT`) instead of
 //! whatever the engine keeps, as S3 would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use base64::Engine as _;
+
+use crate::history::{self, History, Table};
 
 /// A CRC64NVME digest fed in chunks.
 pub struct Crc64 {
@@ -59,26 +61,38 @@ impl Crc64 {
 /// Default checksums the layer knows, and the multipart uploads that will get one.
 #[derive(Default)]
 pub struct DefaultChecksums {
-    /// (bucket, engine version id) -> base64 CRC64NVME.
-    stored: Mutex<HashMap<(String, String), String>>,
-    /// Upload ids of multipart uploads created without a checksum algorithm.
+    /// (bucket, engine version id) -> base64 CRC64NVME, in the run's [`History`] (a file
+    /// for `harness up`: one entry per version ever uploaded without a checksum).
+    stored: Mutex<History>,
+    /// Upload ids of multipart uploads created without a checksum algorithm (until they
+    /// complete).
     uploads: Mutex<HashSet<String>>,
 }
 
 impl DefaultChecksums {
+    /// Keeps the checksums in `history` instead of memory.
+    pub fn with_history(history: History) -> DefaultChecksums {
+        DefaultChecksums {
+            stored: Mutex::new(history),
+            uploads: Mutex::default(),
+        }
+    }
+
     pub fn record(&self, bucket: &str, version: &str, crc64: String) {
-        self.stored
-            .lock()
-            .expect("not poisoned")
-            .insert((bucket.to_string(), version.to_string()), crc64);
+        self.stored.lock().expect("not poisoned").put(
+            Table::Checksums,
+            history::key(bucket, version),
+            crc64.as_bytes(),
+        );
     }
 
     pub fn get(&self, bucket: &str, version: &str) -> Option<String> {
-        self.stored
+        let bytes = self
+            .stored
             .lock()
             .expect("not poisoned")
-            .get(&(bucket.to_string(), version.to_string()))
-            .cloned()
+            .get(Table::Checksums, history::key(bucket, version))?;
+        String::from_utf8(bytes).ok()
     }
 
     pub fn upload_without_checksum(&self, upload_id: &str) {

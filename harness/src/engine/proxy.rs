@@ -100,6 +100,15 @@ impl Drop for GapProxy {
 impl GapProxy {
     /// Starts a proxy to `upstream` on a free loopback port.
     pub async fn start(upstream: &str) -> std::io::Result<GapProxy> {
+        Self::start_with(upstream, DefaultChecksums::default()).await
+    }
+
+    /// [`GapProxy::start`] keeping the default checksums in `checksums` (a file for
+    /// `harness up`: see [`crate::history`]).
+    pub async fn start_with(
+        upstream: &str,
+        checksums: DefaultChecksums,
+    ) -> std::io::Result<GapProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(ProxyState {
@@ -111,7 +120,7 @@ impl GapProxy {
                 .map_err(std::io::Error::other)?,
             replicator: Mutex::new(None),
             faults: Faults::default(),
-            checksums: Arc::new(DefaultChecksums::default()),
+            checksums: Arc::new(checksums),
             stats: LayerStats::default(),
         });
         let st = state.clone();

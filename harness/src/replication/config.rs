@@ -45,7 +45,42 @@ pub enum Eligibility {
     /// Copy to each destination (with the replica KMS key for SSE-KMS objects).
     Replicate(Vec<Target>),
     /// No rule covers it: S3 reports no replication status and copies nothing.
-    Ineligible(&'static str),
+    Ineligible(Ineligible),
+}
+
+/// Why S3 replication does not copy a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    /// A replica is not replicated again (S3 User Guide, "What is replicated").
+    Replica,
+    /// GLACIER and DEEP_ARCHIVE objects are not replicated ("What isn't replicated").
+    Archived,
+    /// No rule's filter (prefix, tags) matches the key.
+    NoRuleMatches,
+    /// A delete marker, and no matching rule replicates delete markers.
+    DeleteMarkersOff,
+    /// An SSE-KMS object, and no matching rule opted in (`SseKmsEncryptedObjects`).
+    SseKmsNotOptedIn,
+}
+
+impl Ineligible {
+    pub const ALL: [Ineligible; 5] = [
+        Ineligible::Replica,
+        Ineligible::Archived,
+        Ineligible::NoRuleMatches,
+        Ineligible::DeleteMarkersOff,
+        Ineligible::SseKmsNotOptedIn,
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ineligible::Replica => "a replica is not replicated again",
+            Ineligible::Archived => "GLACIER and DEEP_ARCHIVE objects are not replicated",
+            Ineligible::NoRuleMatches => "no rule's filter matches",
+            Ineligible::DeleteMarkersOff => "delete-marker replication is off",
+            Ineligible::SseKmsNotOptedIn => "SSE-KMS objects need the rule's opt-in",
+        }
+    }
 }
 
 /// One destination of an eligible version.
@@ -70,10 +105,10 @@ pub struct SourceVersion<'a> {
 impl BucketReplication {
     pub fn eligibility(&self, v: &SourceVersion<'_>) -> Eligibility {
         if v.replica {
-            return Eligibility::Ineligible("a replica is not replicated again");
+            return Eligibility::Ineligible(Ineligible::Replica);
         }
         if !v.delete_marker && matches!(v.storage_class, Some("GLACIER" | "DEEP_ARCHIVE")) {
-            return Eligibility::Ineligible("GLACIER and DEEP_ARCHIVE objects are not replicated");
+            return Eligibility::Ineligible(Ineligible::Archived);
         }
         // Per destination, the highest-priority rule whose filter matches decides.
         let mut deciding: Vec<&RuleSpec> = Vec::new();
@@ -89,7 +124,7 @@ impl BucketReplication {
             }
         }
         if deciding.is_empty() {
-            return Eligibility::Ineligible("no rule's filter matches");
+            return Eligibility::Ineligible(Ineligible::NoRuleMatches);
         }
         let targets: Vec<Target> = deciding
             .into_iter()
@@ -106,9 +141,9 @@ impl BucketReplication {
             .collect();
         if targets.is_empty() {
             return Eligibility::Ineligible(if v.delete_marker {
-                "delete-marker replication is off"
+                Ineligible::DeleteMarkersOff
             } else {
-                "SSE-KMS objects need the rule's opt-in"
+                Ineligible::SseKmsNotOptedIn
             });
         }
         Eligibility::Replicate(targets)
@@ -339,10 +374,7 @@ mod tests {
             delete_marker: true,
             ..v("a")
         });
-        assert_eq!(
-            got,
-            Eligibility::Ineligible("delete-marker replication is off")
-        );
+        assert_eq!(got, Eligibility::Ineligible(Ineligible::DeleteMarkersOff));
     }
 
     #[test]

@@ -25,9 +25,10 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ServerSideEncryption};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
 
-use super::config::{BucketReplication, Eligibility, SourceVersion, Target};
+use super::config::{BucketReplication, Eligibility, Ineligible, SourceVersion, Target};
 use crate::aws::Clients;
 use crate::errors::sdk;
+use crate::history::{key as vkey, History, Table};
 use crate::s3util::{MultipartUpload, PutOptions};
 
 /// A deliberate replication fault for one key.
@@ -91,7 +92,7 @@ struct Tracked {
     sse_kms: bool,
     /// Destinations (empty and `ineligible` set when no rule covers it).
     targets: Vec<Target>,
-    ineligible: Option<&'static str>,
+    ineligible: Option<Ineligible>,
     status: Option<Status>,
     /// When the copy is due; `None` while waiting for the first delivery attempt.
     due: Option<Instant>,
@@ -114,28 +115,23 @@ struct State {
     faults: HashMap<String, TargetedFault>,
     /// Versions in flight (not settled), by (primary, version id).
     versions: HashMap<(String, String), Tracked>,
-    /// Settled versions, in the compact form of [`Settled`], by [`vkey`] of (primary,
-    /// version id): the history costs tens of bytes a version, not a `Tracked` each.
-    settled: HashMap<u64, Settled>,
+    /// Everything that outlives a version's flight, keyed by [`vkey`]: settled versions
+    /// in the compact form of [`Settled`] (by (primary, version id)), each key's version
+    /// ids (by (primary, key)), and the replicas' version id pairs. In memory for a
+    /// scenario, in a file for `harness up` (see [`crate::history`]).
+    history: History,
     /// Versions not settled yet, in discovery order (oldest first). Settled ones leave it,
     /// so a pass costs what is in flight, not the whole history.
     order: Vec<(String, String)>,
-    /// [`vkey`] of (primary, key) -> its version ids in discovery order: an event finds its
-    /// version without scanning every version ever seen.
-    by_key: HashMap<u64, Vec<Box<str>>>,
-    /// [`vkey`] of (replica bucket, source version id) -> the engine's version id of the copy.
-    engine_ids: HashMap<u64, Box<str>>,
-    /// [`vkey`] of (replica bucket, engine version id) -> source version id.
-    source_ids: HashMap<u64, Box<str>>,
     copied: usize,
 }
 
 /// What a settled version still answers for (its status in HEADs, why it is ineligible,
 /// and what an event without a version id is matched on), without its strings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Settled {
     status: Option<Status>,
-    ineligible: Option<&'static str>,
+    ineligible: Option<Ineligible>,
     delete_marker: bool,
     claimed: bool,
     size: i64,
@@ -156,6 +152,52 @@ impl Settled {
     }
 }
 
+impl Settled {
+    /// 19 bytes: status, ineligibility, flags, size, ETag hash.
+    fn encode(&self) -> [u8; 19] {
+        let mut b = [0u8; 19];
+        b[0] = match self.status {
+            None => 0,
+            Some(Status::Pending) => 1,
+            Some(Status::Completed) => 2,
+            Some(Status::Failed) => 3,
+        };
+        b[1] = self.ineligible.map_or(0, |w| {
+            1 + Ineligible::ALL
+                .iter()
+                .position(|x| *x == w)
+                .expect("listed") as u8
+        });
+        b[2] = u8::from(self.delete_marker) | (u8::from(self.claimed) << 1);
+        b[3..11].copy_from_slice(&self.size.to_le_bytes());
+        b[11..19].copy_from_slice(&self.etag.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Settled> {
+        if b.len() != 19 {
+            return None;
+        }
+        Some(Settled {
+            status: match b[0] {
+                0 => None,
+                1 => Some(Status::Pending),
+                2 => Some(Status::Completed),
+                3 => Some(Status::Failed),
+                _ => return None,
+            },
+            ineligible: match b[1] {
+                0 => None,
+                n => Some(*Ineligible::ALL.get(usize::from(n) - 1)?),
+            },
+            delete_marker: b[2] & 1 != 0,
+            claimed: b[2] & 2 != 0,
+            size: i64::from_le_bytes(b[3..11].try_into().ok()?),
+            etag: u64::from_le_bytes(b[11..19].try_into().ok()?),
+        })
+    }
+}
+
 /// The 64-bit SipHash (fixed keys, so stable within a run) of `s`.
 fn hash(s: &str) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -164,23 +206,66 @@ fn hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// The key of a (bucket, version id or key) pair in the compact maps. `str`'s `Hash` ends
-/// each string with a 0xff byte, so no two pairs write the same bytes; two pairs of one run
-/// collide with a chance of about n²/2⁶⁵ (1 in 10¹¹ for a million versions).
-fn vkey(bucket: &str, id: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bucket.hash(&mut h);
-    id.hash(&mut h);
-    h.finish()
-}
-
 impl State {
     fn knows(&self, primary: &str, version_id: &str) -> bool {
-        self.settled.contains_key(&vkey(primary, version_id))
+        self.history
+            .contains(Table::Settled, vkey(primary, version_id))
             || self
                 .versions
                 .contains_key(&(primary.to_string(), version_id.to_string()))
+    }
+
+    fn settled(&self, bucket: &str, version_id: &str) -> Option<Settled> {
+        Settled::decode(&self.history.get(Table::Settled, vkey(bucket, version_id))?)
+    }
+
+    fn settle(&mut self, bucket: &str, version_id: &str, s: Settled) {
+        self.history
+            .put(Table::Settled, vkey(bucket, version_id), &s.encode());
+    }
+
+    /// The version ids of `key` in discovery order (each as a u16 length and its bytes).
+    fn versions_of(&self, bucket: &str, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(b) = self.history.get(Table::KeyVersions, vkey(bucket, key)) else {
+            return out;
+        };
+        let mut rest = &b[..];
+        while rest.len() >= 2 {
+            let n = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+            let Some(id) = rest.get(2..2 + n) else { break };
+            out.push(String::from_utf8_lossy(id).into_owned());
+            rest = &rest[2 + n..];
+        }
+        out
+    }
+
+    fn add_version(&mut self, bucket: &str, key: &str, version_id: &str) {
+        let k = vkey(bucket, key);
+        let mut b = self.history.get(Table::KeyVersions, k).unwrap_or_default();
+        let id = &version_id.as_bytes()[..version_id.len().min(usize::from(u16::MAX))];
+        b.extend_from_slice(&(id.len() as u16).to_le_bytes());
+        b.extend_from_slice(id);
+        self.history.put(Table::KeyVersions, k, &b);
+    }
+
+    fn text(&self, table: Table, bucket: &str, id: &str) -> Option<String> {
+        let b = self.history.get(table, vkey(bucket, id))?;
+        String::from_utf8(b).ok()
+    }
+
+    /// Records that `engine_id` in `replica` is the copy of source version `source_id`.
+    fn map_ids(&mut self, replica: &str, source_id: &str, engine_id: &str) {
+        self.history.put(
+            Table::EngineIds,
+            vkey(replica, source_id),
+            engine_id.as_bytes(),
+        );
+        self.history.put(
+            Table::SourceIds,
+            vkey(replica, engine_id),
+            source_id.as_bytes(),
+        );
     }
 }
 
@@ -220,6 +305,18 @@ impl Replicator {
             state: Mutex::new(State::default()),
             pass_lock: Mutex::new(()),
             default_checksums: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keeps the history of settled versions and replica ids in `history` (a file for
+    /// `harness up`) instead of memory.
+    pub fn keep_history(self, history: History) -> Replicator {
+        Replicator {
+            state: Mutex::new(State {
+                history,
+                ..State::default()
+            }),
+            ..self
         }
     }
 
@@ -297,15 +394,15 @@ impl Replicator {
     /// version, or REPLICA for a replica's engine version id), if any.
     pub async fn status(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
         let st = self.state.lock().await;
-        if let Some(s) = st.settled.get(&vkey(bucket, version_id)) {
+        if let Some(s) = st.settled(bucket, version_id) {
             return s.status.map(Status::as_header);
         }
         let k = (bucket.to_string(), version_id.to_string());
         if let Some(t) = st.versions.get(&k) {
             return t.status.map(Status::as_header);
         }
-        st.source_ids
-            .contains_key(&vkey(bucket, version_id))
+        st.history
+            .contains(Table::SourceIds, vkey(bucket, version_id))
             .then_some("REPLICA")
     }
 
@@ -314,9 +411,7 @@ impl Replicator {
         self.state
             .lock()
             .await
-            .engine_ids
-            .get(&vkey(replica, source_id))
-            .map(|id| id.to_string())
+            .text(Table::EngineIds, replica, source_id)
     }
 
     /// The source version id of the engine version `engine_id` of `replica`.
@@ -324,9 +419,7 @@ impl Replicator {
         self.state
             .lock()
             .await
-            .source_ids
-            .get(&vkey(replica, engine_id))
-            .map(|id| id.to_string())
+            .text(Table::SourceIds, replica, engine_id)
     }
 
     /// The engine-id -> source-id pairs of `engine_ids` in a replica bucket (for rewriting
@@ -340,9 +433,8 @@ impl Replicator {
         engine_ids
             .into_iter()
             .filter_map(|e| {
-                st.source_ids
-                    .get(&vkey(replica, e))
-                    .map(|s| (e.to_string(), s.to_string()))
+                st.text(Table::SourceIds, replica, e)
+                    .map(|s| (e.to_string(), s))
             })
             .collect()
     }
@@ -350,13 +442,14 @@ impl Replicator {
     /// Why a version is not replicated, if it is tracked and ineligible.
     pub async fn ineligible(&self, bucket: &str, version_id: &str) -> Option<&'static str> {
         let st = self.state.lock().await;
-        match st.settled.get(&vkey(bucket, version_id)) {
+        match st.settled(bucket, version_id) {
             Some(s) => s.ineligible,
             None => st
                 .versions
                 .get(&(bucket.to_string(), version_id.to_string()))
                 .and_then(|t| t.ineligible),
         }
+        .map(Ineligible::reason)
     }
 
     /// Makes sure a primary version is known (so its status is reported from the first
@@ -414,24 +507,22 @@ impl Replicator {
                 let etag_hash = hash(etag);
                 // (version id, claimed) of each version of the key with this ETag and size.
                 let candidates: Vec<(String, bool)> = st
-                    .by_key
-                    .get(&vkey(bucket, key))
+                    .versions_of(bucket, key)
                     .into_iter()
-                    .flatten()
                     .filter_map(|v| {
-                        if let Some(s) = st.settled.get(&vkey(bucket, v)) {
+                        if let Some(s) = st.settled(bucket, &v) {
                             let hit = !s.delete_marker
                                 && s.etag == etag_hash
                                 && size.is_none_or(|n| n == s.size);
-                            return hit.then(|| (v.to_string(), s.claimed));
+                            return hit.then_some((v, s.claimed));
                         }
-                        let t = st.versions.get(&(bucket.to_string(), v.to_string()))?;
+                        let t = st.versions.get(&(bucket.to_string(), v.clone()))?;
                         let hit = t.primary == bucket
                             && t.key == key
                             && !t.delete_marker
                             && t.etag == etag
                             && size.is_none_or(|n| n == t.size);
-                        hit.then(|| (v.to_string(), t.claimed))
+                        hit.then_some((v, t.claimed))
                     })
                     .collect();
                 // An unclaimed one is this upload's. With every one claimed, the event is a
@@ -444,8 +535,9 @@ impl Replicator {
                     None => None,
                 };
                 if let Some(v) = pick {
-                    if let Some(s) = st.settled.get_mut(&vkey(bucket, &v)) {
+                    if let Some(mut s) = st.settled(bucket, &v) {
                         s.claimed = true;
+                        st.settle(bucket, &v, s);
                     } else if let Some(t) = st.versions.get_mut(&(bucket.to_string(), v.clone())) {
                         t.claimed = true;
                     }
@@ -524,6 +616,7 @@ impl Replicator {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "replication pass failed");
             }
+            self.state.lock().await.history.flush();
             tokio::time::sleep(interval).await;
         }
     }
@@ -585,14 +678,10 @@ impl Replicator {
                 if st.knows(&primary, &tracked.version_id) {
                     continue;
                 }
-                st.by_key
-                    .entry(vkey(&primary, &tracked.key))
-                    .or_default()
-                    .push(tracked.version_id.clone().into_boxed_str());
+                st.add_version(&primary, &tracked.key, &tracked.version_id);
                 if tracked.settled {
                     // Ineligible: settled from the start.
-                    st.settled
-                        .insert(vkey(&primary, &tracked.version_id), Settled::of(&tracked));
+                    st.settle(&primary, &tracked.version_id, Settled::of(&tracked));
                 } else {
                     let k = (primary.clone(), tracked.version_id.clone());
                     st.order.push(k.clone());
@@ -790,14 +879,7 @@ impl Replicator {
         let mut st = self.state.lock().await;
         for (_, bucket, engine_id) in &results {
             if !engine_id.is_empty() {
-                st.engine_ids.insert(
-                    vkey(bucket, &t.version_id),
-                    engine_id.clone().into_boxed_str(),
-                );
-                st.source_ids.insert(
-                    vkey(bucket, engine_id),
-                    t.version_id.clone().into_boxed_str(),
-                );
+                st.map_ids(bucket, &t.version_id, engine_id);
             }
         }
         st.copied += results.iter().filter(|r| !r.2.is_empty()).count();
@@ -837,7 +919,7 @@ impl Replicator {
         // events): it moves to the compact history.
         let settled = Settled::of(tracked);
         st.versions.remove(&k);
-        st.settled.insert(vkey(&k.0, &k.1), settled);
+        st.settle(&k.0, &k.1, settled);
     }
 
     /// Replicates a delete marker: the replica gets one of its own. Returns its engine id.
@@ -1346,8 +1428,9 @@ mod tests {
         assert_ne!(vkey("ab", "c"), vkey("a", "bc"));
         assert_eq!(vkey("b", "v1"), vkey("b", "v1"));
         let mut st = State::default();
-        st.settled.insert(
-            vkey("p", "v1"),
+        st.settle(
+            "p",
+            "v1",
             Settled {
                 status: Some(Status::Completed),
                 ineligible: None,
