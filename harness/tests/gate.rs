@@ -81,11 +81,11 @@ fn testcase<'a>(junit: &'a str, name: &str) -> &'a str {
         .find(&format!("<testcase name=\"{name}\""))
         .unwrap_or_else(|| panic!("no testcase {name} in\n{junit}"));
     let rest = &junit[start..];
-    let end = rest
-        .find("</testcase>")
-        .map(|e| e + "</testcase>".len())
-        .or_else(|| rest.find("/>").map(|e| e + 2))
-        .expect("testcase closes");
+    let tag_end = rest.find('>').expect("the tag closes") + 1;
+    if rest[..tag_end].ends_with("/>") {
+        return &rest[..tag_end];
+    }
+    let end = rest.find("</testcase>").expect("the element closes") + "</testcase>".len();
     &rest[..end]
 }
 
