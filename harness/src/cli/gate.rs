@@ -102,7 +102,7 @@ fn default_out() -> PathBuf {
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// Engines to run on, comma-separated.
+    /// Engines to run on, comma-separated (instead of the global --engine).
     #[arg(
         long,
         value_enum,
