@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -95,10 +95,21 @@ fuzz-workloads-smoke: ## WORKLOADS (100) generated workloads per engine from WOR
 fuzz-workloads: ## FUZZ_WORKLOADS (1000) generated workloads on ENGINE, random seed; writes a shrunk failing case
 	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine $(ENGINE) fuzz --runs $(FUZZ_WORKLOADS)
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, actionlint (with shellcheck) on the workflows
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets --features e2e -- -D warnings
+	$(MAKE) --no-print-directory actionlint
+
+# actionlint and shellcheck from the hashed lock engines/lint-requirements.lock, installed into
+# the harness cache on first use (engines/install-lint-tools.sh).
+actionlint: ## actionlint over .github/workflows/, shellcheck on every run step
+	@bin=$$(bash engines/install-lint-tools.sh) && \
+	"$$bin/actionlint" -shellcheck "$$bin/shellcheck" -pyflakes= && \
+	echo "actionlint: .github/workflows/ clean"
+
+gate: ## The CI pre-deploy gate on both engines: junit.xml, summary.md, report.html in target/gate/
+	$(HARNESS) gate
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

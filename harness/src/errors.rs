@@ -128,3 +128,48 @@ pub fn sdk<E: std::error::Error>(e: E) -> String {
     }
     s
 }
+
+/// Errors of `harness gate` that stop it before (or instead of) a verdict: bad input, an
+/// engine that cannot start or host the topology, outputs that cannot be written. Each is
+/// exit code 2 ([`GateError::exit_code`]); failed scenarios and checks are exit code 1 and
+/// no error.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("--shard {given}: {why} (write K/N with 1 <= K <= N, e.g. --shard 1/2)")]
+    Shard { given: String, why: String },
+    #[error("--engines names no engine (e.g. --engines localstack,ministack)")]
+    NoEngines,
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{dir}: cannot list the scenarios: {source}")]
+    Discover {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Profile { path: PathBuf, why: String },
+    #[error("starting {engine}: {source}")]
+    Engine {
+        engine: &'static str,
+        source: EngineError,
+    },
+    #[error("{engine} cannot host the topology for the posture checks: {source}")]
+    Posture {
+        engine: &'static str,
+        source: ProvisionError,
+    },
+    #[error("the {engine} engine stopped during the gate: {why}")]
+    EngineExited { engine: &'static str, why: String },
+    #[error("writing {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl GateError {
+    /// The process exit code: 2, bad input or an engine/AWS error.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}

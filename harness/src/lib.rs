@@ -9,7 +9,8 @@
 //! | [`esm`] | the SQS event source mapping that runs the real handlers |
 //! | [`system`] | the running system: functions, mappings, replicator, alert sink |
 //! | [`scenario`] | scenario files, the runner, the transcript |
-//! | [`report`] | redaction, snapshots, JUnit |
+//! | [`posture`] | posture checks of a provisioned topology (`harness gate`) |
+//! | [`report`] | the judged case, redaction, snapshots, JUnit, the gate's summary and HTML report |
 //! | [`redrive`] | DLQ redrive |
 //! | [`agent`] | the backup agent inside scenarios: generated trees, backup, restore and cost runs |
 //! | [`cli`] | the `harness` command |
@@ -24,6 +25,7 @@ pub mod esm;
 pub mod history;
 pub mod observe;
 pub mod paths;
+pub mod posture;
 pub mod redrive;
 pub mod replication;
 pub mod report;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod engine;
 pub mod fuzz;
+pub mod gate;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
@@ -74,6 +75,10 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Play generated workloads with faults and check the invariants after each.
     Fuzz(fuzz::FuzzArgs),
+    /// The CI pre-deploy gate: every scenario on each engine and the posture checks;
+    /// writes junit.xml, summary.md and report.html (exit 0 pass, 1 fail, 2 bad input or
+    /// engine error).
+    Gate(gate::GateArgs),
 }
 
 /// Sets up logging to stderr.
@@ -100,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Redrive(a) => a.run(cli.engine).await,
         Command::Bench(c) => c.run(cli.engine).await,
         Command::Fuzz(a) => a.run(cli.engine).await,
+        Command::Gate(a) => a.run().await,
         Command::Up(a) => {
             a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))
                 .await

@@ -1,13 +1,54 @@
-//! JUnit XML for CI systems (`harness scenario run --all --junit FILE`): one suite per
-//! engine, one test case per scenario; a failed case carries its problems and the snapshot
-//! diff, a case that could not be played is a JUnit error.
+//! JUnit XML for CI systems (`harness scenario run --all --junit FILE`, `harness gate`):
+//! one suite per engine, one test case per scenario; a failed case carries its problems and
+//! the snapshot diff, a case that could not be played is a JUnit error. A gate run adds a
+//! `posture-<engine>` suite, one test case per posture check (`<check> <resource>
+//! <setting>`), failing with what was found.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::report::case::{Case, CaseStatus};
+use crate::report::case::{Case, CaseStatus, GateRun};
 
 /// The JUnit document for `cases`.
 pub fn render(cases: &[Case]) -> Result<String, quick_junit::SerializeError> {
+    scenario_report(cases).to_string()
+}
+
+/// The JUnit document of a gate run: the scenario suites, then one posture suite per engine.
+pub fn render_run(run: &GateRun) -> Result<String, quick_junit::SerializeError> {
+    let mut report = scenario_report(&run.cases);
+    let mut engines: Vec<_> = run.checks.iter().map(|c| c.engine).collect();
+    engines.sort_by_key(|k| k.name());
+    engines.dedup();
+    for engine in engines {
+        let mut suite = TestSuite::new(format!("posture-{engine}"));
+        for c in run.checks.iter().filter(|c| c.engine == engine) {
+            let status = if c.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!("{} {}: {}", c.resource, c.setting, c.detail));
+                s.set_description(format!(
+                    "check {}\nresource {}\nsetting {}\nfound {}",
+                    c.id, c.resource, c.setting, c.detail
+                ));
+                s
+            };
+            let mut case = TestCase::new(format!("{} {} {}", c.id, c.resource, c.setting), status);
+            case.set_classname(format!("posture.{engine}"));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report.to_string()
+}
+
+/// Writes the JUnit document of a gate run to `path`.
+pub fn write_run(path: &std::path::Path, run: &GateRun) -> std::io::Result<()> {
+    let xml = render_run(run).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::write(path, xml)
+}
+
+fn scenario_report(cases: &[Case]) -> Report {
     let mut report = Report::new("autobackup-scenarios");
     let mut engines: Vec<_> = cases.iter().map(|c| c.engine).collect();
     engines.sort_by_key(|k| k.name());
@@ -36,7 +77,7 @@ pub fn render(cases: &[Case]) -> Result<String, quick_junit::SerializeError> {
         }
         report.add_test_suite(suite);
     }
-    report.to_string()
+    report
 }
 
 /// Writes the JUnit document for `cases` to `path`.
@@ -96,6 +137,52 @@ mod tests {
         assert!(xml.contains("+new line"), "{xml}");
         assert!(
             xml.contains(r#"<error message="happy-path went wrong""#),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_gate_run_adds_a_posture_suite_naming_resource_and_setting() {
+        use crate::report::case::Check;
+        let check = |passed: bool, setting: &str| Check {
+            engine: EngineKind::Ministack,
+            id: "bucket-public-access-block".into(),
+            resource: "bucket-a".into(),
+            setting: setting.into(),
+            passed,
+            detail: if passed {
+                "true"
+            } else {
+                "false (required: true)"
+            }
+            .into(),
+        };
+        let run = GateRun {
+            cases: vec![case(
+                "happy-path",
+                EngineKind::Ministack,
+                CaseStatus::Passed,
+            )],
+            checks: vec![
+                check(true, "IgnorePublicAcls"),
+                check(false, "BlockPublicAcls"),
+            ],
+            shard: None,
+            wall: Duration::ZERO,
+        };
+        let xml = render_run(&run).unwrap();
+        assert!(
+            xml.contains(
+                r#"<testsuite name="posture-ministack" tests="2" skipped="0" errors="0" failures="1""#
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="bucket-public-access-block bucket-a BlockPublicAcls" classname="posture.ministack""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<failure message="bucket-a BlockPublicAcls: false (required: true)""#),
             "{xml}"
         );
     }

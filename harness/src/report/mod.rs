@@ -1,6 +1,9 @@
-//! Reports: a judged case ([`case`]), redaction for stable output, the snapshot files, JUnit output.
+//! Reports: a judged case ([`case`]), redaction for stable output, the snapshot files, and
+//! the renderers of a gate run: JUnit, the Markdown summary, the HTML report.
 
 pub mod case;
+pub mod html;
 pub mod junit;
 pub mod redact;
 pub mod snapshot;
+pub mod summary;

@@ -9,7 +9,10 @@ pub mod teardown;
 
 use serde::Serialize;
 
-pub use spec::{ReplicationSpec, Timing, TimingOverrides, TopologyOverrides, TopologySpec};
+pub use spec::{
+    IamSpec, PublicAccessBlock, ReplicationSpec, Timing, TimingOverrides, TopologyOverrides,
+    TopologySpec,
+};
 
 /// A queue's name, URL and ARN.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -585,8 +585,8 @@ async fn put_key_policies<'a>(
     Ok(())
 }
 
-/// Creates `name` in `region` unless it exists, tags it as this run's, blocks all public
-/// access and sets the topology's default encryption: what every bucket of the topology
+/// Creates `name` in `region` unless it exists, tags it as this run's, blocks public
+/// access (all four flags, unless the spec turns one off) and sets the topology's default encryption: what every bucket of the topology
 /// gets. An existing bucket without this run's tags is refused, never reconfigured.
 async fn ensure_private_encrypted(
     s3: &aws_sdk_s3::Client,
@@ -630,14 +630,15 @@ async fn ensure_private_encrypted(
         }
     };
 
+    let pab = &spec.buckets.public_access_block;
     s3.put_public_access_block()
         .bucket(name)
         .public_access_block_configuration(
             s3t::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .block_public_policy(true)
-                .ignore_public_acls(true)
-                .restrict_public_buckets(true)
+                .block_public_acls(pab.block_public_acls)
+                .block_public_policy(pab.block_public_policy)
+                .ignore_public_acls(pab.ignore_public_acls)
+                .restrict_public_buckets(pab.restrict_public_buckets)
                 .build(),
         )
         .send()

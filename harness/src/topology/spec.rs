@@ -1,6 +1,6 @@
 //! The topology file (`fixtures/topology.toml`) and timing profiles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,24 @@ pub struct TopologySpec {
     pub queues: QueueSpec,
     #[serde(default)]
     pub replication: ReplicationSpec,
+    /// What each role's inline policy allows, as the posture check expects it.
+    pub iam: IamSpec,
     pub profiles: BTreeMap<String, Timing>,
+}
+
+/// The actions each role's inline policy allows (`[iam]`): what the posture check of
+/// `harness gate` compares the live roles with, both ways (a missing action and an extra
+/// one both fail). Declared here, apart from the documents `policy.rs` builds, so a
+/// policy that grows an action fails the check until this declaration says so.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSpec {
+    /// The checksum-validator's role.
+    pub validator: BTreeSet<String>,
+    /// The failure-notifier's role.
+    pub notifier: BTreeSet<String>,
+    /// Each primary's replication role (`s3-crr-role-<primary>`).
+    pub replication: BTreeSet<String>,
 }
 
 /// The replication rules of every category (one rule per destination).
@@ -125,6 +142,32 @@ pub struct BucketSpec {
     pub noncurrent_to_glacier_ir_days: i32,
     pub noncurrent_expire_days: i32,
     pub abort_incomplete_multipart_days: i32,
+    /// The public access block provisioning puts on every bucket (all four flags on unless
+    /// a flag is set to false here: a deliberate misconfiguration for the posture check).
+    #[serde(default)]
+    pub public_access_block: PublicAccessBlock,
+}
+
+/// The four flags of an S3 public access block (`PutPublicAccessBlock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl Default for PublicAccessBlock {
+    /// All four on, as the seed sets them.
+    fn default() -> Self {
+        PublicAccessBlock {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
