@@ -168,6 +168,7 @@ impl RunningSystem {
             if let Some(p) = &proxy {
                 p.set_replicator(shared.clone()).await;
             }
+            shared.observe(observations.clone());
             Some(shared.clone())
         } else if mode.is_emulated() {
             let t = &topology.timing;
@@ -179,6 +180,7 @@ impl RunningSystem {
                     fallback: Duration::from_secs_f64(t.replication_fallback_seconds.max(0.0)),
                 },
             ));
+            r.observe(observations.clone());
             let runner = r.clone();
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {

@@ -17,7 +17,7 @@ use crate::agent::{agent_event, AgentSession};
 use crate::aws::Clients;
 use crate::engine::Engine;
 use crate::errors::{sdk, ScenarioError};
-use crate::observe::{Observation, Observations};
+use crate::observe::{Event, Observation, Observations};
 use crate::replication::Fault;
 use crate::s3util::{put_multipart, PutOptions};
 use crate::system::{RunningSystem, SystemOptions};
@@ -44,7 +44,7 @@ pub struct Timings {
 }
 
 /// The result of one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
     pub scenario: String,
     pub engine: String,
@@ -54,7 +54,15 @@ pub struct RunOutcome {
     /// Expectations from the scenario's `[expect]` that did not hold.
     pub unmet: Vec<String>,
     pub timings: Timings,
+    /// Everything observed while the system ran, stamped with offsets from its start: the
+    /// input of the HTML report's timeline (`report::timeline`).
+    pub events: Vec<Event>,
+    /// Primary bucket -> its category, for labelling object versions.
+    pub categories: BTreeMap<String, String>,
 }
+
+/// How often queue depths are sampled while a scenario plays and settles.
+const DEPTH_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Plays `scenario` on `engine`.
 pub async fn run(
@@ -108,6 +116,7 @@ pub async fn run(
     let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent)
         .map_err(|e| ScenarioError::Other(format!("creating the agent's work directory: {e}")))?;
     let mut truths = Truths::new(spec, lag_budget);
+    let sampler = sample_depths(&system);
     let t = Instant::now();
     let played = tokio::select! {
         r = play(&system, engine, scenario, &mut agent, &mut truths) => r,
@@ -124,7 +133,9 @@ pub async fn run(
         Err(_) => Ok(()),
     };
     let settle_time = t.elapsed();
+    sampler.abort();
     let observations = system.observations.snapshot().await;
+    let events = system.observations.timeline().await;
     let topology = system.topology.clone();
     // What clients see through the fidelity layer, gathered while it still runs.
     let gathered = match (&played, &settled) {
@@ -229,6 +240,40 @@ pub async fn run(
             teardown: teardown_time,
             total: total.elapsed(),
         },
+        events,
+        categories: topology
+            .buckets()
+            .iter()
+            .map(|b| (b.primary.clone(), b.category.clone()))
+            .collect(),
+    })
+}
+
+/// Samples every queue's depth each [`DEPTH_SAMPLE_INTERVAL`] into the observations until
+/// aborted, through the engine's own clients: never through the fidelity layer, whose
+/// injected faults (an SQS outage's budget) a sample would consume.
+fn sample_depths(system: &RunningSystem) -> tokio::task::JoinHandle<()> {
+    let sqs = system.engine_clients.sqs.clone();
+    let queues: Vec<(&'static str, String)> = system
+        .topology
+        .queues
+        .all()
+        .iter()
+        .map(|(role, q)| (*role, q.url.clone()))
+        .collect();
+    let observations = system.observations.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DEPTH_SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            for (queue, url) in &queues {
+                // A failed sample (the engine stopping) leaves a gap in the chart.
+                if let Ok(depth) = depth(&sqs, url).await {
+                    observations.push(Observation::Depth { queue, depth }).await;
+                }
+            }
+        }
     })
 }
 
@@ -597,6 +642,14 @@ async fn record_upload(system: &RunningSystem, bucket: &str, key: &str, version:
             .lock()
             .await
             .push((bucket.to_string(), key.to_string(), v.to_string()));
+        system
+            .observations
+            .push(Observation::Uploaded {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                version_id: v.to_string(),
+            })
+            .await;
     }
 }
 

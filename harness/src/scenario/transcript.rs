@@ -18,19 +18,7 @@ use crate::observe::Observation;
 use crate::report::redact::Redactor;
 use crate::topology::Topology;
 
-/// Visible / in flight / delayed messages of a queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Depth {
-    pub visible: u64,
-    pub in_flight: u64,
-    pub delayed: u64,
-}
-
-impl Depth {
-    pub fn total(&self) -> u64 {
-        self.visible + self.in_flight + self.delayed
-    }
-}
+pub use crate::observe::Depth;
 
 pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Depth, String> {
     let out = sqs
@@ -169,7 +157,7 @@ pub async fn gather(
 
 /// What the handler did, as the transcript names it. Retrying through visibility or
 /// through a re-queue is one thing to a reader (which one depends on the receive count).
-fn action_name(a: &Action) -> &'static str {
+pub(crate) fn action_name(a: &Action) -> &'static str {
     match a {
         Action::Done => "done",
         Action::FailureSent => "failure record sent",
