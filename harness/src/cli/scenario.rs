@@ -94,7 +94,10 @@ impl CheckArgs {
         let spec = TopologySpec::load(&self.topology)?;
         let mut invalid = 0;
         for path in &self.files {
-            match Scenario::load(path, &spec.categories) {
+            match Scenario::load(path, &spec.categories).and_then(|s| {
+                s.check_against(&spec)?;
+                Ok(s)
+            }) {
                 Ok(s) => println!("ok {} ({} steps)", path.display(), s.steps.len()),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -120,7 +123,9 @@ impl RunArgs {
         // Parse everything first: a bad file fails fast, before any engine starts.
         let mut scenarios = Vec::new();
         for p in &paths {
-            scenarios.push(Scenario::load(p, &spec.categories)?);
+            let s = Scenario::load(p, &spec.categories)?;
+            s.check_against(&spec)?;
+            scenarios.push(s);
         }
         let root = self
             .dir
