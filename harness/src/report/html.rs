@@ -350,7 +350,7 @@ fn lane_row(lane: &Lane, i: usize, end: f64) -> Markup {
         g.lane data-lane=(lane.label) data-detail=(lane.detail)
             data-decision=(decision.as_deref().unwrap_or("none")) {
             rect x="0" y=(px(top)) width=(px(WIDTH)) height=(px(LANE_HEIGHT))
-                class={"lane-bg " (if i % 2 == 0 { "even" } else { "odd" })} {}
+                class={"lane-bg " (if i.is_multiple_of(2) { "even" } else { "odd" })} {}
             text x="8" y=(px(mid + 4.0)) class="lane-label" {
                 title { (lane.label) " (" (lane.detail) ")" }
                 (short)
