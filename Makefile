@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,7 +29,12 @@ define cargo_test_summed
 	rm -f $$log; exit $$status
 endef
 
-test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the fuzz smoke, generated workloads
+# The report's browser test (harness/tests/report_browser.rs) finds the Chromium this
+# installs; where it cannot be installed the test is skipped, and this says so.
+CHROMIUM_SKIPPED = SKIPPED: chromium not installed (run make chromium-install); the HTML report's browser test does not run
+
+test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the report in a browser, the fuzz smoke, generated workloads
+	@bash engines/install-chromium.sh >/dev/null || echo "$(CHROMIUM_SKIPPED)"
 	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke)
 
 unit: ## Fast tests only (no engine)
@@ -38,6 +43,15 @@ unit: ## Fast tests only (no engine)
 e2e: ## Only the end-to-end scenario and provisioning tests
 	$(CARGO) test --features e2e --test scenarios --test provision
 	$(CARGO) test -p harness --features e2e --test up --test engine_death
+	@bash engines/install-chromium.sh >/dev/null || echo "$(CHROMIUM_SKIPPED)"
+	$(CARGO) test -p harness --features e2e --test report_browser -- --nocapture
+
+chromium-install: ## Install the pinned Chromium and ChromeDriver for the report's browser test (outside the repo; a no-op when installed)
+	@bash engines/install-chromium.sh
+
+report: ## One scenario with its HTML report: make report NAME=poison-pill [ENGINE=ministack] [REPORT=report.html]
+	@test -n "$(NAME)" || { echo "usage: make report NAME=<scenario> [REPORT=file]"; exit 2; }
+	$(HARNESS) --engine $(ENGINE) scenario run $(NAME) --report $(or $(REPORT),report.html)
 
 up: ## The whole system running locally until Ctrl-C (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) up

@@ -189,15 +189,16 @@ async fn poll_loop(
                 Err(_) => break,
             }
         }
+        let mut event = to_event(&m, messages);
         if InvocationFaults::take(&m.faults.throttle) {
+            received(&m, &obs, &event).await;
             obs.push(Observation::Throttled {
                 queue: m.role.clone(),
-                size: messages.len(),
+                size: event.records.len(),
             })
             .await;
             continue;
         }
-        let mut event = to_event(&m, messages);
         if let Some(h) = &m.hooks {
             h.before(&mut event).await;
         }
@@ -257,8 +258,28 @@ fn to_event(m: &Mapping, messages: Vec<aws_sdk_sqs::types::Message>) -> SqsEvent
     event
 }
 
+/// Records each message of a batch as received by the mapping's function: its receive
+/// count (the delivery attempt) and when SQS accepted it.
+async fn received(m: &Mapping, obs: &Observations, event: &SqsEvent) {
+    for r in &event.records {
+        let attribute = |name: &str| r.attributes.get(name).and_then(|v| v.parse::<u64>().ok());
+        let sent = match attribute("SentTimestamp") {
+            Some(ms) => Some(obs.offset_of_epoch_millis(ms).await),
+            None => None,
+        };
+        obs.push(Observation::Received {
+            queue: m.role.clone(),
+            message_id: r.message_id.clone().unwrap_or_default(),
+            receive_count: attribute("ApproximateReceiveCount").map(|c| c as u32),
+            sent,
+        })
+        .await;
+    }
+}
+
 /// One invocation: the function runs under its deadline; an overrun fails the whole batch.
 async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, event: SqsEvent) {
+    received(m, obs, &event).await;
     let receipts: Vec<(String, String)> = event
         .records
         .iter()

@@ -184,6 +184,7 @@ impl RunningSystem {
             if let Some(p) = &proxy {
                 p.set_replicator(shared.clone()).await;
             }
+            shared.observe(observations.clone());
             Some(shared.clone())
         } else if mode.is_emulated() {
             let t = &topology.timing;
@@ -201,6 +202,7 @@ impl RunningSystem {
                 r = r.keep_history(history);
             }
             let r = Arc::new(r);
+            r.observe(observations.clone());
             let runner = r.clone();
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {

@@ -429,7 +429,13 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
                     )),
                     None,
                 ),
-                Observation::Batch { .. } => (None, None),
+                // Batch sizes, and the harness's own records of uploads, receives, replica
+                // arrivals and depth samples: the console shows what the functions decided.
+                Observation::Batch { .. }
+                | Observation::Uploaded { .. }
+                | Observation::Received { .. }
+                | Observation::Replica { .. }
+                | Observation::Depth { .. } => (None, None),
             };
             if let Some(text) = line {
                 if json {

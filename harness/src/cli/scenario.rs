@@ -7,8 +7,8 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 
 use crate::engine::{self, EngineKind, StartOptions};
-use crate::report::case::{Case, CaseStatus};
-use crate::report::junit;
+use crate::report::case::{Case, CaseStatus, GateRun};
+use crate::report::{html, junit};
 use crate::scenario::{self, RunOptions, Scenario};
 use crate::topology::TopologySpec;
 
@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Also write a JUnit XML report here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Also write the HTML report here: one self-contained page with each scenario's
+    /// status, per-object timeline, queue depths, alerts and snapshot diff.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 impl ScenarioCommand {
@@ -90,7 +94,10 @@ impl CheckArgs {
         let spec = TopologySpec::load(&self.topology)?;
         let mut invalid = 0;
         for path in &self.files {
-            match Scenario::load(path, &spec.categories) {
+            match Scenario::load(path, &spec.categories).and_then(|s| {
+                s.check_against(&spec)?;
+                Ok(s)
+            }) {
                 Ok(s) => println!("ok {} ({} steps)", path.display(), s.steps.len()),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -116,7 +123,9 @@ impl RunArgs {
         // Parse everything first: a bad file fails fast, before any engine starts.
         let mut scenarios = Vec::new();
         for p in &paths {
-            scenarios.push(Scenario::load(p, &spec.categories)?);
+            let s = Scenario::load(p, &spec.categories)?;
+            s.check_against(&spec)?;
+            scenarios.push(s);
         }
         let root = self
             .dir
@@ -172,7 +181,7 @@ impl RunArgs {
         if let Some(path) = &self.junit {
             junit::write(path, &results)?;
         }
-        println!(
+        let summary = format!(
             "{} passed, {} failed ({} on {kind}, {:.1}s)",
             results.len() - failed,
             failed,
@@ -183,6 +192,18 @@ impl RunArgs {
             },
             started.elapsed().as_secs_f64()
         );
+        if let Some(path) = &self.report {
+            let run = GateRun {
+                cases: results,
+                checks: Vec::new(),
+                shard: None,
+                wall: started.elapsed(),
+            };
+            html::write(path, &run)
+                .map_err(|e| anyhow::anyhow!("writing the report {}: {e}", path.display()))?;
+            println!("report: {}", path.display());
+        }
+        println!("{summary}");
         Ok(if failed == 0 { 0 } else { 1 })
     }
 

@@ -29,6 +29,7 @@ use super::config::{BucketReplication, Eligibility, Ineligible, SourceVersion, T
 use crate::aws::Clients;
 use crate::errors::sdk;
 use crate::history::{key as vkey, History, Table};
+use crate::observe::{Arrival, Observation, Observations};
 use crate::s3util::{MultipartUpload, PutOptions};
 
 /// A deliberate replication fault for one key.
@@ -279,6 +280,8 @@ pub struct Replicator {
     pass_lock: Mutex<()>,
     /// The fidelity layer's default checksums, where it adds them.
     default_checksums: std::sync::Mutex<Option<Arc<crate::engine::checksums::DefaultChecksums>>>,
+    /// Where each copy's arrival is recorded ([`Observation::Replica`]), once set.
+    observer: std::sync::Mutex<Option<Observations>>,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -305,6 +308,7 @@ impl Replicator {
             state: Mutex::new(State::default()),
             pass_lock: Mutex::new(()),
             default_checksums: std::sync::Mutex::new(None),
+            observer: std::sync::Mutex::new(None),
         }
     }
 
@@ -318,6 +322,12 @@ impl Replicator {
             }),
             ..self
         }
+    }
+
+    /// Records every copy's arrival (and every destination a version failed or was
+    /// withheld at) in `observations`.
+    pub fn observe(&self, observations: Observations) {
+        *self.observer.lock().expect("not poisoned") = Some(observations);
     }
 
     /// Records the CRC64NVME of replicas of versions in `store` (see `engine::checksums`).
@@ -845,6 +855,8 @@ impl Replicator {
         let mut never = false;
         let mut retry: Option<String> = None;
         let mut results: Vec<(usize, String, String)> = Vec::new();
+        // What each destination got, for the observer.
+        let mut arrivals: Vec<(String, Arrival)> = Vec::new();
         for (i, target) in t.targets.iter().enumerate() {
             if t.copied[i] {
                 continue;
@@ -853,10 +865,12 @@ impl Replicator {
             match hit {
                 Some(Fault::Failed) => {
                     failed = true;
+                    arrivals.push((target.bucket.clone(), Arrival::Failed));
                     continue;
                 }
                 Some(Fault::Never) => {
                     never = true;
+                    arrivals.push((target.bucket.clone(), Arrival::Withheld));
                     continue;
                 }
                 _ => {}
@@ -867,7 +881,18 @@ impl Replicator {
                 self.copy_version(&t, target, hit).await
             };
             match copy {
-                Ok(Some(engine_id)) => results.push((i, target.bucket.clone(), engine_id)),
+                Ok(Some(engine_id)) => {
+                    arrivals.push((
+                        target.bucket.clone(),
+                        match (t.delete_marker, hit) {
+                            (true, _) => Arrival::DeleteMarker,
+                            (false, Some(Fault::Corrupt)) => Arrival::Corrupted,
+                            (false, Some(Fault::Relayout)) => Arrival::Relayout,
+                            (false, _) => Arrival::Copied,
+                        },
+                    ));
+                    results.push((i, target.bucket.clone(), engine_id))
+                }
                 // Deleted (permanently) before we got to it: nothing to replicate.
                 Ok(None) => results.push((i, target.bucket.clone(), String::new())),
                 Err(e) => {
@@ -876,6 +901,21 @@ impl Replicator {
                 }
             }
         }
+        // A copy error is retried unless it was the last attempt (see below): then every
+        // destination not reached failed; otherwise only those reached so far arrived.
+        let gave_up = retry.is_some() && retry_after(t.errors + 1, 0.0).is_none();
+        if gave_up {
+            for (i, target) in t.targets.iter().enumerate() {
+                if !t.copied[i] && !results.iter().any(|r| r.0 == i) {
+                    arrivals.push((target.bucket.clone(), Arrival::Failed));
+                }
+            }
+        }
+        if retry.is_some() && !gave_up {
+            // The failed and withheld destinations are recorded when the version settles.
+            arrivals.retain(|(b, _)| results.iter().any(|r| &r.1 == b));
+        }
+        self.record_arrivals(&t, arrivals).await;
         let mut st = self.state.lock().await;
         for (_, bucket, engine_id) in &results {
             if !engine_id.is_empty() {
@@ -920,6 +960,22 @@ impl Replicator {
         let settled = Settled::of(tracked);
         st.versions.remove(&k);
         st.settle(&k.0, &k.1, settled);
+    }
+
+    /// Tells the observer (if any) what each destination got.
+    async fn record_arrivals(&self, t: &Tracked, arrivals: Vec<(String, Arrival)>) {
+        let observer = self.observer.lock().expect("not poisoned").clone();
+        let Some(obs) = observer else { return };
+        for (destination, arrival) in arrivals {
+            obs.push(Observation::Replica {
+                primary: t.primary.clone(),
+                key: t.key.clone(),
+                version_id: t.version_id.clone(),
+                destination,
+                arrival,
+            })
+            .await;
+        }
     }
 
     /// Replicates a delete marker: the replica gets one of its own. Returns its engine id.

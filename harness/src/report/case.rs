@@ -182,7 +182,6 @@ impl GateRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::runner::Timings;
 
     fn scenario(name: &str) -> Scenario {
         let dir = tempfile::tempdir().unwrap();
@@ -203,7 +202,7 @@ mod tests {
             replication: String::new(),
             suffix: "x".into(),
             unmet: unmet.iter().map(|s| s.to_string()).collect(),
-            timings: Timings::default(),
+            ..RunOutcome::default()
         }
     }
 

@@ -1,5 +1,6 @@
 //! Reports: a judged case ([`case`]), redaction for stable output, the snapshot files, and
-//! the renderers of a gate run: JUnit, the Markdown summary, the HTML report.
+//! the renderers of a gate run: JUnit, the Markdown summary ([`summary`]), the HTML report
+//! ([`html`]) with its per-object timeline ([`timeline`]).
 
 pub mod case;
 pub mod html;
@@ -7,3 +8,4 @@ pub mod junit;
 pub mod redact;
 pub mod snapshot;
 pub mod summary;
+pub mod timeline;

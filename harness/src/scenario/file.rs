@@ -40,6 +40,8 @@ pub struct Scenario {
     pub path: PathBuf,
     pub description: String,
     pub profile: String,
+    /// Line and column of `profile` (of the file's start when it is the default).
+    pub profile_at: (usize, usize),
     pub timing: TimingOverrides,
     pub steps: Vec<LocatedStep>,
     pub expect: Expect,
@@ -75,7 +77,7 @@ struct RawScenario {
     name: Option<Spanned<String>>,
     description: String,
     #[serde(default = "default_profile")]
-    profile: String,
+    profile: Spanned<String>,
     #[serde(default)]
     timing: TimingOverrides,
     #[serde(default, rename = "step")]
@@ -170,8 +172,8 @@ impl From<RawTopology> for crate::topology::TopologyOverrides {
     }
 }
 
-fn default_profile() -> String {
-    "fast".into()
+fn default_profile() -> Spanned<String> {
+    Spanned::new(0..0, "fast".into())
 }
 
 /// One step of a scenario.
@@ -654,13 +656,33 @@ impl Scenario {
             name: stem,
             path: path.to_path_buf(),
             description: raw.description,
-            profile: raw.profile,
+            profile_at: line_col(text, raw.profile.span().start),
+            profile: raw.profile.into_inner(),
             timing: raw.timing,
             steps,
             expect: raw.expect.into(),
             validator: raw.validator,
             agent: raw.agent,
             topology: raw.topology.into(),
+        })
+    }
+
+    /// Checks the scenario against the topology it will run on, before any engine starts:
+    /// its timing profile must be one the topology defines.
+    pub fn check_against(&self, spec: &crate::topology::TopologySpec) -> Result<(), FileError> {
+        if spec.profile(&self.profile).is_some() {
+            return Ok(());
+        }
+        let (line, column) = self.profile_at;
+        Err(FileError::Invalid {
+            path: self.path.clone(),
+            line,
+            column,
+            message: format!("unknown timing profile {:?}", self.profile),
+            hint: format!(
+                "use a profile from fixtures/topology.toml: {}",
+                spec.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
         })
     }
 
@@ -959,6 +981,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Scenario, FileError> {
         Scenario::parse(Path::new("scenarios/x.toml"), text, &cats())
+    }
+
+    /// A profile the topology does not define is refused with its line, before any engine
+    /// starts; the default profile and a defined one pass.
+    #[test]
+    fn an_unknown_profile_is_refused_at_parse_time() {
+        let spec =
+            crate::topology::TopologySpec::load(&crate::topology::TopologySpec::default_path())
+                .expect("the seed topology");
+        let wait = "\n[[step]]\nwait = { for = \"idle\" }\n";
+        let bad = parse(&format!("description = \"x\"\nprofile = \"fsat\"\n{wait}")).unwrap();
+        let e = bad.check_against(&spec).unwrap_err().to_string();
+        assert!(
+            e.starts_with("scenarios/x.toml:2:11: unknown timing profile \"fsat\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("fast") && e.contains("seed"),
+            "names the profiles: {e}"
+        );
+        for ok in ["", "profile = \"seed\"\n"] {
+            let s = parse(&format!("description = \"x\"\n{ok}{wait}")).unwrap();
+            s.check_against(&spec).unwrap();
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Scenarios: files in `scenarios/` ([`file`]), played by [`runner`], their outcome rendered
-//! as a normalised [`transcript`].
+//! Scenarios: files in `scenarios/` ([`file`]), run by [`runner`] (provision, start, play
+//! the steps (`play.rs`), settle, check the `[expect]`ations (`expect.rs`) and the
+//! [`invariants`], gather, render the normalised [`transcript`], tear down).
 
+mod expect;
 pub mod file;
 pub mod generate;
 pub mod invariants;
+mod play;
 pub mod runner;
 pub mod transcript;
 

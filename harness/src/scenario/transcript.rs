@@ -18,19 +18,7 @@ use crate::observe::Observation;
 use crate::report::redact::Redactor;
 use crate::topology::Topology;
 
-/// Visible / in flight / delayed messages of a queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Depth {
-    pub visible: u64,
-    pub in_flight: u64,
-    pub delayed: u64,
-}
-
-impl Depth {
-    pub fn total(&self) -> u64 {
-        self.visible + self.in_flight + self.delayed
-    }
-}
+pub use crate::observe::Depth;
 
 pub async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Depth, String> {
     let out = sqs
@@ -169,7 +157,7 @@ pub async fn gather(
 
 /// What the handler did, as the transcript names it. Retrying through visibility or
 /// through a re-queue is one thing to a reader (which one depends on the receive count).
-fn action_name(a: &Action) -> &'static str {
+pub(crate) fn action_name(a: &Action) -> &'static str {
     match a {
         Action::Done => "done",
         Action::FailureSent => "failure record sent",
@@ -181,14 +169,26 @@ fn action_name(a: &Action) -> &'static str {
     }
 }
 
+/// One decision of an object version's history as the transcript shows it.
+struct Shown<'a> {
+    /// `Some(n)` (0-based) when the version had more than one delivery.
+    delivery: Option<usize>,
+    report: &'a RecordReport,
+}
+
+/// The validator's decisions on one object version (or message).
+struct DecisionGroup<'a> {
+    /// `category/key`, or `(not an S3 event)` / `(nothing to validate)`.
+    object: String,
+    /// `version V`, `version no longer exists` or `message M`.
+    which: String,
+    shown: Vec<Shown<'a>>,
+}
+
 /// The outcome history of one object version (or message): each delivery's decisions in
 /// order. A run of retries with the same outcome shows once, since how many retries fit in
 /// a wait depends on timing; every other decision shows each time.
-fn history(
-    reports: &[&RecordReport],
-    backups: &BTreeMap<String, usize>,
-    redactor: &mut Redactor,
-) -> String {
+fn history<'a>(reports: &[&'a RecordReport]) -> Vec<Shown<'a>> {
     // Deliveries (distinct messages) in the order they were first decided; a message whose
     // first decision carries earlier attempts is a re-queued continuation, not a delivery.
     let mut deliveries: Vec<&str> = Vec::new();
@@ -220,8 +220,7 @@ fn history(
         })
         .collect();
     ordered.sort_by_key(|(d, r)| (*d, r.attempt));
-    let mut out = String::new();
-    let mut step = 0;
+    let mut shown = Vec::new();
     let mut last: Option<(usize, checksum_validator::Outcome, &'static str)> = None;
     for (delivery, r) in ordered {
         let name = action_name(&r.action);
@@ -230,153 +229,57 @@ fn history(
             continue;
         }
         last = Some(this);
-        step += 1;
-        let label = if deliveries.len() > 1 {
-            format!(" (delivery {})", delivery + 1)
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "    {step}.{label} {} -> {name}\n      {}\n",
-            r.outcome, r.detail
-        ));
-        out.push_str(&replica_lines(r, redactor));
-        let backup = r.object.as_ref().and_then(|o| backups.get(&o.key).copied());
-        out.push_str(&evidence_lines(r, backup, redactor));
+        shown.push(Shown {
+            delivery: (deliveries.len() > 1).then_some(delivery),
+            report: r,
+        });
     }
-    out
+    shown
 }
 
-/// How the replica was identified: by the source's version id, at each destination.
-fn replica_lines(r: &RecordReport, redactor: &mut Redactor) -> String {
-    let source = r.object.as_ref().and_then(|o| o.version_id.as_deref());
-    let mut out = String::new();
-    for rep in &r.replicas {
-        let line = match (&rep.version_id, source) {
-            (Some(v), Some(s)) if v == s => {
-                format!(
-                    "replica: {} version {v} (the source's version id)",
-                    rep.bucket
-                )
-            }
-            (Some(v), _) => {
-                redactor.value("version", v);
-                format!(
-                    "replica: {} version {v} (NOT the source's version id)",
-                    rep.bucket
-                )
-            }
-            (None, _) => format!("replica: {} has no such version", rep.bucket),
-        };
-        out.push_str(&format!("      {line}\n"));
-    }
-    out
-}
-
-/// The evidence of a decision. For an agent backup (`backup` = its number) the values are
-/// named after the backup instead of shown (they depend on the machine that made the archive).
-fn evidence_lines(r: &RecordReport, backup: Option<usize>, redactor: &mut Redactor) -> String {
-    let mut out = String::new();
-    if r.evidence.is_empty() {
-        return out;
-    }
-    out.push_str("      evidence (primary | replica):\n");
-    for c in &r.evidence {
-        let v = match &c.verdict {
-            Verdict::Match => "match".to_string(),
-            Verdict::Differ => "DIFFER".to_string(),
-            Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
-        };
-        let kind = match (&c.destination, c.kind) {
-            (Some(d), k) => format!("{k} @{d}"),
-            (None, EvidenceKind::Size) => "size".to_string(),
-            (None, k) => k.to_string(),
-        };
-        let (primary, replica) = match backup {
-            Some(n) if c.kind == EvidenceKind::Size => {
-                let named = |v: &str| {
-                    if v == c.primary {
-                        agent_render::size_label(n)
-                    } else {
-                        v.to_string()
-                    }
-                };
-                (named(&c.primary), named(&c.replica))
-            }
-            Some(n) => {
-                for v in [&c.primary, &c.replica] {
-                    if v.len() >= 8 {
-                        redactor.literal(v, &format!("[{kind} of backup-{n}]"));
-                    }
-                }
-                (c.primary.clone(), c.replica.clone())
-            }
-            None => (c.primary.clone(), c.replica.clone()),
-        };
-        out.push_str(&format!("        {kind:<18} {primary} | {replica}  {v}\n"));
-    }
-    out
-}
-
-/// Renders the header and facts, then redacts.
-pub fn render(
-    header: &[(String, String)],
-    facts: &Facts,
-    topology: &Topology,
-    endpoint: &str,
-) -> String {
-    let mut redactor = Redactor::new();
-    redactor
-        .suffix(&topology.names.suffix)
-        .literal(endpoint, "[endpoint]")
-        // How long lag lasted and how many attempts a wait held depend on retry timing.
-        .pattern(r"no replica after \d+s", "no replica after [n]s")
-        .pattern(r"Attempts:    \d+", "Attempts:    [n]");
-    let mut out = String::new();
-    for (k, v) in header {
-        out.push_str(&format!("{k}: {v}\n"));
-    }
-    let backups = match &facts.agent {
-        Some(a) => {
-            agent_render::register(&mut redactor, &a.runs, &a.work);
-            out.push_str(&agent_render::runs_section(&a.runs));
-            agent_render::backup_labels(&a.runs)
-        }
-        None => BTreeMap::new(),
-    };
-
-    // Validator decisions, grouped per object version (or per message for non-events).
-    let primaries: BTreeMap<&str, &str> = topology
+/// The primary bucket -> category of a topology.
+fn primaries(topology: &Topology) -> BTreeMap<&str, &str> {
+    topology
         .buckets()
         .iter()
         .map(|b| (b.primary.as_str(), b.category.as_str()))
-        .collect();
-    let mut version_order: BTreeMap<String, usize> = BTreeMap::new();
+        .collect()
+}
+
+/// Each version's place in its bucket listing (oldest first), for ordering the groups.
+fn version_order(facts: &Facts) -> BTreeMap<String, usize> {
+    let mut order = BTreeMap::new();
     for (_, listing) in &facts.buckets {
         for (i, l) in listing.iter().rev().enumerate() {
-            version_order.entry(l.version_id.clone()).or_insert(i);
-            redactor.value("version", &l.version_id);
+            order.entry(l.version_id.clone()).or_insert(i);
         }
     }
-    let mut groups: BTreeMap<(String, usize, String), Vec<&RecordReport>> = BTreeMap::new();
-    for o in &facts.observations {
-        let Observation::Decision { report, .. } = o else {
-            continue;
-        };
-        // A record left for the next delivery near a deadline was not decided; how many
-        // fall there depends on timing (the invocations section counts real overruns).
-        if report.outcome == checksum_validator::Outcome::Deferred {
-            continue;
+    order
+}
+
+/// The decisions the transcript shows: a record left for the next delivery near a deadline
+/// was not decided (how many fall there depends on timing; the invocations section counts
+/// real overruns).
+fn shown_decisions(facts: &Facts) -> impl Iterator<Item = &RecordReport> {
+    facts.observations.iter().filter_map(|o| match o {
+        Observation::Decision { report, .. }
+            if report.outcome != checksum_validator::Outcome::Deferred =>
+        {
+            Some(report)
         }
-        redactor.value("message", &report.message_id);
+        _ => None,
+    })
+}
+
+/// Validator decisions, grouped per object version (or per message for non-events), in
+/// the order of the groups' keys.
+fn decision_groups<'a>(facts: &'a Facts, topology: &Topology) -> Vec<DecisionGroup<'a>> {
+    let primaries = primaries(topology);
+    let version_order = version_order(facts);
+    let mut groups: BTreeMap<(String, usize, String), Vec<&RecordReport>> = BTreeMap::new();
+    for report in shown_decisions(facts) {
         let key = match &report.object {
             Some(obj) => {
-                if let Some(v) = &obj.version_id {
-                    redactor.value("version", v);
-                }
-                for v in report.replicas.iter().filter_map(|r| r.version_id.as_ref()) {
-                    redactor.value("version", v);
-                }
                 let cat = primaries
                     .get(obj.bucket.as_str())
                     .copied()
@@ -410,150 +313,369 @@ pub fn render(
         };
         groups.entry(key).or_default().push(report);
     }
-    out.push_str("\nvalidator decisions:\n");
-    if groups.is_empty() {
-        out.push_str("  none\n");
-    }
-    for ((object, _, which), reports) in groups {
-        out.push_str(&format!("  {object} ({which})\n"));
-        out.push_str(&history(&reports, &backups, &mut redactor));
-    }
-
-    let mut notified: Vec<String> = facts
-        .observations
-        .iter()
-        .filter_map(|o| match o {
-            Observation::Notified {
-                queue,
-                receive_count,
-                report,
-            } => {
-                redactor.value("message", &report.message_id);
-                Some(format!(
-                    "  from {queue} (receive {}): {}\n",
-                    receive_count
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    match (&report.publish_error, &report.ledger) {
-                        (None, failure_notifier::LedgerUse::Duplicate) => format!(
-                            "duplicate of an alert already published, suppressed {:?}",
-                            report.alert.subject
-                        ),
-                        (None, _) => format!("published {:?}", report.alert.subject),
-                        (Some(_), failure_notifier::LedgerUse::HeldElsewhere) => {
-                            "claimed by another invocation, left on the queue for retry".to_string()
-                        }
-                        (Some(_), _) => "publish FAILED, left on the queue for retry".to_string(),
-                    }
-                ))
-            }
-            _ => None,
+    groups
+        .into_iter()
+        .map(|((object, _, which), reports)| DecisionGroup {
+            object,
+            which,
+            shown: history(&reports),
         })
-        .collect();
-    notified.sort();
-    out.push_str("\nnotifier:\n");
-    if notified.is_empty() {
-        out.push_str("  none\n");
-    }
-    for n in notified {
-        out.push_str(&n);
-    }
+        .collect()
+}
 
-    let mut alerts: Vec<(&String, &String)> = Vec::new();
-    let mut agent_notifications: Vec<(String, String, String)> = Vec::new();
-    for o in &facts.observations {
-        if let Observation::Alert {
-            subject,
-            message,
-            attributes,
-        } = o
-        {
-            match agent_event(attributes) {
-                Some(event) => {
-                    agent_notifications.push((event.to_string(), subject.clone(), message.clone()))
+/// Everything the sections show, prepared from the facts before anything is written.
+struct Prepared<'a> {
+    /// Agent backup key -> its number (`backup-N`).
+    backups: BTreeMap<String, usize>,
+    decisions: Vec<DecisionGroup<'a>>,
+    /// One line per notifier result, sorted.
+    notified: Vec<String>,
+    /// The pipeline's alerts (subject, message), sorted.
+    alerts: Vec<(&'a str, &'a str)>,
+    /// The agent's notifications (event, subject, message), in arrival order.
+    agent_notifications: Vec<(String, String, String)>,
+    /// Per queue: invocations that timed out, and that were throttled.
+    invocations: BTreeMap<&'a str, (usize, usize)>,
+    /// One line per batch error, in order.
+    batch_errors: Vec<String>,
+}
+
+impl<'a> Prepared<'a> {
+    fn of(facts: &'a Facts, topology: &Topology) -> Prepared<'a> {
+        let mut alerts = Vec::new();
+        let mut agent_notifications = Vec::new();
+        let mut invocations: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut batch_errors = Vec::new();
+        let mut notified = Vec::new();
+        for o in &facts.observations {
+            match o {
+                Observation::Notified {
+                    queue,
+                    receive_count,
+                    report,
+                } => notified.push(notifier_line(queue, *receive_count, report)),
+                Observation::Alert {
+                    subject,
+                    message,
+                    attributes,
+                } => match agent_event(attributes) {
+                    Some(event) => agent_notifications.push((
+                        event.to_string(),
+                        subject.clone(),
+                        message.clone(),
+                    )),
+                    None => alerts.push((subject.as_str(), message.as_str())),
+                },
+                Observation::TimedOut { queue, .. } => invocations.entry(queue).or_default().0 += 1,
+                Observation::Throttled { queue, .. } => {
+                    invocations.entry(queue).or_default().1 += 1
                 }
-                None => alerts.push((subject, message)),
+                Observation::BatchError { queue, error } => {
+                    batch_errors.push(format!("  {queue}: {error}\n"))
+                }
+                _ => {}
+            }
+        }
+        notified.sort();
+        alerts.sort();
+        Prepared {
+            backups: facts
+                .agent
+                .as_ref()
+                .map(|a| agent_render::backup_labels(&a.runs))
+                .unwrap_or_default(),
+            decisions: decision_groups(facts, topology),
+            notified,
+            alerts,
+            agent_notifications,
+            invocations,
+            batch_errors,
+        }
+    }
+}
+
+/// The redactor for a run: every volatile value the transcript may show (the suffix, the
+/// endpoint, the agent's files and checksums, version and message ids, the evidence of
+/// agent backups), registered from the facts before anything is written.
+fn redactor(
+    facts: &Facts,
+    prepared: &Prepared<'_>,
+    topology: &Topology,
+    endpoint: &str,
+) -> Redactor {
+    let mut redactor = Redactor::new();
+    redactor
+        .suffix(&topology.names.suffix)
+        .literal(endpoint, "[endpoint]")
+        // How long lag lasted and how many attempts a wait held depend on retry timing.
+        .pattern(r"no replica after \d+s", "no replica after [n]s")
+        .pattern(r"Attempts:    \d+", "Attempts:    [n]");
+    if let Some(a) = &facts.agent {
+        agent_render::register(&mut redactor, &a.runs, &a.work);
+    }
+    for (_, listing) in &facts.buckets {
+        for l in listing.iter().rev() {
+            redactor.value("version", &l.version_id);
+        }
+    }
+    for report in shown_decisions(facts) {
+        redactor.value("message", &report.message_id);
+        if let Some(obj) = &report.object {
+            if let Some(v) = &obj.version_id {
+                redactor.value("version", v);
+            }
+            for v in report.replicas.iter().filter_map(|r| r.version_id.as_ref()) {
+                redactor.value("version", v);
             }
         }
     }
-    alerts.sort();
-    out.push_str(&format!("\nalerts received: {}\n", alerts.len()));
+    for group in &prepared.decisions {
+        for s in &group.shown {
+            let r = s.report;
+            let source = r.object.as_ref().and_then(|o| o.version_id.as_deref());
+            for v in r
+                .replicas
+                .iter()
+                .filter_map(|rep| rep.version_id.as_deref())
+            {
+                if Some(v) != source {
+                    redactor.value("version", v);
+                }
+            }
+            // An agent backup's checksums depend on the machine that made the archive:
+            // named after the backup instead.
+            let backup = r.object.as_ref().and_then(|o| prepared.backups.get(&o.key));
+            if let Some(n) = backup {
+                for c in r.evidence.iter().filter(|c| c.kind != EvidenceKind::Size) {
+                    for v in [&c.primary, &c.replica] {
+                        if v.len() >= 8 {
+                            redactor.literal(v, &format!("[{} of backup-{n}]", evidence_kind(c)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for o in &facts.observations {
+        if let Observation::Notified { report, .. } = o {
+            redactor.value("message", &report.message_id);
+        }
+    }
+    redactor
+}
+
+/// How the replica was identified: by the source's version id, at each destination.
+fn replica_lines(r: &RecordReport) -> String {
+    let source = r.object.as_ref().and_then(|o| o.version_id.as_deref());
+    let mut out = String::new();
+    for rep in &r.replicas {
+        let line = match (&rep.version_id, source) {
+            (Some(v), Some(s)) if v == s => {
+                format!(
+                    "replica: {} version {v} (the source's version id)",
+                    rep.bucket
+                )
+            }
+            (Some(v), _) => format!(
+                "replica: {} version {v} (NOT the source's version id)",
+                rep.bucket
+            ),
+            (None, _) => format!("replica: {} has no such version", rep.bucket),
+        };
+        out.push_str(&format!("      {line}\n"));
+    }
+    out
+}
+
+/// The name of a comparison: its kind, and the destination it was made at.
+fn evidence_kind(c: &checksum_validator::decision::Comparison) -> String {
+    match (&c.destination, c.kind) {
+        (Some(d), k) => format!("{k} @{d}"),
+        (None, EvidenceKind::Size) => "size".to_string(),
+        (None, k) => k.to_string(),
+    }
+}
+
+/// The evidence of a decision. For an agent backup (`backup` = its number) the sizes are
+/// named after the backup (they depend on the machine that made the archive; its
+/// checksums are redacted the same way, see [`redactor`]).
+fn evidence_lines(r: &RecordReport, backup: Option<usize>) -> String {
+    let mut out = String::new();
+    if r.evidence.is_empty() {
+        return out;
+    }
+    out.push_str("      evidence (primary | replica):\n");
+    for c in &r.evidence {
+        let v = match &c.verdict {
+            Verdict::Match => "match".to_string(),
+            Verdict::Differ => "DIFFER".to_string(),
+            Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
+        };
+        let kind = evidence_kind(c);
+        let (primary, replica) = match backup {
+            Some(n) if c.kind == EvidenceKind::Size => {
+                let named = |v: &str| {
+                    if v == c.primary {
+                        agent_render::size_label(n)
+                    } else {
+                        v.to_string()
+                    }
+                };
+                (named(&c.primary), named(&c.replica))
+            }
+            _ => (c.primary.clone(), c.replica.clone()),
+        };
+        out.push_str(&format!("        {kind:<18} {primary} | {replica}  {v}\n"));
+    }
+    out
+}
+
+fn header_section(header: &[(String, String)]) -> String {
+    header.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
+}
+
+fn decisions_section(groups: &[DecisionGroup<'_>], backups: &BTreeMap<String, usize>) -> String {
+    let mut out = String::from("\nvalidator decisions:\n");
+    if groups.is_empty() {
+        out.push_str("  none\n");
+    }
+    for g in groups {
+        out.push_str(&format!("  {} ({})\n", g.object, g.which));
+        for (step, s) in g.shown.iter().enumerate() {
+            let r = s.report;
+            let label = match s.delivery {
+                Some(d) => format!(" (delivery {})", d + 1),
+                None => String::new(),
+            };
+            out.push_str(&format!(
+                "    {}.{label} {} -> {}\n      {}\n",
+                step + 1,
+                r.outcome,
+                action_name(&r.action),
+                r.detail
+            ));
+            out.push_str(&replica_lines(r));
+            let backup = r.object.as_ref().and_then(|o| backups.get(&o.key).copied());
+            out.push_str(&evidence_lines(r, backup));
+        }
+    }
+    out
+}
+
+/// What the notifier did with one record.
+fn notifier_line(
+    queue: &str,
+    receive_count: Option<u32>,
+    report: &failure_notifier::NotifyReport,
+) -> String {
+    format!(
+        "  from {queue} (receive {}): {}\n",
+        receive_count
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into()),
+        match (&report.publish_error, &report.ledger) {
+            (None, failure_notifier::LedgerUse::Duplicate) => format!(
+                "duplicate of an alert already published, suppressed {:?}",
+                report.alert.subject
+            ),
+            (None, _) => format!("published {:?}", report.alert.subject),
+            (Some(_), failure_notifier::LedgerUse::HeldElsewhere) => {
+                "claimed by another invocation, left on the queue for retry".to_string()
+            }
+            (Some(_), _) => "publish FAILED, left on the queue for retry".to_string(),
+        }
+    )
+}
+
+fn notifier_section(notified: &[String]) -> String {
+    let mut out = String::from("\nnotifier:\n");
+    if notified.is_empty() {
+        out.push_str("  none\n");
+    }
+    out.extend(notified.iter().map(String::as_str));
+    out
+}
+
+fn alerts_section(alerts: &[(&str, &str)]) -> String {
+    let mut out = format!("\nalerts received: {}\n", alerts.len());
     for (subject, message) in alerts {
         out.push_str(&format!("  - subject: {subject}\n    message:\n"));
         for line in message.lines() {
             out.push_str(&format!("      | {line}\n"));
         }
     }
+    out
+}
 
-    if facts.agent.is_some() || !agent_notifications.is_empty() {
-        out.push_str(&agent_render::notifications_section(&agent_notifications));
+fn faults_section(
+    faults: &[(
+        crate::engine::faults::FaultSpec,
+        Vec<crate::engine::faults::Firing>,
+    )],
+) -> String {
+    if faults.is_empty() {
+        return String::new();
     }
+    let mut out = String::from("\nfaults injected:\n");
+    for (spec, fired) in faults {
+        // An exact count only where the budget makes it exact (the SDK retries within it).
+        let count = if spec.rate.is_none() && spec.seconds.is_none() {
+            format!("fired {}", fired.len())
+        } else if fired.is_empty() {
+            "never fired".into()
+        } else {
+            "fired".into()
+        };
+        out.push_str(&format!("  {}: {count}\n", spec.describe()));
+    }
+    out
+}
 
-    if !facts.faults.is_empty() {
-        out.push_str("\nfaults injected:\n");
-        for (spec, fired) in &facts.faults {
-            // An exact count only where the budget makes it exact (the SDK retries within it).
-            let count = if spec.rate.is_none() && spec.seconds.is_none() {
-                format!("fired {}", fired.len())
-            } else if fired.is_empty() {
-                "never fired".into()
-            } else {
-                "fired".into()
-            };
-            out.push_str(&format!("  {}: {count}\n", spec.describe()));
-        }
+/// Invocations Lambda stopped or never ran (overruns, throttles): per queue, in order.
+fn invocations_section(invocations: &BTreeMap<&str, (usize, usize)>) -> String {
+    if invocations.is_empty() {
+        return String::new();
     }
+    let mut out = String::from("\ninvocations stopped or throttled:\n");
+    for (queue, (timed_out, throttled)) in invocations {
+        out.push_str(&format!(
+            "  {queue}: {timed_out} timed out (whole batch returned to the queue), {throttled} throttled (received, never run)\n"
+        ));
+    }
+    out
+}
 
-    // Invocations Lambda stopped or never ran (overruns, throttles): per queue, in order.
-    let mut invocations: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for o in &facts.observations {
-        match o {
-            Observation::TimedOut { queue, .. } => invocations.entry(queue).or_default().0 += 1,
-            Observation::Throttled { queue, .. } => invocations.entry(queue).or_default().1 += 1,
-            _ => {}
-        }
+fn batch_errors_section(errors: &[String]) -> String {
+    if errors.is_empty() {
+        return String::new();
     }
-    if !invocations.is_empty() {
-        out.push_str("\ninvocations stopped or throttled:\n");
-        for (queue, (timed_out, throttled)) in invocations {
-            out.push_str(&format!(
-                "  {queue}: {timed_out} timed out (whole batch returned to the queue), {throttled} throttled (received, never run)\n"
-            ));
-        }
-    }
+    let mut out = String::from("\nbatch errors:\n");
+    out.extend(errors.iter().map(String::as_str));
+    out
+}
 
-    let errors: Vec<String> = facts
-        .observations
-        .iter()
-        .filter_map(|o| match o {
-            Observation::BatchError { queue, error } => Some(format!("  {queue}: {error}\n")),
-            _ => None,
-        })
-        .collect();
-    if !errors.is_empty() {
-        out.push_str("\nbatch errors:\n");
-        for e in errors {
-            out.push_str(&e);
-        }
-    }
-
-    out.push_str("\nqueues (visible / in flight / delayed):\n");
-    for (role, d) in &facts.depths {
+fn queues_section(depths: &[(&'static str, Depth)]) -> String {
+    let mut out = String::from("\nqueues (visible / in flight / delayed):\n");
+    for (role, d) in depths {
         out.push_str(&format!(
             "  {role:<15} {} / {} / {}\n",
             d.visible, d.in_flight, d.delayed
         ));
     }
-    out.push_str(&format!(
-        "\nfailure-dlq contents: {}\n",
-        facts.failure_dlq.len()
-    ));
-    for body in &facts.failure_dlq {
+    out
+}
+
+fn failure_dlq_section(bodies: &[String]) -> String {
+    let mut out = format!("\nfailure-dlq contents: {}\n", bodies.len());
+    for body in bodies {
         out.push_str(&format!("  - {body}\n"));
     }
+    out
+}
 
-    out.push_str("\nbuckets:\n");
-    for (label, listing) in &facts.buckets {
+fn buckets_section(buckets: &[(String, Vec<Listed>)], backups: &BTreeMap<String, usize>) -> String {
+    let mut out = String::from("\nbuckets:\n");
+    for (label, listing) in buckets {
         if listing.is_empty() {
             out.push_str(&format!("  {label}: empty\n"));
             continue;
@@ -575,5 +697,35 @@ pub fn render(
             ));
         }
     }
+    out
+}
+
+/// Renders the header and facts, section by section, then redacts.
+pub fn render(
+    header: &[(String, String)],
+    facts: &Facts,
+    topology: &Topology,
+    endpoint: &str,
+) -> String {
+    let prepared = Prepared::of(facts, topology);
+    let redactor = redactor(facts, &prepared, topology, endpoint);
+    let mut out = header_section(header);
+    if let Some(a) = &facts.agent {
+        out.push_str(&agent_render::runs_section(&a.runs));
+    }
+    out.push_str(&decisions_section(&prepared.decisions, &prepared.backups));
+    out.push_str(&notifier_section(&prepared.notified));
+    out.push_str(&alerts_section(&prepared.alerts));
+    if facts.agent.is_some() || !prepared.agent_notifications.is_empty() {
+        out.push_str(&agent_render::notifications_section(
+            &prepared.agent_notifications,
+        ));
+    }
+    out.push_str(&faults_section(&facts.faults));
+    out.push_str(&invocations_section(&prepared.invocations));
+    out.push_str(&batch_errors_section(&prepared.batch_errors));
+    out.push_str(&queues_section(&facts.depths));
+    out.push_str(&failure_dlq_section(&facts.failure_dlq));
+    out.push_str(&buckets_section(&facts.buckets, &prepared.backups));
     redactor.apply(&out)
 }
