@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e up bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e e2e-deployed package up bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,8 +29,8 @@ define cargo_test_summed
 	rm -f $$log; exit $$status
 endef
 
-test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the fuzz smoke, generated workloads
-	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke)
+test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the fuzz smoke, generated workloads, the deployed binaries
+	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke && $(MAKE) --no-print-directory e2e-deployed)
 
 unit: ## Fast tests only (no engine)
 	$(call cargo_test_summed,--workspace)
@@ -38,6 +38,14 @@ unit: ## Fast tests only (no engine)
 e2e: ## Only the end-to-end scenario and provisioning tests
 	$(CARGO) test --features e2e --test scenarios --test provision
 	$(CARGO) test -p harness --features e2e --test up --test engine_death
+
+package: ## Build both functions' Lambda zips (cargo lambda, x86_64 and arm64) under <target>/lambda-zips; prints size and SHA-256
+	$(HARNESS) package
+
+# The scenarios tests/deployed.rs plays with the deployed binaries (its SCENARIOS list).
+e2e-deployed: ## Core scenarios run by MiniStack's own Lambda and event source mappings on the x86_64 zips, same snapshots
+	$(HARNESS) package --arch x86_64
+	$(CARGO) test --features e2e-deployed --test deployed
 
 up: ## The whole system running locally until Ctrl-C (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) up

@@ -7,6 +7,8 @@
 //! | [`replication`] | native vs emulated replication, the harness replicator |
 //! | [`esm`] | the SQS event source mapping that runs the real handlers |
 //! | [`system`] | the running system: functions, mappings, replicator, alert sink |
+//! | [`package`] | the functions' deployment zips (`cargo lambda build`) and their `provided.al2023` check |
+//! | [`deployed`] | `--functions deployed`: the zips run by the engine's own Lambda service and event source mappings, decisions read from their logs |
 //! | [`scenario`] | scenario files, the runner, the transcript |
 //! | [`report`] | redaction, snapshots, JUnit |
 //! | [`redrive`] | DLQ redrive |
@@ -17,10 +19,12 @@ pub mod agent;
 pub mod aws;
 pub mod bench;
 pub mod cli;
+pub mod deployed;
 pub mod engine;
 pub mod errors;
 pub mod esm;
 pub mod observe;
+pub mod package;
 pub mod paths;
 pub mod redrive;
 pub mod replication;

@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod engine;
 pub mod fuzz;
+pub mod invoke;
+pub mod package;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
@@ -74,6 +76,12 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Play generated workloads with faults and check the invariants after each.
     Fuzz(fuzz::FuzzArgs),
+    /// Build the functions' deployment zips (cargo lambda, x86_64 and arm64) and print
+    /// each zip's size and SHA-256.
+    Package(package::PackageArgs),
+    /// Send one event to a deployed function (the real binary, through the engine's Invoke
+    /// API) and print its response.
+    Invoke(invoke::InvokeArgs),
 }
 
 /// Sets up logging to stderr.
@@ -100,6 +108,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Redrive(a) => a.run(cli.engine).await,
         Command::Bench(c) => c.run(cli.engine).await,
         Command::Fuzz(a) => a.run(cli.engine).await,
+        Command::Package(a) => a.run().await,
+        Command::Invoke(a) => a.run(cli.engine).await,
         Command::Up(a) => {
             a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))
                 .await

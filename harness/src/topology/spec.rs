@@ -20,7 +20,24 @@ pub struct TopologySpec {
     pub queues: QueueSpec,
     #[serde(default)]
     pub replication: ReplicationSpec,
+    #[serde(default)]
+    pub functions: FunctionSpec,
     pub profiles: BTreeMap<String, Timing>,
+}
+
+/// The Lambda functions' settings besides their timing (`[functions]`): what
+/// `--functions deployed` creates them with.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionSpec {
+    /// `MemorySize` of both functions, in MB (Lambda allows 128 to 10240).
+    pub memory_mb: u32,
+}
+
+impl Default for FunctionSpec {
+    fn default() -> Self {
+        FunctionSpec { memory_mb: 128 }
+    }
 }
 
 /// The replication rules of every category (one rule per destination).
