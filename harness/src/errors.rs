@@ -110,8 +110,10 @@ pub enum ScenarioError {
     },
     #[error("the engine stopped during the scenario: {0}")]
     EngineExited(String),
+    /// Boxed: a deploy error carries an engine install error, which would make every
+    /// `ScenarioError` large.
     #[error(transparent)]
-    Deploy(#[from] DeployError),
+    Deploy(Box<DeployError>),
     #[error("a deployed function failed: {0}")]
     FunctionFailed(String),
     #[error("{0}")]
@@ -176,6 +178,12 @@ impl DeployError {
             call: call.into(),
             why: sdk(e),
         }
+    }
+}
+
+impl From<DeployError> for ScenarioError {
+    fn from(e: DeployError) -> Self {
+        ScenarioError::Deploy(Box::new(e))
     }
 }
 

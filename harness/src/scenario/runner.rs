@@ -126,7 +126,7 @@ pub async fn run(
                 e @ crate::errors::DeployError::Io(_) => {
                     ScenarioError::Other(format!("starting the fidelity layer: {e}"))
                 }
-                e => ScenarioError::Deploy(e),
+                e => ScenarioError::from(e),
             });
         }
     };
