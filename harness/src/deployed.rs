@@ -218,6 +218,60 @@ pub const MAPPINGS: [(FunctionName, &str); 5] = [
     (FunctionName::Notifier, "failure-dlq"),
 ];
 
+/// Teardown of the functions a kept run left (`--keep`): each function of `suffix` that
+/// carries this run's ownership tags (`ManagedBy=harness`, `HarnessRun=<suffix>`) goes with
+/// its event source mappings and log group; one without them is reported, not touched. An
+/// engine without a Lambda service (or no such function) is nothing to do.
+pub async fn teardown_functions(
+    sdk: &aws_config::SdkConfig,
+    names: &crate::topology::Names,
+    suffix: &str,
+) -> (Vec<String>, Vec<String>) {
+    // One attempt per call: an engine without Lambda answers at once, nothing to retry.
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(sdk)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+    for role in [&names.validator_role, &names.notifier_role] {
+        let name = policy::function_of(role);
+        let Ok(f) = lambda.get_function().function_name(&name).send().await else {
+            continue;
+        };
+        let tags = f.tags().cloned().unwrap_or_default();
+        let ours = tags.get("ManagedBy").map(String::as_str) == Some("harness")
+            && tags.get("HarnessRun").map(String::as_str) == Some(suffix);
+        if !ours {
+            problems.push(format!(
+                "lambda function {name}: not tagged as this run's (ManagedBy=harness, HarnessRun={suffix}); left alone"
+            ));
+            continue;
+        }
+        if let Ok(m) = lambda
+            .list_event_source_mappings()
+            .function_name(&name)
+            .send()
+            .await
+        {
+            for uuid in m.event_source_mappings().iter().filter_map(|m| m.uuid()) {
+                let _ = lambda.delete_event_source_mapping().uuid(uuid).send().await;
+            }
+        }
+        match lambda.delete_function().function_name(&name).send().await {
+            Ok(_) => removed.push(format!("lambda function {name}")),
+            Err(e) => problems.push(format!("lambda function {name}: {}", crate::errors::sdk(e))),
+        }
+        let _ = logs
+            .delete_log_group()
+            .log_group_name(format!("/aws/lambda/{name}"))
+            .send()
+            .await;
+    }
+    (removed, problems)
+}
+
 /// A grace after disabling a mapping: an engine poll pass that read `Enabled` just before
 /// may still take one batch (MiniStack's poller passes at least once a second).
 const DISABLE_GRACE: Duration = Duration::from_millis(1500);
@@ -260,6 +314,23 @@ impl Deployment {
             names,
             mappings: Vec::new(),
         };
+        match d.create_all(topology, spec, &packages).await {
+            Ok(()) => Ok(d),
+            Err(e) => {
+                // Nothing half-made stays behind.
+                d.delete().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_all(
+        &mut self,
+        topology: &Topology,
+        spec: &DeploySpec<'_>,
+        packages: &[package::Package],
+    ) -> Result<(), DeployError> {
+        let d = self;
         let timeout = topology.timing.function_timeout_seconds.ceil().max(1.0) as i32;
         for (function, pkg, role, base) in [
             (
@@ -338,7 +409,7 @@ impl Deployment {
                 ));
             }
         }
-        Ok(d)
+        Ok(())
     }
 
     /// The function's name in the engine.
