@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,9 +33,9 @@ endef
 # installs; where it cannot be installed the test is skipped, and this says so.
 CHROMIUM_SKIPPED = SKIPPED: chromium not installed (run make chromium-install); the HTML report's browser test does not run
 
-test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the report in a browser, the fuzz smoke, generated workloads
+test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the report in a browser, the fuzz smoke, generated workloads, the deployed binaries
 	@bash engines/install-chromium.sh >/dev/null || echo "$(CHROMIUM_SKIPPED)"
-	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke)
+	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke && $(MAKE) --no-print-directory e2e-deployed)
 
 unit: ## Fast tests only (no engine)
 	$(call cargo_test_summed,--workspace)
@@ -52,6 +52,14 @@ chromium-install: ## Install the pinned Chromium and ChromeDriver for the report
 report: ## One scenario with its HTML report: make report NAME=poison-pill [ENGINE=ministack] [REPORT=report.html]
 	@test -n "$(NAME)" || { echo "usage: make report NAME=<scenario> [REPORT=file]"; exit 2; }
 	$(HARNESS) --engine $(ENGINE) scenario run $(NAME) --report $(or $(REPORT),report.html)
+
+package: ## Build both functions' Lambda zips (cargo lambda, x86_64 and arm64) under <target>/lambda-zips; prints size and SHA-256
+	$(HARNESS) package
+
+# The scenarios tests/deployed.rs plays with the deployed binaries (its SCENARIOS list).
+e2e-deployed: ## Core scenarios run by MiniStack's own Lambda and event source mappings on the x86_64 zips, same snapshots
+	$(HARNESS) package --arch x86_64
+	$(CARGO) test --features e2e-deployed --test deployed
 
 up: ## The whole system running locally until Ctrl-C (ENGINE=...)
 	$(HARNESS) --engine $(ENGINE) up

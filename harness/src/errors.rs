@@ -110,8 +110,81 @@ pub enum ScenarioError {
     },
     #[error("the engine stopped during the scenario: {0}")]
     EngineExited(String),
+    /// Boxed: a deploy error carries an engine install error, which would make every
+    /// `ScenarioError` large.
+    #[error(transparent)]
+    Deploy(Box<DeployError>),
+    #[error("a deployed function failed: {0}")]
+    FunctionFailed(String),
     #[error("{0}")]
     Other(String),
+}
+
+/// Errors while packaging the Lambda functions (`harness package`).
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Tools(#[from] EngineError),
+    #[error("{arch}: the Rust standard library for {target} is not installed, so cargo cannot build for it here; install it with `rustup target add {target}` (rustup downloads it) and run again")]
+    MissingTarget {
+        arch: crate::package::Arch,
+        target: &'static str,
+    },
+    #[error("`cargo lambda build` for {arch} failed ({status}); its output is above")]
+    Build {
+        arch: crate::package::Arch,
+        status: String,
+    },
+    #[error("{path}: not what provided.al2023 runs: {why}")]
+    Bootstrap { path: PathBuf, why: String },
+    #[error("{path} is not built: run `make package` (or `harness package --arch {arch}`)")]
+    NotBuilt {
+        path: PathBuf,
+        arch: crate::package::Arch,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Errors of `--functions deployed`: the functions created in the engine's Lambda service.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("--functions deployed needs an engine that runs Lambda functions itself: {engine} cannot here ({why}). Engines that can: {supported}. The default, --functions in-process, runs on every engine")]
+    Unsupported {
+        engine: String,
+        why: &'static str,
+        supported: &'static str,
+    },
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error("{call}: {why}")]
+    Aws { call: String, why: String },
+    #[error("{function} did not become Active within {secs}s (last state: {state})")]
+    NotActive {
+        function: String,
+        secs: u64,
+        state: String,
+    },
+    #[error("{what} is not supported with --functions deployed: {why}")]
+    StepUnsupported { what: String, why: &'static str },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DeployError {
+    /// An SDK error of `call`, with its whole source chain.
+    pub fn aws<E: std::error::Error>(call: impl Into<String>, e: E) -> DeployError {
+        DeployError::Aws {
+            call: call.into(),
+            why: sdk(e),
+        }
+    }
+}
+
+impl From<DeployError> for ScenarioError {
+    fn from(e: DeployError) -> Self {
+        ScenarioError::Deploy(Box::new(e))
+    }
 }
 
 /// Formats an SDK error with its whole source chain.

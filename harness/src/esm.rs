@@ -11,6 +11,9 @@
 //!   is deleted, and every message returns after its visibility timeout.
 //! - **Batching window.** With `MaximumBatchingWindowInSeconds` the poller gathers records
 //!   for up to that long before invoking with fewer than the batch size.
+//! - **Partial batch responses.** Only the reported `batchItemFailures` stay; an empty
+//!   identifier or one naming no message of the batch fails the whole batch (nothing is
+//!   deleted), as Lambda treats such a response.
 //! - **Throttling.** A throttled invocation has received its messages but never runs them:
 //!   they return after their visibility timeout with `ApproximateReceiveCount` raised (why
 //!   AWS asks for `maxReceiveCount` of at least 5).
@@ -140,10 +143,12 @@ async fn poll_loop(
             continue;
         }
         let _active = ActiveGuard(m.active.clone());
+        // One ReceiveMessage returns at most 10 messages (SQS API Reference); a larger batch
+        // is gathered in the batching window below, as Lambda requires a window for it.
         let receive = sqs
             .receive_message()
             .queue_url(&m.queue.url)
-            .max_number_of_messages(m.batch_size)
+            .max_number_of_messages(m.batch_size.min(10))
             .wait_time_seconds(m.wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
@@ -306,16 +311,17 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
         .await;
         return;
     };
+    let done = to_delete(&receipts, &failed);
     obs.push(Observation::Batch {
         queue: m.role.clone(),
         size,
-        failed: failed.len(),
+        failed: done.as_ref().map(|d| size - d.len()).unwrap_or(size),
     })
     .await;
-    let done = receipts
-        .iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .map(|(_, receipt)| receipt.as_str());
+    let Some(done) = done else {
+        return;
+    };
+    let done = done.into_iter();
     if let Err(e) = delete_receipts(sqs, &m.queue.url, done).await {
         obs.push(Observation::BatchError {
             queue: m.role.clone(),
@@ -323,6 +329,28 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
         })
         .await;
     }
+}
+
+/// The receipt handles a partial batch response lets Lambda delete: every message not
+/// named in `failed`. `None` when the response fails the whole batch: "Lambda treats a
+/// batch as a complete failure if your function returns ... an empty string
+/// itemIdentifier, a null itemIdentifier, ... an itemIdentifier value with a message ID
+/// that doesn't exist" (Lambda Developer Guide, "Handling errors for an SQS event source
+/// in Lambda"); then nothing is deleted.
+fn to_delete<'a>(receipts: &'a [(String, String)], failed: &[String]) -> Option<Vec<&'a str>> {
+    if failed
+        .iter()
+        .any(|id| id.is_empty() || !receipts.iter().any(|(r, _)| r == id))
+    {
+        return None;
+    }
+    Some(
+        receipts
+            .iter()
+            .filter(|(id, _)| !failed.contains(id))
+            .map(|(_, receipt)| receipt.as_str())
+            .collect(),
+    )
 }
 
 /// Runs the function on a batch and returns the ids of its batch item failures.
@@ -504,6 +532,18 @@ pub struct SnsNotification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_batch_item_failure_fails_the_whole_batch() {
+        let receipts = vec![
+            ("a".to_string(), "ra".to_string()),
+            ("b".into(), "rb".into()),
+        ];
+        assert_eq!(to_delete(&receipts, &[]), Some(vec!["ra", "rb"]));
+        assert_eq!(to_delete(&receipts, &["b".into()]), Some(vec!["ra"]));
+        assert_eq!(to_delete(&receipts, &["".into()]), None);
+        assert_eq!(to_delete(&receipts, &["a".into(), "zz".into()]), None);
+    }
 
     #[test]
     fn reads_the_real_sns_envelope() {

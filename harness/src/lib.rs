@@ -8,6 +8,8 @@
 //! | [`history`] | what the fidelity layer remembers of every version: in memory, or a redb file for `harness up` |
 //! | [`esm`] | the SQS event source mapping that runs the real handlers |
 //! | [`system`] | the running system: functions, mappings, replicator, alert sink |
+//! | [`package`] | the functions' deployment zips (`cargo lambda build`) and their `provided.al2023` check |
+//! | [`deployed`] | `--functions deployed`: the zips run by the engine's own Lambda service and event source mappings, decisions read from their logs |
 //! | [`scenario`] | scenario files, the runner, the transcript |
 //! | [`posture`] | posture checks of a provisioned topology (`harness gate`) |
 //! | [`report`] | the judged case, redaction, snapshots, JUnit, the gate's summary and HTML report |
@@ -19,11 +21,13 @@ pub mod agent;
 pub mod aws;
 pub mod bench;
 pub mod cli;
+pub mod deployed;
 pub mod engine;
 pub mod errors;
 pub mod esm;
 pub mod history;
 pub mod observe;
+pub mod package;
 pub mod paths;
 pub mod posture;
 pub mod redrive;

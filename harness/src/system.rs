@@ -6,6 +6,12 @@
 //! fill the engine gaps of the event body (`engine::gaps`) and make sure the replicator
 //! knows the version (so its status is reported from the first read); after it they tell
 //! the replicator the first attempt is over (its copy may land from then on).
+//!
+//! With [`FunctionsMode::Deployed`] the functions are the packaged binaries in the engine's
+//! Lambda service behind the engine's mappings ([`crate::deployed`]); what they decide is
+//! read from their logs into the same observations, and the first-attempt signal comes from
+//! the validator's decision lines. The engine hands bodies straight to the function, so
+//! the `before` hook cannot run there (see `engine::gaps`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +24,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::Clients;
+use crate::deployed::{DeploySpec, Deployment, EnvOverride, FunctionsMode};
 use crate::engine::checksums::DefaultChecksums;
 use crate::engine::proxy::GapProxy;
 use crate::engine::{gaps, Capabilities};
+use crate::errors::DeployError;
 use crate::esm::{self, DeliveryHooks, Function, Mapping};
 use crate::history::History;
 use crate::observe::Observations;
@@ -52,6 +60,12 @@ pub struct SystemOptions {
     /// and replica ids, the default checksums) in files in this directory instead of
     /// memory: `harness up`'s memory then stays flat whatever the object count.
     pub history_dir: Option<std::path::PathBuf>,
+    /// In-process handlers (default) or the deployed binaries.
+    pub functions: FunctionsMode,
+    /// Environment variables set on deployed functions over the topology's.
+    pub function_env: Vec<EnvOverride>,
+    /// The engine's own log, where a deployed function's failed start may only show.
+    pub engine_log: Option<std::path::PathBuf>,
 }
 
 impl Default for SystemOptions {
@@ -65,6 +79,9 @@ impl Default for SystemOptions {
             replicator: None,
             observation_cap: None,
             history_dir: None,
+            functions: FunctionsMode::InProcess,
+            function_env: Vec::new(),
+            engine_log: None,
         }
     }
 }
@@ -73,7 +90,7 @@ impl Default for SystemOptions {
 pub const HISTORY_FILES: [&str; 2] = ["replication.redb", "checksums.redb"];
 
 /// The two functions, for pausing and resuming their triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FunctionName {
     Validator,
@@ -102,6 +119,10 @@ pub struct RunningSystem {
         (watch::Sender<bool>, Arc<std::sync::atomic::AtomicUsize>),
     >,
     faults: std::collections::HashMap<FunctionName, Arc<esm::InvocationFaults>>,
+    /// The deployed functions, with `--functions deployed`.
+    pub deployment: Option<Arc<Deployment>>,
+    /// The first error that keeps a deployed function from running at all.
+    fatal: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -147,7 +168,7 @@ impl RunningSystem {
         topology: Topology,
         mode: ReplicationMode,
         opts: &SystemOptions,
-    ) -> std::io::Result<RunningSystem> {
+    ) -> Result<RunningSystem, DeployError> {
         let observations = match opts.observation_cap {
             Some(cap) => Observations::bounded(cap),
             None => Observations::default(),
@@ -322,14 +343,46 @@ impl RunningSystem {
                 Function::Notifier(notifier),
             ),
         ];
-        for m in mappings {
-            tasks.extend(esm::spawn(
-                m,
-                clients.sqs.clone(),
-                observations.clone(),
-                stop_rx.clone(),
-            ));
-        }
+        let (fatal_tx, fatal) = watch::channel(None);
+        let deployment = match opts.functions {
+            FunctionsMode::InProcess => {
+                for m in mappings {
+                    tasks.extend(esm::spawn(
+                        m,
+                        clients.sqs.clone(),
+                        observations.clone(),
+                        stop_rx.clone(),
+                    ));
+                }
+                None
+            }
+            FunctionsMode::Deployed => {
+                drop(mappings);
+                let d = Arc::new(
+                    Deployment::create(
+                        &clients.sdk,
+                        &topology,
+                        &DeploySpec {
+                            validator: &validator_config(&topology, opts),
+                            notifier: &notifier_config(&topology, opts),
+                            endpoint: &function_endpoint,
+                            overrides: &opts.function_env,
+                            mappings: true,
+                        },
+                    )
+                    .await?,
+                );
+                tasks.push(d.follow(
+                    &topology,
+                    observations.clone(),
+                    replicator.clone(),
+                    fatal_tx,
+                    opts.engine_log.clone(),
+                    stop_rx.clone(),
+                ));
+                Some(d)
+            }
+        };
         tasks.push(esm::spawn_alert_sink(
             topology.queues.alerts.clone(),
             clients.sqs.clone(),
@@ -349,9 +402,25 @@ impl RunningSystem {
             proxy,
             paused,
             faults,
+            deployment,
+            fatal,
             stop: stop_tx,
             tasks,
         })
+    }
+
+    /// Resolves with the first error that keeps a deployed function from running (its own
+    /// configuration error, read from its log); never for in-process functions.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.clone();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The invocation faults (overruns, throttles) of a function's mappings.
@@ -363,6 +432,12 @@ impl RunningSystem {
     /// A pause returns once no poller is inside a receive or a delivery, so no message is
     /// picked up after it returns.
     pub async fn set_paused(&self, function: FunctionName, paused: bool) {
+        if let Some(d) = &self.deployment {
+            if let Err(e) = d.set_enabled(function, !paused).await {
+                tracing::warn!(error = %e, "pausing or resuming a deployed function's mappings failed");
+            }
+            return;
+        }
         let Some((tx, active)) = self.paused.get(&function) else {
             return;
         };
@@ -379,6 +454,9 @@ impl RunningSystem {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        if let Some(d) = &self.deployment {
+            d.delete().await;
         }
     }
 

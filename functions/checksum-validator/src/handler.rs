@@ -42,7 +42,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::aws_error::{classify, AwsError};
@@ -68,7 +68,7 @@ pub const MAX_CARRIED_ATTEMPTS: u32 = 1_000;
 pub const OVERDUE_ATTRIBUTE: &str = "autobackup-overdue-alerted";
 
 /// What the handler did with a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "action", content = "detail")]
 pub enum Action {
     /// Nothing more to do: the record is deleted.
@@ -123,10 +123,17 @@ mod secs {
     ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        std::time::Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Which primary version was judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VersionSource {
     /// The version id named by the event.
@@ -137,7 +144,7 @@ pub enum VersionSource {
 }
 
 /// The validator's report on one object of one record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordReport {
     pub message_id: String,
     pub object: Option<ObjectRef>,
@@ -202,6 +209,12 @@ impl Validator {
         event: SqsEvent,
         deadline: Option<Instant>,
     ) -> BatchReport {
+        let size = event.records.len();
+        let source = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone())
+            .unwrap_or_default();
         let margin = self.config.deadline_margin;
         let start_by = deadline.map(|d| d.checked_sub(margin).unwrap_or(d));
         let finish_by = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(d));
@@ -269,6 +282,13 @@ impl Validator {
         for id in failed {
             response.add_failure(id);
         }
+        tracing::info!(
+            target: "checksum_validator",
+            event_source_arn = %escape(&source),
+            messages = size,
+            batch_item_failures = response.batch_item_failures.len(),
+            "batch answered"
+        );
         BatchReport { response, records }
     }
 
@@ -991,9 +1011,11 @@ struct Judged {
     key: String,
 }
 
-/// One structured log line per record: outcome, evidence, attempt, duration. Every text
-/// field passes through [`escape`]: keys and details are untrusted (see [`crate::text`]),
-/// and a raw line break would forge a log line in a text-format log.
+/// One structured log line per record: outcome, evidence, attempt, duration, and the whole
+/// report as JSON (`report`, what a reader of the logs rebuilds it from: unescape it with
+/// [`crate::text::unescape`], then parse). Every text field passes through [`escape`]: keys
+/// and details are untrusted (see [`crate::text`]), and a raw line break would forge a log
+/// line in a text-format log.
 fn log_report(r: &RecordReport) {
     if !tracing::enabled!(target: "checksum_validator", tracing::Level::INFO) {
         return;
@@ -1020,6 +1042,7 @@ fn log_report(r: &RecordReport) {
         evidence = %escape(&evidence),
         action = %escape(&action),
         detail = %escape(&r.detail),
+        report = %escape(&serde_json::to_string(r).unwrap_or_default()),
         "record decided"
     );
 }

@@ -59,6 +59,37 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The text [`escape`] was given: `unescape(&escape(s)) == s` for every `s`. `None` for
+/// text `escape` cannot have written (a lone backslash, an unknown or malformed escape).
+pub fn unescape(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return Some(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '\\' => out.push('\\'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                if chars.next()? != '{' {
+                    return None;
+                }
+                let hex: String = chars.by_ref().take_while(|&h| h != '}').collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +112,14 @@ mod tests {
     #[case::backslash("a\\nb", "a\\\\nb")]
     fn escapes(#[case] raw: &str, #[case] shown: &str) {
         assert_eq!(escape(raw), shown);
+        assert_eq!(unescape(shown).as_deref(), Some(raw));
+    }
+
+    #[test]
+    fn text_escape_never_wrote_is_refused() {
+        for bad in ["a\\", "\\q", "\\u{zz}", "\\u0041", "\\u{110000}"] {
+            assert_eq!(unescape(bad), None, "{bad:?}");
+        }
     }
 
     proptest! {
@@ -95,6 +134,17 @@ mod tests {
             let e = escape(&s);
             prop_assert!(!e.chars().any(is_unsafe), "{e:?}");
             prop_assert_eq!(e.lines().count().max(1), 1);
+        }
+
+        /// A reader of the logs gets back exactly what was escaped.
+        #[test]
+        fn unescape_undoes_escape(
+            s in prop_oneof![
+                any::<String>(),
+                "[\\x00-\\x1f\\x7f-\\u{9f}\\u{2028}\\u{2029}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}\\\\a-z{}u]{0,40}",
+            ]
+        ) {
+            prop_assert_eq!(unescape(&escape(&s)), Some(s.clone()));
         }
     }
 }

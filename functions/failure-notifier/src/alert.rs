@@ -44,7 +44,7 @@ pub struct Origin {
 }
 
 /// An alert ready to publish.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub subject: String,
     pub message: String,

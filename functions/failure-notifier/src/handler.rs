@@ -67,7 +67,7 @@ impl NotifierConfig {
 }
 
 /// What the alert ledger said about a record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "ledger", content = "detail")]
 pub enum LedgerUse {
     /// No ledger is configured.
@@ -83,7 +83,7 @@ pub enum LedgerUse {
 }
 
 /// What happened to one record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotifyReport {
     pub message_id: String,
     pub alert: Alert,
@@ -130,8 +130,19 @@ impl Notifier {
         event: SqsEvent,
         deadline: Option<Instant>,
     ) -> (SqsBatchResponse, Vec<NotifyReport>) {
+        let size = event.records.len();
+        let source = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone())
+            .unwrap_or_default();
         let reports: Vec<NotifyReport> = futures::stream::iter(event.records)
-            .map(|msg| self.notify(msg, deadline))
+            .map(|msg| async move {
+                let origin = origin_of(&msg);
+                let report = self.notify(msg, deadline).await;
+                log_report(&origin, &report);
+                report
+            })
             .buffered(8)
             .collect()
             .await;
@@ -141,6 +152,13 @@ impl Notifier {
                 response.add_failure(r.message_id.clone());
             }
         }
+        tracing::info!(
+            target: "failure_notifier",
+            event_source_arn = %escape(&source),
+            messages = size,
+            batch_item_failures = response.batch_item_failures.len(),
+            "batch answered"
+        );
         (response, reports)
     }
 
@@ -234,6 +252,23 @@ impl Notifier {
         }
         report(publish_error, ledger)
     }
+}
+
+/// One structured log line per record: where it came from (queue name, receive count) and
+/// the whole report as JSON (`report`, escaped like every untrusted text: a reader unescapes
+/// it with `checksum_validator::text::unescape`, then parses it).
+fn log_report(origin: &Origin, r: &NotifyReport) {
+    if !tracing::enabled!(target: "failure_notifier", tracing::Level::INFO) {
+        return;
+    }
+    tracing::info!(
+        target: "failure_notifier",
+        message_id = %escape(&r.message_id),
+        queue = %escape(&origin.queue),
+        receive_count = origin.receive_count.map(i64::from).unwrap_or(-1),
+        report = %escape(&serde_json::to_string(r).unwrap_or_default()),
+        "record notified"
+    );
 }
 
 /// The ledger key of one record and what its body claimed.

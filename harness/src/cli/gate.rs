@@ -263,8 +263,9 @@ impl GateArgs {
             for i in mine {
                 let s = &scenarios[i];
                 let t = Instant::now();
+                let opts = RunOptions::default();
                 let played = tokio::select! {
-                    r = scenario::run(&engine, &spec, s, &RunOptions { keep: false, suffix: None }) => r,
+                    r = scenario::run(&engine, &spec, s, &opts) => r,
                     _ = tokio::signal::ctrl_c() => {
                         eprintln!("harness: interrupted; stopping the engine");
                         drop(engine);

@@ -4,6 +4,8 @@ pub mod bench;
 pub mod engine;
 pub mod fuzz;
 pub mod gate;
+pub mod invoke;
+pub mod package;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
@@ -79,6 +81,12 @@ pub enum Command {
     /// writes junit.xml, summary.md and report.html (exit 0 pass, 1 fail, 2 bad input or
     /// engine error).
     Gate(gate::GateArgs),
+    /// Build the functions' deployment zips (cargo lambda, x86_64 and arm64) and print
+    /// each zip's size and SHA-256.
+    Package(package::PackageArgs),
+    /// Send one event to a deployed function (the real binary, through the engine's Invoke
+    /// API) and print its response.
+    Invoke(invoke::InvokeArgs),
 }
 
 /// Sets up logging to stderr.
@@ -106,6 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(c) => c.run(cli.engine).await,
         Command::Fuzz(a) => a.run(cli.engine).await,
         Command::Gate(a) => a.run().await,
+        Command::Package(a) => a.run().await,
+        Command::Invoke(a) => a.run(cli.engine).await,
         Command::Up(a) => {
             a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))
                 .await

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
+use crate::deployed::{self, EnvOverride, FunctionsMode};
 use crate::engine::{self, EngineKind, StartOptions};
 use crate::report::case::{Case, CaseStatus, GateRun};
 use crate::report::{html, junit};
@@ -56,6 +57,21 @@ pub struct RunArgs {
     /// status, per-object timeline, queue depths, alerts and snapshot diff.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Where the functions run: `in-process` (the handlers' library code under the
+    /// harness's event source mapping, on every engine), or `deployed` (the x86_64 zips of
+    /// `make package` created in the engine's Lambda service behind the engine's own event
+    /// source mappings; MiniStack only).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "in-process",
+        env = "HARNESS_FUNCTIONS"
+    )]
+    pub functions: FunctionsMode,
+    /// With `--functions deployed`: set an environment variable of a function over the
+    /// topology's, as FUNCTION:NAME=VALUE (FUNCTION is validator or notifier); repeatable.
+    #[arg(long = "function-env", value_name = "FUNCTION:NAME=VALUE")]
+    pub function_env: Vec<EnvOverride>,
 }
 
 impl ScenarioCommand {
@@ -133,6 +149,16 @@ impl RunArgs {
             .map(PathBuf::from)
             .unwrap_or_else(crate::paths::repo_root);
 
+        if !self.function_env.is_empty() && self.functions != FunctionsMode::Deployed {
+            anyhow::bail!(
+                "--function-env sets variables of deployed functions: add --functions deployed"
+            );
+        }
+        if self.functions == FunctionsMode::Deployed {
+            // Before any engine starts: an engine that cannot run them, or no zips.
+            deployed::check_kind(kind)?;
+            crate::package::locate(crate::package::Arch::X86_64)?;
+        }
         eprintln!("harness: starting {kind} ...");
         let started = Instant::now();
         let engine = engine::start(
@@ -161,6 +187,8 @@ impl RunArgs {
             let opts = RunOptions {
                 keep: self.keep,
                 suffix: None,
+                functions: self.functions,
+                function_env: self.function_env.clone(),
             };
             let run = tokio::select! {
                 r = scenario::run(&engine, &spec, s, &opts) => r,

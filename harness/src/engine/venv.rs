@@ -1,6 +1,7 @@
 //! Host-mode engine installs: a Python venv per engine version in the cache directory,
 //! built from the pinned requirements lock committed in `engines/` (also the pinned AWS CLI
-//! the README test uses).
+//! the README test uses, and the tools `harness package` builds the Lambda zips with:
+//! cargo-lambda and its zig toolchain, under `<cache>/tools/`).
 //!
 //! Every artefact is pinned by its sha256 (`engines/hash-lock.py` writes the hashes) and
 //! installed with `pip install --require-hashes --no-deps`: a substituted wheel from a
@@ -23,6 +24,8 @@ pub struct Distribution {
     pub min_python: (u32, u32),
     /// Executable inside the venv's `bin/` that runs the engine.
     pub entry: &'static str,
+    /// Folder of the cache it installs under: `engines`, or `tools` for build tools.
+    pub folder: &'static str,
 }
 
 pub const LOCALSTACK: Distribution = Distribution {
@@ -31,6 +34,7 @@ pub const LOCALSTACK: Distribution = Distribution {
     lock: include_str!("../../../engines/localstack-requirements.lock"),
     min_python: (3, 13),
     entry: "python",
+    folder: "engines",
 };
 
 pub const MINISTACK: Distribution = Distribution {
@@ -39,6 +43,7 @@ pub const MINISTACK: Distribution = Distribution {
     lock: include_str!("../../../engines/ministack-requirements.lock"),
     min_python: (3, 10),
     entry: "ministack",
+    folder: "engines",
 };
 
 /// The AWS CLI v1 from PyPI, for the test that runs the README's commands as a user would
@@ -49,12 +54,24 @@ pub const AWSCLI: Distribution = Distribution {
     lock: include_str!("../../../engines/awscli-requirements.lock"),
     min_python: (3, 9),
     entry: "aws",
+    folder: "engines",
+};
+
+/// cargo-lambda and the zig toolchain it cross-links with (`ziglang`), both from PyPI, for
+/// `harness package` (not an engine: installed the same way, under `<cache>/tools/`).
+pub const CARGO_LAMBDA: Distribution = Distribution {
+    engine: "cargo-lambda",
+    version: "1.9.2",
+    lock: include_str!("../../../engines/cargo-lambda-requirements.lock"),
+    min_python: (3, 9),
+    entry: "cargo-lambda",
+    folder: "tools",
 };
 
 impl Distribution {
-    /// `<cache>/engines/<engine>-<version>-<hash of the lock>`.
+    /// `<cache>/<folder>/<engine>-<version>-<hash of the lock>`.
     pub fn dir(&self) -> PathBuf {
-        crate::paths::cache_dir().join("engines").join(format!(
+        crate::paths::cache_dir().join(self.folder).join(format!(
             "{}-{}-{:08x}",
             self.engine,
             self.version,
@@ -255,7 +272,15 @@ pub fn ensure_installed(
     let status = child.wait()?;
     let _ = err_thread.join();
     if !status.success() {
-        return Err(fail(format!("pip install exited with {status}")));
+        let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(fail(match unreachable_registry(&log_text) {
+            Some(line) => format!(
+                "the package registry (PyPI) is unreachable: {line}\n\
+                 pip needs PyPI (or the index your pip.conf names) once, to fetch the pinned \
+                 artefacts; check the network or proxy settings and run the command again"
+            ),
+            None => format!("pip install exited with {status}"),
+        }));
     }
     std::fs::write(dir.join(".installed"), format!("{}\n", dist.version))?;
     let took = started.elapsed();
@@ -268,9 +293,55 @@ pub fn ensure_installed(
     Ok(Some(took))
 }
 
+/// The line of a pip log that says the registry could not be reached, if one does.
+pub fn unreachable_registry(log: &str) -> Option<&str> {
+    const SIGNS: [&str; 7] = [
+        "Failed to establish a new connection",
+        "Temporary failure in name resolution",
+        "Name or service not known",
+        "Network is unreachable",
+        "Connection refused",
+        "ConnectTimeoutError",
+        "Max retries exceeded",
+    ];
+    log.lines()
+        .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_registry_is_named() {
+        let log = "Looking in indexes: https://pypi.org/simple\n\
+            WARNING: Retrying (Retry(total=4)) after connection broken by \
+            'NewConnectionError(\"<pip._vendor.urllib3.connection.HTTPSConnection>: \
+            Failed to establish a new connection: [Errno -3] Temporary failure in name resolution\")'\n\
+            ERROR: Could not find a version that satisfies the requirement ziglang==0.17.0\n";
+        let line = unreachable_registry(log).expect("recognised");
+        assert!(
+            line.contains("Temporary failure in name resolution"),
+            "{line}"
+        );
+        assert_eq!(
+            unreachable_registry("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES"),
+            None
+        );
+    }
+
+    #[test]
+    fn tools_install_beside_not_among_the_engines() {
+        let d = CARGO_LAMBDA.dir();
+        assert_eq!(
+            d.parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str()),
+            Some("tools")
+        );
+        assert!(MINISTACK.dir().parent().unwrap().ends_with("engines"));
+    }
 
     /// A lock as pins, each with its hashes (`name==version \` then `    --hash=sha256:..`).
     fn pins(lock: &str) -> Vec<(&str, Vec<&str>)> {
@@ -289,9 +360,9 @@ mod tests {
     /// `--require-hashes` holds.
     #[test]
     fn every_pin_has_a_hash() {
-        for d in [&LOCALSTACK, &MINISTACK, &AWSCLI] {
+        for d in [&LOCALSTACK, &MINISTACK, &AWSCLI, &CARGO_LAMBDA] {
             let pins = pins(d.lock);
-            assert!(pins.len() > 5, "{}: {} pins", d.engine, pins.len());
+            assert!(pins.len() >= 2, "{}: {} pins", d.engine, pins.len());
             for (pin, hashes) in pins {
                 assert!(pin.contains("=="), "{}: `{pin}` is not exact", d.engine);
                 assert!(!hashes.is_empty(), "{}: `{pin}` has no hash", d.engine);

@@ -114,6 +114,17 @@ pub(super) async fn play(
                 match t.action {
                     TriggerAction::Pause => system.set_paused(t.function, true).await,
                     TriggerAction::Resume => system.set_paused(t.function, false).await,
+                    TriggerAction::Overrun | TriggerAction::Throttle
+                        if system.deployment.is_some() =>
+                    {
+                        return Err(fail(
+                            crate::errors::DeployError::StepUnsupported {
+                                what: "trigger overrun/throttle".into(),
+                                why: "the engine's Lambda service runs the invocations; the harness cannot stop or throttle one",
+                            }
+                            .to_string(),
+                        ));
+                    }
                     TriggerAction::Overrun => {
                         faults
                             .overrun

@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub keep: bool,
     /// Use this suffix instead of a random one.
     pub suffix: Option<String>,
+    /// In-process handlers (default) or the deployed binaries in the engine's Lambda.
+    pub functions: crate::deployed::FunctionsMode,
+    /// Environment variables set on deployed functions over the topology's.
+    pub function_env: Vec<crate::deployed::EnvOverride>,
 }
 
 /// Where the time went.
@@ -68,6 +72,9 @@ pub async fn run(
     opts: &RunOptions,
 ) -> Result<RunOutcome, ScenarioError> {
     let total = Instant::now();
+    if opts.functions == crate::deployed::FunctionsMode::Deployed {
+        crate::deployed::check_engine(engine)?;
+    }
     let base = spec.profile(&scenario.profile).ok_or_else(|| {
         ScenarioError::Other(format!(
             "{}: unknown profile {:?} (profiles: {})",
@@ -103,11 +110,30 @@ pub async fn run(
         &SystemOptions {
             deep_verify: scenario.validator.deep,
             alert_on_unverifiable: scenario.validator.alert_on_unverifiable.unwrap_or(true),
+            functions: opts.functions,
+            function_env: opts.function_env.clone(),
+            engine_log: engine.log.clone(),
             ..SystemOptions::default()
         },
     )
-    .await
-    .map_err(|e| ScenarioError::Other(format!("starting the fidelity layer: {e}")))?;
+    .await;
+    let system = match system {
+        Ok(s) => s,
+        Err(e) => {
+            if !opts.keep {
+                let report = teardown(&clients, spec, &suffix).await;
+                for p in report.problems {
+                    tracing::warn!("teardown: {p}");
+                }
+            }
+            return Err(match e {
+                e @ crate::errors::DeployError::Io(_) => {
+                    ScenarioError::Other(format!("starting the fidelity layer: {e}"))
+                }
+                e => ScenarioError::from(e),
+            });
+        }
+    };
 
     let mut agent = AgentSession::new(&clients, &system.topology, &scenario.agent)
         .map_err(|e| ScenarioError::Other(format!("creating the agent's work directory: {e}")))?;
@@ -117,6 +143,7 @@ pub async fn run(
     let played = tokio::select! {
         r = play(&system, engine, scenario, &mut agent, &mut truths) => r,
         why = engine.watch() => Err(ScenarioError::EngineExited(why)),
+        why = system.fatal() => Err(ScenarioError::FunctionFailed(why)),
     };
     let steps_time = t.elapsed();
 
@@ -147,6 +174,11 @@ pub async fn run(
     let uploads = system.uploads.lock().await.clone();
     // With the engine gone there is nothing to wait for and nothing to tear down.
     let engine_gone = engine.exited().is_some();
+    let mut system = system;
+    if opts.keep {
+        // The deployed functions (and their logs) stay with the topology.
+        system.deployment = None;
+    }
     if engine_gone {
         system.abort();
     } else {

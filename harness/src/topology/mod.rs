@@ -222,6 +222,8 @@ pub struct Topology {
     pub replication_on_engine: bool,
     pub batch_size: u32,
     pub max_receive_count: u32,
+    /// Both functions' `MemorySize` (MB), for `--functions deployed`.
+    pub function_memory_mb: u32,
 }
 
 impl Topology {

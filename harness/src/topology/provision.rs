@@ -368,6 +368,7 @@ pub async fn provision(
         replication: configs,
         replication_on_engine: opts.replication_on_engine,
         batch_size: spec.queues.batch_size,
+        function_memory_mb: spec.functions.memory_mb,
         max_receive_count: spec.queues.max_receive_count,
     };
     Ok((topology, report))

@@ -22,6 +22,8 @@ pub struct TopologySpec {
     pub replication: ReplicationSpec,
     /// What each role's inline policy allows, as the posture check expects it.
     pub iam: IamSpec,
+    #[serde(default)]
+    pub functions: FunctionSpec,
     pub profiles: BTreeMap<String, Timing>,
 }
 
@@ -38,6 +40,21 @@ pub struct IamSpec {
     pub notifier: BTreeSet<String>,
     /// Each primary's replication role (`s3-crr-role-<primary>`).
     pub replication: BTreeSet<String>,
+}
+
+/// The Lambda functions' settings besides their timing (`[functions]`): what
+/// `--functions deployed` creates them with.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionSpec {
+    /// `MemorySize` of both functions, in MB (Lambda allows 128 to 10240).
+    pub memory_mb: u32,
+}
+
+impl Default for FunctionSpec {
+    fn default() -> Self {
+        FunctionSpec { memory_mb: 128 }
+    }
 }
 
 /// The replication rules of every category (one rule per destination).

@@ -26,6 +26,15 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     let names = Names::new(spec, suffix);
     let mut report = TeardownReport::default();
 
+    // Functions a kept `--functions deployed` run left, with their mappings (LocalStack
+    // runs here without Lambda: nothing to ask it).
+    if clients.kind != crate::engine::EngineKind::Localstack {
+        let (removed, problems) =
+            crate::deployed::teardown_functions(&clients.sdk, &names, suffix).await;
+        report.removed.extend(removed);
+        report.problems.extend(problems);
+    }
+
     let bucket_jobs = names
         .buckets
         .iter()

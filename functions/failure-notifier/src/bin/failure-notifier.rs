@@ -7,7 +7,11 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     checksum_validator::init_lambda_logging();
-    let config = NotifierConfig::from_env()?;
+    // An invalid configuration ends the Init phase: logged as one structured line first, so
+    // it reads in CloudWatch Logs as what it is (the runtime reports the exit as an error).
+    let config = NotifierConfig::from_env().inspect_err(
+        |e| tracing::error!(error = %e, "invalid configuration; the function cannot start"),
+    )?;
     let sdk = checksum_validator::lambda_sdk_config().await;
     let notifier = Notifier::new(config, &sdk);
     let notifier = &notifier;

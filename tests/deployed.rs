@@ -1,0 +1,218 @@
+//! `make e2e-deployed`: the core scenarios played with `--functions deployed` on MiniStack
+//! (the x86_64 zips of `make package` created in its Lambda service, run by its own event
+//! source mappings, decisions read from the functions' CloudWatch logs), compared with the
+//! SAME reviewed snapshots as the in-process runs (`tests/snapshots/scenarios__<name>.snap`).
+//!
+//! [`SCENARIOS`] is the list. Every core scenario is in it: none needs an outcome only an
+//! emulator shows. Scenarios left out of deployed mode, and why: those that stop or throttle
+//! an invocation (`trigger` overrun/throttle: the engine's Lambda runs the invocations, the
+//! harness cannot cut one), and those whose event bodies need the delivery hook's key or
+//! version-id rewrite before the function sees them (`key-encodings`, several versions of
+//! one key: see `harness/src/engine/gaps.rs`).
+//!
+//! Also here: a deliberately wrong environment variable makes the run fail with the
+//! function's own configuration error read from its log (the binary ran, with the deployed
+//! configuration), and `harness invoke` answers AWS's sample SQS event with both messages as
+//! batch item failures.
+
+use std::sync::OnceLock;
+
+use harness::deployed::{EnvOverride, FunctionsMode};
+use harness::engine::{self, Engine, EngineKind, StartOptions};
+use harness::errors::ScenarioError;
+use harness::package::{self, Arch};
+use harness::scenario::{self, RunOptions, Scenario};
+use harness::system::FunctionName;
+use harness::topology::TopologySpec;
+
+/// The scenarios `make e2e-deployed` plays (all of them match the in-process snapshots).
+pub const SCENARIOS: [&str; 7] = [
+    "happy-path",
+    "replication-lag",
+    "poison-pill",
+    "mixed-batch",
+    "corrupt-replica",
+    "notifier-publish-failure",
+    "duplicate-event",
+];
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// The x86_64 zips, built once (a no-op build when `make package` made them).
+fn zips() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| match package::locate(Arch::X86_64) {
+            Ok(_) => Ok(()),
+            Err(_) => package::build(Arch::X86_64)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        })
+        .clone()
+        .expect("the x86_64 zips (make package)");
+}
+
+fn ministack() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        runtime()
+            .block_on(engine::start(
+                EngineKind::Ministack,
+                &StartOptions::default(),
+            ))
+            .expect("MiniStack starts")
+    })
+}
+
+fn run(name: &str, function_env: Vec<EnvOverride>) -> Result<scenario::RunOutcome, ScenarioError> {
+    zips();
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+    let path = scenario::find(&scenario::dir(), name).expect("scenario file");
+    let scenario = Scenario::load(&path, &spec.categories).expect("valid scenario");
+    runtime().block_on(scenario::run(
+        ministack(),
+        &spec,
+        &scenario,
+        &RunOptions {
+            functions: FunctionsMode::Deployed,
+            function_env,
+            ..RunOptions::default()
+        },
+    ))
+}
+
+fn matches_its_snapshot(name: &str) {
+    let outcome = run(name, Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!(
+        "{name} deployed on ministack: {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s)",
+        outcome.timings.total.as_secs_f64(),
+        outcome.timings.provision.as_secs_f64(),
+        outcome.timings.steps.as_secs_f64(),
+        outcome.timings.settle.as_secs_f64(),
+    );
+    assert!(
+        outcome.unmet.is_empty(),
+        "{name}: expectations not met with the deployed functions:\n  {}\n--- outcome ---\n{}",
+        outcome.unmet.join("\n  "),
+        outcome.transcript
+    );
+    insta::with_settings!({
+        snapshot_path => "snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+        description => format!("scenario {name}"),
+    }, {
+        insta::assert_snapshot!(format!("scenarios__{name}"), outcome.transcript);
+    });
+}
+
+#[test]
+fn happy_path() {
+    matches_its_snapshot(SCENARIOS[0]);
+}
+
+#[test]
+fn replication_lag() {
+    matches_its_snapshot(SCENARIOS[1]);
+}
+
+#[test]
+fn poison_pill() {
+    matches_its_snapshot(SCENARIOS[2]);
+}
+
+#[test]
+fn mixed_batch() {
+    matches_its_snapshot(SCENARIOS[3]);
+}
+
+#[test]
+fn corrupt_replica() {
+    matches_its_snapshot(SCENARIOS[4]);
+}
+
+#[test]
+fn notifier_publish_failure() {
+    matches_its_snapshot(SCENARIOS[5]);
+}
+
+#[test]
+fn duplicate_event() {
+    matches_its_snapshot(SCENARIOS[6]);
+}
+
+/// The binary ran, with the environment the deploy gave it: a value its own parser refuses
+/// fails the run at once with the function's own error, read from its CloudWatch log.
+#[test]
+fn a_wrong_environment_variable_fails_with_the_functions_own_error() {
+    let wrong = EnvOverride {
+        function: FunctionName::Validator,
+        name: "LAG_BUDGET_SECONDS".into(),
+        value: "soon".into(),
+    };
+    match run("happy-path", vec![wrong]) {
+        Err(ScenarioError::FunctionFailed(why)) => {
+            assert!(why.starts_with("checksum-validator cannot start"), "{why}");
+            assert!(
+                why.contains(r#"environment variable LAG_BUDGET_SECONDS="soon" is invalid"#),
+                "{why}"
+            );
+        }
+        Err(other) => panic!("failed, but not with the function's error: {other}"),
+        Ok(outcome) => panic!(
+            "ran although the validator cannot start:\n{}",
+            outcome.transcript
+        ),
+    }
+}
+
+/// `harness invoke validator` with AWS's documented sample SQS event (two "Test message."
+/// bodies): the real binary answers both as batch item failures and logs its decisions.
+#[test]
+fn invoke_answers_the_aws_sample_event() {
+    zips();
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+    let timing = spec.profile("fast").cloned().expect("fast profile");
+    let sample = include_str!("../fixtures/events/sqs-standard-queue.json");
+    let out = runtime()
+        .block_on(harness::cli::invoke::invoke_on(
+            ministack(),
+            &spec,
+            timing,
+            FunctionName::Validator,
+            sample,
+        ))
+        .expect("invoked");
+    assert_eq!(out.invoked.status, 200);
+    assert_eq!(out.invoked.function_error, None, "{}", out.invoked.payload);
+    let response: serde_json::Value =
+        serde_json::from_str(&out.invoked.payload).expect("a JSON response");
+    let failed: Vec<&str> = response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "2e1424d4-f796-459a-8184-9c92662be6da"
+        ]
+    );
+    assert!(
+        out.log
+            .iter()
+            .any(|l| l.contains("record decided") && l.contains("malformed")),
+        "{:#?}",
+        out.log
+    );
+}
