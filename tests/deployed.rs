@@ -36,15 +36,8 @@ pub const SCENARIOS: [&str; 7] = [
     "duplicate-event",
 ];
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-    })
-}
+mod common;
+use common::runtime;
 
 /// The x86_64 zips, built once (a no-op build when `make package` made them).
 fn zips() {

@@ -1,5 +1,6 @@
 //! End to end: provisioning is idempotent (a second run with the same suffix creates
-//! nothing and succeeds) and teardown removes everything, on each engine.
+//! nothing and succeeds) and teardown removes everything, on each engine; and the
+//! replicator's full discovery pages through a real engine's ListObjectVersions.
 
 #![cfg(feature = "e2e")]
 
@@ -204,4 +205,87 @@ async fn foreign_resources_are_left_alone_on_ministack() {
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_resources_are_left_alone_on_localstack() {
     foreign_resources_are_left_alone(EngineKind::Localstack).await;
+}
+
+/// The replicator's full discovery reads a bucket one ListObjectVersions page at a time and
+/// never splits a key's versions over two batches: with two keys per page, every version
+/// is seen once, and each key's versions arrive together, oldest first, as uploaded.
+async fn discovery_pages_keep_each_key_whole(kind: EngineKind) {
+    let engine = engine::start(kind, &StartOptions::default())
+        .await
+        .expect("engine starts");
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
+    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let bucket = format!("paging-{}", new_suffix());
+    let s3 = &clients.s3;
+    let mut create = s3.create_bucket().bucket(&bucket);
+    if spec.primary_region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(spec.primary_region.as_str().into())
+                .build(),
+        );
+    }
+    create.send().await.expect("bucket created");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning on");
+    // a: 3 versions, b: 2, c: 4, d: 1, uploaded interleaved.
+    let plan = ["a", "b", "c", "a", "c", "d", "b", "a", "c", "c"];
+    let mut uploaded: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (i, key) in plan.iter().enumerate() {
+        let put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(*key)
+            .body(format!("{key} {i}").into_bytes().into())
+            .send()
+            .await
+            .expect("upload");
+        uploaded
+            .entry(key.to_string())
+            .or_default()
+            .push(put.version_id().expect("a version id").to_string());
+        // Distinct LastModified seconds, so oldest-first is well defined.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let batches = replication::replicator::discovery_batches(s3, &bucket, 2)
+        .await
+        .expect("listing");
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for batch in &batches {
+        let keys: std::collections::BTreeSet<&String> = batch.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            assert!(
+                !seen.contains_key(key),
+                "{key}'s versions came in two batches: {batches:?}"
+            );
+        }
+        for (key, id) in batch {
+            seen.entry(key.clone()).or_default().push(id.clone());
+        }
+    }
+    assert_eq!(seen, uploaded, "batches: {batches:?}");
+    assert!(
+        batches.len() > 1,
+        "two keys per page must take more than one page: {batches:?}"
+    );
+    let _ = harness::topology::teardown::delete_bucket(s3, &bucket).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_pages_keep_each_key_whole_on_ministack() {
+    discovery_pages_keep_each_key_whole(EngineKind::Ministack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_pages_keep_each_key_whole_on_localstack() {
+    discovery_pages_keep_each_key_whole(EngineKind::Localstack).await;
 }

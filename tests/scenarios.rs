@@ -14,15 +14,8 @@ use harness::engine::{self, Engine, EngineKind, StartOptions};
 use harness::scenario::{self, RunOptions, Scenario};
 use harness::topology::TopologySpec;
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-    })
-}
+mod common;
+use common::runtime;
 
 type Started = Result<&'static Engine, String>;
 

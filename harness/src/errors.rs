@@ -125,10 +125,11 @@ pub enum ScenarioError {
 pub enum PackageError {
     #[error(transparent)]
     Tools(#[from] EngineError),
-    #[error("{arch}: the Rust standard library for {target} is not installed, so cargo cannot build for it here; install it with `rustup target add {target}` (rustup downloads it) and run again")]
+    #[error("{arch}: the Rust standard library for {target} is not installed and could not be added: {why}. Install it with `rustup target add {target}` and run again")]
     MissingTarget {
         arch: crate::package::Arch,
         target: &'static str,
+        why: String,
     },
     #[error("`cargo lambda build` for {arch} failed ({status}); its output is above")]
     Build {

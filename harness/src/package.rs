@@ -180,6 +180,30 @@ pub fn target_installed(arch: Arch) -> bool {
         })
 }
 
+/// Installs the Rust standard library for `arch` with `rustup target add` when it is
+/// missing (rustup keeps it in the toolchain's own directory, outside the repository; the
+/// toolchain's version pins it). Without rustup, or when the download fails, the error
+/// says what to run.
+pub fn ensure_target(arch: Arch) -> Result<(), PackageError> {
+    if target_installed(arch) {
+        return Ok(());
+    }
+    let target = arch.rust_target();
+    eprintln!("harness: the Rust standard library for {target} is missing; running `rustup target add {target}` ...");
+    let rustup = std::env::var_os("RUSTUP").unwrap_or_else(|| "rustup".into());
+    let why = match Command::new(&rustup).args(["target", "add", target]).status() {
+        Ok(status) if status.success() && target_installed(arch) => return Ok(()),
+        Ok(status) if status.success() => {
+            "rustup reported success but rustc still has no standard library for it \
+             (is RUSTC pointing at a toolchain rustup does not manage?)"
+                .to_string()
+        }
+        Ok(status) => format!("`rustup target add {target}` failed ({status}; its output is above; is the network reachable?)"),
+        Err(e) => format!("rustup could not be run ({e}); install rustup from https://rustup.rs"),
+    };
+    Err(PackageError::MissingTarget { arch, target, why })
+}
+
 /// One architecture's build: its packages and how long `cargo lambda build` took.
 #[derive(Debug)]
 pub struct Built {
@@ -192,12 +216,7 @@ pub struct Built {
 /// use), then checks and describes each zip. cargo's own output goes to stderr.
 pub fn build(arch: Arch) -> Result<Built, PackageError> {
     venv::ensure_installed(&venv::CARGO_LAMBDA, true)?;
-    if !target_installed(arch) {
-        return Err(PackageError::MissingTarget {
-            arch,
-            target: arch.rust_target(),
-        });
-    }
+    ensure_target(arch)?;
     let bin = venv::CARGO_LAMBDA.dir().join("bin");
     // cargo-zigbuild finds zig as `python3 -m ziglang`: the venv's python has it.
     let path = match std::env::var_os("PATH") {

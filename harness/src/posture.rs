@@ -1298,16 +1298,7 @@ mod tests {
         use crate::topology::policy;
         let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
         let names = crate::topology::Names::new(&spec, "p0stur");
-        let inputs = policy::PolicyInputs {
-            names: &names,
-            account: "123456789012",
-            region: "us-east-1",
-            replica_region: "us-west-2",
-            sqs_key: "arn:aws:kms:us-east-1:123456789012:key/sqs",
-            sns_key: "arn:aws:kms:us-east-1:123456789012:key/sns",
-            s3_key: "arn:aws:kms:us-east-1:123456789012:key/s3",
-            replica_key: "arn:aws:kms:us-west-2:123456789012:key/replica",
-        };
+        let inputs = policy::sample_inputs(&names);
         let mut docs = vec![
             ("validator", policy::validator(&inputs), &spec.iam.validator),
             ("notifier", policy::notifier(&inputs), &spec.iam.notifier),

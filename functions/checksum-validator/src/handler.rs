@@ -209,12 +209,7 @@ impl Validator {
         event: SqsEvent,
         deadline: Option<Instant>,
     ) -> BatchReport {
-        let size = event.records.len();
-        let source = event
-            .records
-            .first()
-            .and_then(|r| r.event_source_arn.clone())
-            .unwrap_or_default();
+        let (size, source) = crate::batch_origin(&event);
         let margin = self.config.deadline_margin;
         let start_by = deadline.map(|d| d.checked_sub(margin).unwrap_or(d));
         let finish_by = deadline.map(|d| d.checked_sub(margin / 4).unwrap_or(d));

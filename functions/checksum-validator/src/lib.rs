@@ -35,6 +35,17 @@ pub fn init_lambda_logging() {
         .init();
 }
 
+/// A batch's size and its event source ARN (the first record's: one mapping delivers from
+/// one queue), as both functions' `batch answered` log line names them.
+pub fn batch_origin(event: &aws_lambda_events::event::sqs::SqsEvent) -> (usize, String) {
+    let source = event
+        .records
+        .first()
+        .and_then(|r| r.event_source_arn.clone())
+        .unwrap_or_default();
+    (event.records.len(), source)
+}
+
 /// The `Instant` of a Lambda invocation's deadline (`Context::deadline`: milliseconds since
 /// the Unix epoch). Shared by both Lambda binaries.
 pub fn deadline_of(deadline_epoch_ms: u64) -> std::time::Instant {

@@ -130,12 +130,7 @@ impl Notifier {
         event: SqsEvent,
         deadline: Option<Instant>,
     ) -> (SqsBatchResponse, Vec<NotifyReport>) {
-        let size = event.records.len();
-        let source = event
-            .records
-            .first()
-            .and_then(|r| r.event_source_arn.clone())
-            .unwrap_or_default();
+        let (size, source) = checksum_validator::batch_origin(&event);
         let reports: Vec<NotifyReport> = futures::stream::iter(event.records)
             .map(|msg| async move {
                 let origin = origin_of(&msg);

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::engine::{self, EngineKind, StartOptions};
+use crate::engine::EngineKind;
 use crate::errors::GateError;
 use crate::report::case::{Case, CaseStatus, Check, GateRun};
 use crate::report::{html, junit, summary};
@@ -219,15 +219,7 @@ impl GateArgs {
                 continue;
             }
             let t = Instant::now();
-            let engine = match engine::start(
-                kind,
-                &StartOptions {
-                    verbose: true,
-                    ..StartOptions::default()
-                },
-            )
-            .await
-            {
+            let engine = match super::start_engine(kind).await {
                 Ok(e) => e,
                 Err(source) => {
                     fatal = Some(GateError::Engine {
@@ -237,13 +229,7 @@ impl GateArgs {
                     break;
                 }
             };
-            println!(
-                "engine: {} at {} ({}; ready in {:.1}s)",
-                engine.kind,
-                engine.endpoint,
-                engine.how,
-                t.elapsed().as_secs_f64()
-            );
+            println!("{}", super::engine_ready_line(&engine, t.elapsed()));
             if posture {
                 let t = Instant::now();
                 match crate::posture::run(&engine, &spec).await {
@@ -261,18 +247,13 @@ impl GateArgs {
                 }
             }
             for i in mine {
-                let s = &scenarios[i];
-                let t = Instant::now();
                 let opts = RunOptions::default();
-                let played = tokio::select! {
-                    r = scenario::run(&engine, &spec, s, &opts) => r,
-                    _ = tokio::signal::ctrl_c() => {
-                        eprintln!("harness: interrupted; stopping the engine");
-                        drop(engine);
-                        return Ok(130);
-                    }
+                let Some(case) =
+                    super::play_judged(&engine, &spec, &root, &scenarios[i], &opts).await
+                else {
+                    drop(engine);
+                    return Ok(130);
                 };
-                let case = Case::judge(&root, s, kind, played, t.elapsed());
                 print_case(&case);
                 run.cases.push(case);
                 if let Some(why) = engine.exited() {

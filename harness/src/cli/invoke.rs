@@ -15,7 +15,7 @@ use clap::Args;
 
 use crate::aws::Clients;
 use crate::deployed::{self, DeploySpec, Deployment};
-use crate::engine::{self, proxy::GapProxy, Engine, EngineKind, StartOptions};
+use crate::engine::{proxy::GapProxy, Engine, EngineKind};
 use crate::errors::DeployError;
 use crate::system::{self, FunctionName, SystemOptions};
 use crate::topology::{
@@ -163,14 +163,7 @@ impl InvokeArgs {
             .profile(&self.profile)
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("unknown profile {:?}", self.profile))?;
-        let engine = engine::start(
-            kind,
-            &StartOptions {
-                verbose: true,
-                ..StartOptions::default()
-            },
-        )
-        .await?;
+        let engine = super::start_engine(kind).await?;
         let out = invoke_on(&engine, &spec, timing, self.function, &text).await?;
         println!("function: {}", out.function);
         println!("status: {}", out.invoked.status);

@@ -146,3 +146,55 @@ pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::E
         ),
     }
 }
+
+/// Starts `kind` for a command that plays on it, with the engine's install and start
+/// progress on stderr.
+pub async fn start_engine(
+    kind: EngineKind,
+) -> Result<crate::engine::Engine, crate::errors::EngineError> {
+    crate::engine::start(
+        kind,
+        &crate::engine::StartOptions {
+            verbose: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The line saying where the engine runs and how long it took to be ready (and to install,
+/// the first time).
+pub fn engine_ready_line(engine: &crate::engine::Engine, took: std::time::Duration) -> String {
+    format!(
+        "engine: {} at {} ({}; ready in {:.2}s{})",
+        engine.kind,
+        engine.endpoint,
+        engine.how,
+        took.as_secs_f64(),
+        engine
+            .install_time
+            .map(|t| format!(", first install {:.1}s", t.as_secs_f64()))
+            .unwrap_or_default()
+    )
+}
+
+/// Plays one scenario and judges it against its snapshot; `None` when Ctrl-C came first
+/// (the caller stops the engine and exits 130).
+pub async fn play_judged(
+    engine: &crate::engine::Engine,
+    spec: &crate::topology::TopologySpec,
+    root: &std::path::Path,
+    scenario: &crate::scenario::Scenario,
+    opts: &crate::scenario::RunOptions,
+) -> Option<crate::report::case::Case> {
+    let started = std::time::Instant::now();
+    tokio::select! {
+        r = crate::scenario::run(engine, spec, scenario, opts) => Some(
+            crate::report::case::Case::judge(root, scenario, engine.kind, r, started.elapsed()),
+        ),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("harness: interrupted; stopping the engine");
+            None
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 
 use crate::deployed::{self, EnvOverride, FunctionsMode};
-use crate::engine::{self, EngineKind, StartOptions};
+use crate::engine::EngineKind;
 use crate::report::case::{Case, CaseStatus, GateRun};
 use crate::report::{html, junit};
 use crate::scenario::{self, RunOptions, Scenario};
@@ -161,44 +161,21 @@ impl RunArgs {
         }
         eprintln!("harness: starting {kind} ...");
         let started = Instant::now();
-        let engine = engine::start(
-            kind,
-            &StartOptions {
-                verbose: true,
-                ..StartOptions::default()
-            },
-        )
-        .await?;
-        println!(
-            "engine: {} at {} ({}; ready in {:.2}s{})",
-            engine.kind,
-            engine.endpoint,
-            engine.how,
-            started.elapsed().as_secs_f64(),
-            engine
-                .install_time
-                .map(|t| format!(", first install {:.1}s", t.as_secs_f64()))
-                .unwrap_or_default()
-        );
+        let engine = super::start_engine(kind).await?;
+        println!("{}", super::engine_ready_line(&engine, started.elapsed()));
 
         let mut results = Vec::new();
         for s in &scenarios {
-            let t = Instant::now();
             let opts = RunOptions {
                 keep: self.keep,
                 suffix: None,
                 functions: self.functions,
                 function_env: self.function_env.clone(),
             };
-            let run = tokio::select! {
-                r = scenario::run(&engine, &spec, s, &opts) => r,
-                _ = tokio::signal::ctrl_c() => {
-                    eprintln!("harness: interrupted; stopping the engine");
-                    drop(engine);
-                    return Ok(130);
-                }
+            let Some(case) = super::play_judged(&engine, &spec, &root, s, &opts).await else {
+                drop(engine);
+                return Ok(130);
             };
-            let case = Case::judge(&root, s, kind, run, t.elapsed());
             self.print(&case);
             results.push(case);
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::aws::Clients;
-use crate::engine::{self, EngineKind, StartOptions};
+use crate::engine::EngineKind;
 use crate::replication;
 use crate::scenario::transcript::depth;
 use crate::system::{RunningSystem, SystemOptions};
@@ -70,14 +70,7 @@ impl UpArgs {
             );
         };
         eprintln!("harness: starting {kind} ...");
-        let engine = engine::start(
-            kind,
-            &StartOptions {
-                verbose: true,
-                ..StartOptions::default()
-            },
-        )
-        .await?;
+        let engine = super::start_engine(kind).await?;
         let caps = engine.capabilities();
         let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
         let suffix = new_suffix();

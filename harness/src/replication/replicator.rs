@@ -495,7 +495,7 @@ impl Replicator {
             // An engine may deliver the event a moment before the version shows in listings.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Err(e) = self.discover().await {
+        if let Err(e) = self.discover_all().await {
             tracing::warn!(error = %e, "replication discovery failed");
         }
     }
@@ -568,9 +568,13 @@ impl Replicator {
     /// The first delivery attempt of a version's event finished: its copy is due `lag`
     /// from now. With no lag the copy happens before this returns, so the next attempt
     /// sees it.
+    ///
+    /// That copy discovers the version's own key first (an earlier version of it written
+    /// around the layer must go first), never every bucket: a full listing per event would
+    /// make each event cost in proportion to the buckets' size.
     pub async fn first_attempt_done(&self, bucket: &str, version_id: &str) {
         let k = (bucket.to_string(), version_id.to_string());
-        {
+        let key = {
             let mut st = self.state.lock().await;
             let Some(t) = st.versions.get_mut(&k) else {
                 return;
@@ -579,9 +583,13 @@ impl Replicator {
                 return;
             }
             t.due = Some(Instant::now() + self.timing.lag);
-        }
+            t.key.clone()
+        };
         if self.timing.lag.is_zero() {
-            if let Err(e) = self.pass().await {
+            if let Err(e) = self.discover_key(bucket, &key).await {
+                tracing::warn!(error = %e, "replication discovery failed");
+            }
+            if let Err(e) = self.pass_due().await {
                 tracing::warn!(error = %e, "replication pass failed");
             }
         }
@@ -613,17 +621,23 @@ impl Replicator {
     /// writes the fidelity layer forwards ([`Replicator::written`], one key each) and the
     /// events the validator's mapping sees, with a full listing of every primary only
     /// every [`FULL_DISCOVERY_EVERY`] (a safety net for writes that bypass the layer).
+    ///
+    /// The full listing costs time in proportion to the buckets' size, so it runs outside
+    /// the pass lock (copies go on meanwhile) and at most [`FULL_DISCOVERY_SHARE`] of the
+    /// time: after a listing that took `t`, the next waits at least `t / share`.
     pub async fn run(&self, interval: Duration) {
-        let mut last_full: Option<Instant> = None;
+        let mut next_full = Instant::now();
         loop {
-            let full = last_full.is_none_or(|t| t.elapsed() >= FULL_DISCOVERY_EVERY);
-            let r = if full {
-                last_full = Some(Instant::now());
-                self.pass().await
-            } else {
-                self.pass_due().await
-            };
-            if let Err(e) = r {
+            if Instant::now() >= next_full {
+                let started = Instant::now();
+                if let Err(e) = self.discover_all().await {
+                    tracing::warn!(error = %e, "replication discovery failed");
+                }
+                let took = started.elapsed();
+                next_full =
+                    Instant::now() + FULL_DISCOVERY_EVERY.max(took.div_f64(FULL_DISCOVERY_SHARE));
+            }
+            if let Err(e) = self.pass_due().await {
                 tracing::warn!(error = %e, "replication pass failed");
             }
             self.state.lock().await.history.flush();
@@ -663,9 +677,17 @@ impl Replicator {
     }
 
     async fn discover_locked(&self) -> Result<(), String> {
+        self.discover_all().await
+    }
+
+    /// Lists every version of every primary, one page at a time. It needs no pass lock:
+    /// tracking is idempotent (see `track_new`).
+    async fn discover_all(&self) -> Result<(), String> {
         for (primary, config) in &self.configs {
-            let found = list_versions(&self.clients.s3, primary, None).await?;
-            self.track_new(primary, config, found.into_iter()).await?;
+            let mut pager = VersionPager::new(&self.clients.s3, primary, None);
+            while let Some(batch) = pager.next_batch().await? {
+                self.track_new(primary, config, batch.into_iter()).await?;
+            }
         }
         Ok(())
     }
@@ -1338,22 +1360,82 @@ async fn list_versions(
     bucket: &str,
     prefix: Option<&str>,
 ) -> Result<Vec<ListedVersion>, String> {
+    let mut pager = VersionPager::new(s3, bucket, prefix);
     let mut out = Vec::new();
-    let mut key_marker: Option<String> = None;
-    let mut version_marker: Option<String> = None;
-    loop {
-        let page = s3
+    while let Some(batch) = pager.next_batch().await? {
+        out.extend(batch);
+    }
+    out.sort_by_key(|v| v.modified);
+    Ok(out)
+}
+
+/// The (key, version id) batches a full discovery of `bucket` hands to tracking, with
+/// `page_size` keys per ListObjectVersions page: each key's versions in one batch, oldest
+/// first. For tests of the paging (real pages of 1,000 rarely split a key).
+pub async fn discovery_batches(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    page_size: i32,
+) -> Result<Vec<Vec<(String, String)>>, String> {
+    let mut pager = VersionPager::new(s3, bucket, None);
+    pager.page_size = Some(page_size);
+    let mut out = Vec::new();
+    while let Some(batch) = pager.next_batch().await? {
+        out.push(batch.into_iter().map(|v| (v.key, v.version_id)).collect());
+    }
+    Ok(out)
+}
+
+/// ListObjectVersions one page at a time, so a full discovery holds one page of a bucket in
+/// memory, never the whole bucket. Each batch holds whole keys only: the versions of the
+/// key a truncated page stops in (its `NextKeyMarker`) are held back until the page where
+/// that key ends, so every key's versions are ordered together, oldest first.
+struct VersionPager<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    prefix: Option<&'a str>,
+    key_marker: Option<String>,
+    version_marker: Option<String>,
+    /// `MaxKeys` per page (the API's default, 1,000, when `None`).
+    page_size: Option<i32>,
+    carry: Vec<ListedVersion>,
+    done: bool,
+}
+
+impl<'a> VersionPager<'a> {
+    fn new(s3: &'a aws_sdk_s3::Client, bucket: &'a str, prefix: Option<&'a str>) -> Self {
+        VersionPager {
+            s3,
+            bucket,
+            prefix,
+            key_marker: None,
+            version_marker: None,
+            page_size: None,
+            carry: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next batch (oldest first), `None` after the last page.
+    async fn next_batch(&mut self) -> Result<Option<Vec<ListedVersion>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .s3
             .list_object_versions()
-            .bucket(bucket)
-            .set_prefix(prefix.map(str::to_string))
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
+            .bucket(self.bucket)
+            .set_prefix(self.prefix.map(str::to_string))
+            .set_key_marker(self.key_marker.clone())
+            .set_version_id_marker(self.version_marker.clone())
+            .set_max_keys(self.page_size)
             .send()
             .await
             .map_err(sdk)?;
+        let mut batch = std::mem::take(&mut self.carry);
         for (i, v) in page.versions().iter().enumerate() {
             if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
-                out.push(ListedVersion {
+                batch.push(ListedVersion {
                     key: k.to_string(),
                     version_id: id.to_string(),
                     etag: v.e_tag().unwrap_or_default().trim_matches('"').to_string(),
@@ -1367,7 +1449,7 @@ async fn list_versions(
         }
         for (i, m) in page.delete_markers().iter().enumerate() {
             if let (Some(k), Some(id)) = (m.key(), m.version_id()) {
-                out.push(ListedVersion {
+                batch.push(ListedVersion {
                     key: k.to_string(),
                     version_id: id.to_string(),
                     etag: String::new(),
@@ -1379,19 +1461,24 @@ async fn list_versions(
                 });
             }
         }
-        if page.is_truncated() == Some(true) {
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                break;
+        let next_key = page
+            .next_key_marker()
+            .filter(|_| page.is_truncated() == Some(true));
+        match next_key {
+            Some(key) => {
+                let (carry, whole): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|v| v.key == key);
+                self.carry = carry;
+                batch = whole;
+                self.key_marker = Some(key.to_string());
+                self.version_marker = page.next_version_id_marker().map(str::to_string);
             }
-        } else {
-            break;
+            None => self.done = true,
         }
+        // Listing order is newest first per key; replicate oldest first.
+        batch.sort_by_key(|v| v.modified);
+        Ok(Some(batch))
     }
-    // Listing order is newest first per key; replicate oldest first.
-    out.sort_by_key(|v| v.modified);
-    Ok(out)
 }
 
 /// How long [`Replicator::ensure_known`] looks for a version before its last resort.
@@ -1399,6 +1486,10 @@ pub const ENSURE_KNOWN_FOR: Duration = Duration::from_secs(2);
 
 /// How often the replicator lists every version of every primary.
 pub const FULL_DISCOVERY_EVERY: Duration = Duration::from_secs(5);
+
+/// The largest share of the replicator's time the full listing may take (see
+/// [`Replicator::run`]).
+pub const FULL_DISCOVERY_SHARE: f64 = 0.1;
 
 /// Copy attempts of one version before it is FAILED.
 pub const MAX_COPY_ATTEMPTS: u32 = 8;

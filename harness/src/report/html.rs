@@ -586,11 +586,10 @@ mod tests {
     use super::*;
     use crate::engine::EngineKind;
     use crate::observe::{Depth, Event};
+    use crate::report::timeline::tests::{decision, report};
     use crate::scenario::runner::Timings;
     use crate::scenario::RunOutcome;
-    use checksum_validator::failure_record::ObjectRef;
     use checksum_validator::handler::Action;
-    use checksum_validator::RecordReport;
 
     fn event(ms: u64, what: Observation) -> Event {
         Event {
@@ -600,29 +599,9 @@ mod tests {
     }
 
     fn decided(ms: u64, key: &str, version: &str, outcome: Outcome, action: Action) -> Event {
-        event(
-            ms,
-            Observation::Decision {
-                queue: "validation".into(),
-                report: RecordReport {
-                    message_id: format!("m-{key}-{version}"),
-                    object: Some(ObjectRef {
-                        bucket: "docs-primary".into(),
-                        key: key.into(),
-                        version_id: Some(version.into()),
-                        category: None,
-                    }),
-                    outcome,
-                    detail: String::new(),
-                    evidence: Vec::new(),
-                    attempt: 1,
-                    action,
-                    version_source: None,
-                    replicas: Vec::new(),
-                    duration_ms: 0,
-                },
-            },
-        )
+        let object = Some(("docs-primary", key, version));
+        let message = format!("m-{key}-{version}");
+        decision(ms, report(&message, object, 1, outcome, action))
     }
 
     fn uploaded(ms: u64, key: &str, version: &str) -> Event {

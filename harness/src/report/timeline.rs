@@ -434,7 +434,7 @@ pub fn build(outcome: &RunOutcome) -> Timeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::observe::Event;
     use checksum_validator::failure_record::ObjectRef;
@@ -446,7 +446,8 @@ mod tests {
         }
     }
 
-    fn report(
+    /// A decision's report (also the HTML report's tests' fixture).
+    pub(crate) fn report(
         message: &str,
         object: Option<(&str, &str, &str)>,
         attempt: u32,
@@ -472,7 +473,7 @@ mod tests {
         }
     }
 
-    fn decision(ms: u64, r: RecordReport) -> Event {
+    pub(crate) fn decision(ms: u64, r: RecordReport) -> Event {
         at(
             ms,
             Observation::Decision {

@@ -237,6 +237,22 @@ pub fn key_policy(account: &str, region: &str, purpose: KeyPurpose, roles: &[Str
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// Policy inputs for account 123456789012 in us-east-1/us-west-2 (the tests' fixture, also
+/// posture's).
+#[cfg(test)]
+pub(crate) fn sample_inputs(names: &Names) -> PolicyInputs<'_> {
+    PolicyInputs {
+        names,
+        account: "123456789012",
+        region: "us-east-1",
+        replica_region: "us-west-2",
+        sqs_key: "arn:aws:kms:us-east-1:123456789012:key/sqs",
+        sns_key: "arn:aws:kms:us-east-1:123456789012:key/sns",
+        s3_key: "arn:aws:kms:us-east-1:123456789012:key/s3",
+        replica_key: "arn:aws:kms:us-west-2:123456789012:key/replica",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,16 +261,7 @@ mod tests {
     const ACCOUNT: &str = "123456789012";
 
     fn inputs(names: &Names) -> PolicyInputs<'_> {
-        PolicyInputs {
-            names,
-            account: ACCOUNT,
-            region: "us-east-1",
-            replica_region: "us-west-2",
-            sqs_key: "arn:aws:kms:us-east-1:123456789012:key/sqs",
-            sns_key: "arn:aws:kms:us-east-1:123456789012:key/sns",
-            s3_key: "arn:aws:kms:us-east-1:123456789012:key/s3",
-            replica_key: "arn:aws:kms:us-west-2:123456789012:key/replica",
-        }
+        sample_inputs(names)
     }
 
     fn names() -> Names {
