@@ -10,10 +10,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption, StorageClass};
 
 use super::expect::{alert_count, decided};
-use super::file::{
-    Delete, ReplicationAction, Scenario, Step, TriggerAction, Upload, Wait, WaitFor,
-};
+use super::file::Scenario;
 use super::invariants::{Content, Ineligibility, Injected, UploadTruth};
+use super::steps::{Delete, ReplicationAction, Step, TriggerAction, Upload, Wait, WaitFor};
 use super::transcript::depth;
 use crate::agent::AgentSession;
 use crate::engine::faults::{EffectKind, FaultSpec, Service};
@@ -306,7 +305,7 @@ impl Truths {
         }
     }
 
-    fn replication(&mut self, r: &super::file::ReplicationControl) {
+    fn replication(&mut self, r: &super::steps::ReplicationControl) {
         let key = r.key.clone().unwrap_or_else(|| "*".into());
         match r.action {
             ReplicationAction::Pause => self.paused = true,
