@@ -450,8 +450,33 @@ backups_validated = 1
     #[case::two_sources("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", size = 3 }\n", 2, "exactly one")]
     #[case::bad_queue(
         "description = \"x\"\n[[step]]\nsend = { queue = \"nope\", body = \"b\" }\n",
+        3,
+        "unknown queue \"nope\" (one of validation, validation-dlq, failure, failure-dlq, events-dlq)"
+    )]
+    #[case::bad_redrive_queue(
+        "description = \"x\"\n[[step]]\nredrive = { from = \"validation-dlq\", to = \"inbox\" }\n",
+        3,
+        "unknown queue \"inbox\""
+    )]
+    #[case::bad_wait_queue(
+        "description = \"x\"\n[[step]]\nwait = { for = \"queue\", queue = \"inbox\", count = 1 }\n",
+        3,
+        "unknown queue \"inbox\""
+    )]
+    #[case::wait_queue_without_queue(
+        "description = \"x\"\n[[step]]\nwait = { for = \"queue\", count = 1 }\n",
         2,
-        "unknown queue"
+        "wait for queue needs `queue` and `count`"
+    )]
+    #[case::bad_outage_service(
+        "description = \"x\"\n[[step]]\noutage = { service = \"ec2\", failures = 1 }\n",
+        3,
+        "unknown service \"ec2\" (one of s3, sqs, sns, kms, events)"
+    )]
+    #[case::wait_without_outcome(
+        "description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\" }\n",
+        2,
+        "wait for outcome needs `outcome`"
     )]
     #[case::missing_description(
         "[[step]]\nsend = { queue = \"validation\", body = \"b\" }\n",
@@ -495,7 +520,7 @@ backups_validated = 1
         2,
         "photos"
     )]
-    #[case::storage_class("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", storage_class = \"COLD\" }\n", 2, "storage class")]
+    #[case::storage_class("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", text = \"b\", storage_class = \"COLD\" }\n", 3, "unknown storage class \"COLD\" (one of STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE)")]
     #[case::agent_event(
         "description = \"x\"\n[expect]\nagent_notifications = { sucess = 1 }\n",
         3,
@@ -533,7 +558,7 @@ backups_validated = 1
     )]
     #[case::fixture_dot("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \".\" }\n", 2, "names a directory")]
     #[case::fixture_trailing_slash("description = \"x\"\n[[step]]\nupload = { category = \"media\", key = \"a\", fixture = \"objects/\" }\n", 2, "names a directory")]
-    #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 2, "known `outcome`")]
+    #[case::bad_wait("description = \"x\"\n[[step]]\nwait = { for = \"outcome\", object = \"documents/a\", outcome = \"fine\" }\n", 3, "unknown outcome \"fine\" (one of validated, lagging,")]
     fn errors_name_the_line(#[case] text: &str, #[case] line: usize, #[case] says: &str) {
         let err = parse(text).unwrap_err();
         let msg = err.to_string();

@@ -154,7 +154,9 @@ pub fn fault_kinds(s: &crate::scenario::Scenario) -> Vec<&'static str> {
             Step::SendEvent(_) => Some("duplicate delivery"),
             Step::Delete(d) if d.permanent => Some("permanent delete"),
             Step::Delete(_) => Some("delete marker"),
-            Step::Upload(u) if u.storage_class.as_deref() == Some("GLACIER") => {
+            Step::Upload(u)
+                if u.storage_class == Some(crate::scenario::steps::StorageClass::Glacier) =>
+            {
                 Some("ineligible (GLACIER)")
             }
             Step::Upload(u) if u.part_size.is_some() => Some("multipart upload"),

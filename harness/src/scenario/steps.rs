@@ -4,11 +4,169 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use checksum_validator::Outcome;
+use serde::{Deserialize, Deserializer};
 
 use crate::agent::tree::TreeSpec;
 use crate::agent::{BackupStep, CostStep, RestoreStep};
+use crate::engine::faults::Service;
 use crate::replication::Fault;
+
+/// A value a scenario names by one of a fixed set of words (a queue role, a storage class,
+/// a service, an outcome). Read from a string; an unknown word is refused with every
+/// accepted one, and serde places the error at the value's line and column.
+pub trait Named: Sized + Copy + PartialEq + 'static {
+    /// What the value is, for the error: `queue`, `storage class`, ...
+    const WHAT: &'static str;
+    /// Every accepted value with its word, in the order the error lists them.
+    const ALL: &'static [(&'static str, Self)];
+
+    /// The value a word names.
+    fn parse(word: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let words: Vec<&str> = Self::ALL.iter().map(|(w, _)| *w).collect();
+                format!(
+                    "unknown {} {word:?} (one of {})",
+                    Self::WHAT,
+                    words.join(", ")
+                )
+            })
+    }
+
+    /// The word of the value, as a scenario writes it.
+    fn word(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(w, _)| *w)
+            .expect("ALL lists every value")
+    }
+}
+
+/// `deserialize_with` for a [`Named`] value.
+fn named<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<T, D::Error> {
+    let word = String::deserialize(d)?;
+    T::parse(&word).map_err(serde::de::Error::custom)
+}
+
+/// `deserialize_with` for an optional [`Named`] value (with `#[serde(default)]`).
+fn named_opt<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<Option<T>, D::Error> {
+    named(d).map(Some)
+}
+
+/// A queue of the topology, by its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRole {
+    Validation,
+    ValidationDlq,
+    Failure,
+    FailureDlq,
+    EventsDlq,
+}
+
+impl Named for QueueRole {
+    const WHAT: &'static str = "queue";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("validation", QueueRole::Validation),
+        ("validation-dlq", QueueRole::ValidationDlq),
+        ("failure", QueueRole::Failure),
+        ("failure-dlq", QueueRole::FailureDlq),
+        ("events-dlq", QueueRole::EventsDlq),
+    ];
+}
+
+impl QueueRole {
+    /// The role's name in [`crate::topology::Queues::by_role`].
+    pub fn as_str(self) -> &'static str {
+        self.word()
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueRole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        named(d)
+    }
+}
+
+/// An S3 storage class an upload may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageClass {
+    Standard,
+    StandardIa,
+    OnezoneIa,
+    IntelligentTiering,
+    GlacierIr,
+    Glacier,
+    DeepArchive,
+}
+
+impl Named for StorageClass {
+    const WHAT: &'static str = "storage class";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("STANDARD", StorageClass::Standard),
+        ("STANDARD_IA", StorageClass::StandardIa),
+        ("ONEZONE_IA", StorageClass::OnezoneIa),
+        ("INTELLIGENT_TIERING", StorageClass::IntelligentTiering),
+        ("GLACIER_IR", StorageClass::GlacierIr),
+        ("GLACIER", StorageClass::Glacier),
+        ("DEEP_ARCHIVE", StorageClass::DeepArchive),
+    ];
+}
+
+impl StorageClass {
+    /// The class as S3 spells it.
+    pub fn as_str(self) -> &'static str {
+        self.word()
+    }
+
+    /// GLACIER and DEEP_ARCHIVE: objects S3 replication does not replicate.
+    pub fn is_cold(self) -> bool {
+        matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageClass {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        named(d)
+    }
+}
+
+/// An outage's service: one the fidelity layer can fail (its SigV4 signing name).
+impl Named for Service {
+    const WHAT: &'static str = "service";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("s3", Service::S3),
+        ("sqs", Service::Sqs),
+        ("sns", Service::Sns),
+        ("kms", Service::Kms),
+        ("events", Service::Events),
+    ];
+}
+
+/// An outcome a wait may name, as the validator writes it.
+impl Named for Outcome {
+    const WHAT: &'static str = "outcome";
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("validated", Outcome::Validated),
+        ("lagging", Outcome::Lagging),
+        ("mismatch", Outcome::Mismatch),
+        ("replica-missing", Outcome::ReplicaMissing),
+        ("replication-failed", Outcome::ReplicationFailed),
+        ("replication-overdue", Outcome::ReplicationOverdue),
+        ("not-replicated", Outcome::NotReplicated),
+        ("superseded", Outcome::Superseded),
+        ("unverifiable", Outcome::Unverifiable),
+        ("malformed", Outcome::Malformed),
+        ("acknowledged", Outcome::Acknowledged),
+        ("error", Outcome::Error),
+        ("transient-error", Outcome::TransientError),
+        ("deferred", Outcome::Deferred),
+    ];
+}
 
 /// Validator settings a scenario may change (its Lambda environment).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -111,7 +269,7 @@ pub struct Upload {
     pub sse_kms: bool,
     /// Storage class, e.g. STANDARD_IA or GLACIER (default: the bucket's, STANDARD).
     #[serde(default)]
-    pub storage_class: Option<String>,
+    pub storage_class: Option<StorageClass>,
     /// Upload as a client that sends no checksum (`request_checksum_calculation =
     /// when_required`, as older SDKs and many tools do): S3 then stores its default CRC64NVME.
     #[serde(default)]
@@ -166,7 +324,8 @@ pub enum TriggerAction {
 #[serde(deny_unknown_fields)]
 pub struct Outage {
     /// Signing name of the service, e.g. `sns`, `s3`, `sqs`.
-    pub service: String,
+    #[serde(deserialize_with = "named")]
+    pub service: Service,
     /// How many requests fail (the SDK retries a call up to 3 times).
     pub failures: u32,
 }
@@ -175,7 +334,7 @@ pub struct Outage {
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// validation, validation-dlq, failure, failure-dlq or events-dlq.
-    pub queue: String,
+    pub queue: QueueRole,
     /// The body; `{run}` stands for the run's suffix (as in resource names).
     pub body: String,
     /// String message attributes (e.g. what EventBridge writes on a dead letter).
@@ -232,13 +391,13 @@ pub struct Wait {
     /// `category/key`.
     #[serde(default)]
     pub object: Option<String>,
-    #[serde(default)]
-    pub outcome: Option<String>,
+    #[serde(default, deserialize_with = "named_opt")]
+    pub outcome: Option<Outcome>,
     #[serde(default)]
     pub count: Option<usize>,
-    /// For `queue`: validation, validation-dlq, failure or failure-dlq.
+    /// For `queue`: validation, validation-dlq, failure, failure-dlq or events-dlq.
     #[serde(default)]
-    pub queue: Option<String>,
+    pub queue: Option<QueueRole>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
 }
@@ -250,6 +409,43 @@ fn default_timeout() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redrive {
-    pub from: String,
-    pub to: String,
+    pub from: QueueRole,
+    pub to: QueueRole,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T: Named + std::fmt::Debug>() {
+        for (word, value) in T::ALL {
+            assert_eq!(T::parse(word), Ok(*value));
+            assert_eq!(value.word(), *word);
+        }
+        let err = T::parse("nope").unwrap_err();
+        assert!(
+            err.starts_with(&format!("unknown {} \"nope\" (one of ", T::WHAT)),
+            "{err}"
+        );
+        assert!(T::ALL.iter().all(|(w, _)| err.contains(w)), "{err}");
+    }
+
+    #[test]
+    fn every_word_names_its_value_and_an_unknown_one_lists_them_all() {
+        round_trips::<QueueRole>();
+        round_trips::<StorageClass>();
+        round_trips::<Service>();
+        round_trips::<Outcome>();
+    }
+
+    /// The words are the ones the validator and the fidelity layer use themselves.
+    #[test]
+    fn words_match_the_validator_and_the_fidelity_layer() {
+        for (word, outcome) in Outcome::ALL {
+            assert_eq!(outcome.as_str(), *word);
+        }
+        for (word, service) in Service::ALL {
+            assert_eq!(Service::from_signing_name(word), Some(*service));
+        }
+    }
 }
