@@ -332,6 +332,134 @@ pub struct AlertLine {
     pub message: String,
 }
 
+/// What the console shows of one run event: its text (one or more lines) and the record
+/// appended to a log file (`decisions.jsonl`, `alerts.jsonl`) that `status` and `alerts` read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rendered {
+    pub text: Option<String>,
+    pub record: Option<(&'static str, String)>,
+}
+
+/// The console renderer of the typed run events: pure, so [`follow`] only prints and
+/// appends what it returns.
+pub fn render_event(o: &Observation) -> Rendered {
+    let (text, record): (Option<String>, Option<(&'static str, String)>) = match o {
+        Observation::Decision { report, .. } => {
+            let object = report
+                .object
+                .as_ref()
+                .map(|x| format!("s3://{}/{}", x.bucket, x.key))
+                .unwrap_or_else(|| format!("message {}", report.message_id));
+            let evidence: Vec<String> = report
+                .evidence
+                .iter()
+                .map(|c| format!("{} {:?}", c.kind, c.verdict).to_lowercase())
+                .collect();
+            let d = DecisionLine {
+                outcome: report.outcome.to_string(),
+                object: object.clone(),
+                attempt: report.attempt,
+                detail: report.detail.clone(),
+                evidence: evidence.join(", "),
+            };
+            let text = if report.object.is_some() && report.attempt == 1 {
+                format!(
+                    "event     {object} (uploaded; replica checked)\ndecision  {:<19} {object} attempt {}: {}",
+                    d.outcome, d.attempt, d.detail
+                )
+            } else {
+                format!(
+                    "decision  {:<19} {object} attempt {}: {}",
+                    d.outcome, d.attempt, d.detail
+                )
+            };
+            (
+                Some(text),
+                serde_json::to_string(&d)
+                    .ok()
+                    .map(|j| ("decisions.jsonl", j)),
+            )
+        }
+        Observation::Notified {
+            queue,
+            receive_count,
+            report,
+        } => {
+            let text = match &report.publish_error {
+                None if queue == "validation-dlq" => format!(
+                    "dlq       message {} reached the validation DLQ after {} receives; alert published: {}",
+                    report.message_id,
+                    receive_count.map(|c| c.saturating_sub(1)).unwrap_or(0),
+                    report.alert.subject
+                ),
+                None if report.ledger == failure_notifier::LedgerUse::Duplicate => format!(
+                    "alert     duplicate suppressed (already published): {}",
+                    report.alert.subject
+                ),
+                None => format!("alert     published: {}", report.alert.subject),
+                Some(e) => format!("alert     publish FAILED (will retry): {e}"),
+            };
+            (Some(text), None)
+        }
+        Observation::Alert {
+            subject, message, ..
+        } => (
+            Some(format!("received  alert: {subject}")),
+            serde_json::to_string(&AlertLine {
+                subject: subject.clone(),
+                message: message.clone(),
+            })
+            .ok()
+            .map(|j| ("alerts.jsonl", j)),
+        ),
+        Observation::BatchError { queue, error } => {
+            (Some(format!("error     {queue}: {error}")), None)
+        }
+        Observation::TimedOut {
+            queue,
+            size,
+            timeout,
+        } => (
+            Some(format!(
+                "timeout   {queue}: an invocation of {size} record(s) overran its {:.0}s timeout; the batch returns after its visibility timeout",
+                timeout.as_secs_f64()
+            )),
+            None,
+        ),
+        Observation::Throttled { queue, size } => (
+            Some(format!(
+                "throttle  {queue}: {size} record(s) received but not run (throttled)"
+            )),
+            None,
+        ),
+        // Batch sizes, and the harness's own records of uploads, receives, replica
+        // arrivals and depth samples: the console shows what the functions decided.
+        Observation::Batch { .. }
+        | Observation::Uploaded { .. }
+        | Observation::Received { .. }
+        | Observation::Replica { .. }
+        | Observation::Depth { .. } => (None, None),
+    };
+    Rendered { text, record }
+}
+
+/// The console lines of a rendered text at `now`: each line after the time, or one JSON
+/// object (`time`, `event`: the first word, `line`) with `--json`.
+pub fn console_lines(text: &str, json: bool, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    if json {
+        let v = serde_json::json!({
+            "time": now.to_rfc3339(),
+            "event": text.split_whitespace().next().unwrap_or(""),
+            "line": text,
+        });
+        vec![v.to_string()]
+    } else {
+        text.lines()
+            .map(|l| format!("{} {l}", now.format("%H:%M:%S")))
+            .collect()
+    }
+}
+
 /// Prints one readable line (or JSON line) per observation and appends decisions and alerts
 /// to the files `status` and `alerts` read. Runs until the process ends.
 pub async fn follow(observations: Observations, engine: String, json: bool) {
@@ -340,115 +468,10 @@ pub async fn follow(observations: Observations, engine: String, json: bool) {
     loop {
         let (start, fresh) = observations.since(seen).await;
         for o in &fresh {
-            let (line, record): (Option<String>, Option<(&str, String)>) = match o {
-                Observation::Decision { report, .. } => {
-                    let object = report
-                        .object
-                        .as_ref()
-                        .map(|x| format!("s3://{}/{}", x.bucket, x.key))
-                        .unwrap_or_else(|| format!("message {}", report.message_id));
-                    let evidence: Vec<String> = report
-                        .evidence
-                        .iter()
-                        .map(|c| format!("{} {:?}", c.kind, c.verdict).to_lowercase())
-                        .collect();
-                    let d = DecisionLine {
-                        outcome: report.outcome.to_string(),
-                        object: object.clone(),
-                        attempt: report.attempt,
-                        detail: report.detail.clone(),
-                        evidence: evidence.join(", "),
-                    };
-                    let text = if report.object.is_some() && report.attempt == 1 {
-                        format!(
-                            "event     {object} (uploaded; replica checked)\ndecision  {:<19} {object} attempt {}: {}",
-                            d.outcome, d.attempt, d.detail
-                        )
-                    } else {
-                        format!(
-                            "decision  {:<19} {object} attempt {}: {}",
-                            d.outcome, d.attempt, d.detail
-                        )
-                    };
-                    (
-                        Some(text),
-                        serde_json::to_string(&d)
-                            .ok()
-                            .map(|j| ("decisions.jsonl", j)),
-                    )
-                }
-                Observation::Notified {
-                    queue,
-                    receive_count,
-                    report,
-                } => {
-                    let text = match &report.publish_error {
-                        None if queue == "validation-dlq" => format!(
-                            "dlq       message {} reached the validation DLQ after {} receives; alert published: {}",
-                            report.message_id,
-                            receive_count.map(|c| c.saturating_sub(1)).unwrap_or(0),
-                            report.alert.subject
-                        ),
-                        None if report.ledger == failure_notifier::LedgerUse::Duplicate => format!(
-                            "alert     duplicate suppressed (already published): {}",
-                            report.alert.subject
-                        ),
-                        None => format!("alert     published: {}", report.alert.subject),
-                        Some(e) => format!("alert     publish FAILED (will retry): {e}"),
-                    };
-                    (Some(text), None)
-                }
-                Observation::Alert {
-                    subject, message, ..
-                } => (
-                    Some(format!("received  alert: {subject}")),
-                    serde_json::to_string(&AlertLine {
-                        subject: subject.clone(),
-                        message: message.clone(),
-                    })
-                    .ok()
-                    .map(|j| ("alerts.jsonl", j)),
-                ),
-                Observation::BatchError { queue, error } => {
-                    (Some(format!("error     {queue}: {error}")), None)
-                }
-                Observation::TimedOut {
-                    queue,
-                    size,
-                    timeout,
-                } => (
-                    Some(format!(
-                        "timeout   {queue}: an invocation of {size} record(s) overran its {:.0}s timeout; the batch returns after its visibility timeout",
-                        timeout.as_secs_f64()
-                    )),
-                    None,
-                ),
-                Observation::Throttled { queue, size } => (
-                    Some(format!(
-                        "throttle  {queue}: {size} record(s) received but not run (throttled)"
-                    )),
-                    None,
-                ),
-                // Batch sizes, and the harness's own records of uploads, receives, replica
-                // arrivals and depth samples: the console shows what the functions decided.
-                Observation::Batch { .. }
-                | Observation::Uploaded { .. }
-                | Observation::Received { .. }
-                | Observation::Replica { .. }
-                | Observation::Depth { .. } => (None, None),
-            };
-            if let Some(text) = line {
-                if json {
-                    let v = serde_json::json!({
-                        "time": chrono::Utc::now().to_rfc3339(),
-                        "event": text.split_whitespace().next().unwrap_or(""),
-                        "line": text,
-                    });
-                    println!("{v}");
-                } else {
-                    for l in text.lines() {
-                        println!("{} {l}", chrono::Utc::now().format("%H:%M:%S"));
-                    }
+            let Rendered { text, record } = render_event(o);
+            if let Some(text) = text {
+                for line in console_lines(&text, json, chrono::Utc::now()) {
+                    println!("{line}");
                 }
             }
             if let Some((file, json_line)) = record {
@@ -524,6 +547,89 @@ mod tests {
         let m = std::fs::symlink_metadata(&link).unwrap();
         assert!(m.is_file());
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+
+    /// The console renderer over synthetic run events: a first decision also announces the
+    /// event and is logged for `status`; an alert is logged for `alerts`; the harness's own
+    /// records show nothing.
+    #[test]
+    fn the_console_renders_typed_run_events() {
+        use checksum_validator::failure_record::ObjectRef;
+        use checksum_validator::handler::Action;
+        use checksum_validator::{Outcome, RecordReport};
+        let decision = |attempt| Observation::Decision {
+            queue: "validation".into(),
+            report: RecordReport {
+                message_id: "m-1".into(),
+                object: Some(ObjectRef {
+                    bucket: "docs-primary".into(),
+                    key: "a.txt".into(),
+                    version_id: Some("v1".into()),
+                    category: None,
+                }),
+                outcome: Outcome::Validated,
+                detail: "crc32 match".into(),
+                evidence: Vec::new(),
+                attempt,
+                action: Action::Done,
+                version_source: None,
+                replicas: Vec::new(),
+                duration_ms: 0,
+            },
+        };
+        let first = render_event(&decision(1));
+        assert_eq!(
+            first.text.as_deref(),
+            Some(
+                "event     s3://docs-primary/a.txt (uploaded; replica checked)\n\
+                 decision  validated           s3://docs-primary/a.txt attempt 1: crc32 match"
+            )
+        );
+        let (file, line) = first.record.expect("a decision is logged");
+        assert_eq!(file, "decisions.jsonl");
+        let logged: DecisionLine = serde_json::from_str(&line).unwrap();
+        assert_eq!((logged.outcome.as_str(), logged.attempt), ("validated", 1));
+        assert_eq!(
+            render_event(&decision(2)).text.as_deref(),
+            Some("decision  validated           s3://docs-primary/a.txt attempt 2: crc32 match")
+        );
+        let alert = render_event(&Observation::Alert {
+            subject: "mismatch".into(),
+            message: "body".into(),
+            attributes: Default::default(),
+        });
+        assert_eq!(alert.text.as_deref(), Some("received  alert: mismatch"));
+        assert_eq!(alert.record.map(|(f, _)| f), Some("alerts.jsonl"));
+        assert_eq!(
+            render_event(&Observation::Throttled {
+                queue: "validation".into(),
+                size: 3
+            })
+            .text
+            .as_deref(),
+            Some("throttle  validation: 3 record(s) received but not run (throttled)")
+        );
+        let quiet = Observation::Uploaded {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: "v".into(),
+        };
+        assert_eq!(render_event(&quiet), Rendered::default());
+    }
+
+    #[test]
+    fn console_lines_carry_the_time_or_are_json() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            console_lines("event     x\ndecision  y", false, now),
+            ["03:04:05 event     x", "03:04:05 decision  y"]
+        );
+        let json = console_lines("alert     published: s", true, now);
+        let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+        assert_eq!(v["event"], "alert");
+        assert_eq!(v["line"], "alert     published: s");
+        assert_eq!(v["time"], "2026-01-02T03:04:05+00:00");
     }
 
     #[test]

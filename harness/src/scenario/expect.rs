@@ -81,7 +81,7 @@ pub(super) fn check_expectations(
     let mut unmet = Vec::new();
     if let Some(want) = &scenario.expect.agent_notifications {
         let got = agent_notification_counts(obs);
-        for event in crate::scenario::file::AGENT_EVENTS {
+        for event in super::check::AGENT_EVENTS {
             let (w, g) = (
                 want.get(event).copied().unwrap_or(0),
                 got.get(event).copied().unwrap_or(0),
@@ -164,7 +164,7 @@ pub(super) fn check_expectations(
         }
     }
     for (named, want) in &scenario.expect.outcomes {
-        let (object, nth) = crate::scenario::file::split_version(named);
+        let (object, nth) = super::check::split_version(named);
         let Some((cat, key)) = object.split_once('/') else {
             continue;
         };

@@ -132,7 +132,7 @@ pub struct Workload {
 /// after rendering dropped what it had to.
 pub fn fault_kinds(s: &crate::scenario::Scenario) -> Vec<&'static str> {
     use crate::engine::faults::{EffectKind, Service};
-    use crate::scenario::file::{ReplicationAction, Step};
+    use crate::scenario::steps::{ReplicationAction, Step};
     s.steps
         .iter()
         .filter_map(|l| match &l.step {
@@ -154,7 +154,9 @@ pub fn fault_kinds(s: &crate::scenario::Scenario) -> Vec<&'static str> {
             Step::SendEvent(_) => Some("duplicate delivery"),
             Step::Delete(d) if d.permanent => Some("permanent delete"),
             Step::Delete(_) => Some("delete marker"),
-            Step::Upload(u) if u.storage_class.as_deref() == Some("GLACIER") => {
+            Step::Upload(u)
+                if u.storage_class == Some(crate::scenario::steps::StorageClass::Glacier) =>
+            {
                 Some("ineligible (GLACIER)")
             }
             Step::Upload(u) if u.part_size.is_some() => Some("multipart upload"),
@@ -443,7 +445,7 @@ pub fn render(w: &Workload, prefix: &str, origin: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::file::Step;
+    use crate::scenario::steps::Step;
 
     fn categories() -> Vec<String> {
         CATEGORIES.iter().map(|c| c.to_string()).collect()

@@ -1,13 +1,18 @@
-//! Scenarios: files in `scenarios/` ([`file`]), run by [`runner`] (provision, start, play
-//! the steps (`play.rs`), settle, check the `[expect]`ations (`expect.rs`) and the
+//! Scenarios: files in `scenarios/` ([`file`]: the `Scenario` and its parsing; [`steps`]:
+//! the step types; `check.rs`: the parse-time checks), run by [`runner`] (provision, start,
+//! play the steps (`play.rs`), settle, check the `[expect]`ations (`expect.rs`) and the
 //! [`invariants`], gather, render the normalised [`transcript`], tear down).
+//!
+//! Modules import downward only: `file` -> `check` -> `steps`.
 
+mod check;
 mod expect;
 pub mod file;
 pub mod generate;
 pub mod invariants;
 mod play;
 pub mod runner;
+pub mod steps;
 pub mod transcript;
 
 pub use file::Scenario;

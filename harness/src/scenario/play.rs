@@ -10,10 +10,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption, StorageClass};
 
 use super::expect::{alert_count, decided};
-use super::file::{
-    Delete, ReplicationAction, Scenario, Step, TriggerAction, Upload, Wait, WaitFor,
-};
+use super::file::Scenario;
 use super::invariants::{Content, Ineligibility, Injected, UploadTruth};
+use super::steps::{Delete, ReplicationAction, Step, TriggerAction, Upload, Wait, WaitFor};
 use super::transcript::depth;
 use crate::agent::AgentSession;
 use crate::engine::faults::{EffectKind, FaultSpec, Service};
@@ -50,8 +49,8 @@ pub(super) async fn play(
                 let q = system
                     .topology
                     .queues
-                    .by_role(&s.queue)
-                    .ok_or_else(|| fail(format!("no queue {}", s.queue)))?;
+                    .by_role(s.queue.as_str())
+                    .ok_or_else(|| fail(format!("no queue {}", s.queue.as_str())))?;
                 let run = |t: &str| t.replace("{run}", &system.topology.names.suffix);
                 let mut send = system
                     .clients
@@ -137,10 +136,10 @@ pub(super) async fn play(
                     }
                 }
             }
-            Step::Outage(o) => match (&system.proxy, Service::from_signing_name(&o.service)) {
-                (Some(p), Some(service)) => {
+            Step::Outage(o) => match &system.proxy {
+                Some(p) => {
                     p.fault(FaultSpec {
-                        service,
+                        service: o.service,
                         operation: None,
                         key_prefix: None,
                         effect: EffectKind::Unavailable,
@@ -153,8 +152,7 @@ pub(super) async fn play(
                     })
                     .await
                 }
-                (None, _) => return Err(fail("outages need the fidelity layer".into())),
-                (_, None) => return Err(fail(format!("unknown service {:?}", o.service))),
+                None => return Err(fail("outages need the fidelity layer".into())),
             },
             Step::Fault(f) => match &system.proxy {
                 Some(p) => p.fault(f.clone()).await,
@@ -170,10 +168,10 @@ pub(super) async fn play(
             Step::Redrive(r) => {
                 let q = &system.topology.queues;
                 let (from, to) = (
-                    q.by_role(&r.from)
-                        .ok_or_else(|| fail(format!("no queue {}", r.from)))?,
-                    q.by_role(&r.to)
-                        .ok_or_else(|| fail(format!("no queue {}", r.to)))?,
+                    q.by_role(r.from.as_str())
+                        .ok_or_else(|| fail(format!("no queue {}", r.from.as_str())))?,
+                    q.by_role(r.to.as_str())
+                        .ok_or_else(|| fail(format!("no queue {}", r.to.as_str())))?,
                 );
                 crate::redrive::redrive(&system.clients.sqs, &engine.capabilities(), from, to)
                     .await
@@ -240,7 +238,7 @@ async fn upload(
     } else {
         &system.clients.s3
     };
-    let storage_class = u.storage_class.as_deref().map(StorageClass::from);
+    let storage_class = u.storage_class.map(|c| StorageClass::from(c.as_str()));
     let kms_key = u.sse_kms.then(|| system.topology.s3_key_arn.clone());
     let version = match u.part_size {
         None => {
@@ -306,7 +304,7 @@ impl Truths {
         }
     }
 
-    fn replication(&mut self, r: &super::file::ReplicationControl) {
+    fn replication(&mut self, r: &super::steps::ReplicationControl) {
         let key = r.key.clone().unwrap_or_else(|| "*".into());
         match r.action {
             ReplicationAction::Pause => self.paused = true,
@@ -326,7 +324,7 @@ impl Truths {
         let Some(version) = version else { return };
         let fault = self.faults.get(&u.key).or_else(|| self.faults.get("*"));
         let delay = self.delays.get(&u.key).or_else(|| self.delays.get("*"));
-        let injected = if matches!(u.storage_class.as_deref(), Some("GLACIER" | "DEEP_ARCHIVE")) {
+        let injected = if u.storage_class.is_some_and(|c| c.is_cold()) {
             Injected::Ineligible(Ineligibility::ColdStorage)
         } else if u.sse_kms && !self.sse_kms {
             Injected::Ineligible(Ineligibility::SseKmsNotOptedIn)
@@ -474,7 +472,7 @@ async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
     match w.what {
         WaitFor::Outcome => {
             let object = w.object.as_deref().unwrap_or_default();
-            let outcome = w.outcome.as_deref().unwrap_or_default();
+            let outcome = w.outcome.map(|o| o.as_str()).unwrap_or_default();
             let (bucket, key) = object_location(system, object)
                 .ok_or_else(|| format!("unknown object {object}"))?;
             if system
@@ -529,7 +527,7 @@ async fn wait(system: &RunningSystem, w: &Wait) -> Result<(), String> {
             }
         }
         WaitFor::Queue => {
-            let role = w.queue.as_deref().unwrap_or("validation");
+            let role = w.queue.map_or("validation", |q| q.as_str());
             let want = w.count.unwrap_or(1) as u64;
             let q = system
                 .topology
