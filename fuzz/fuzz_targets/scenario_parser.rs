@@ -12,7 +12,8 @@ use std::path::{Component, Path};
 use std::sync::OnceLock;
 
 use harness::errors::FileError;
-use harness::scenario::file::{Scenario, Step, MAX_UPLOAD_SIZE};
+use harness::scenario::file::Scenario;
+use harness::scenario::steps::{Step, MAX_UPLOAD_SIZE};
 use harness::topology::TopologySpec;
 use libfuzzer_sys::{fuzz_target, Corpus};
 

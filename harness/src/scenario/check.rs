@@ -9,7 +9,9 @@ use std::path::{Component, Path};
 
 use toml::Spanned;
 
-use super::steps::{LocatedStep, Named, ReplicationAction, Step, TriggerAction, WaitFor};
+use super::steps::{
+    LocatedStep, Named, ReplicationAction, Step, TriggerAction, WaitFor, MAX_UPLOAD_SIZE,
+};
 
 /// Events of the agent's notifications.
 pub const AGENT_EVENTS: [&str; 3] = ["success", "failure", "anomaly"];
@@ -83,9 +85,6 @@ fn check_category(category: &str, categories: &[String]) -> Result<(), (String, 
         ))
     }
 }
-
-/// The largest generated upload a scenario may ask for (held in memory while uploaded).
-pub const MAX_UPLOAD_SIZE: u64 = 512 << 20;
 
 /// A finite, non-negative number of seconds of at most a day (what a scenario may wait or
 /// delay; `inf`, `nan` and negative values are refused, never a panic).

@@ -12,6 +12,9 @@ use crate::agent::{BackupStep, CostStep, RestoreStep};
 use crate::engine::faults::Service;
 use crate::replication::Fault;
 
+/// The largest generated upload a scenario may ask for (held in memory while uploaded).
+pub const MAX_UPLOAD_SIZE: u64 = 512 << 20;
+
 /// A value a scenario names by one of a fixed set of words (a queue role, a storage class,
 /// a service, an outcome). Read from a string; an unknown word is refused with every
 /// accepted one, and serde places the error at the value's line and column.
