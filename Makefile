@@ -117,10 +117,14 @@ fuzz-workloads-smoke: ## WORKLOADS (100) generated workloads per engine from WOR
 fuzz-workloads: ## FUZZ_WORKLOADS (1000) generated workloads on ENGINE, random seed; writes a shrunk failing case
 	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine $(ENGINE) fuzz --runs $(FUZZ_WORKLOADS)
 
-lint: ## rustfmt check, clippy with warnings as errors, actionlint (with shellcheck) on the workflows
+# The fuzz crate is outside the workspace (cargo-fuzz wants its own); its clippy shares fuzz/run.sh's target directory.
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/autobackup/target-fuzz
+
+lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fuzz crate), actionlint (with shellcheck) on the workflows
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
-	$(CARGO) clippy --workspace --all-targets --features e2e -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features e2e,e2e-deployed -- -D warnings
+	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 	$(MAKE) --no-print-directory actionlint
 
 # actionlint and shellcheck from the hashed lock engines/lint-requirements.lock, installed into

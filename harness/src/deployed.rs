@@ -348,7 +348,10 @@ impl Deployment {
         ] {
             let mut env: HashMap<String, String> = base.into_iter().collect();
             env.insert("AWS_ENDPOINT_URL".into(), spec.endpoint.to_string());
-            env.insert("RUST_LOG".into(), "info".into());
+            env.insert(
+                "RUST_LOG".into(),
+                checksum_validator::DEFAULT_LOG_FILTER.into(),
+            );
             for o in spec.overrides.iter().filter(|o| o.function == function) {
                 env.insert(o.name.clone(), o.value.clone());
             }

@@ -115,6 +115,17 @@ pub struct Bootstrap {
     pub linkage: Linkage,
     /// Uncompressed size in bytes.
     pub size: u64,
+    /// SHA-256 of the executable itself (hex). Unlike the zip's, it does not carry the build
+    /// time (a zip entry records its file's modification time), so it names the code.
+    pub sha256: String,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One deployable zip.
@@ -124,6 +135,7 @@ pub struct Package {
     pub arch: Arch,
     pub path: PathBuf,
     pub size: u64,
+    /// SHA-256 of the zip (hex): what `CreateFunction` uploads; differs on every build.
     pub sha256: String,
     pub bootstrap: Bootstrap,
 }
@@ -277,10 +289,7 @@ pub fn describe(function: &'static str, arch: Arch, path: &Path) -> Result<Packa
         path: path.to_path_buf(),
         why,
     })?;
-    let sha256 = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = sha256_hex(&bytes);
     Ok(Package {
         function,
         arch,
@@ -405,6 +414,7 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
             arch,
             linkage: Linkage::Static,
             size: b.len() as u64,
+            sha256: sha256_hex(b),
         });
     };
     // Version needs: the SHT_GNU_verneed section and the string table it links to.
@@ -457,6 +467,7 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
         arch,
         linkage: Linkage::Dynamic { interpreter, glibc },
         size: b.len() as u64,
+        sha256: sha256_hex(b),
     })
 }
 
@@ -466,12 +477,17 @@ mod tests {
     use std::io::Write;
 
     fn zip_of(name: &str, body: &[u8], mode: u32) -> Vec<u8> {
+        zip_at(name, body, mode, zip::DateTime::default())
+    }
+
+    fn zip_at(name: &str, body: &[u8], mode: u32, mtime: zip::DateTime) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());
         {
             let mut w = zip::ZipWriter::new(&mut out);
             let opts = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Deflated)
-                .unix_permissions(mode);
+                .unix_permissions(mode)
+                .last_modified_time(mtime);
             w.start_file(name, opts).unwrap();
             w.write_all(body).unwrap();
             w.finish().unwrap();
@@ -521,15 +537,46 @@ mod tests {
             .contains("not a zip"));
     }
 
-    /// A minimal static AArch64 ELF header (no program headers): static, right arch.
+    /// The same executable zipped at two times: the zips' hashes differ (the entry records
+    /// its modification time), the bootstrap's hash, the one `harness package` prints as the
+    /// code's identity, does not, and it is the SHA-256 of the executable's bytes.
     #[test]
-    fn a_static_elf_has_no_glibc_need() {
+    fn the_bootstrap_hash_names_the_code_not_the_build_time() {
+        let elf = static_arm64_elf();
+        let at = |h: u8| zip::DateTime::from_date_and_time(2026, 12, 2, h, 0, 0).unwrap();
+        let (a, b) = (
+            zip_at("bootstrap", &elf, 0o755, at(9)),
+            zip_at("bootstrap", &elf, 0o755, at(10)),
+        );
+        assert_ne!(sha256_hex(&a), sha256_hex(&b));
+        let (ba, bb) = (
+            inspect(&a, Arch::Arm64).unwrap(),
+            inspect(&b, Arch::Arm64).unwrap(),
+        );
+        assert_eq!(ba.sha256, bb.sha256);
+        // FIPS 180-2's "abc" vector, so the hex is SHA-256's and not some other digest's.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(ba.sha256, sha256_hex(&elf));
+    }
+
+    /// A minimal static AArch64 ELF header (no program headers).
+    fn static_arm64_elf() -> Vec<u8> {
         let mut elf = vec![0u8; 64];
         elf[0..4].copy_from_slice(b"\x7fELF");
         elf[4] = 2;
         elf[5] = 1;
         elf[16] = 2; // ET_EXEC
         elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+        elf
+    }
+
+    /// A minimal static AArch64 ELF header (no program headers): static, right arch.
+    #[test]
+    fn a_static_elf_has_no_glibc_need() {
+        let elf = static_arm64_elf();
         let b = inspect_elf(&elf, Arch::Arm64).unwrap();
         assert_eq!(b.linkage, Linkage::Static);
         assert!(inspect_elf(&elf, Arch::X86_64).is_err());

@@ -21,14 +21,22 @@ pub use config::ValidatorConfig;
 pub use decision::Outcome;
 pub use handler::{BatchReport, RecordReport, Validator};
 
+/// The default log filter when `RUST_LOG` is unset: `info`, without the S3 SDK's warning
+/// on every `HeadObject` of a multipart object. S3 reports such an object's checksum as a
+/// composite, checksum-of-checksums with a `-N` part count
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html#large-object-checksums>);
+/// the SDK cannot check a composite against a body, so it skips and warns, and a `HeadObject`
+/// has no body anyway. The validator compares composites as values (`decision.rs`).
+pub const DEFAULT_LOG_FILTER: &str = "info,aws_sdk_s3::http_response_checksum=error";
+
 /// JSON logs on stdout for CloudWatch, one object per line; `RUST_LOG` sets the level
-/// (default `info`). Shared by both Lambda binaries.
+/// (default [`DEFAULT_LOG_FILTER`]). Shared by both Lambda binaries.
 pub fn init_lambda_logging() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_current_span(false)
         .without_time()
@@ -73,4 +81,26 @@ pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
         )
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `EnvFilter::new` drops a directive it cannot parse without a word: the default must
+    /// parse whole, keep `info` for the functions, and hold the SDK's checksum module at
+    /// `error` only.
+    #[test]
+    fn the_default_log_filter_parses_and_quiets_only_the_checksum_warning() {
+        let f = tracing_subscriber::EnvFilter::try_new(DEFAULT_LOG_FILTER).expect("parses");
+        let shown = f.to_string();
+        assert!(
+            shown.contains("aws_sdk_s3::http_response_checksum=error"),
+            "{shown}"
+        );
+        assert_eq!(
+            f.max_level_hint(),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
+    }
 }

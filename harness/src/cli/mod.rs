@@ -89,10 +89,15 @@ pub enum Command {
     Invoke(invoke::InvokeArgs),
 }
 
+/// The log filter when `RUST_LOG` is unset: warnings, without the S3 SDK's one on every
+/// `HeadObject` of a multipart object (the validator and the replicator read its composite
+/// checksum as a value; see [`checksum_validator::DEFAULT_LOG_FILTER`]).
+pub const DEFAULT_LOG_FILTER: &str = "warn,aws_sdk_s3::http_response_checksum=error";
+
 /// Sets up logging to stderr.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -38,8 +38,9 @@ impl PackageArgs {
                             p.sha256
                         );
                         println!(
-                            "    bootstrap: {} bytes, {} ELF, {} (provided.al2023 has glibc {}.{})",
+                            "    bootstrap: {} bytes  sha256 {}  {} ELF, {} (provided.al2023 has glibc {}.{})",
                             p.bootstrap.size,
+                            p.bootstrap.sha256,
                             p.bootstrap.arch,
                             p.bootstrap.linkage,
                             package::AL2023_GLIBC.0,

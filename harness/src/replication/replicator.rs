@@ -623,8 +623,11 @@ impl Replicator {
     /// every [`FULL_DISCOVERY_EVERY`] (a safety net for writes that bypass the layer).
     ///
     /// The full listing costs time in proportion to the buckets' size, so it runs outside
-    /// the pass lock (copies go on meanwhile) and at most [`FULL_DISCOVERY_SHARE`] of the
-    /// time: after a listing that took `t`, the next waits at least `t / share`.
+    /// the pass lock and at most [`FULL_DISCOVERY_SHARE`] of the time: after a listing that
+    /// took `t`, the next waits at least `t / share`. This loop's own copy pass waits for
+    /// the listing to end; the copies the mapping triggers at lag 0
+    /// ([`Replicator::first_attempt_done`]) and per-key discoveries of forwarded writes
+    /// go on meanwhile.
     pub async fn run(&self, interval: Duration) {
         let mut next_full = Instant::now();
         loop {
