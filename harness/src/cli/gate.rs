@@ -248,12 +248,15 @@ impl GateArgs {
             }
             for i in mine {
                 let opts = RunOptions::default();
-                let Some(case) =
-                    super::play_judged(&engine, &spec, &root, &scenarios[i], &opts).await
-                else {
+                // The case's log lines go with it (JUnit, report), not to the console.
+                let capture = super::logs::Capture::start();
+                let played = super::play_judged(&engine, &spec, &root, &scenarios[i], &opts).await;
+                let logs = capture.finish();
+                let Some(mut case) = played else {
                     drop(engine);
                     return Ok(130);
                 };
+                case.logs = logs;
                 print_case(&case);
                 run.cases.push(case);
                 if let Some(why) = engine.exited() {
@@ -331,6 +334,12 @@ fn print_case(case: &Case) {
     }
     if let Some(d) = &case.diff {
         println!("{d}");
+    }
+    if case.status != CaseStatus::Passed && !case.logs.is_empty() {
+        println!(
+            "  {} log line(s) while it played: in junit.xml (<system-err>) and report.html",
+            case.logs.lines().count()
+        );
     }
 }
 

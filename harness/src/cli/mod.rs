@@ -5,6 +5,7 @@ pub mod engine;
 pub mod fuzz;
 pub mod gate;
 pub mod invoke;
+pub mod logs;
 pub mod package;
 pub mod provision;
 pub mod redrive;
@@ -94,13 +95,14 @@ pub enum Command {
 /// checksum as a value; see [`checksum_validator::DEFAULT_LOG_FILTER`]).
 pub const DEFAULT_LOG_FILTER: &str = "warn,aws_sdk_s3::http_response_checksum=error";
 
-/// Sets up logging to stderr.
+/// Sets up logging to stderr (or a gate case's capture, [`logs`]); colours only on a terminal.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(logs::ansi())
+        .with_writer(logs::LogSink);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

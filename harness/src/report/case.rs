@@ -52,6 +52,9 @@ pub struct Case {
     pub pending: Option<PathBuf>,
     /// What the run produced (`None` when it could not be played).
     pub outcome: Option<RunOutcome>,
+    /// The log lines written while the case played (the functions' and the harness's), when
+    /// they were captured (`harness gate`); empty otherwise.
+    pub logs: String,
 }
 
 impl Case {
@@ -75,6 +78,7 @@ impl Case {
             diff: None,
             pending: None,
             outcome: None,
+            logs: String::new(),
         };
         let outcome = match run {
             Ok(outcome) => outcome,

@@ -195,6 +195,12 @@ fn case_section(case: &Case) -> Markup {
                     pre { (o.transcript) }
                 }
             }
+            @if !case.logs.is_empty() {
+                details.logs {
+                    summary { "Log lines while it played (" (case.logs.lines().count()) ")" }
+                    pre { (case.logs) }
+                }
+            }
         }
     }
 }
@@ -578,7 +584,7 @@ ul.legend li { display: flex; align-items: center; gap: 4px; }
 .alert-subject { margin: 10px 0 2px; } .at { color: #57606a; font-variant-numeric: tabular-nums; }
 .tag { font-size: 11px; background: #ddf4ff; color: #0969da; border-radius: 8px; padding: 0 6px; }
 .alert pre { white-space: pre-wrap; overflow-wrap: anywhere; }
-details.transcript summary { cursor: pointer; color: #0969da; margin-top: 14px; }
+details.transcript summary, details.logs summary { cursor: pointer; color: #0969da; margin-top: 14px; }
 "#;
 
 #[cfg(test)]
@@ -649,6 +655,11 @@ mod tests {
             }),
             pending: None,
             outcome: o,
+            logs: if status == CaseStatus::Failed {
+                "ERROR failure_notifier: alert publish failed <Throttled>\n".to_string()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -760,6 +771,13 @@ mod tests {
         assert!(failing.contains("<span class=\"add\">+alerts received: 1</span>"));
         assert!(failing.contains("data-decision=\"mismatch\""));
         assert!(failing.contains("Alerts received (1)"));
+        // The log lines captured while it played, folded, as text.
+        assert!(failing.contains("<summary>Log lines while it played (1)</summary>"));
+        assert!(failing.contains("alert publish failed &lt;Throttled&gt;"));
+        assert!(
+            !passing.contains("class=\"logs\""),
+            "nothing captured, no section"
+        );
 
         let error = section(&html, "engine-gone");
         assert!(error.contains("data-status=\"error\""));

@@ -73,6 +73,9 @@ fn scenario_report(cases: &[Case]) -> Report {
             let mut case = TestCase::new(c.scenario.clone(), status);
             case.set_classname(format!("scenarios.{engine}"));
             case.set_time(c.time);
+            if !c.logs.is_empty() {
+                case.set_system_err(c.logs.as_str());
+            }
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
@@ -107,6 +110,11 @@ mod tests {
             diff: (status == CaseStatus::Failed).then(|| "-old line\n+new line\n".to_string()),
             pending: None,
             outcome: None,
+            logs: if status == CaseStatus::Passed {
+                String::new()
+            } else {
+                format!("ERROR {name}: a log line\n")
+            },
         }
     }
 
@@ -135,6 +143,12 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("+new line"), "{xml}");
+        // What was logged while a case played goes with it; a passing case logged nothing.
+        assert!(
+            xml.contains("<system-err>ERROR poison-pill: a log line\n</system-err>"),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("<system-err>").count(), 2, "{xml}");
         assert!(
             xml.contains(r#"<error message="happy-path went wrong""#),
             "{xml}"

@@ -192,6 +192,7 @@ mod tests {
             }),
             pending: None,
             outcome: None,
+            logs: String::new(),
         }
     }
 
