@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn the_console_renders_typed_run_events() {
         use checksum_validator::failure_record::ObjectRef;
-        use checksum_validator::handler::Action;
+        use checksum_validator::report::Action;
         use checksum_validator::{Outcome, RecordReport};
         let decision = |attempt| Observation::Decision {
             queue: "validation".into(),

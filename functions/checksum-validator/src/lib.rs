@@ -1,10 +1,15 @@
 //! checksum-validator: decides whether each S3 replica is an exact copy of its primary.
 //!
 //! Layout: [`event`] parses message bodies; [`facts`], [`coverage`] and [`decision`] are the
-//! pure decision core; [`s3`] is the S3 adapter; [`handler`] runs a batch and acts on decisions;
-//! [`failure_record`] is the message a failure travels in; [`config`] reads the environment;
+//! pure decision core; [`s3`] is the S3 adapter; [`validator`] holds the clients and caches,
+//! [`handler`] runs a batch, [`judge`] gathers an object's facts and decides, [`act`] carries
+//! out the decision, [`attempts`] reads where a record stands in its delivery, [`report`] is
+//! what was done with each record; [`failure_record`] is the message a failure travels in;
+//! [`config`] reads the environment; [`lambda`] is the glue both Lambda binaries share;
 //! [`text`] makes untrusted text (keys, details, bodies) safe to show in alerts and logs.
 
+pub mod act;
+pub mod attempts;
 pub mod aws_error;
 pub mod config;
 pub mod coverage;
@@ -13,94 +18,18 @@ pub mod event;
 pub mod facts;
 pub mod failure_record;
 pub mod handler;
+pub mod judge;
+pub mod lambda;
+pub mod report;
 pub mod retry;
 pub mod s3;
 pub mod text;
+pub mod validator;
 
 pub use config::ValidatorConfig;
 pub use decision::Outcome;
-pub use handler::{BatchReport, RecordReport, Validator};
-
-/// The default log filter when `RUST_LOG` is unset: `info`, without the S3 SDK's warning
-/// on every `HeadObject` of a multipart object. S3 reports such an object's checksum as a
-/// composite, checksum-of-checksums with a `-N` part count
-/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html#large-object-checksums>);
-/// the SDK cannot check a composite against a body, so it skips and warns, and a `HeadObject`
-/// has no body anyway. The validator compares composites as values (`decision.rs`).
-pub const DEFAULT_LOG_FILTER: &str = "info,aws_sdk_s3::http_response_checksum=error";
-
-/// JSON logs on stdout for CloudWatch, one object per line; `RUST_LOG` sets the level
-/// (default [`DEFAULT_LOG_FILTER`]). Shared by both Lambda binaries.
-pub fn init_lambda_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-}
-
-/// A batch's size and its event source ARN (the first record's: one mapping delivers from
-/// one queue), as both functions' `batch answered` log line names them.
-pub fn batch_origin(event: &aws_lambda_events::event::sqs::SqsEvent) -> (usize, String) {
-    let source = event
-        .records
-        .first()
-        .and_then(|r| r.event_source_arn.clone())
-        .unwrap_or_default();
-    (event.records.len(), source)
-}
-
-/// The `Instant` of a Lambda invocation's deadline (`Context::deadline`: milliseconds since
-/// the Unix epoch). Shared by both Lambda binaries.
-pub fn deadline_of(deadline_epoch_ms: u64) -> std::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    std::time::Instant::now()
-        + std::time::Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
-}
-
-/// The SDK configuration both Lambda binaries load: the environment's (region, credentials,
-/// endpoint) with bounded calls. A stalled endpoint fails an attempt after 20 s and a call
-/// (with the SDK's retries) after 60 s, so a record ends as a transient error the queue
-/// retries instead of an invocation hanging until Lambda stops it; connecting gets 3 s.
-pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
-    use std::time::Duration;
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(20))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
-        .load()
-        .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `EnvFilter::new` drops a directive it cannot parse without a word: the default must
-    /// parse whole, keep `info` for the functions, and hold the SDK's checksum module at
-    /// `error` only.
-    #[test]
-    fn the_default_log_filter_parses_and_quiets_only_the_checksum_warning() {
-        let f = tracing_subscriber::EnvFilter::try_new(DEFAULT_LOG_FILTER).expect("parses");
-        let shown = f.to_string();
-        assert!(
-            shown.contains("aws_sdk_s3::http_response_checksum=error"),
-            "{shown}"
-        );
-        assert_eq!(
-            f.max_level_hint(),
-            Some(tracing::level_filters::LevelFilter::INFO)
-        );
-    }
-}
+pub use lambda::{
+    batch_origin, deadline_of, init_lambda_logging, lambda_sdk_config, DEFAULT_LOG_FILTER,
+};
+pub use report::{BatchReport, RecordReport};
+pub use validator::Validator;

@@ -595,7 +595,7 @@ mod tests {
     use crate::report::timeline::tests::{decision, report};
     use crate::scenario::runner::Timings;
     use crate::scenario::RunOutcome;
-    use checksum_validator::handler::Action;
+    use checksum_validator::report::Action;
 
     fn event(ms: u64, what: Observation) -> Event {
         Event {

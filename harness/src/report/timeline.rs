@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use checksum_validator::handler::Action;
+use checksum_validator::report::Action;
 use checksum_validator::{Outcome, RecordReport};
 
 use crate::observe::{Arrival, Depth, Observation};

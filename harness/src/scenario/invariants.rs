@@ -31,7 +31,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use checksum_validator::decision::{EvidenceKind, Verdict};
-use checksum_validator::handler::Action;
+use checksum_validator::report::Action;
 use checksum_validator::{Outcome, RecordReport};
 use serde::Deserialize;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName as QA;
 use checksum_validator::decision::{EvidenceKind, Verdict};
-use checksum_validator::handler::Action;
+use checksum_validator::report::Action;
 use checksum_validator::RecordReport;
 
 use crate::agent::render as agent_render;

@@ -1,0 +1,294 @@
+//! A decision carried out: a failure record sent, a retry through the message's visibility or
+//! a fresh re-queued copy, the overdue watch and its resolved notice; and the queue facts those
+//! need (its URL, its redrive policy's `maxReceiveCount`).
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use chrono::Utc;
+
+use crate::attempts::{max_receive_count_of, Attempt, ATTEMPTS_ATTRIBUTE, OVERDUE_ATTRIBUTE};
+use crate::aws_error::{classify, AwsError};
+use crate::decision::Outcome;
+use crate::event::ObjectEvent;
+use crate::failure_record::{FailureRecord, ObjectRef, FAILURE_RECORD_SCHEMA};
+use crate::judge::Judged;
+use crate::report::Action;
+use crate::retry::backoff;
+use crate::validator::Validator;
+
+impl Validator {
+    pub(crate) async fn act(
+        &self,
+        msg: &SqsMessage,
+        judged: &Judged,
+        object: &ObjectRef,
+        event: &ObjectEvent,
+        at: Attempt,
+        message_id: &str,
+    ) -> Action {
+        let attempt = at.attempt;
+        let outcome = judged.decision.outcome;
+        let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
+        let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
+            && event
+                .time
+                .and_then(|t| (Utc::now() - t).to_std().ok())
+                .is_some_and(|age| age > self.config.overdue_cap);
+        let record = |outcome: Outcome, detail: String, resolves: Option<Outcome>| FailureRecord {
+            idempotency_key: Some(crate::failure_record::idempotency_key(
+                object, event.time, outcome, resolves, past_cap,
+            )),
+            schema: FAILURE_RECORD_SCHEMA.to_string(),
+            outcome,
+            detail,
+            object: object.clone(),
+            replica: judged.replicas.first().cloned(),
+            replicas: if judged.replicas.len() > 1 {
+                judged.replicas.clone()
+            } else {
+                Vec::new()
+            },
+            evidence: judged.decision.evidence.clone(),
+            attempts: attempt,
+            first_seen: event.time,
+            decided_at: Utc::now(),
+            source_message_id: Some(message_id.to_string()),
+            resolves,
+            final_alert: past_cap,
+        };
+        match outcome {
+            Outcome::Lagging | Outcome::TransientError => self.retry(msg, event, at).await,
+            // Overdue is not final: without RTC "the majority of objects replicate within 15
+            // minutes, but they can sometimes take a couple of hours" (S3 User Guide,
+            // "Troubleshooting replication"). Alert once, then keep watching up to the cap.
+            Outcome::ReplicationOverdue if past_cap => {
+                let detail = format!(
+                    "{}; gave up watching after {}s (OVERDUE_CAP_SECONDS)",
+                    judged.decision.detail,
+                    self.config.overdue_cap.as_secs()
+                );
+                self.send_failure(&record(outcome, detail, None)).await
+            }
+            Outcome::ReplicationOverdue if alerted => self.retry(msg, event, at).await,
+            Outcome::ReplicationOverdue => {
+                let sent = self
+                    .send_failure(&record(outcome, judged.decision.detail.clone(), None))
+                    .await;
+                if sent != Action::FailureSent {
+                    return sent;
+                }
+                match self.requeue(msg, &event.record_body, attempt, true).await {
+                    Ok(delay) => Action::AlertedAndRequeued(delay),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-queueing an overdue message failed; it is not watched further");
+                        Action::FailureSent
+                    }
+                }
+            }
+            Outcome::Validated if alerted => {
+                let detail = format!(
+                    "the replica arrived after the overdue alert and validated: {}",
+                    judged.decision.detail
+                );
+                match self
+                    .send_failure(&record(outcome, detail, Some(Outcome::ReplicationOverdue)))
+                    .await
+                {
+                    Action::FailureSent => Action::ResolvedSent,
+                    other => other,
+                }
+            }
+            o if o.is_failure(self.config.alert_on_unverifiable) => {
+                self.send_failure(&record(o, judged.decision.detail.clone(), None))
+                    .await
+            }
+            _ => Action::Done,
+        }
+    }
+
+    async fn send_failure(&self, record: &FailureRecord) -> Action {
+        let Some(url) = self.config.failure_queue_url.as_deref() else {
+            return Action::LeftOnQueue("FAILURE_QUEUE_URL is not set".into());
+        };
+        let body = match serde_json::to_string(record) {
+            Ok(b) => b,
+            Err(e) => return Action::LeftOnQueue(format!("cannot encode failure record: {e}")),
+        };
+        match self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+        {
+            Ok(_) => Action::FailureSent,
+            Err(e) => Action::LeftOnQueue(format!(
+                "sending the failure record failed: {}",
+                classify(&e)
+            )),
+        }
+    }
+
+    /// Gives the record of `event` another look later: the message back on its queue after
+    /// the backoff delay, or a fresh message holding only this record when the message has
+    /// other records too or one more failed receive would move it to the DLQ.
+    async fn retry(&self, msg: &SqsMessage, event: &ObjectEvent, at: Attempt) -> Action {
+        let delay = self.retry_delay(at.attempt);
+        let Some(queue_url) = self.queue_url(msg).await else {
+            return Action::RetryAfter(delay);
+        };
+        if at.shared
+            || self
+                .receive_limit(msg)
+                .await
+                .is_some_and(|limit| at.receive_count >= limit)
+        {
+            // Shared: the other records of the message must not be judged again. Exhausted:
+            // one more failed receive would move it to the DLQ. Either way, a fresh copy of
+            // this record alone.
+            let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
+            return match self
+                .requeue(msg, &event.record_body, at.attempt, alerted)
+                .await
+            {
+                Ok(delay) => Action::Requeued(delay),
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-queueing a lagging message failed");
+                    Action::RetryAfter(delay)
+                }
+            };
+        }
+        if let Some(receipt) = msg.receipt_handle.as_deref() {
+            if let Err(e) = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&queue_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(delay.as_secs() as i32)
+                .send()
+                .await
+            {
+                tracing::warn!(error = %classify(&e), "changing message visibility failed");
+            }
+        }
+        Action::RetryAfter(delay)
+    }
+
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        backoff(
+            attempt,
+            self.config.retry_base,
+            self.config.retry_max,
+            rand::random::<f64>(),
+        )
+    }
+
+    /// Sends `body` (one record of `msg`: [`ObjectEvent::record_body`]) to the queue of
+    /// `msg` with the retry delay (at most SQS's 900 s), carrying the attempts so far and,
+    /// when `alerted`, the overdue mark. The caller reports the original as done, so the
+    /// event source mapping deletes it.
+    async fn requeue(
+        &self,
+        msg: &SqsMessage,
+        body: &str,
+        attempt: u32,
+        alerted: bool,
+    ) -> Result<Duration, AwsError> {
+        let delay = self.retry_delay(attempt).min(Duration::from_secs(900));
+        let queue_url = self
+            .queue_url(msg)
+            .await
+            .ok_or_else(|| AwsError::Permanent {
+                code: "UnknownQueue".into(),
+                message: "the record's source queue URL could not be resolved".into(),
+            })?;
+        let attr = |v: String, ty: &str| {
+            MessageAttributeValue::builder()
+                .data_type(ty)
+                .string_value(v)
+                .build()
+                .expect("data type is set")
+        };
+        let mut send = self
+            .sqs
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .delay_seconds(delay.as_secs() as i32)
+            .message_attributes(ATTEMPTS_ATTRIBUTE, attr(attempt.to_string(), "Number"));
+        if alerted {
+            let since = msg
+                .message_attributes
+                .get(OVERDUE_ATTRIBUTE)
+                .and_then(|a| a.string_value.clone())
+                .unwrap_or_else(|| Utc::now().to_rfc3339());
+            send = send.message_attributes(OVERDUE_ATTRIBUTE, attr(since, "String"));
+        }
+        send.send().await.map(|_| delay).map_err(|e| classify(&e))
+    }
+
+    /// The `maxReceiveCount` of the record's queue, read from its `RedrivePolicy` (cached per
+    /// queue): SQS moves a message to the DLQ "when the ReceiveCount for a message exceeds
+    /// the maxReceiveCount" (SQS Developer Guide, dead-letter queues). `None` when the queue
+    /// has no redrive policy; `MAX_RECEIVE_COUNT` when the policy cannot be read.
+    pub(crate) async fn receive_limit(&self, msg: &SqsMessage) -> Option<u32> {
+        let Some(arn) = msg.event_source_arn.clone() else {
+            return Some(self.config.max_receive_count);
+        };
+        if let Some(limit) = self.receive_limits.lock().await.get(&arn) {
+            return *limit;
+        }
+        let Some(url) = self.queue_url(msg).await else {
+            return Some(self.config.max_receive_count);
+        };
+        let read = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await;
+        match read {
+            Ok(out) => {
+                let limit = out
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+                    .and_then(|p| max_receive_count_of(p));
+                self.receive_limits.lock().await.insert(arn, limit);
+                limit
+            }
+            Err(e) => {
+                tracing::warn!(error = %classify(&e), "reading the queue's redrive policy failed; using MAX_RECEIVE_COUNT");
+                Some(self.config.max_receive_count)
+            }
+        }
+    }
+
+    /// The URL of the queue a record came from, from its `eventSourceARN` (cached).
+    pub(crate) async fn queue_url(&self, msg: &SqsMessage) -> Option<String> {
+        let arn = msg.event_source_arn.as_deref()?;
+        if let Some(url) = self.queue_urls.lock().await.get(arn) {
+            return Some(url.clone());
+        }
+        let mut parts = arn.split(':');
+        let (account, name) = (parts.nth(4)?, parts.next()?);
+        let url = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .ok()?
+            .queue_url()?
+            .to_string();
+        self.queue_urls
+            .lock()
+            .await
+            .insert(arn.to_string(), url.clone());
+        Some(url)
+    }
+}
