@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -126,6 +126,10 @@ lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fu
 	$(CARGO) clippy --workspace --all-targets --features e2e,e2e-deployed -- -D warnings
 	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 	$(MAKE) --no-print-directory actionlint
+	$(MAKE) --no-print-directory layers
+
+layers: ## The import rule: no circle in any crate, every import as the README's layer map says (tools/layers)
+	$(CARGO) test -q -p layers --test workspace
 
 # actionlint and shellcheck from the hashed lock engines/lint-requirements.lock, installed into
 # the harness cache on first use (engines/install-lint-tools.sh).

@@ -18,11 +18,12 @@
 use std::sync::OnceLock;
 
 use harness::deployed::{EnvOverride, FunctionsMode};
-use harness::engine::{self, Engine, EngineKind, StartOptions};
-use harness::errors::ScenarioError;
+use harness::engine::{Engine, EngineKind, StartOptions};
 use harness::package::{self, Arch};
+use harness::probe;
+use harness::scenario::ScenarioError;
 use harness::scenario::{self, RunOptions, Scenario};
-use harness::system::FunctionName;
+use harness::topology::FunctionName;
 use harness::topology::TopologySpec;
 
 /// The scenarios `make e2e-deployed` plays (all of them match the in-process snapshots).
@@ -57,7 +58,7 @@ fn ministack() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         runtime()
-            .block_on(engine::start(
+            .block_on(probe::start(
                 EngineKind::Ministack,
                 &StartOptions::default(),
             ))

@@ -4,19 +4,21 @@
 
 #![cfg(feature = "e2e")]
 
-use harness::aws::Clients;
-use harness::engine::{self, EngineKind, StartOptions};
-use harness::replication;
+use harness::engine::{EngineKind, StartOptions};
+use harness::probe;
 use harness::topology::provision::{provision, ProvisionOptions};
+use harness::topology::replication;
 use harness::topology::teardown::teardown;
 use harness::topology::{new_suffix, TopologySpec};
 
 async fn provision_twice(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .expect("engine starts");
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
-    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let caps = engine.capabilities();
     let mode = replication::mode(&caps);
     let opts = ProvisionOptions {
@@ -106,11 +108,13 @@ async fn provision_is_idempotent_on_localstack() {
 /// a real deployment whose suffix collides, something made by hand) are never reconfigured
 /// by provisioning nor deleted by teardown, and both say so.
 async fn foreign_resources_are_left_alone(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .expect("engine starts");
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
-    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let suffix = new_suffix();
     let names = harness::topology::Names::new(&spec, &suffix);
     let bucket = names.buckets[0].primary.clone();
@@ -211,11 +215,13 @@ async fn foreign_resources_are_left_alone_on_localstack() {
 /// never splits a key's versions over two batches: with two keys per page, every version
 /// is seen once, and each key's versions arrive together, oldest first, as uploaded.
 async fn discovery_pages_keep_each_key_whole(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .expect("engine starts");
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
-    let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let bucket = format!("paging-{}", new_suffix());
     let s3 = &clients.s3;
     let mut create = s3.create_bucket().bucket(&bucket);
@@ -256,7 +262,7 @@ async fn discovery_pages_keep_each_key_whole(kind: EngineKind) {
         // Distinct LastModified seconds, so oldest-first is well defined.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
-    let batches = replication::replicator::discovery_batches(s3, &bucket, 2)
+    let batches = harness::fidelity::replicator::discovery_batches(s3, &bucket, 2)
         .await
         .expect("listing");
     let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use harness::engine::{self, Engine, EngineKind, StartOptions};
+use harness::engine::{Engine, EngineKind, StartOptions};
+use harness::probe;
 use harness::scenario::{self, RunOptions, Scenario};
 use harness::topology::TopologySpec;
 
@@ -27,7 +28,7 @@ fn engine(kind: EngineKind) -> Started {
     map.entry(kind)
         .or_insert_with(|| {
             runtime()
-                .block_on(engine::start(kind, &StartOptions::default()))
+                .block_on(probe::start(kind, &StartOptions::default()))
                 .map(|e| &*Box::leak(Box::new(e))) // stopped at exit: the atexit hooks
                 .map_err(|e| e.to_string())
         })

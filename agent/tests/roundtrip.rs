@@ -17,7 +17,8 @@ use autobackup_agent::layout::{self, meta, Category};
 use autobackup_agent::upload::{self, UploadSpec};
 use aws_sdk_s3::types as s3t;
 use harness::aws::Clients;
-use harness::engine::{self, EngineKind, StartOptions};
+use harness::engine::{EngineKind, StartOptions};
+use harness::probe;
 use serde_json::Value;
 
 static ONE_ENGINE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -364,7 +365,7 @@ async fn backup_keys(c: &Clients, bucket: &str) -> Vec<String> {
 }
 
 async fn roundtrip(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .unwrap_or_else(|e| panic!("start {kind}: {e}"));
     let c = Clients::for_endpoint(&engine.endpoint, kind, "us-east-1", "us-west-2").await;

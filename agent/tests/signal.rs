@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use harness::aws::Clients;
-use harness::engine::{self, EngineKind, StartOptions};
+use harness::engine::{EngineKind, StartOptions};
+use harness::probe;
 
 static ONE_ENGINE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -100,7 +101,7 @@ async fn parts(c: &Clients, bucket: &str, key: &str, id: &str) -> usize {
 }
 
 async fn sigterm_aborts_the_upload(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .unwrap_or_else(|e| panic!("start {kind}: {e}"));
     let c = Clients::for_endpoint(&engine.endpoint, kind, "us-east-1", "us-west-2").await;

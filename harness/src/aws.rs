@@ -1,9 +1,12 @@
-//! AWS SDK clients pointed at an engine, one set per region.
+//! AWS SDK clients pointed at an endpoint, one set per region.
+//!
+//! Floor 0: knows an endpoint, two regions and which kind of engine signs (for the
+//! credentials); imports only the engine's vocabulary (`engine::kind`), never an `Engine`.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 
-use crate::engine::{Engine, EngineKind};
+use crate::engine::EngineKind;
 
 /// SDK clients for the primary and replica regions.
 #[derive(Clone)]
@@ -47,16 +50,6 @@ pub async fn sdk_config(endpoint: &str, region: &str, kind: EngineKind) -> SdkCo
 }
 
 impl Clients {
-    pub async fn new(engine: &Engine, primary_region: &str, replica_region: &str) -> Clients {
-        Clients::for_endpoint(
-            &engine.endpoint,
-            engine.kind,
-            primary_region,
-            replica_region,
-        )
-        .await
-    }
-
     pub async fn for_endpoint(
         endpoint: &str,
         kind: EngineKind,

@@ -24,6 +24,8 @@
 //! logs `invalid configuration`; the follower reports it and the run fails at once with it.
 //!
 //! Where the engine's mapping is not AWS's, `engine::gaps` says so.
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -39,11 +41,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, EngineKind, Flavor};
-use crate::errors::DeployError;
+use crate::fidelity::replicator::Replicator;
 use crate::observe::{Observation, Observations};
+use crate::package::PackageError;
 use crate::package::{self, Arch};
-use crate::replication::Replicator;
-use crate::system::FunctionName;
+use crate::topology::FunctionName;
 use crate::topology::{policy, Topology};
 
 /// Where the functions run.
@@ -217,60 +219,6 @@ pub const MAPPINGS: [(FunctionName, &str); 5] = [
     (FunctionName::Notifier, "events-dlq"),
     (FunctionName::Notifier, "failure-dlq"),
 ];
-
-/// Teardown of the functions a kept run left (`--keep`): each function of `suffix` that
-/// carries this run's ownership tags (`ManagedBy=harness`, `HarnessRun=<suffix>`) goes with
-/// its event source mappings and log group; one without them is reported, not touched. An
-/// engine without a Lambda service (or no such function) is nothing to do.
-pub async fn teardown_functions(
-    sdk: &aws_config::SdkConfig,
-    names: &crate::topology::Names,
-    suffix: &str,
-) -> (Vec<String>, Vec<String>) {
-    // One attempt per call: an engine without Lambda answers at once, nothing to retry.
-    let lambda = aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::config::Builder::from(sdk)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build(),
-    );
-    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
-    let (mut removed, mut problems) = (Vec::new(), Vec::new());
-    for role in [&names.validator_role, &names.notifier_role] {
-        let name = policy::function_of(role);
-        let Ok(f) = lambda.get_function().function_name(&name).send().await else {
-            continue;
-        };
-        let tags = f.tags().cloned().unwrap_or_default();
-        let ours = tags.get("ManagedBy").map(String::as_str) == Some("harness")
-            && tags.get("HarnessRun").map(String::as_str) == Some(suffix);
-        if !ours {
-            problems.push(format!(
-                "lambda function {name}: not tagged as this run's (ManagedBy=harness, HarnessRun={suffix}); left alone"
-            ));
-            continue;
-        }
-        if let Ok(m) = lambda
-            .list_event_source_mappings()
-            .function_name(&name)
-            .send()
-            .await
-        {
-            for uuid in m.event_source_mappings().iter().filter_map(|m| m.uuid()) {
-                let _ = lambda.delete_event_source_mapping().uuid(uuid).send().await;
-            }
-        }
-        match lambda.delete_function().function_name(&name).send().await {
-            Ok(_) => removed.push(format!("lambda function {name}")),
-            Err(e) => problems.push(format!("lambda function {name}: {}", crate::errors::sdk(e))),
-        }
-        let _ = logs
-            .delete_log_group()
-            .log_group_name(format!("/aws/lambda/{name}"))
-            .send()
-            .await;
-    }
-    (removed, problems)
-}
 
 /// A grace after disabling a mapping: an engine poll pass that read `Enabled` just before
 /// may still take one batch (MiniStack's poller passes at least once a second).
@@ -886,6 +834,41 @@ pub fn parse_line(line: &str) -> Option<LogLine> {
             fields.get("error")?.as_str()?.to_string(),
         )),
         _ => None,
+    }
+}
+
+/// Errors of `--functions deployed`: the functions created in the engine's Lambda service.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("--functions deployed needs an engine that runs Lambda functions itself: {engine} cannot here ({why}). Engines that can: {supported}. The default, --functions in-process, runs on every engine")]
+    Unsupported {
+        engine: String,
+        why: &'static str,
+        supported: &'static str,
+    },
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error("{call}: {why}")]
+    Aws { call: String, why: String },
+    #[error("{function} did not become Active within {secs}s (last state: {state})")]
+    NotActive {
+        function: String,
+        secs: u64,
+        state: String,
+    },
+    #[error("{what} is not supported with --functions deployed: {why}")]
+    StepUnsupported { what: String, why: &'static str },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DeployError {
+    /// An SDK error of `call`, with its whole source chain.
+    pub fn aws<E: std::error::Error>(call: impl Into<String>, e: E) -> DeployError {
+        DeployError::Aws {
+            call: call.into(),
+            why: crate::errors::sdk(e),
+        }
     }
 }
 

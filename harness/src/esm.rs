@@ -24,6 +24,8 @@
 //! It is a plain SQS trigger: it knows nothing about S3 or replication. Whoever starts a
 //! mapping may pass [`DeliveryHooks`] that run before and after each invocation
 //! (`system.rs` owns the only ones).
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,6 +12,8 @@
 //! replicator pass, [`History::flush`]).
 //!
 //! Keys are `u64` hashes chosen by the caller; values are bytes the caller encodes.
+//!
+//! Floor 0: imports only other ground rooms (no domain types).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@
 //! it keeps a ring ([`Observations::bounded`]): the last N observations plus a count per
 //! kind of everything ever seen. Positions are absolute (`len()` counts every push), so a
 //! follower that remembers where it was never re-reads or skips one that is still held.
+//!
+//! Floor 0: imports only other ground rooms (no domain types).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -16,6 +16,8 @@
 //!   against the system loader with no glibc symbol version newer than 2.34. cargo-lambda
 //!   links against glibc through zig (dynamic, `GLIBC_2.x` requirements well below 2.34);
 //!   [`inspect`] reads the actual requirements from the ELF's `.gnu.version_r`.
+//!
+//! Floor 1: may import floor 0 (ground).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use crate::engine::venv;
-use crate::errors::PackageError;
+use crate::engine::EngineError;
 
 /// The newest glibc symbol version `provided.al2023` offers (Amazon Linux 2023: glibc 2.34).
 pub const AL2023_GLIBC: (u32, u32) = (2, 34);
@@ -591,4 +593,25 @@ mod tests {
         );
         assert!(p.starts_with(target_dir()));
     }
+}
+
+/// Errors while packaging the Lambda functions (`harness package`).
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Tools(#[from] EngineError),
+    #[error("{arch}: the Rust standard library for {target} is not installed and could not be added: {why}. Install it with `rustup target add {target}` and run again")]
+    MissingTarget {
+        arch: Arch,
+        target: &'static str,
+        why: String,
+    },
+    #[error("`cargo lambda build` for {arch} failed ({status}); its output is above")]
+    Build { arch: Arch, status: String },
+    #[error("{path}: not what provided.al2023 runs: {why}")]
+    Bootstrap { path: PathBuf, why: String },
+    #[error("{path} is not built: run `make package` (or `harness package --arch {arch}`)")]
+    NotBuilt { path: PathBuf, arch: Arch },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }

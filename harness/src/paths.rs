@@ -1,4 +1,6 @@
 //! Where things live: the repository's own files and the cache outside the repository.
+//!
+//! Floor 0: imports only other ground rooms (no domain types).
 
 use std::path::{Path, PathBuf};
 

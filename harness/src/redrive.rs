@@ -2,6 +2,8 @@
 //!
 //! Uses `StartMessageMoveTask` where the engine implements it, and a receive / send /
 //! delete loop otherwise (MiniStack), which keeps bodies and message attributes.
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! S3 upload helpers shared by scenario steps and the replicator.
+//!
+//! Floor 0: imports only other ground rooms (no domain types).
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{

@@ -12,6 +12,8 @@
 //! read from their logs into the same observations, and the first-attempt signal comes from
 //! the validator's decision lines. The engine hands bodies straight to the function, so
 //! the `before` hook cannot run there (see `engine::gaps`).
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,16 +26,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::Clients;
+use crate::deployed::DeployError;
 use crate::deployed::{DeploySpec, Deployment, EnvOverride, FunctionsMode};
-use crate::engine::checksums::DefaultChecksums;
-use crate::engine::proxy::GapProxy;
 use crate::engine::{gaps, Capabilities};
-use crate::errors::DeployError;
 use crate::esm::{self, DeliveryHooks, Function, Mapping};
+use crate::fidelity::checksums::DefaultChecksums;
+use crate::fidelity::proxy::GapProxy;
+use crate::fidelity::replicator::{ReplicationTiming, Replicator};
 use crate::history::History;
 use crate::observe::Observations;
-use crate::replication::{ReplicationMode, ReplicationTiming, Replicator};
-use crate::topology::Topology;
+use crate::topology::replication::ReplicationMode;
+use crate::topology::{FunctionName, Topology};
 
 /// Knobs for starting the system.
 #[derive(Debug, Clone)]
@@ -88,14 +91,6 @@ impl Default for SystemOptions {
 
 /// The files of [`SystemOptions::history_dir`]: the replicator's, the default checksums'.
 pub const HISTORY_FILES: [&str; 2] = ["replication.redb", "checksums.redb"];
-
-/// The two functions, for pausing and resuming their triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FunctionName {
-    Validator,
-    Notifier,
-}
 
 /// The system while it runs; [`RunningSystem::stop`] ends every task it started.
 pub struct RunningSystem {

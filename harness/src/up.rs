@@ -12,6 +12,8 @@
 //! and renamed into place (readers never see half of it); files are created 0600.
 //! The JSON-lines logs rotate at [`LOG_ROTATE_BYTES`] (one previous file kept), so a
 //! long-running `up` fed poison messages stays bounded on disk as it does in memory.
+//!
+//! Floor 7: may import floors 0-6 (up to scenario play).
 
 use std::io::Write;
 use std::path::PathBuf;

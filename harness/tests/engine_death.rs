@@ -6,15 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use harness::engine::{self, EngineKind, StartOptions};
-use harness::errors::ScenarioError;
+use harness::engine::{EngineKind, StartOptions};
+use harness::probe;
 use harness::scenario::file::Scenario;
 use harness::scenario::runner::{self, RunOptions};
+use harness::scenario::ScenarioError;
 use harness::topology::TopologySpec;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_engine_fails_the_scenario_with_its_log() {
-    let engine = engine::start(
+    let engine = probe::start(
         EngineKind::Ministack,
         &StartOptions {
             fresh: true,

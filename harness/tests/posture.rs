@@ -7,8 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use harness::engine::{self, EngineKind, StartOptions};
+use harness::engine::{EngineKind, StartOptions};
 use harness::posture;
+use harness::probe;
 use harness::report::case::Check;
 use harness::topology::TopologySpec;
 
@@ -17,12 +18,14 @@ fn failed(checks: &[Check]) -> Vec<&Check> {
 }
 
 async fn posture_holds_and_names_one_disabled_flag(kind: EngineKind) {
-    let engine = engine::start(kind, &StartOptions::default())
+    let engine = probe::start(kind, &StartOptions::default())
         .await
         .expect("engine starts");
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
 
-    let checks = posture::run(&engine, &spec).await.expect("posture checks");
+    let checks = posture::read::run(&engine, &spec)
+        .await
+        .expect("posture checks");
     assert!(
         failed(&checks).is_empty(),
         "every check holds on the default topology: {:#?}",
@@ -58,7 +61,9 @@ async fn posture_holds_and_names_one_disabled_flag(kind: EngineKind) {
 
     let mut open = spec.clone();
     open.buckets.public_access_block.ignore_public_acls = false;
-    let again = posture::run(&engine, &open).await.expect("posture checks");
+    let again = posture::read::run(&engine, &open)
+        .await
+        .expect("posture checks");
     assert_eq!(again.len(), checks.len());
     let red = failed(&again);
     assert_eq!(red.len(), flagged.len(), "one failure per bucket: {red:#?}");

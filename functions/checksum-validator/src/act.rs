@@ -1,6 +1,8 @@
 //! A decision carried out: a failure record sent, a retry through the message's visibility or
 //! a fresh re-queued copy, the overdue watch and its resolved notice; and the queue facts those
 //! need (its URL, its redrive policy's `maxReceiveCount`).
+//!
+//! Floor 6: may import floors 0-5.
 
 use std::time::Duration;
 

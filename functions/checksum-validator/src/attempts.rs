@@ -1,5 +1,7 @@
 //! Where a record stands in its delivery: SQS's receive count, the attempts a re-queued copy
 //! carries in a message attribute (read as untrusted), and the queue's `maxReceiveCount`.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use aws_lambda_events::event::sqs::SqsMessage;
 

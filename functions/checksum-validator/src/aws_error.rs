@@ -1,4 +1,6 @@
 //! Classifies AWS SDK errors into what the validator does about them.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 

@@ -16,6 +16,8 @@
 //! | `DEADLINE_MARGIN_MS` | 1000 | no record is started this close to the invocation's deadline (and one still running at a quarter of it is cut): the batch answer gets back before Lambda's timeout, with the rest as batch item failures |
 //! | `DEEP_VERIFY` | false | when no comparable checksum exists, stream both objects and compare SHA-256 |
 //! | `DEEP_VERIFY_MAX_BYTES` | 1073741824 | deep mode streams objects up to this size; a larger one stays `unverifiable: too large for deep mode` (two streams of it must fit the function's timeout) |
+//!
+//! Floor 0: imports nothing of the crate.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -17,6 +17,8 @@
 //!   all destinations", "Getting replication status information",
 //!   <https://docs.aws.amazon.com/AmazonS3/latest/userguide/replication-status.html>);
 //!   for one destination, the highest-priority matching rule applies.
+//!
+//! Floor 1: may import floor 0.
 
 use serde::Serialize;
 

@@ -2,6 +2,8 @@
 //!
 //! Pure functions only: no I/O, no clocks, no AWS types. `handler.rs` gathers the facts
 //! (`s3.rs`) and the timing, calls [`decide`], and acts on the [`Decision`].
+//!
+//! Floor 2: may import floors 0-1.
 
 use std::time::Duration;
 

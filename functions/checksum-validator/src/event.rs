@@ -10,6 +10,8 @@
 //! event carries its [`ObjectEvent::key_candidates`]: the likely decoding for its source
 //! first, then the others; the handler uses the first one under which the event's version
 //! exists, and says so.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //!
 //! These types carry no AWS SDK types so the decision core stays pure; `s3.rs` fills them
 //! from `HeadObject` responses.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use serde::{Deserialize, Serialize};
 

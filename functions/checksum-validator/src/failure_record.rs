@@ -3,6 +3,8 @@
 //! A message left in a DLQ carries only its original body; a failure record carries the
 //! reason, the evidence, the attempts and when the object was first seen. A record with
 //! `resolves` set is a resolved notice for an earlier alert (a late replica validated).
+//!
+//! Floor 3: may import floors 0-2.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -33,6 +33,8 @@
 //! of the same invocation cannot replay it. What can still repeat (a record cut between its
 //! send and its delete, a duplicate S3 event) carries the same `idempotency_key` in its
 //! failure record, which the notifier recomputes from the record's fields: one alert per key.
+//!
+//! Floor 5: may import floors 0-4.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;

@@ -1,6 +1,8 @@
 //! One object judged: its primary version found under the event's key, its replica at every
 //! destination, and the pure decision ([`crate::decision`]) over those facts, with deep mode's
 //! streamed comparison when the stored checksums cannot tell.
+//!
+//! Floor 5: may import floors 0-4.
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The glue both Lambda binaries share: their logging, the SDK configuration they load, a
 //! batch's origin and an invocation's deadline.
+//!
+//! Floor 0: imports nothing of the crate.
 
 /// The default log filter when `RUST_LOG` is unset: `info`, without the S3 SDK's warning
 /// on every `HeadObject` of a multipart object. S3 reports such an object's checksum as a

@@ -1,5 +1,7 @@
 //! What the validator did with each record, and the structured log line that carries it: the
 //! [`Action`] taken, the [`RecordReport`] of one object, the [`BatchReport`] of a batch.
+//!
+//! Floor 4: may import floors 0-3.
 
 use std::time::Duration;
 

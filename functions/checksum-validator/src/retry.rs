@@ -1,4 +1,6 @@
 //! Retry timing: exponential backoff with jitter, capped.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use std::time::Duration;
 

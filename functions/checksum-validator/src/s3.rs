@@ -4,6 +4,8 @@
 //! The destinations come from the primary bucket's replication configuration (cached per
 //! bucket, read by [`coverage`]'s rules), or from an explicit `REPLICA_BUCKET_MAP` entry;
 //! never from rewriting names. A replica is looked up by the source's version id only.
+//!
+//! Floor 3: may import floors 0-2.
 
 use std::collections::HashMap;
 use std::sync::Arc;

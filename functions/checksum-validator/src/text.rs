@@ -13,6 +13,8 @@
 //!
 //! [`escape`] writes every such character as a visible escape, so what is shown is one line
 //! that reads as what it holds.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

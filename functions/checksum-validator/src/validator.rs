@@ -1,6 +1,8 @@
 //! The checksum validator: its configuration, AWS clients and per-queue caches. What it does
 //! lives by role: [`crate::handler`] runs a batch, [`crate::judge`] gathers an object's facts
 //! and decides, [`crate::act`] carries out the decision.
+//!
+//! Floor 4: may import floors 0-3.
 
 use std::collections::HashMap;
 

@@ -9,6 +9,8 @@
 //! line goes through [`escape`] (one line, control characters, line separators and bidi
 //! overrides escaped), and a quoted body has every line prefixed with [`QUOTE_PREFIX`] and
 //! escaped the same way. Only the alert's own lines start without the prefix.
+//!
+//! Floor 0: imports nothing of the crate.
 
 use checksum_validator::decision::Verdict;
 use checksum_validator::event::parse_body;

@@ -1,5 +1,7 @@
 //! The Lambda handler: publishes one alert per record; a publish failure is a batch item
 //! failure, so the record is retried and finally lands in the failure DLQ. Never dropped.
+//!
+//! Floor 1: may import floor 0.
 
 use std::time::{Duration, Instant};
 

@@ -17,6 +17,8 @@
 //! A failed publish deletes the claim, so the retry publishes. When the ledger itself cannot
 //! be read or written the notifier publishes anyway: a duplicate alert is better than a
 //! lost one. A lifecycle rule on the bucket expires entries (the harness sets one day).
+//!
+//! Floor 0: imports nothing of the crate.
 
 use std::time::Duration;
 

@@ -15,6 +15,8 @@
 //!
 //! Everything a run writes (trees, restores, the history file, the log) lives in one work
 //! directory per scenario run, removed at the end.
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 pub mod render;
 pub mod tree;

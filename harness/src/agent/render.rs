@@ -17,7 +17,7 @@ use autobackup_agent::anomaly::{Check, Direction};
 use regex::Regex;
 
 use super::{AgentRun, RunKind};
-use crate::report::redact::Redactor;
+use crate::redact::Redactor;
 
 /// Backup keys the agent stored, numbered in the order stored (1-based).
 pub fn backup_labels(runs: &[AgentRun]) -> BTreeMap<String, usize> {

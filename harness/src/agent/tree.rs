@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::scenario::runner::generated_bytes;
+use crate::payload::generated_bytes;
 
 /// Every generated entry gets this modification time (2026-01-01T00:00:00Z), so the same
 /// spec gives the same archive on every run.

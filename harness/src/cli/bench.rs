@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::engine::{self, EngineKind, StartOptions};
+use crate::probe;
 use crate::topology::TopologySpec;
 
 #[derive(Debug, Subcommand)]
@@ -95,14 +96,14 @@ impl BenchCommand {
             }
             BenchCommand::Replicate(a) => {
                 let (spec, engine) = prepare(&a.topology, kind).await?;
-                crate::bench::replicate(&engine, &spec, a.size_mb << 20)
+                crate::bench::layer::replicate(&engine, &spec, a.size_mb << 20)
                     .await
                     .map(|r| r.render())
             }
-            BenchCommand::Faults(a) => Ok(crate::engine::faults::bench(a.requests).await),
+            BenchCommand::Faults(a) => Ok(crate::fidelity::faults::bench(a.requests).await),
             BenchCommand::Layer(a) => {
                 let (spec, engine) = prepare(&a.topology, kind).await?;
-                crate::bench::layer(&engine, &spec, a.size_mb << 20)
+                crate::bench::layer::layer(&engine, &spec, a.size_mb << 20)
                     .await
                     .map(|r| r.render())
             }
@@ -118,7 +119,7 @@ async fn prepare(
     kind: EngineKind,
 ) -> anyhow::Result<(TopologySpec, engine::Engine)> {
     let spec = TopologySpec::load(topology)?;
-    let engine = engine::start(kind, &StartOptions::default()).await?;
+    let engine = probe::start(kind, &StartOptions::default()).await?;
     eprintln!(
         "harness: {} at {} ({})",
         engine.kind, engine.endpoint, engine.how

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use crate::engine::{self, state, EngineKind, StartOptions};
+use crate::probe;
 
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
@@ -34,7 +35,7 @@ impl EngineCommand {
         match self {
             EngineCommand::Probe(a) => {
                 let spec = crate::topology::TopologySpec::load(&a.topology)?;
-                let e = engine::start(
+                let e = probe::start(
                     kind,
                     &StartOptions {
                         skip_probe: true,
@@ -42,7 +43,7 @@ impl EngineCommand {
                     },
                 )
                 .await?;
-                let report = crate::engine::probe::probe(&e, &spec).await;
+                let report = crate::probe::probe(&e, &spec).await;
                 print!("{}", report.render());
                 if report.cannot_host.is_some() {
                     return Ok(2);
@@ -60,7 +61,7 @@ impl EngineCommand {
                     println!("{kind} already running at {} ({})", e.endpoint, e.how);
                     return Ok(0);
                 }
-                let e = engine::start(
+                let e = probe::start(
                     kind,
                     &StartOptions {
                         verbose: true,
@@ -120,7 +121,7 @@ impl EngineCommand {
                         Ok(1)
                     }
                     Some(st) => {
-                        let alive = state::pid_alive(st.pid);
+                        let alive = engine::pid::pid_alive(st.pid);
                         let health = engine::healthy(kind, &st.endpoint).await;
                         println!(
                             "{kind}: pid {} {}, endpoint {}, {}",

@@ -17,7 +17,8 @@ use std::time::Instant;
 use clap::Args;
 use proptest::strategy::ValueTree;
 
-use crate::engine::{self, EngineKind, StartOptions};
+use crate::engine::{EngineKind, StartOptions};
+use crate::probe;
 use crate::scenario::generate::{self, Workload};
 use crate::scenario::invariants::Violation;
 use crate::scenario::runner::Session;
@@ -88,7 +89,7 @@ impl FuzzArgs {
             self.runs
         );
         let spec = TopologySpec::load(&self.topology)?;
-        let engine = engine::start(kind, &StartOptions::default()).await?;
+        let engine = probe::start(kind, &StartOptions::default()).await?;
         let session = Session::start(&engine, &spec, "fast").await?;
         let result = self.play_all(&session, &spec, seed).await;
         let fired = session.faults_fired().await;

@@ -15,6 +15,9 @@
 //! exactly once and each gets a similar mix. Posture checks run in shard 1 only (every
 //! engine of the run), so N shards check the posture once.
 
+use crate::engine::EngineError;
+use crate::errors::FileError;
+use crate::topology::ProvisionError;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
@@ -22,7 +25,6 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::engine::EngineKind;
-use crate::errors::GateError;
 use crate::report::case::{Case, CaseStatus, Check, GateRun};
 use crate::report::{html, junit, summary};
 use crate::scenario::{self, RunOptions, Scenario};
@@ -219,7 +221,7 @@ impl GateArgs {
                 continue;
             }
             let t = Instant::now();
-            let engine = match super::start_engine(kind).await {
+            let engine = match super::common::start_engine(kind).await {
                 Ok(e) => e,
                 Err(source) => {
                     fatal = Some(GateError::Engine {
@@ -229,10 +231,10 @@ impl GateArgs {
                     break;
                 }
             };
-            println!("{}", super::engine_ready_line(&engine, t.elapsed()));
+            println!("{}", super::common::engine_ready_line(&engine, t.elapsed()));
             if posture {
                 let t = Instant::now();
-                match crate::posture::run(&engine, &spec).await {
+                match crate::posture::read::run(&engine, &spec).await {
                     Ok(checks) => {
                         print_checks(kind, &checks, t.elapsed().as_secs_f64());
                         run.checks.extend(checks);
@@ -250,7 +252,8 @@ impl GateArgs {
                 let opts = RunOptions::default();
                 // The case's log lines go with it (JUnit, report), not to the console.
                 let capture = super::logs::Capture::start();
-                let played = super::play_judged(&engine, &spec, &root, &scenarios[i], &opts).await;
+                let played =
+                    super::common::play_judged(&engine, &spec, &root, &scenarios[i], &opts).await;
                 let logs = capture.finish();
                 let Some(mut case) = played else {
                     drop(engine);
@@ -340,6 +343,51 @@ fn print_case(case: &Case) {
             "  {} log line(s) while it played: in junit.xml (<system-err>) and report.html",
             case.logs.lines().count()
         );
+    }
+}
+
+/// Errors of `harness gate` that stop it before (or instead of) a verdict: bad input, an
+/// engine that cannot start or host the topology, outputs that cannot be written. Each is
+/// exit code 2 ([`GateError::exit_code`]); failed scenarios and checks are exit code 1 and
+/// no error.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("--shard {given}: {why} (write K/N with 1 <= K <= N, e.g. --shard 1/2)")]
+    Shard { given: String, why: String },
+    #[error("--engines names no engine (e.g. --engines localstack,ministack)")]
+    NoEngines,
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{dir}: cannot list the scenarios: {source}")]
+    Discover {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Profile { path: PathBuf, why: String },
+    #[error("starting {engine}: {source}")]
+    Engine {
+        engine: &'static str,
+        source: EngineError,
+    },
+    #[error("{engine} cannot host the topology for the posture checks: {source}")]
+    Posture {
+        engine: &'static str,
+        source: ProvisionError,
+    },
+    #[error("the {engine} engine stopped during the gate: {why}")]
+    EngineExited { engine: &'static str, why: String },
+    #[error("writing {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl GateError {
+    /// The process exit code: 2, bad input or an engine/AWS error.
+    pub fn exit_code(&self) -> i32 {
+        2
     }
 }
 

@@ -14,10 +14,12 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::aws::Clients;
+use crate::deployed::DeployError;
 use crate::deployed::{self, DeploySpec, Deployment};
-use crate::engine::{proxy::GapProxy, Engine, EngineKind};
-use crate::errors::DeployError;
-use crate::system::{self, FunctionName, SystemOptions};
+use crate::engine::{Engine, EngineKind};
+use crate::fidelity::proxy::GapProxy;
+use crate::system::{self, SystemOptions};
+use crate::topology::FunctionName;
 use crate::topology::{
     new_suffix, provision::provision_for_engine, teardown, Timing, Topology, TopologySpec,
 };
@@ -83,7 +85,9 @@ pub async fn invoke_on(
     text: &str,
 ) -> Result<InvokeOutcome, DeployError> {
     deployed::check_engine(engine)?;
-    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let suffix = new_suffix();
     let provisioned =
         provision_for_engine(&clients, spec, &suffix, timing, &engine.capabilities()).await;
@@ -163,7 +167,7 @@ impl InvokeArgs {
             .profile(&self.profile)
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("unknown profile {:?}", self.profile))?;
-        let engine = super::start_engine(kind).await?;
+        let engine = super::common::start_engine(kind).await?;
         let out = invoke_on(&engine, &spec, timing, self.function, &text).await?;
         println!("function: {}", out.function);
         println!("status: {}", out.invoked.status);

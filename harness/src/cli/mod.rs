@@ -1,6 +1,9 @@
 //! The `harness` command: one module per subcommand, each a clap `Args` with `run()`.
+//!
+//! Floor 8: may import every floor.
 
 pub mod bench;
+pub mod common;
 pub mod engine;
 pub mod fuzz;
 pub mod gate;
@@ -129,79 +132,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status(a) => a.run(cli.engine).await,
         Command::Alerts(a) => a.run(cli.engine).await,
-    }
-}
-
-/// Attaches to an engine that is already running: one started by `harness engine up`, or
-/// the external endpoint. Commands that leave state behind need one that outlives them.
-pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::Engine> {
-    if let Some(st) = up::live(kind) {
-        return Ok(crate::engine::Engine::attached(
-            kind,
-            &st.engine_endpoint,
-            st.pid,
-        ));
-    }
-    if kind == EngineKind::External {
-        return Ok(crate::engine::start(kind, &Default::default()).await?);
-    }
-    match crate::engine::state::attach(kind).await {
-        Some(e) => Ok(e),
-        None => anyhow::bail!(
-            "no running {kind} engine: start one with `harness --engine {kind} engine up` \
-             (or use --engine external with AWS_ENDPOINT_URL)"
-        ),
-    }
-}
-
-/// Starts `kind` for a command that plays on it, with the engine's install and start
-/// progress on stderr.
-pub async fn start_engine(
-    kind: EngineKind,
-) -> Result<crate::engine::Engine, crate::errors::EngineError> {
-    crate::engine::start(
-        kind,
-        &crate::engine::StartOptions {
-            verbose: true,
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-/// The line saying where the engine runs and how long it took to be ready (and to install,
-/// the first time).
-pub fn engine_ready_line(engine: &crate::engine::Engine, took: std::time::Duration) -> String {
-    format!(
-        "engine: {} at {} ({}; ready in {:.2}s{})",
-        engine.kind,
-        engine.endpoint,
-        engine.how,
-        took.as_secs_f64(),
-        engine
-            .install_time
-            .map(|t| format!(", first install {:.1}s", t.as_secs_f64()))
-            .unwrap_or_default()
-    )
-}
-
-/// Plays one scenario and judges it against its snapshot; `None` when Ctrl-C came first
-/// (the caller stops the engine and exits 130).
-pub async fn play_judged(
-    engine: &crate::engine::Engine,
-    spec: &crate::topology::TopologySpec,
-    root: &std::path::Path,
-    scenario: &crate::scenario::Scenario,
-    opts: &crate::scenario::RunOptions,
-) -> Option<crate::report::case::Case> {
-    let started = std::time::Instant::now();
-    tokio::select! {
-        r = crate::scenario::run(engine, spec, scenario, opts) => Some(
-            crate::report::case::Case::judge(root, scenario, engine.kind, r, started.elapsed()),
-        ),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("harness: interrupted; stopping the engine");
-            None
-        }
     }
 }

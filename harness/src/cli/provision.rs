@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::aws::Clients;
 use crate::engine::EngineKind;
 use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
@@ -37,8 +36,10 @@ impl ProvisionArgs {
                 spec.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
             );
         };
-        let engine = super::running_engine(kind).await?;
-        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let engine = super::common::running_engine(kind).await?;
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
         let suffix = self.suffix.unwrap_or_else(new_suffix);
         let (topology, report, mode) =
             provision_for_engine(&clients, &spec, &suffix, timing, &engine.capabilities()).await?;
@@ -70,8 +71,10 @@ pub struct TeardownArgs {
 impl TeardownArgs {
     pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
         let spec = TopologySpec::load(&self.topology)?;
-        let engine = super::running_engine(kind).await?;
-        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let engine = super::common::running_engine(kind).await?;
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
         let report = teardown(&clients, &spec, &self.suffix).await;
         for r in &report.removed {
             println!("  removed {r}");

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::aws::Clients;
 use crate::engine::EngineKind;
 use crate::topology::{Names, QueueRef, TopologySpec};
 
@@ -39,9 +38,11 @@ fn queue_name(names: &Names, role: &str) -> anyhow::Result<String> {
 impl RedriveArgs {
     pub async fn run(self, kind: EngineKind) -> anyhow::Result<i32> {
         let spec = TopologySpec::load(&self.topology)?;
-        let engine = super::running_engine(kind).await?;
-        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
-        let suffix = match self.suffix.clone().or_else(|| super::up::live(kind).map(|s| s.suffix)) {
+        let engine = super::common::running_engine(kind).await?;
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
+        let suffix = match self.suffix.clone().or_else(|| super::common::live(kind).map(|s| s.suffix)) {
             Some(s) => s,
             None => anyhow::bail!(
                 "no --suffix given and no `harness up` runs for {kind}: pass the suffix `provision` printed"

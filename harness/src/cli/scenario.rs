@@ -161,8 +161,11 @@ impl RunArgs {
         }
         eprintln!("harness: starting {kind} ...");
         let started = Instant::now();
-        let engine = super::start_engine(kind).await?;
-        println!("{}", super::engine_ready_line(&engine, started.elapsed()));
+        let engine = super::common::start_engine(kind).await?;
+        println!(
+            "{}",
+            super::common::engine_ready_line(&engine, started.elapsed())
+        );
 
         let mut results = Vec::new();
         for s in &scenarios {
@@ -172,7 +175,8 @@ impl RunArgs {
                 functions: self.functions,
                 function_env: self.function_env.clone(),
             };
-            let Some(case) = super::play_judged(&engine, &spec, &root, s, &opts).await else {
+            let Some(case) = super::common::play_judged(&engine, &spec, &root, s, &opts).await
+            else {
                 drop(engine);
                 return Ok(130);
             };

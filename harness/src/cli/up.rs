@@ -6,10 +6,10 @@ use clap::Args;
 
 use crate::aws::Clients;
 use crate::engine::EngineKind;
-use crate::replication;
 use crate::scenario::transcript::depth;
 use crate::system::{RunningSystem, SystemOptions};
 use crate::topology::provision::provision_for_engine;
+use crate::topology::replication;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 use crate::up::{self, AlertLine, DecisionLine, UpState};
 
@@ -70,9 +70,11 @@ impl UpArgs {
             );
         };
         eprintln!("harness: starting {kind} ...");
-        let engine = super::start_engine(kind).await?;
+        let engine = super::common::start_engine(kind).await?;
         let caps = engine.capabilities();
-        let clients = Clients::new(&engine, &spec.primary_region, &spec.replica_region).await;
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
         let suffix = new_suffix();
         let (topology, report, mode) =
             provision_for_engine(&clients, &spec, &suffix, timing, &caps).await?;
@@ -214,9 +216,4 @@ impl AlertsArgs {
         }
         Ok(0)
     }
-}
-
-/// The state of the running `up`, for other commands.
-pub fn live(kind: EngineKind) -> Option<UpState> {
-    up::read_live(kind.name())
 }

@@ -79,7 +79,7 @@ pub fn reap_orphans() {
     let fmt = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
     let filter = format!("label={LABEL}");
     if let Some(ps) = docker(&["ps", "-a", "--filter", &filter, "--format", &fmt]) {
-        for id in orphans(&ps, super::state::pid_alive) {
+        for id in orphans(&ps, super::pid::pid_alive) {
             tracing::warn!(%id, "removing a harness container whose harness is gone");
             let _ = docker(&["rm", "-f", "-v", &id]);
         }
@@ -111,12 +111,12 @@ extern "C" fn remove_live_at_exit() {
 }
 
 #[cfg(feature = "docker")]
-pub async fn start_localstack() -> Result<super::Engine, crate::errors::EngineError> {
+pub async fn start_localstack() -> Result<super::Engine, crate::engine::EngineError> {
     use testcontainers_modules::localstack::LocalStack;
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
     use testcontainers_modules::testcontainers::ImageExt;
 
-    use crate::errors::EngineError;
+    use crate::engine::EngineError;
 
     let started = std::time::Instant::now();
     reap_orphans();

@@ -7,235 +7,27 @@
 //!
 //! Every engine binds to loopback only. A started engine stops when its [`Engine`] is
 //! dropped, and also when the harness process dies (the child gets SIGTERM from the kernel).
+//!
+//! Floor 1: may import floor 0 (ground).
 
-pub mod checksums;
+mod child;
 pub mod docker;
-pub mod faults;
+pub mod error;
 pub mod gaps;
-pub mod probe;
+mod handle;
+mod health;
+mod kind;
+pub mod pid;
 pub mod process;
-pub mod proxy;
 pub mod state;
 pub mod venv;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::errors::EngineError;
-
-/// The engines the harness knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    /// LocalStack 4.14.0 (the last free release): Docker via testcontainers, or host mode.
-    Localstack,
-    /// MiniStack 1.5.33 in host mode.
-    Ministack,
-    /// The endpoint in AWS_ENDPOINT_URL (started and stopped by you).
-    External,
-}
-
-impl EngineKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Localstack => "localstack",
-            EngineKind::Ministack => "ministack",
-            EngineKind::External => "external",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<EngineKind, EngineError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "localstack" | "" => Ok(EngineKind::Localstack),
-            "ministack" => Ok(EngineKind::Ministack),
-            "external" => Ok(EngineKind::External),
-            other => Err(EngineError::Unknown(other.to_string())),
-        }
-    }
-
-    /// The engine chosen by `ENGINE`, defaulting to LocalStack.
-    pub fn from_env() -> Result<EngineKind, EngineError> {
-        EngineKind::parse(&std::env::var("ENGINE").unwrap_or_default())
-    }
-}
-
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Which engine actually answers at an endpoint (an `external` one is identified by its
-/// health endpoint), which decides the gaps the harness fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Localstack,
-    Ministack,
-    /// Real AWS or an unknown emulator: assumed to behave as AWS documents.
-    Aws,
-}
-
-/// What an engine does and does not do, as measured (see `../shared/notes/engines.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Capabilities {
-    /// S3 replication really copies objects.
-    pub native_replication: bool,
-    /// Replication behaves as AWS documents it (replicas keep version ids, asynchronous,
-    /// PENDING/COMPLETED/FAILED, only eligible objects).
-    pub faithful_replication: bool,
-    /// Event keys arrive raw instead of form-encoded as AWS documents.
-    pub raw_event_keys: bool,
-    /// `StartMessageMoveTask` is implemented.
-    pub message_move_task: bool,
-    /// Events carry the object's `version-id`.
-    pub event_version_ids: bool,
-}
-
-impl Flavor {
-    pub fn capabilities(self) -> Capabilities {
-        match self {
-            Flavor::Localstack => Capabilities {
-                native_replication: false,
-                faithful_replication: false,
-                raw_event_keys: false,
-                message_move_task: true,
-                event_version_ids: true,
-            },
-            Flavor::Ministack => Capabilities {
-                native_replication: true,
-                faithful_replication: false,
-                raw_event_keys: true,
-                message_move_task: false,
-                event_version_ids: false,
-            },
-            Flavor::Aws => Capabilities {
-                native_replication: true,
-                faithful_replication: true,
-                raw_event_keys: false,
-                message_move_task: true,
-                event_version_ids: true,
-            },
-        }
-    }
-}
-
-/// A running (or attached) engine.
-pub struct Engine {
-    pub kind: EngineKind,
-    pub flavor: Flavor,
-    pub endpoint: String,
-    /// How it runs: "host process (pid N)", "docker container", "attached", ...
-    pub how: String,
-    /// First-install time, when this start had to install the engine.
-    pub install_time: Option<Duration>,
-    pub start_time: Duration,
-    pub log: Option<PathBuf>,
-    /// Capabilities measured by [`probe`] (an unknown emulator's), used instead of the
-    /// flavor's.
-    pub probed: Option<Capabilities>,
-    _guard: EngineGuard,
-}
-
-/// Keeps a started engine alive; stops it on drop.
-pub enum EngineGuard {
-    None,
-    /// Started to outlive this process (`engine up`): nothing to stop on drop.
-    Detached(u32),
-    Process(process::EngineProcess),
-    #[cfg(feature = "docker")]
-    Container(Box<dyn std::any::Any + Send + Sync>),
-}
-
-impl Engine {
-    pub fn capabilities(&self) -> Capabilities {
-        self.probed.unwrap_or_else(|| self.flavor.capabilities())
-    }
-
-    /// The pid of the engine process this handle started, if it started one.
-    pub fn pid(&self) -> Option<u32> {
-        match &self._guard {
-            EngineGuard::Process(p) => Some(p.pid),
-            EngineGuard::Detached(pid) => Some(*pid),
-            _ => None,
-        }
-    }
-
-    /// How the engine process ended, if this handle started it and it has ended (a
-    /// recorded detached pid that is gone counts too).
-    pub fn exited(&self) -> Option<String> {
-        match &self._guard {
-            EngineGuard::Process(p) => p.exited(),
-            EngineGuard::Detached(pid) => {
-                (!state::pid_alive(*pid)).then(|| format!("pid {pid} is gone"))
-            }
-            _ => None,
-        }
-    }
-
-    /// Resolves when the engine process ends (never for engines this handle cannot watch),
-    /// with what happened and the tail of its log: a scenario then fails at once with the
-    /// cause instead of every step timing out on "connection refused".
-    pub async fn watch(&self) -> String {
-        loop {
-            if let Some(status) = self.exited() {
-                let tail = self
-                    .log
-                    .as_deref()
-                    .map(|l| {
-                        format!(
-                            "\n--- last lines of {} ---\n{}",
-                            l.display(),
-                            crate::paths::tail(l, 25)
-                        )
-                    })
-                    .unwrap_or_default();
-                return format!("{} engine exited ({status}){tail}", self.kind);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// A handle on an engine someone else runs (a `harness up` process, `engine up`).
-    pub fn attached(kind: EngineKind, endpoint: &str, owner_pid: u32) -> Engine {
-        Engine {
-            kind,
-            flavor: match kind {
-                EngineKind::Localstack => Flavor::Localstack,
-                EngineKind::Ministack => Flavor::Ministack,
-                EngineKind::External => Flavor::Aws,
-            },
-            endpoint: endpoint.to_string(),
-            how: format!("attached (owned by pid {owner_pid})"),
-            install_time: None,
-            start_time: Duration::ZERO,
-            log: None,
-            probed: None,
-            _guard: EngineGuard::None,
-        }
-    }
-
-    /// Stops the engine if this handle started it.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-/// Options for starting an engine.
-#[derive(Debug, Clone, Default)]
-pub struct StartOptions {
-    /// Print install progress to stderr.
-    pub verbose: bool,
-    /// Keep running after this process exits (for `harness engine up`).
-    pub detached: bool,
-    /// Do not probe an unknown loopback endpoint at start (`harness engine probe` does it
-    /// itself).
-    pub skip_probe: bool,
-    /// Start a new engine even when `harness engine up` runs one (tests that stop it).
-    pub fresh: bool,
-}
+pub use error::EngineError;
+pub use handle::{Engine, EngineGuard, StartOptions};
+pub use health::{healthy, identify};
+pub use kind::{Capabilities, EngineKind, Flavor};
 
 static ALLOW_REMOTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -259,7 +51,7 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
                 .ok()
                 .filter(|e| !e.trim().is_empty())
                 .ok_or(EngineError::NoEndpoint)?;
-            start_external(endpoint, opts, started).await
+            start_external(endpoint, started).await
         }
         EngineKind::Localstack | EngineKind::Ministack => {
             if !opts.fresh {
@@ -278,20 +70,12 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
 
 #[cfg(test)]
 async fn start_external_at(endpoint: &str) -> Result<Engine, EngineError> {
-    start_external(
-        endpoint.to_string(),
-        &StartOptions::default(),
-        Instant::now(),
-    )
-    .await
+    start_external(endpoint.to_string(), Instant::now()).await
 }
 
-/// `--engine external`: identifies (and on loopback, probes) what answers at `endpoint`.
-async fn start_external(
-    endpoint: String,
-    opts: &StartOptions,
-    started: Instant,
-) -> Result<Engine, EngineError> {
+/// `--engine external`: identifies what answers at `endpoint` (an unknown emulator on
+/// loopback is then measured by `probe::start`, a floor above).
+async fn start_external(endpoint: String, started: Instant) -> Result<Engine, EngineError> {
     let kind = EngineKind::External;
     if !may_use(
         &endpoint,
@@ -300,7 +84,7 @@ async fn start_external(
         return Err(EngineError::RemoteRefused { endpoint });
     }
     let flavor = identify(&endpoint).await?;
-    let mut engine = Engine {
+    let engine = Engine {
         kind,
         flavor,
         endpoint,
@@ -311,33 +95,6 @@ async fn start_external(
         probed: None,
         _guard: EngineGuard::None,
     };
-    // An unknown emulator on this machine is measured, not assumed to be AWS (real
-    // AWS is never on loopback, and is not probed).
-    if flavor == Flavor::Aws && is_loopback(&engine.endpoint) && !opts.skip_probe {
-        let spec =
-            crate::topology::TopologySpec::load(&crate::topology::TopologySpec::default_path())
-                .map_err(|e| EngineError::CannotHost {
-                    endpoint: engine.endpoint.clone(),
-                    call: format!("loading the topology for the probe: {e}"),
-                })?;
-        let report = probe::probe(&engine, &spec).await;
-        eprint!("{}", report.render());
-        match (report.cannot_host, report.measured) {
-            (Some(call), _) => {
-                return Err(EngineError::CannotHost {
-                    endpoint: engine.endpoint,
-                    call,
-                })
-            }
-            (None, None) => {
-                return Err(EngineError::CannotHost {
-                    endpoint: engine.endpoint,
-                    call: "the probe measured nothing".into(),
-                })
-            }
-            (None, Some(caps)) => engine.probed = Some(caps),
-        }
-    }
     Ok(engine)
 }
 
@@ -358,61 +115,6 @@ pub fn is_loopback(endpoint: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Asks an endpoint which engine it is, through each engine's health route.
-pub async fn identify(endpoint: &str) -> Result<Flavor, EngineError> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| EngineError::Unreachable {
-            endpoint: endpoint.into(),
-            why: e.to_string(),
-        })?;
-    let base = endpoint.trim_end_matches('/');
-    if let Ok(r) = http.get(format!("{base}/_localstack/health")).send().await {
-        if r.status().is_success() {
-            return Ok(Flavor::Localstack);
-        }
-    }
-    match http.get(format!("{base}/_ministack/health")).send().await {
-        Ok(r) if r.status().is_success() => Ok(Flavor::Ministack),
-        Ok(_) => Ok(Flavor::Aws),
-        Err(e) if e.is_connect() || e.is_timeout() => Err(EngineError::Unreachable {
-            endpoint: endpoint.into(),
-            why: crate::errors::sdk(e),
-        }),
-        Err(_) => Ok(Flavor::Aws),
-    }
-}
-
-/// Whether `endpoint` answers its health route with a ready engine.
-pub async fn healthy(kind: EngineKind, endpoint: &str) -> Result<(), String> {
-    let path = match kind {
-        EngineKind::Localstack => "/_localstack/health",
-        EngineKind::Ministack => "/_ministack/health",
-        EngineKind::External => return Ok(()),
-    };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let r = http
-        .get(format!("{}{path}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .map_err(crate::errors::sdk)?;
-    if !r.status().is_success() {
-        return Err(format!("health answered {}", r.status()));
-    }
-    let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-    for svc in ["s3", "sqs", "sns", "events"] {
-        let st = body["services"][svc].as_str().unwrap_or("missing");
-        if !matches!(st, "available" | "running") {
-            return Err(format!("service {svc} is {st}"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Children are spawned from one long-lived thread with `PR_SET_PDEATHSIG`, so the kernel
 //! sends them SIGTERM when the harness dies for any reason (Ctrl-C, a failed test, a
-//! panic). Each child leads its own process group, which [`EngineProcess`] kills on drop.
+//! panic). Each child leads its own process group, which `EngineProcess` (`child.rs`) kills on drop.
 //! Three more nets catch what those miss:
 //! - an `atexit` hook stops every engine still running when the process exits normally
 //!   (test binaries keep their engines in statics, which are never dropped), SIGTERM then
@@ -20,105 +20,18 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::child::{forget_live, remember_live, terminate_group, EngineProcess};
+use super::pid::{is_our_engine, pid_alive};
 use super::venv::{self, Distribution};
 use super::{Engine, EngineGuard, EngineKind, Flavor, StartOptions};
-use crate::errors::EngineError;
-
-/// A started engine process; SIGTERM to its group on drop, SIGKILL after 5 s, then its
-/// run directory (state and log) is removed.
-pub struct EngineProcess {
-    child: Mutex<Child>,
-    pub pid: u32,
-    run_dir: PathBuf,
-}
-
-impl EngineProcess {
-    /// How the process ended, if it has (`None` while it runs).
-    pub fn exited(&self) -> Option<String> {
-        let mut child = self.child.lock().ok()?;
-        match child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        let Ok(mut child) = self.child.lock() else {
-            return;
-        };
-        terminate_group(self.pid as i32, &mut child);
-        forget_live(self.pid as i32);
-        let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
-}
-
-/// Process groups of engines this process started and has not stopped yet.
-fn live() -> &'static Mutex<Vec<i32>> {
-    static LIVE: OnceLock<Mutex<Vec<i32>>> = OnceLock::new();
-    LIVE.get_or_init(|| {
-        // SAFETY: registering a plain `extern "C"` function; it runs at normal exit.
-        unsafe {
-            libc::atexit(stop_live_at_exit);
-        }
-        Mutex::new(Vec::new())
-    })
-}
-
-fn remember_live(pgid: i32) {
-    if let Ok(mut l) = live().lock() {
-        l.push(pgid);
-    }
-}
-
-fn forget_live(pgid: i32) {
-    if let Ok(mut l) = live().lock() {
-        l.retain(|p| *p != pgid);
-    }
-}
-
-/// At exit: SIGTERM to every live engine group, up to 3 s for them to go, then SIGKILL.
-extern "C" fn stop_live_at_exit() {
-    let groups = match live().try_lock() {
-        Ok(l) => l.clone(),
-        Err(_) => return,
-    };
-    if groups.is_empty() {
-        return;
-    }
-    for g in &groups {
-        // SAFETY: kill(2) on groups this process started (each pid > 1, a group leader).
-        unsafe {
-            libc::kill(-g, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        // SAFETY: reaps our own exited children without blocking; kill(pid, 0) only probes.
-        let gone = groups.iter().all(|g| unsafe {
-            libc::waitpid(*g, std::ptr::null_mut(), libc::WNOHANG);
-            libc::kill(*g, 0) != 0
-        });
-        if gone {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for g in &groups {
-        // SAFETY: as above; stragglers of the group are killed too.
-        unsafe {
-            libc::kill(-g, libc::SIGKILL);
-        }
-    }
-}
+use crate::engine::EngineError;
 
 /// The variables an engine process may inherit: what Python and a shell need to run, nothing
 /// that carries credentials. Everything else (`AWS_*`, `LOCALSTACK_AUTH_TOKEN`, tokens of
 /// other tools) is dropped; the engine-specific settings are added by the caller.
 const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER"];
 
-/// The environment of an engine process, from the caller's: only [`INHERITED`] variables.
+/// The environment of an engine process, from the caller's: only `INHERITED` variables.
 pub fn minimal_env<I>(parent: I) -> Vec<(std::ffi::OsString, std::ffi::OsString)>
 where
     I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
@@ -185,11 +98,11 @@ pub fn reap_orphans() {
         let Some(owner) = o.owner else {
             continue;
         };
-        if super::state::pid_alive(owner) {
+        if pid_alive(owner) {
             continue;
         }
         if let Ok(pid) = i32::try_from(o.engine) {
-            if super::state::pid_alive(o.engine) && super::state::is_our_engine(kind, pid) {
+            if pid_alive(o.engine) && is_our_engine(kind, pid) {
                 tracing::warn!(pid, dir = %dir.display(), "stopping an engine whose harness is gone");
                 // SAFETY: the engine's own process group, identity checked above.
                 unsafe {
@@ -199,28 +112,6 @@ pub fn reap_orphans() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-fn terminate_group(pid: i32, child: &mut Child) {
-    // SAFETY: kill(2) on our own child's process group.
-    unsafe {
-        libc::kill(-pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            // Reap stragglers of the group too.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
-    let _ = child.wait();
 }
 
 type SpawnReply = mpsc::Sender<std::io::Result<Child>>;
@@ -367,7 +258,7 @@ async fn spawn_and_wait(
                 log_tail: crate::paths::tail(&log_path, 25),
             });
         }
-        match super::healthy(kind, &endpoint).await {
+        match super::health::healthy(kind, &endpoint).await {
             Ok(()) => break,
             Err(e) => last = e,
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::pid::{is_our_engine, pid_alive, signalable};
 use super::{Engine, EngineGuard, EngineKind, Flavor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,33 +37,6 @@ pub fn write(state: &EngineState) -> std::io::Result<()> {
 pub fn remove(kind: EngineKind) {
     let _ = std::fs::remove_file(path(kind));
 }
-
-/// A pid the harness may signal: a real process, never 0 (our own process group), 1 or
-/// anything a negative `i32` would turn into a broadcast.
-fn signalable(pid: u32) -> Option<i32> {
-    i32::try_from(pid).ok().filter(|p| *p > 1)
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = signalable(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// Whether `pid` is still the engine `engine up` started: a process-group leader (it was
-/// started in its own group) whose command line names the engine. A recycled pid is not.
-pub(crate) fn is_our_engine(kind: EngineKind, pid: i32) -> bool {
-    // SAFETY: getpgid only reads the process table.
-    let leader = unsafe { libc::getpgid(pid) } == pid;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    leader
-        && String::from_utf8_lossy(&cmdline)
-            .to_ascii_lowercase()
-            .contains(kind.name())
-}
-
 /// The run directory of a recorded log, if it is one the harness created: directly under
 /// `<cache>/run/` and named after the engine.
 fn run_dir_of(kind: EngineKind, log: &std::path::Path) -> Option<PathBuf> {
@@ -80,7 +54,7 @@ pub async fn attach(kind: EngineKind) -> Option<Engine> {
         remove(kind);
         return None;
     }
-    if super::healthy(kind, &st.endpoint).await.is_err() {
+    if super::health::healthy(kind, &st.endpoint).await.is_err() {
         return None;
     }
     Some(Engine {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::errors::EngineError;
+use crate::engine::EngineError;
 
 /// A pinned engine distribution.
 pub struct Distribution {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::engine::EngineKind;
-use crate::errors::ScenarioError;
 use crate::report::snapshot;
+use crate::scenario::ScenarioError;
 use crate::scenario::{RunOutcome, Scenario};
 
 /// How a case ended.

@@ -3,6 +3,8 @@
 //! per action), references between steps (trees), the `[expect]` entries, and the timing
 //! profile against the topology. Each check returns the message and a hint; the caller
 //! ([`super::file`]) places them at a line of the file.
+//!
+//! Floor 5: may import floors 0-4 (up to the runtime); pure parsing, nothing of scenario play.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -267,7 +269,7 @@ pub(super) fn check_step(step: &Step, categories: &[String]) -> Result<(), (Stri
         }
         Step::Restore(r) => check_category(&r.category, categories),
         Step::Cost(c) => check_category(&c.category, categories),
-        // The service is a [`crate::engine::faults::Service`]: serde refused an unknown one.
+        // The service is a [`crate::fidelity::faults::Service`]: serde refused an unknown one.
         Step::Outage(_) => Ok(()),
         Step::Fault(f) => f.check(),
         // Both queues are [`super::steps::QueueRole`]s: serde refused an unknown one.

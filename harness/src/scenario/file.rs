@@ -20,8 +20,11 @@
 //!
 //! The agent's steps (`tree`, `backup`, `restore`, `cost`) are described in
 //! [`crate::agent`]; `[agent]` holds flags for every backup run.
+//!
+//! Floor 5: may import floors 0-4 (up to the runtime); pure parsing, nothing of scenario play.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -30,7 +33,7 @@ use toml::Spanned;
 use super::check;
 use super::steps::{LocatedStep, Step, Upload, ValidatorOptions};
 use crate::agent::AgentOptions;
-use crate::errors::FileError;
+use crate::errors::{line_col, toml_error, FileError};
 use crate::topology::TimingOverrides;
 
 /// A parsed, checked scenario.
@@ -92,7 +95,7 @@ struct RawExpect {
     #[serde(default)]
     backups_validated: Option<usize>,
     #[serde(default)]
-    violations: Vec<super::invariants::Invariant>,
+    violations: Vec<Invariant>,
 }
 
 impl From<RawExpect> for Expect {
@@ -185,31 +188,52 @@ pub struct Expect {
     pub backups_validated: Option<usize>,
     /// Invariants this scenario breaks on purpose (see [`super::invariants`]).
     #[serde(default)]
-    pub violations: Vec<super::invariants::Invariant>,
+    pub violations: Vec<Invariant>,
 }
 
-/// Turns a TOML error into a file error with line and column.
-pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error, hint: &str) -> FileError {
-    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    FileError::Invalid {
-        path: path.to_path_buf(),
-        line,
-        column,
-        message: e.message().to_string(),
-        hint: hint.to_string(),
+/// The invariants, by name (`kebab-case` in scenario files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invariant {
+    OneFinalOutcome,
+    NoFalseAlert,
+    InjectedFailureAlertsOnce,
+    DeadLettersAlert,
+    QueuesDrain,
+    ValidatedHasEvidence,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 6] = [
+        Invariant::OneFinalOutcome,
+        Invariant::NoFalseAlert,
+        Invariant::InjectedFailureAlertsOnce,
+        Invariant::DeadLettersAlert,
+        Invariant::QueuesDrain,
+        Invariant::ValidatedHasEvidence,
+    ];
+
+    /// About the system as a whole (queues, dead letters), not one workload's versions.
+    pub fn is_system_wide(self) -> bool {
+        matches!(self, Invariant::DeadLettersAlert | Invariant::QueuesDrain)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::OneFinalOutcome => "one-final-outcome",
+            Invariant::NoFalseAlert => "no-false-alert",
+            Invariant::InjectedFailureAlertsOnce => "injected-failure-alerts-once",
+            Invariant::DeadLettersAlert => "dead-letters-alert",
+            Invariant::QueuesDrain => "queues-drain",
+            Invariant::ValidatedHasEvidence => "validated-has-evidence",
+        }
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, column)
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Scenario {

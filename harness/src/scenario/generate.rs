@@ -2,7 +2,7 @@
 //! system (uploads of every size from 0 B to multipart, awkward keys, SSE types, storage
 //! classes and all three categories; overwrites, deletes and delete markers, duplicate
 //! deliveries, poison bodies, replication delays and faults, API faults from
-//! [`crate::engine::faults`]), rendered as scenario text the ordinary runner plays and the
+//! [`crate::fidelity::faults`]), rendered as scenario text the ordinary runner plays and the
 //! invariants ([`super::invariants`]) check. Failures shrink to a minimal workload, and a
 //! rendered workload is a ready-to-commit scenario file.
 //!
@@ -131,16 +131,16 @@ pub struct Workload {
 /// The faults a rendered workload injects, by kind (for the summary): what its steps do,
 /// after rendering dropped what it had to.
 pub fn fault_kinds(s: &crate::scenario::Scenario) -> Vec<&'static str> {
-    use crate::engine::faults::{EffectKind, Service};
+    use crate::fidelity::faults::{EffectKind, Service};
     use crate::scenario::steps::{ReplicationAction, Step};
     s.steps
         .iter()
         .filter_map(|l| match &l.step {
             Step::Replication(r) => Some(match (r.action, r.fault) {
                 (ReplicationAction::Delay, _) => "replication delay",
-                (_, Some(crate::replication::Fault::Corrupt)) => "replication corrupt",
-                (_, Some(crate::replication::Fault::Failed)) => "replication failed",
-                (_, Some(crate::replication::Fault::Relayout)) => "replication relayout",
+                (_, Some(crate::fidelity::replicator::Fault::Corrupt)) => "replication corrupt",
+                (_, Some(crate::fidelity::replicator::Fault::Failed)) => "replication failed",
+                (_, Some(crate::fidelity::replicator::Fault::Relayout)) => "replication relayout",
                 _ => "replication other",
             }),
             Step::Fault(f) => Some(match (f.service, f.effect) {

@@ -33,55 +33,11 @@ use base64::Engine as _;
 use checksum_validator::decision::{EvidenceKind, Verdict};
 use checksum_validator::report::Action;
 use checksum_validator::{Outcome, RecordReport};
-use serde::Deserialize;
 
 use crate::observe::Observation;
 use crate::scenario::transcript::Depth;
 
-/// The invariants, by name (`kebab-case` in scenario files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Invariant {
-    OneFinalOutcome,
-    NoFalseAlert,
-    InjectedFailureAlertsOnce,
-    DeadLettersAlert,
-    QueuesDrain,
-    ValidatedHasEvidence,
-}
-
-impl Invariant {
-    pub const ALL: [Invariant; 6] = [
-        Invariant::OneFinalOutcome,
-        Invariant::NoFalseAlert,
-        Invariant::InjectedFailureAlertsOnce,
-        Invariant::DeadLettersAlert,
-        Invariant::QueuesDrain,
-        Invariant::ValidatedHasEvidence,
-    ];
-
-    /// About the system as a whole (queues, dead letters), not one workload's versions.
-    pub fn is_system_wide(self) -> bool {
-        matches!(self, Invariant::DeadLettersAlert | Invariant::QueuesDrain)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Invariant::OneFinalOutcome => "one-final-outcome",
-            Invariant::NoFalseAlert => "no-false-alert",
-            Invariant::InjectedFailureAlertsOnce => "injected-failure-alerts-once",
-            Invariant::DeadLettersAlert => "dead-letters-alert",
-            Invariant::QueuesDrain => "queues-drain",
-            Invariant::ValidatedHasEvidence => "validated-has-evidence",
-        }
-    }
-}
-
-impl fmt::Display for Invariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::file::Invariant;
 
 /// Why S3 would never replicate a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,6 +575,7 @@ mod tests {
     use failure_notifier::{Alert, LedgerUse, NotifyReport};
     use proptest::prelude::*;
     use rstest::rstest;
+    use serde::Deserialize;
     use std::time::Duration;
 
     const BYTES: &[u8] = b"hello";

@@ -1,11 +1,14 @@
-//! Scenarios: files in `scenarios/` ([`file`]: the `Scenario` and its parsing; [`steps`]:
+//! Scenarios: files in `scenarios/` ([`mod@file`]: the `Scenario` and its parsing; [`steps`]:
 //! the step types; `check.rs`: the parse-time checks), run by [`runner`] (provision, start,
 //! play the steps (`play.rs`), settle, check the `[expect]`ations (`expect.rs`) and the
 //! [`invariants`], gather, render the normalised [`transcript`], tear down).
 //!
 //! Modules import downward only: `file` -> `check` -> `steps`.
+//!
+//! Floor 6: may import floors 0-5 (up to scenario data).
 
 mod check;
+pub mod error;
 mod expect;
 pub mod file;
 pub mod generate;
@@ -15,12 +18,11 @@ pub mod runner;
 pub mod steps;
 pub mod transcript;
 
+pub use error::ScenarioError;
 pub use file::Scenario;
 pub use runner::{run, RunOptions, RunOutcome};
 
 use std::path::{Path, PathBuf};
-
-use crate::errors::ScenarioError;
 
 /// The scenarios directory of the repository.
 pub fn dir() -> PathBuf {

@@ -14,12 +14,14 @@ use super::file::Scenario;
 use super::invariants::{Content, Ineligibility, Injected, UploadTruth};
 use super::steps::{Delete, ReplicationAction, Step, TriggerAction, Upload, Wait, WaitFor};
 use super::transcript::depth;
+use super::ScenarioError;
 use crate::agent::AgentSession;
-use crate::engine::faults::{EffectKind, FaultSpec, Service};
 use crate::engine::Engine;
-use crate::errors::{sdk, ScenarioError};
+use crate::errors::sdk;
+use crate::fidelity::faults::{EffectKind, FaultSpec, Service};
+use crate::fidelity::replicator::Fault;
 use crate::observe::{Observation, Observations};
-use crate::replication::Fault;
+use crate::payload::generated_bytes;
 use crate::s3util::{put_multipart, PutOptions};
 use crate::system::RunningSystem;
 use crate::topology::TopologySpec;
@@ -117,7 +119,7 @@ pub(super) async fn play(
                         if system.deployment.is_some() =>
                     {
                         return Err(fail(
-                            crate::errors::DeployError::StepUnsupported {
+                            crate::deployed::DeployError::StepUnsupported {
                                 what: "trigger overrun/throttle".into(),
                                 why: "the engine's Lambda service runs the invocations; the harness cannot stop or throttle one",
                             }
@@ -190,26 +192,6 @@ async fn discover_now(system: &RunningSystem) -> Result<(), String> {
         Some(r) => r.discover().await,
         None => Ok(()),
     }
-}
-
-/// Deterministic pseudo-random bytes seeded by `seed` (xorshift64*).
-pub fn generated_bytes(seed: &str, size: u64) -> Vec<u8> {
-    let mut state = seed.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    }) | 1;
-    let mut out = Vec::with_capacity(size as usize);
-    while (out.len() as u64) < size {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let v = state.wrapping_mul(0x2545F4914F6CDD1D);
-        for b in v.to_le_bytes() {
-            if (out.len() as u64) < size {
-                out.push(b);
-            }
-        }
-    }
-    out
 }
 
 /// Uploads a version; answers its bucket, version id and content.

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use super::expect::check_expectations;
 use super::file::Scenario;
 use super::invariants::{self, UploadTruth};
-pub use super::play::generated_bytes;
+
 use super::play::{play, settle, Truths};
 use super::transcript::{self, depth};
 use crate::agent::AgentSession;
 use crate::aws::Clients;
 use crate::engine::Engine;
-use crate::errors::ScenarioError;
 use crate::observe::{Event, Observation};
+use crate::scenario::ScenarioError;
 use crate::system::{RunningSystem, SystemOptions};
 use crate::topology::provision::provision_for_engine;
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
@@ -94,7 +94,9 @@ pub async fn run(
     })?;
     let caps = engine.capabilities();
     let spec = &scenario.topology.apply(spec);
-    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let suffix = opts.suffix.clone().unwrap_or_else(new_suffix);
 
     let t = Instant::now();
@@ -127,7 +129,7 @@ pub async fn run(
                 }
             }
             return Err(match e {
-                e @ crate::errors::DeployError::Io(_) => {
+                e @ crate::deployed::DeployError::Io(_) => {
                     ScenarioError::Other(format!("starting the fidelity layer: {e}"))
                 }
                 e => ScenarioError::from(e),
@@ -338,7 +340,9 @@ impl<'e> Session<'e> {
             .ok_or_else(|| ScenarioError::Other(format!("unknown profile {profile:?}")))?;
         let lag_budget = timing.lag_budget_seconds;
         let caps = engine.capabilities();
-        let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
         let suffix = new_suffix();
         let (topology, _report, mode) =
             provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;

@@ -1,6 +1,8 @@
 //! The steps of a scenario file (`[[step]]` tables): one type per step kind, as serde reads
 //! them, plus the validator options and [`LocatedStep`] (a step with its line). The checks
-//! serde cannot express live in [`super::check`]; the agent's step types in [`crate::agent`].
+//! serde cannot express live in `super::check`; the agent's step types in [`crate::agent`].
+//!
+//! Floor 5: may import floors 0-4 (up to the runtime); pure parsing, nothing of scenario play.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::agent::tree::TreeSpec;
 use crate::agent::{BackupStep, CostStep, RestoreStep};
-use crate::engine::faults::Service;
-use crate::replication::Fault;
+use crate::fidelity::faults::Service;
+use crate::fidelity::replicator::Fault;
 
 /// The largest generated upload a scenario may ask for (held in memory while uploaded).
 pub const MAX_UPLOAD_SIZE: u64 = 512 << 20;
@@ -215,8 +217,8 @@ pub enum Step {
     /// Make the next requests to a service fail with 503 (through the fidelity layer): the
     /// same as a `fault` with effect `unavailable` and a count.
     Outage(Outage),
-    /// Inject an API fault through the fidelity layer (see `engine::faults`).
-    Fault(crate::engine::faults::FaultSpec),
+    /// Inject an API fault through the fidelity layer (see `fidelity::faults`).
+    Fault(crate::fidelity::faults::FaultSpec),
     /// Generate a directory tree for the agent (deterministic content, modes and times).
     Tree(TreeSpec),
     /// Run `autobackup backup` on a tree into a category's primary bucket.
@@ -303,7 +305,7 @@ pub struct SendEvent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
-    pub function: crate::system::FunctionName,
+    pub function: crate::topology::FunctionName,
     pub action: TriggerAction,
     /// How many invocations `overrun` / `throttle` affect (default 1).
     #[serde(default)]

@@ -15,7 +15,7 @@ use crate::agent::{agent_event, AgentRun};
 use crate::aws::Clients;
 use crate::errors::sdk;
 use crate::observe::Observation;
-use crate::report::redact::Redactor;
+use crate::redact::Redactor;
 use crate::topology::Topology;
 
 pub use crate::observe::Depth;
@@ -94,8 +94,8 @@ pub struct Facts {
     pub agent: Option<AgentFacts>,
     /// Every API fault installed, with its firings.
     pub faults: Vec<(
-        crate::engine::faults::FaultSpec,
-        Vec<crate::engine::faults::Firing>,
+        crate::fidelity::faults::FaultSpec,
+        Vec<crate::fidelity::faults::Firing>,
     )>,
 }
 
@@ -609,8 +609,8 @@ fn alerts_section(alerts: &[(&str, &str)]) -> String {
 
 fn faults_section(
     faults: &[(
-        crate::engine::faults::FaultSpec,
-        Vec<crate::engine::faults::Firing>,
+        crate::fidelity::faults::FaultSpec,
+        Vec<crate::fidelity::faults::Firing>,
     )],
 ) -> String {
     if faults.is_empty() {

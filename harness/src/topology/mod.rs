@@ -1,14 +1,19 @@
 //! The backup topology: names, provisioning and teardown, mirroring the seed deployment
 //! (`../shared/notes/seed-topology.md`) resource by resource.
+//!
+//! Floor 2: may import floors 0-1 (ground, engine).
 
+pub mod error;
 pub mod ownership;
 pub mod policy;
 pub mod provision;
+pub mod replication;
 pub mod spec;
 pub mod teardown;
 
 use serde::Serialize;
 
+pub use error::ProvisionError;
 pub use spec::{
     IamSpec, PublicAccessBlock, ReplicationSpec, Timing, TimingOverrides, TopologyOverrides,
     TopologySpec,
@@ -75,10 +80,27 @@ impl Queues {
     }
 }
 
+/// What a key is for: each gets its own key policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// SSE-KMS of the queues. EventBridge sends to the encrypted validation queue, so the
+    /// service needs the key (EventBridge User Guide, "Amazon SQS permissions").
+    Sqs,
+    /// SSE of the failure topic: only its publisher (the notifier) uses it.
+    Sns,
+    /// SSE-KMS of primary objects (`sse_kms = true` uploads), in the primary region. S3
+    /// uses it on behalf of its callers, so no service principal: the uploader is the
+    /// account (root statement), the readers are the roles, each only through S3 in that
+    /// region (`kms:ViaService`).
+    S3,
+    /// SSE-KMS of the replicas, used by the replication roles through S3.
+    Replica,
+}
+
 /// One CMK of the topology: what it is for and its alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyName<'a> {
-    pub purpose: policy::KeyPurpose,
+    pub purpose: KeyPurpose,
     pub alias: &'a str,
     pub description: &'static str,
 }
@@ -86,7 +108,7 @@ pub struct KeyName<'a> {
 impl KeyName<'_> {
     /// Whether the key lives in the replica region (else the primary region).
     pub fn in_replica_region(&self) -> bool {
-        self.purpose == policy::KeyPurpose::Replica
+        self.purpose == KeyPurpose::Replica
     }
 }
 
@@ -154,7 +176,6 @@ impl Names {
     /// Every CMK of the topology, in the order provisioning returns their ARNs: what
     /// provisioning creates and teardown schedules for deletion.
     pub fn keys(&self) -> [KeyName<'_>; 4] {
-        use policy::KeyPurpose;
         [
             KeyName {
                 purpose: KeyPurpose::Sqs,
@@ -217,7 +238,7 @@ pub struct Topology {
     pub replica_key_arn: String,
     /// Each primary's replication configuration (on the engine, or held by the fidelity
     /// layer where the harness replicates).
-    pub replication: Vec<crate::replication::BucketReplication>,
+    pub replication: Vec<crate::topology::replication::BucketReplication>,
     /// Whether the primaries carry a replication configuration on the engine.
     pub replication_on_engine: bool,
     pub batch_size: u32,
@@ -245,6 +266,14 @@ impl Topology {
     }
 }
 
+/// The two functions, for pausing and resuming their triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionName {
+    Validator,
+    Notifier,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +289,7 @@ mod tests {
         assert_eq!(aliases.len(), keys.len(), "{aliases:?}");
         let s3 = keys
             .iter()
-            .find(|k| k.purpose == policy::KeyPurpose::S3)
+            .find(|k| k.purpose == KeyPurpose::S3)
             .expect("an S3 key");
         assert_eq!(s3.alias, "alias/autobackup-s3-key-dev-t3st01");
         assert!(!s3.in_replica_region());

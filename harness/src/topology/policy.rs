@@ -22,7 +22,7 @@
 
 use serde_json::{json, Value};
 
-use super::{CategoryBuckets, Names};
+use super::{CategoryBuckets, KeyPurpose, Names};
 
 /// What the documents are built from.
 pub struct PolicyInputs<'a> {
@@ -159,23 +159,6 @@ pub fn queue_send(service: &str, queue_arn: &str, source_arn: &str) -> Value {
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sqs:SendMessage",
                        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]
     })
-}
-
-/// What a key is for: each gets its own key policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyPurpose {
-    /// SSE-KMS of the queues. EventBridge sends to the encrypted validation queue, so the
-    /// service needs the key (EventBridge User Guide, "Amazon SQS permissions").
-    Sqs,
-    /// SSE of the failure topic: only its publisher (the notifier) uses it.
-    Sns,
-    /// SSE-KMS of primary objects (`sse_kms = true` uploads), in the primary region. S3
-    /// uses it on behalf of its callers, so no service principal: the uploader is the
-    /// account (root statement), the readers are the roles, each only through S3 in that
-    /// region (`kms:ViaService`).
-    S3,
-    /// SSE-KMS of the replicas, used by the replication roles through S3.
-    Replica,
 }
 
 /// Which roles use a key of `purpose`, from the validator's, the notifier's and the

@@ -364,12 +364,7 @@ impl TopologySpec {
 
     pub fn parse(path: &Path, text: &str) -> Result<TopologySpec, FileError> {
         let spec: TopologySpec = toml::from_str(text).map_err(|e| {
-            crate::scenario::file::toml_error(
-                path,
-                text,
-                &e,
-                "see fixtures/topology.toml for every field",
-            )
+            crate::errors::toml_error(path, text, &e, "see fixtures/topology.toml for every field")
         })?;
         let invalid = |message: String, hint: &str| FileError::Invalid {
             path: path.to_path_buf(),

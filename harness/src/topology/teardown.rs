@@ -29,8 +29,7 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     // Functions a kept `--functions deployed` run left, with their mappings (LocalStack
     // runs here without Lambda: nothing to ask it).
     if clients.kind != crate::engine::EngineKind::Localstack {
-        let (removed, problems) =
-            crate::deployed::teardown_functions(&clients.sdk, &names, suffix).await;
+        let (removed, problems) = teardown_functions(&clients.sdk, &names, suffix).await;
         report.removed.extend(removed);
         report.problems.extend(problems);
     }
@@ -278,4 +277,58 @@ async fn empty_and_delete(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), S
         .await
         .map_err(sdk)?;
     Ok(())
+}
+
+/// Teardown of the functions a kept run left (`--keep`): each function of `suffix` that
+/// carries this run's ownership tags (`ManagedBy=harness`, `HarnessRun=<suffix>`) goes with
+/// its event source mappings and log group; one without them is reported, not touched. An
+/// engine without a Lambda service (or no such function) is nothing to do.
+pub async fn teardown_functions(
+    sdk: &aws_config::SdkConfig,
+    names: &Names,
+    suffix: &str,
+) -> (Vec<String>, Vec<String>) {
+    // One attempt per call: an engine without Lambda answers at once, nothing to retry.
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(sdk)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+    for role in [&names.validator_role, &names.notifier_role] {
+        let name = super::policy::function_of(role);
+        let Ok(f) = lambda.get_function().function_name(&name).send().await else {
+            continue;
+        };
+        let tags = f.tags().cloned().unwrap_or_default();
+        let ours = tags.get("ManagedBy").map(String::as_str) == Some("harness")
+            && tags.get("HarnessRun").map(String::as_str) == Some(suffix);
+        if !ours {
+            problems.push(format!(
+                "lambda function {name}: not tagged as this run's (ManagedBy=harness, HarnessRun={suffix}); left alone"
+            ));
+            continue;
+        }
+        if let Ok(m) = lambda
+            .list_event_source_mappings()
+            .function_name(&name)
+            .send()
+            .await
+        {
+            for uuid in m.event_source_mappings().iter().filter_map(|m| m.uuid()) {
+                let _ = lambda.delete_event_source_mapping().uuid(uuid).send().await;
+            }
+        }
+        match lambda.delete_function().function_name(&name).send().await {
+            Ok(_) => removed.push(format!("lambda function {name}")),
+            Err(e) => problems.push(format!("lambda function {name}: {}", crate::errors::sdk(e))),
+        }
+        let _ = logs
+            .delete_log_group()
+            .log_group_name(format!("/aws/lambda/{name}"))
+            .send()
+            .await;
+    }
+    (removed, problems)
 }

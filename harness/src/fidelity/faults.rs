@@ -525,7 +525,7 @@ pub fn s3_operation(
 /// What the layer works out of a path-style S3 request to match faults against it: the
 /// operation and the decoded key (the armed path's per-request work besides [`Faults::take`]).
 pub fn s3_request(method: &str, path_and_query: &str, copy: bool) -> (String, Option<String>) {
-    let target = crate::engine::proxy::S3Target::parse(path_and_query);
+    let target = super::target::S3Target::parse(path_and_query);
     let path = path_and_query
         .split_once('?')
         .map(|(p, _)| p)
@@ -662,7 +662,7 @@ mod tests {
         #[case] copy: bool,
         #[case] want: &str,
     ) {
-        let q = crate::engine::proxy::S3Target::parse(&format!("/b/k?{query}")).query;
+        let q = crate::fidelity::target::S3Target::parse(&format!("/b/k?{query}")).query;
         assert_eq!(s3_operation(method, has_key, &q, copy), want);
     }
 

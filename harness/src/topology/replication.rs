@@ -1,4 +1,6 @@
-//! The replication configuration of a primary bucket, as the fidelity layer holds it: the
+//! Replication as data: who replicates in a run ([`mode`], [`ReplicationMode`]: only a real
+//! AWS endpoint natively; on a local engine the fidelity layer's replicator) and the
+//! replication configuration of a primary bucket, as the fidelity layer holds it: the
 //! rules provisioning writes, what `GetBucketReplication` answers through the layer, and
 //! which versions the harness replicator copies where.
 //!
@@ -14,6 +16,8 @@
 //!   both; with several rules for one destination the highest priority wins.
 
 use serde::Serialize;
+
+use crate::engine::Capabilities;
 
 /// One replication rule (V2 schema: a filter, one destination).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -310,6 +314,58 @@ fn esc(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// Who copies primary versions to the replicas in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", content = "reason", rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// The engine replicates (from the primaries' replication configuration).
+    Native,
+    /// The harness replicator (`fidelity::replicator::Replicator`) copies new versions and delete markers.
+    Emulated(String),
+}
+
+impl ReplicationMode {
+    pub fn is_emulated(&self) -> bool {
+        matches!(self, ReplicationMode::Emulated(_))
+    }
+}
+
+impl std::fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicationMode::Native => f.write_str("native (the engine replicates)"),
+            ReplicationMode::Emulated(why) => write!(f, "emulated by the harness ({why})"),
+        }
+    }
+}
+
+/// Decides native vs emulated replication for a run.
+///
+/// - Real AWS replicates as AWS does: native.
+/// - Every local engine: emulated. LocalStack copies nothing; MiniStack copies inside
+///   `PutObject`, gives replicas new version ids, never reports PENDING and copies what AWS
+///   would not (SSE-KMS without the opt-in, GLACIER). The primaries then carry no
+///   replication configuration on the engine (the fidelity layer serves it).
+pub fn mode(caps: &Capabilities) -> ReplicationMode {
+    if caps.faithful_replication {
+        ReplicationMode::Native
+    } else if caps.native_replication {
+        ReplicationMode::Emulated(
+            "the engine's replication is synchronous and gives replicas new version ids".into(),
+        )
+    } else {
+        ReplicationMode::Emulated(
+            "the engine stores replication configuration but copies nothing".into(),
+        )
+    }
+}
+
+/// Whether the engine must carry the replication configuration: only where it replicates
+/// as AWS does.
+pub fn configure_on_engine(mode: &ReplicationMode) -> bool {
+    !mode.is_emulated()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +480,23 @@ mod tests {
         assert!(xml.contains("<ReplicaKmsKeyID>arn:aws:kms:us-west-2:0:key/k</ReplicaKmsKeyID>"));
         assert!(xml.contains("<Key>a&amp;b</Key><Value>&lt;c&gt;</Value>"));
         c.to_sdk().expect("valid SDK configuration");
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+    use crate::engine::Flavor;
+
+    #[test]
+    fn only_aws_replicates_natively() {
+        let ls = Flavor::Localstack.capabilities();
+        let ms = Flavor::Ministack.capabilities();
+        let aws = Flavor::Aws.capabilities();
+        assert!(mode(&ls).is_emulated());
+        assert!(mode(&ms).is_emulated());
+        assert_eq!(mode(&aws), ReplicationMode::Native);
+        assert!(!configure_on_engine(&mode(&ms)));
+        assert!(configure_on_engine(&mode(&aws)));
     }
 }

@@ -9,18 +9,56 @@
 //! is torn down. An engine that cannot host the topology gets the first call that failed.
 //!
 //! The capabilities the harness uses for an `external` engine come from this probe (a
-//! known engine's are the measured ones recorded in [`super::Flavor::capabilities`], which
+//! known engine's are the measured ones recorded in [`Flavor::capabilities`], which
 //! the probe re-checks: a difference is printed).
+//!
+//! Floor 4: may import floors 0-3 (ground, engine, topology, fidelity).
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::gaps::{self, KeyEncoding};
-use super::{Capabilities, Engine};
 use crate::aws::Clients;
+use crate::engine::gaps::{self, KeyEncoding};
+use crate::engine::{
+    is_loopback, Capabilities, Engine, EngineError, EngineKind, Flavor, StartOptions,
+};
 use crate::topology::provision::{provision, ProvisionOptions};
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
+
+/// Starts (or attaches to) an engine of `kind` ([`crate::engine::start`]), then measures an
+/// unknown emulator on this machine instead of assuming it is AWS.
+pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, EngineError> {
+    let mut engine = crate::engine::start(kind, opts).await?;
+    // An unknown emulator on this machine is measured, not assumed to be AWS (real
+    // AWS is never on loopback, and is not probed).
+    if engine.flavor == Flavor::Aws && is_loopback(&engine.endpoint) && !opts.skip_probe {
+        let spec =
+            crate::topology::TopologySpec::load(&crate::topology::TopologySpec::default_path())
+                .map_err(|e| EngineError::CannotHost {
+                    endpoint: engine.endpoint.clone(),
+                    call: format!("loading the topology for the probe: {e}"),
+                })?;
+        let report = probe(&engine, &spec).await;
+        eprint!("{}", report.render());
+        match (report.cannot_host, report.measured) {
+            (Some(call), _) => {
+                return Err(EngineError::CannotHost {
+                    endpoint: engine.endpoint,
+                    call,
+                })
+            }
+            (None, None) => {
+                return Err(EngineError::CannotHost {
+                    endpoint: engine.endpoint,
+                    call: "the probe measured nothing".into(),
+                })
+            }
+            (None, Some(caps)) => engine.probed = Some(caps),
+        }
+    }
+    Ok(engine)
+}
 
 /// The key the probe uploads: a space, a plus and a non-ASCII letter tell the encodings apart.
 pub const PROBE_KEY: &str = "probe/a b+c é.txt";
@@ -98,9 +136,11 @@ fn yes_no(b: bool) -> String {
 /// Probes `engine` (its own clients, no fidelity layer).
 pub async fn probe(engine: &Engine, spec: &TopologySpec) -> ProbeReport {
     let started = Instant::now();
-    let clients = Clients::new(engine, &spec.primary_region, &spec.replica_region).await;
+    let clients = engine
+        .clients(&spec.primary_region, &spec.replica_region)
+        .await;
     let assumed = match engine.flavor {
-        super::Flavor::Aws => None,
+        Flavor::Aws => None,
         f => Some(f.capabilities()),
     };
     let mut report = ProbeReport {

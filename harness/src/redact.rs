@@ -2,6 +2,8 @@
 //! ids, message ids, timestamps, endpoints) into stable placeholders, so a transcript is
 //! byte-identical across runs and engines. The same value always gets the same
 //! placeholder, numbered in order of first appearance.
+//!
+//! Floor 0: imports only other ground rooms (no domain types).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -1,380 +1,22 @@
-//! Idempotent provisioning: every resource is looked up first and created only when
-//! missing, then its configuration is (re)applied, so a second run changes nothing and
-//! succeeds. Independent resources are provisioned concurrently.
+//! One resource at a time: each `ensure_*` looks the resource up, creates it when missing
+//! and (re)applies its configuration.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::types as s3t;
 use aws_sdk_sqs::types::QueueAttributeName as QA;
 use futures::future::try_join_all;
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use super::ownership::{self, Ownership};
-use super::{policy, CategoryBuckets, Names, QueueRef, Queues, Timing, Topology, TopologySpec};
+use super::report::{fail, record, Log, Status};
+use super::ProvisionError;
+use super::{policy, CategoryBuckets, Names, QueueRef, TopologySpec};
 use crate::aws::Clients;
-use crate::errors::{sdk, ProvisionError};
+use crate::errors::sdk;
 
-/// What provisioning did to one resource.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Created,
-    Exists,
-}
-
-/// One line of the provisioning report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepReport {
-    pub resource: String,
-    pub status: Status,
-    pub millis: u128,
-}
-
-/// What provisioning did, and how long it took.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ProvisionReport {
-    pub steps: Vec<StepReport>,
-    pub total: Duration,
-}
-
-impl ProvisionReport {
-    pub fn created(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.status == Status::Created)
-            .count()
-    }
-
-    /// A readable summary, one line per resource.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for st in &self.steps {
-            s.push_str(&format!(
-                "  {:<8} {:<70} {:>5} ms\n",
-                match st.status {
-                    Status::Created => "created",
-                    Status::Exists => "exists",
-                },
-                st.resource,
-                st.millis
-            ));
-        }
-        s.push_str(&format!(
-            "  {} resources ({} created, {} already there) in {:.2}s\n",
-            self.steps.len(),
-            self.created(),
-            self.steps.len() - self.created(),
-            self.total.as_secs_f64()
-        ));
-        s
-    }
-}
-
-/// How to provision.
-#[derive(Debug, Clone)]
-pub struct ProvisionOptions {
-    pub timing: Timing,
-    /// Put the replication configuration on the primaries (off when the harness replicator
-    /// stands in for an engine's native replication).
-    pub replication_on_engine: bool,
-}
-
-/// Decides who replicates in this run (`replication::mode`) and provisions to match: the
-/// one sequence every command and the scenario runner use.
-pub async fn provision_for_engine(
-    clients: &Clients,
-    spec: &TopologySpec,
-    suffix: &str,
-    timing: Timing,
-    caps: &crate::engine::Capabilities,
-) -> Result<
-    (
-        Topology,
-        ProvisionReport,
-        crate::replication::ReplicationMode,
-    ),
-    ProvisionError,
-> {
-    let mode = crate::replication::mode(caps);
-    let opts = ProvisionOptions {
-        timing,
-        replication_on_engine: crate::replication::configure_on_engine(&mode),
-    };
-    let (topology, report) = provision(clients, spec, suffix, &opts).await?;
-    Ok((topology, report, mode))
-}
-
-type Log = Mutex<Vec<StepReport>>;
-
-async fn record(log: &Log, resource: String, status: Status, started: Instant) {
-    log.lock().await.push(StepReport {
-        resource,
-        status,
-        millis: started.elapsed().as_millis(),
-    });
-}
-
-fn fail(step: &str) -> impl Fn(String) -> ProvisionError + '_ {
-    move |why| ProvisionError::new(step, why)
-}
-
-/// Provisions (or re-applies) the whole topology for `suffix`.
-pub async fn provision(
-    clients: &Clients,
-    spec: &TopologySpec,
-    suffix: &str,
-    opts: &ProvisionOptions,
-) -> Result<(Topology, ProvisionReport), ProvisionError> {
-    let started = Instant::now();
-    let names = Names::new(spec, suffix);
-    let log: Log = Mutex::new(Vec::new());
-    let suffix = names.suffix.as_str();
-
-    // Phase 1: keys, roles, buckets and the queues nothing else depends on.
-    let keys = names.keys();
-    let arns = try_join_all(keys.iter().map(|k| {
-        let kms = if k.in_replica_region() {
-            &clients.kms_replica
-        } else {
-            &clients.kms
-        };
-        ensure_key(kms, suffix, k.alias, k.description, &log)
-    }));
-    let bucket_jobs = names.buckets.iter().flat_map(|b| {
-        std::iter::once((
-            b.primary.clone(),
-            spec.primary_region.clone(),
-            b.category.clone(),
-        ))
-        .chain(
-            b.destinations()
-                .into_iter()
-                .map(|d| (d, spec.replica_region.clone(), b.category.clone())),
-        )
-    });
-    let buckets = try_join_all(bucket_jobs.map(|(name, region, category)| {
-        let log = &log;
-        async move { ensure_bucket(clients, spec, &name, &region, &category, suffix, log).await }
-    }));
-    // The DLQs keep messages longer than their sources, and the ones the notifier consumes
-    // get its visibility timeout (they are Lambda event sources too).
-    let dlq_attrs = |key: &str| {
-        HashMap::from([
-            (QA::KmsMasterKeyId, key.to_string()),
-            (
-                QA::MessageRetentionPeriod,
-                spec.queues.dlq_retention_seconds.to_string(),
-            ),
-            (
-                QA::VisibilityTimeout,
-                opts.timing.failure_visibility_seconds.to_string(),
-            ),
-        ])
-    };
-    let [sqs_key, sns_key, s3_key, replica_key]: [String; 4] =
-        arns.await?.try_into().map_err(|got: Vec<String>| {
-            ProvisionError::new("kms keys", format!("{} keys, not 4", got.len()))
-        })?;
-    let dlqs = futures::future::try_join4(
-        ensure_queue(
-            clients,
-            suffix,
-            &names.validation_dlq,
-            dlq_attrs(&sqs_key),
-            &log,
-        ),
-        ensure_queue(
-            clients,
-            suffix,
-            &names.failure_dlq,
-            dlq_attrs(&sqs_key),
-            &log,
-        ),
-        ensure_queue(
-            clients,
-            suffix,
-            &names.events_dlq,
-            dlq_attrs(&sqs_key),
-            &log,
-        ),
-        ensure_queue(clients, suffix, &names.alerts_queue, HashMap::new(), &log),
-    );
-    let account = policy::account_of(&sqs_key)
-        .ok_or_else(|| {
-            ProvisionError::new("kms key", format!("no account in the key ARN {sqs_key}"))
-        })?
-        .to_string();
-    let inputs = policy::PolicyInputs {
-        names: &names,
-        account: &account,
-        region: &spec.primary_region,
-        replica_region: &spec.replica_region,
-        sqs_key: &sqs_key,
-        sns_key: &sns_key,
-        s3_key: &s3_key,
-        replica_key: &replica_key,
-    };
-    let roles = ensure_roles(clients, &inputs, &log);
-    let ledger = ensure_ledger_bucket(clients, spec, &names.alert_ledger, suffix, &log);
-    let (_, (validation_dlq, failure_dlq, events_dlq, alerts), role_arns, ()) =
-        futures::try_join!(buckets, dlqs, roles, ledger)?;
-    let key_arns = [&sqs_key, &sns_key, &s3_key, &replica_key];
-    put_key_policies(
-        &account,
-        keys.iter().zip(key_arns).map(|(k, arn)| {
-            if k.in_replica_region() {
-                (
-                    arn.as_str(),
-                    &clients.kms_replica,
-                    spec.replica_region.as_str(),
-                    k.purpose,
-                )
-            } else {
-                (
-                    arn.as_str(),
-                    &clients.kms,
-                    spec.primary_region.as_str(),
-                    k.purpose,
-                )
-            }
-        }),
-        &role_arns,
-    )
-    .await?;
-
-    // Phase 2: main queues (redrive to the DLQs) and the topic.
-    let main_attrs = |visibility: u32, dlq: &QueueRef| {
-        HashMap::from([
-            (QA::DelaySeconds, "0".to_string()),
-            (QA::MaximumMessageSize, spec.queues.max_message_size.to_string()),
-            (QA::MessageRetentionPeriod, spec.queues.retention_seconds.to_string()),
-            (QA::VisibilityTimeout, visibility.to_string()),
-            (QA::KmsMasterKeyId, sqs_key.clone()),
-            (
-                QA::KmsDataKeyReusePeriodSeconds,
-                spec.queues.kms_data_key_reuse_seconds.to_string(),
-            ),
-            (
-                QA::RedrivePolicy,
-                json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": spec.queues.max_receive_count})
-                    .to_string(),
-            ),
-        ])
-    };
-    let (validation, failure, topic_arn) = futures::try_join!(
-        ensure_queue(
-            clients,
-            suffix,
-            &names.validation_queue,
-            main_attrs(opts.timing.validation_visibility_seconds, &validation_dlq),
-            &log
-        ),
-        ensure_queue(
-            clients,
-            suffix,
-            &names.failure_queue,
-            main_attrs(opts.timing.failure_visibility_seconds, &failure_dlq),
-            &log
-        ),
-        ensure_topic(
-            clients,
-            suffix,
-            &names.topic,
-            &sns_key,
-            &account,
-            spec,
-            &log
-        ),
-    )?;
-
-    // Phase 3: wiring.
-    let primary_arns: Vec<String> = names
-        .buckets
-        .iter()
-        .map(|b| format!("arn:aws:s3:::{}", b.primary))
-        .collect();
-    let rule_arn = ensure_rule(
-        clients,
-        suffix,
-        &names.rule,
-        &primary_arns,
-        &validation,
-        &events_dlq,
-        &log,
-    );
-    let subscription = ensure_subscription(clients, &topic_arn, &alerts, &log);
-    let notifications = try_join_all(names.buckets.iter().map(|b| {
-        let log = &log;
-        async move { ensure_eventbridge_notifications(clients, &b.primary, log).await }
-    }));
-    let configs: Vec<crate::replication::BucketReplication> = names
-        .buckets
-        .iter()
-        .map(|b| {
-            replication_config(
-                spec,
-                b,
-                role_arns
-                    .replication
-                    .get(&b.primary)
-                    .cloned()
-                    .unwrap_or_default(),
-                &replica_key,
-            )
-        })
-        .collect();
-    let replication = try_join_all(configs.iter().map(|c| {
-        let log = &log;
-        let on = opts.replication_on_engine;
-        async move {
-            if on {
-                ensure_replication(clients, c, log).await
-            } else {
-                Ok(())
-            }
-        }
-    }));
-    let (rule_arn, _, _, _) =
-        futures::try_join!(rule_arn, subscription, notifications, replication)?;
-
-    let mut steps = log.into_inner();
-    steps.sort_by(|a, b| a.resource.cmp(&b.resource));
-    let report = ProvisionReport {
-        steps,
-        total: started.elapsed(),
-    };
-    let topology = Topology {
-        names,
-        primary_region: spec.primary_region.clone(),
-        replica_region: spec.replica_region.clone(),
-        account,
-        timing: opts.timing.clone(),
-        queues: Queues {
-            validation,
-            validation_dlq,
-            failure,
-            failure_dlq,
-            events_dlq,
-            alerts,
-        },
-        topic_arn,
-        rule_arn,
-        sqs_key_arn: sqs_key,
-        sns_key_arn: sns_key,
-        s3_key_arn: s3_key,
-        replica_key_arn: replica_key,
-        replication: configs,
-        replication_on_engine: opts.replication_on_engine,
-        batch_size: spec.queues.batch_size,
-        function_memory_mb: spec.functions.memory_mb,
-        max_receive_count: spec.queues.max_receive_count,
-    };
-    Ok((topology, report))
-}
-
-async fn ensure_key(
+pub(super) async fn ensure_key(
     kms: &aws_sdk_kms::Client,
     suffix: &str,
     alias: &str,
@@ -430,7 +72,7 @@ async fn ensure_key(
     Ok(arn)
 }
 
-async fn ensure_role(
+pub(super) async fn ensure_role(
     clients: &Clients,
     suffix: &str,
     name: &str,
@@ -497,16 +139,16 @@ async fn ensure_role(
 }
 
 /// The role ARNs provisioning created.
-struct RoleArns {
-    validator: String,
-    notifier: String,
+pub(super) struct RoleArns {
+    pub(super) validator: String,
+    pub(super) notifier: String,
     /// primary bucket -> its replication role.
-    replication: HashMap<String, String>,
+    pub(super) replication: HashMap<String, String>,
 }
 
 /// The seed's roles with least-privilege inline policies (engines do not enforce them, but
 /// they are created so the topology is complete; `policy.rs` has the documents).
-async fn ensure_roles(
+pub(super) async fn ensure_roles(
     clients: &Clients,
     inputs: &policy::PolicyInputs<'_>,
     log: &Log,
@@ -556,14 +198,14 @@ async fn ensure_roles(
 
 /// Puts each key's own policy (on new and existing keys alike, so a re-apply converges).
 /// Part of each key's step in the report (not a resource of its own).
-async fn put_key_policies<'a>(
+pub(super) async fn put_key_policies<'a>(
     account: &str,
     keys: impl Iterator<
         Item = (
             &'a str,
             &'a aws_sdk_kms::Client,
             &'a str,
-            policy::KeyPurpose,
+            crate::topology::KeyPurpose,
         ),
     >,
     roles: &RoleArns,
@@ -589,7 +231,7 @@ async fn put_key_policies<'a>(
 /// Creates `name` in `region` unless it exists, tags it as this run's, blocks public
 /// access (all four flags, unless the spec turns one off) and sets the topology's default encryption: what every bucket of the topology
 /// gets. An existing bucket without this run's tags is refused, never reconfigured.
-async fn ensure_private_encrypted(
+pub(super) async fn ensure_private_encrypted(
     s3: &aws_sdk_s3::Client,
     spec: &TopologySpec,
     name: &str,
@@ -670,7 +312,7 @@ async fn ensure_private_encrypted(
 }
 
 /// Tags a bucket this run created: the project's tags and the ownership tags.
-async fn tag_bucket(
+pub(super) async fn tag_bucket(
     s3: &aws_sdk_s3::Client,
     spec: &TopologySpec,
     name: &str,
@@ -704,7 +346,7 @@ async fn tag_bucket(
 }
 
 /// Sets `rule` as the bucket's lifecycle configuration.
-async fn put_lifecycle(
+pub(super) async fn put_lifecycle(
     s3: &aws_sdk_s3::Client,
     name: &str,
     rule: s3t::LifecycleRule,
@@ -726,7 +368,7 @@ async fn put_lifecycle(
 
 /// The notifier's alert ledger: not versioned (its entries are bookkeeping, not backups),
 /// default-encrypted, private, entries expiring after a day, no event notifications.
-async fn ensure_ledger_bucket(
+pub(super) async fn ensure_ledger_bucket(
     clients: &Clients,
     spec: &TopologySpec,
     name: &str,
@@ -755,7 +397,7 @@ async fn ensure_ledger_bucket(
     Ok(())
 }
 
-async fn ensure_bucket(
+pub(super) async fn ensure_bucket(
     clients: &Clients,
     spec: &TopologySpec,
     name: &str,
@@ -819,7 +461,7 @@ async fn ensure_bucket(
     Ok(())
 }
 
-async fn ensure_eventbridge_notifications(
+pub(super) async fn ensure_eventbridge_notifications(
     clients: &Clients,
     bucket: &str,
     log: &Log,
@@ -861,16 +503,16 @@ pub fn replication_config(
     b: &CategoryBuckets,
     role_arn: String,
     replica_key_arn: &str,
-) -> crate::replication::BucketReplication {
+) -> crate::topology::replication::BucketReplication {
     let r = &spec.replication;
-    crate::replication::BucketReplication {
+    crate::topology::replication::BucketReplication {
         primary: b.primary.clone(),
         role: role_arn,
         rules: b
             .destinations()
             .into_iter()
             .enumerate()
-            .map(|(i, destination)| crate::replication::RuleSpec {
+            .map(|(i, destination)| crate::topology::replication::RuleSpec {
                 id: if i == 0 {
                     format!("{}-replication-rule", b.category)
                 } else {
@@ -888,9 +530,9 @@ pub fn replication_config(
     }
 }
 
-async fn ensure_replication(
+pub(super) async fn ensure_replication(
     clients: &Clients,
-    config: &crate::replication::BucketReplication,
+    config: &crate::topology::replication::BucketReplication,
     log: &Log,
 ) -> Result<(), ProvisionError> {
     let t = Instant::now();
@@ -918,7 +560,7 @@ async fn ensure_replication(
     Ok(())
 }
 
-async fn ensure_queue(
+pub(super) async fn ensure_queue(
     clients: &Clients,
     suffix: &str,
     name: &str,
@@ -986,7 +628,7 @@ async fn ensure_queue(
     })
 }
 
-async fn ensure_topic(
+pub(super) async fn ensure_topic(
     clients: &Clients,
     suffix: &str,
     name: &str,
@@ -1043,7 +685,7 @@ async fn ensure_topic(
     Ok(arn)
 }
 
-async fn ensure_subscription(
+pub(super) async fn ensure_subscription(
     clients: &Clients,
     topic_arn: &str,
     alerts: &QueueRef,
@@ -1090,7 +732,7 @@ async fn ensure_subscription(
     Ok(())
 }
 
-async fn ensure_rule(
+pub(super) async fn ensure_rule(
     clients: &Clients,
     suffix: &str,
     name: &str,
@@ -1189,7 +831,7 @@ async fn ensure_rule(
 }
 
 /// Sets a queue's access policy.
-async fn put_queue_policy(
+pub(super) async fn put_queue_policy(
     clients: &Clients,
     queue: &QueueRef,
     policy: &serde_json::Value,
@@ -1206,6 +848,6 @@ async fn put_queue_policy(
     Ok(())
 }
 
-fn short(arn: &str) -> &str {
+pub(super) fn short(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
 }
