@@ -7,7 +7,8 @@
 #   CHROMIUM_VERSION   the Debian package version (default below; bump it here, on purpose,
 #                      to one `apt-cache policy chromium` offers)
 #   CHROMIUM_ROOT      install root (default $HARNESS_CACHE_DIR/tools/chromium-VERSION,
-#                      HARNESS_CACHE_DIR defaulting to ~/.cache/autobackup-harness)
+#                      HARNESS_CACHE_DIR defaulting to ~/.cache/autobackup-harness); it is
+#                      replaced (rm -rf), so it must lie inside that cache
 #
 # Nothing is installed system-wide: the packages (chromium, chromium-common,
 # chromium-driver, and the shared libraries they need that this machine lacks, as apt
@@ -24,6 +25,19 @@ bin="$root/bin"
 if [[ -x "$bin/chromium" && -x "$bin/chromedriver" && -f "$root/.installed" ]]; then
     echo "$bin"
     exit 0
+fi
+# The root (CHROMIUM_ROOT may come from the environment) is removed with `rm -rf` below: it
+# must lie strictly inside the harness cache, with symlinks and `..` resolved, and neither
+# it nor the cache may be /, empty or $HOME.
+real() { realpath -m -- "$1" 2>/dev/null; }
+real_cache=$(real "$cache") || real_cache=
+real_root=$(real "$root") || real_root=
+real_home=$(real "${HOME:-/}") || real_home=/
+if [[ -z $real_cache || $real_cache == / || $real_cache == "$real_home" ||
+      -z $real_root || $real_root == / || $real_root == "$real_home" ||
+      $real_root != "$real_cache"/* ]]; then
+    echo "install-chromium: refusing install root '$root': not inside the harness cache '$cache' (HARNESS_CACHE_DIR), or that cache is /, empty or \$HOME" >&2
+    exit 2
 fi
 for tool in apt-get apt-cache dpkg-deb; do
     command -v "$tool" >/dev/null || { echo "install-chromium: needs $tool (a Debian system)" >&2; exit 2; }

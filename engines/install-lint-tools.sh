@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the lint tools `make lint` runs on the GitHub workflows (actionlint, and the
-# shellcheck it runs on every `run:` step) from the hashed lock engines/lint-requirements.lock
+# ShellCheck it runs on every `run:` step) from the hashed lock engines/lint-requirements.lock
 # (`pip install --require-hashes`, wheels only) into a venv in the harness cache, and prints
 # the venv's bin directory. A no-op (prints the path only) when that lock is installed.
 #
@@ -25,6 +25,8 @@ fi
 python="${HARNESS_PYTHON:-python3}"
 echo "installing actionlint and shellcheck from $lock into $venv" >&2
 start=$(date +%s)
+# -m 700 is meant for the cache itself only, not for its parents (e.g. ~/.cache).
+# shellcheck disable=SC2174
 mkdir -p -m 700 "$cache"
 mkdir -p "$cache/tools"
 rm -rf "$venv"
