@@ -3,6 +3,11 @@
 //! verdict and totals, a table per engine (scenario, status, time), each case that did not
 //! pass with its problems and its snapshot diff in a collapsed ```` ```diff ```` block, and
 //! the posture checks that failed.
+//!
+//! Names, descriptions, problems and check details come from scenario files and engine
+//! answers, so none of them is emitted raw: text is escaped ([`text`]) and identifiers go
+//! into code spans whose fence is longer than any backtick run in them ([`code`]), so no
+//! link, image, HTML tag or stray table column can be injected into the step summary.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -64,8 +69,8 @@ pub fn render(run: &GateRun) -> String {
         for c in cases {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} |",
-                cell(&c.scenario),
+                "| {} | {} | {} |",
+                code_cell(&c.scenario),
                 status(c.status),
                 duration(c.time)
             );
@@ -83,16 +88,16 @@ pub fn render(run: &GateRun) -> String {
         for c in red {
             let _ = writeln!(
                 out,
-                "#### `{}` on {}: {}\n",
-                c.scenario,
+                "#### {} on {}: {}\n",
+                code(&c.scenario),
                 c.engine,
                 status(c.status)
             );
             if !c.description.is_empty() {
-                let _ = writeln!(out, "_{}_\n", c.description.trim());
+                let _ = writeln!(out, "_{}_\n", text(&c.description));
             }
             for p in &c.problems {
-                let _ = writeln!(out, "- {}", one_line(p));
+                let _ = writeln!(out, "- {}", text(p));
             }
             out.push('\n');
             if let Some(d) = &c.diff {
@@ -116,12 +121,12 @@ pub fn render(run: &GateRun) -> String {
         for c in failed {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | `{}` | `{}` | {} |",
+                "| {} | {} | {} | {} | {} |",
                 c.engine,
-                cell(&c.id),
-                cell(&c.resource),
-                cell(&c.setting),
-                cell(&c.detail)
+                code_cell(&c.id),
+                code_cell(&c.resource),
+                code_cell(&c.setting),
+                text(&c.detail)
             );
         }
         out.push('\n');
@@ -151,9 +156,39 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// A table cell: no line breaks, pipes escaped.
-fn cell(s: &str) -> String {
-    one_line(s).replace('|', "\\|")
+/// Text on one line with every Markdown special escaped, fit for a paragraph, a list item
+/// or a table cell: `\` first, then `` ` * _ [ ] < > | `` (a `\|` also keeps a table's
+/// columns, GFM splits cells on unescaped pipes only).
+fn text(s: &str) -> String {
+    let mut out = String::new();
+    for ch in one_line(s).chars() {
+        if matches!(ch, '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `s` on one line as a code span: its fence is longer than any run of backticks in it (so
+/// it cannot close early), padded with a space when `s` starts or ends with a backtick.
+/// Markdown inside a code span is not interpreted, so nothing else is escaped.
+fn code(s: &str) -> String {
+    let s = one_line(s);
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// [`code`] for a table cell: pipes escaped, even in the span (GFM splits the row on
+/// unescaped pipes before it parses the spans, and drops the backslash of a `\|`).
+fn code_cell(s: &str) -> String {
+    code(s).replace('|', "\\|")
 }
 
 fn one_line(s: &str) -> String {
@@ -283,5 +318,139 @@ mod tests {
     fn a_diff_with_backticks_gets_a_longer_fence() {
         assert_eq!(fence_for("plain"), "```");
         assert_eq!(fence_for("a ```` b"), "`````");
+    }
+
+    /// `md` with every code span replaced by `CODE` (CommonMark: a backtick run that is not
+    /// backslash-escaped opens a span that the next run of the same length closes).
+    fn without_code_spans(md: &str) -> String {
+        let b = md.as_bytes();
+        let run = |i: usize| b[i..].iter().take_while(|&&c| c == b'`').count();
+        let (mut out, mut i) = (String::new(), 0);
+        while i < b.len() {
+            if b[i] == b'\\' {
+                let escaped = md[i + 1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&md[i..i + 1 + escaped]);
+                i += 1 + escaped;
+                continue;
+            }
+            if b[i] != b'`' {
+                let next = md[i..].find(['\\', '`']).map_or(b.len(), |n| i + n);
+                out.push_str(&md[i..next]);
+                i = next;
+                continue;
+            }
+            let n = run(i);
+            let mut j = i + n;
+            let close = loop {
+                match md[j..].find('`') {
+                    None => break None,
+                    Some(k) if run(j + k) == n => break Some(j + k),
+                    Some(k) => j += k + run(j + k),
+                }
+            };
+            match close {
+                Some(c) => {
+                    out.push_str("CODE");
+                    i = c + n;
+                }
+                None => {
+                    out.push_str(&md[i..i + n]);
+                    i += n;
+                }
+            }
+        }
+        out
+    }
+
+    /// The pipes of a table row that split cells (GFM: not backslash-escaped).
+    fn columns(row: &str) -> usize {
+        let mut escaped = false;
+        let mut pipes = 0;
+        for ch in row.chars() {
+            if ch == '|' && !escaped {
+                pipes += 1;
+            }
+            escaped = ch == '\\' && !escaped;
+        }
+        pipes - 1
+    }
+
+    #[test]
+    fn hostile_names_descriptions_and_problems_are_escaped() {
+        let mut bad = case(
+            "a`<img src=x>",
+            EngineKind::Ministack,
+            CaseStatus::Failed,
+            2,
+        );
+        bad.description = "a | b <img src=y> *bold* _it_ [link](https://x.test) c:\\".into();
+        bad.problems = vec!["![badge](https://x.test/b.svg) <script>x</script>\n| a | b |".into()];
+        bad.diff = None;
+        let mut k = check(EngineKind::Ministack, "id|2", "r``<b>", "s", false);
+        k.detail = "<img src=z> | [x](https://x.test)".into();
+        let run = GateRun {
+            cases: vec![bad],
+            checks: vec![k],
+            shard: None,
+            wall: Duration::from_secs(3),
+        };
+        let md = render(&run);
+
+        // Outside code spans, every `<`, `[` and `]` is escaped: no tag, link or image.
+        let prose = without_code_spans(&md);
+        for special in ["<", "[", "]"] {
+            let unescaped = prose.replace(&format!("\\{special}"), "");
+            assert!(!unescaped.contains(special), "raw {special} in:\n{md}");
+        }
+        assert!(!prose.replace("\\<", "").contains("<img"), "{md}");
+        // The name is one code span, in the table and in the heading, and nothing escapes it.
+        assert!(
+            md.contains("| ``a`<img src=x>`` | ❌ FAIL | 2.4 s |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("#### ``a`<img src=x>`` on ministack: ❌ FAIL\n"),
+            "{md}"
+        );
+        assert!(prose.contains("\n| CODE | ❌ FAIL | 2.4 s |\n"), "{prose}");
+        assert!(
+            prose.contains("\n#### CODE on ministack: ❌ FAIL\n"),
+            "{prose}"
+        );
+        // The description and the problem: escaped, on one line each.
+        assert!(
+            md.contains(
+                "_a \\| b \\<img src=y\\> \\*bold\\* \\_it\\_ \\[link\\](https://x.test) c:\\\\_\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- !\\[badge\\](https://x.test/b.svg) \\<script\\>x\\</script\\> \\| a \\| b \\|\n"
+            ),
+            "{md}"
+        );
+        // Pipes do not add columns: 3 in the scenario table, 5 in the posture table.
+        let row = |start: &str| {
+            md.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(columns(&row("| ``a`")), 3, "{md}");
+        assert_eq!(columns(&row("| ministack |")), 5, "{md}");
+        assert!(
+            md.contains("| ministack | `id\\|2` | ```r``<b>``` | `s` | \\<img src=z\\> \\| \\[x\\](https://x.test) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_code_span_outlasts_the_backticks_in_it() {
+        assert_eq!(code("plain"), "`plain`");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("`x``"), "``` `x`` ```");
+        assert_eq!(code_cell("a|b"), "`a\\|b`");
+        assert_eq!(text("a\\b*c"), "a\\\\b\\*c");
     }
 }
