@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers workflow-pins fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -127,6 +127,7 @@ lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fu
 	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory layers
+	$(MAKE) --no-print-directory workflow-pins
 
 layers: ## The import rule: no circle in any crate, every import as the README's layer map says (tools/layers)
 	$(CARGO) test -q -p layers --test workspace
@@ -137,6 +138,9 @@ actionlint: ## actionlint over .github/workflows/, shellcheck on every run step
 	@bin=$$(bash engines/install-lint-tools.sh) && \
 	"$$bin/actionlint" -shellcheck "$$bin/shellcheck" -pyflakes= && \
 	echo "actionlint: .github/workflows/ clean"
+
+workflow-pins: ## the workflows' supply-chain rules (harness/tests/workflow_pins.rs): actions pinned by commit SHA with a tag comment, checkouts without a persisted token
+	$(CARGO) test -q -p harness --test workflow_pins
 
 gate: ## The CI pre-deploy gate on both engines: junit.xml, summary.md, report.html in target/gate/
 	$(HARNESS) gate
