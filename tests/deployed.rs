@@ -60,7 +60,10 @@ fn ministack() -> &'static Engine {
         runtime()
             .block_on(probe::start(
                 EngineKind::Ministack,
-                &StartOptions::default(),
+                &StartOptions {
+                    lambda: true,
+                    ..StartOptions::default()
+                },
             ))
             .expect("MiniStack starts")
     })

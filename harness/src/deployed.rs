@@ -78,7 +78,12 @@ pub fn check_kind(kind: EngineKind) -> Result<(), DeployError> {
 /// Refuses an engine that cannot run deployed functions (by what it was identified as).
 pub fn check_engine(engine: &Engine) -> Result<(), DeployError> {
     match engine.flavor {
-        Flavor::Ministack => Ok(()),
+        Flavor::Ministack if engine.lambda => Ok(()),
+        Flavor::Ministack => Err(DeployError::Unsupported {
+            engine: engine.kind.to_string(),
+            why: "this MiniStack was started without its Lambda service (the harness turns it on only for --functions deployed, since any local client could run code through it as you): let the command start its own, or start it with `engine up --lambda`",
+            supported: SUPPORTED_ENGINES,
+        }),
         Flavor::Localstack => Err(DeployError::Unsupported {
             engine: engine.kind.to_string(),
             why: LOCALSTACK_WHY,

@@ -77,13 +77,28 @@ impl Drop for Driver {
     }
 }
 
+/// ChromeDriver runs whatever binary a session names, so it must not be a door for other
+/// local clients (security review 2, M1): it serves only under a random URL base (a client
+/// without it gets 404, as `the_driver_answers_only_under_its_secret_base` checks), admits
+/// no remote address and no web page (`--allowed-ips=`, no `--allowed-origins`, so any
+/// request with an `Origin` is refused), and lives only for this test. The base is in its
+/// argv, which other users can read in `/proc` unless it is mounted `hidepid`: a residual
+/// risk of the browser test only, which runs on CI and developer machines.
 fn start_driver(b: &Browser) -> Driver {
+    use rand::Rng as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
+    let secret: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let child = Command::new(&b.chromedriver)
         .arg(format!("--port={port}"))
+        .arg(format!("--url-base=/{secret}"))
+        .arg("--allowed-ips=")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -95,8 +110,40 @@ fn start_driver(b: &Browser) -> Driver {
     }
     Driver {
         child,
-        url: format!("http://127.0.0.1:{port}"),
+        url: format!("http://127.0.0.1:{port}/{secret}"),
     }
+}
+
+/// A client that does not know the driver's base finds nothing to drive.
+async fn the_driver_answers_only_under_its_secret_base(driver: &Driver) {
+    let (root, _) = driver.url.rsplit_once('/').expect("a base");
+    let http = reqwest::Client::new();
+    let ours = http.get(format!("{}/status", driver.url)).send().await;
+    assert!(
+        ours.is_ok_and(|r| r.status().is_success()),
+        "the driver answers under its base"
+    );
+    let guessed = http
+        .post(format!("{root}/session"))
+        .body("{}")
+        .send()
+        .await
+        .expect("the driver answers");
+    assert!(
+        !guessed.status().is_success(),
+        "a session without the base was accepted: {}",
+        guessed.status()
+    );
+    let from_a_page = http
+        .get(format!("{}/status", driver.url))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("the driver answers");
+    assert!(
+        !from_a_page.status().is_success(),
+        "a request from a web page's origin was served"
+    );
 }
 
 async fn open_browser(b: &Browser, driver: &Driver, profile: &Path) -> Client {
@@ -231,6 +278,7 @@ async fn a_real_report_shows_each_version_the_failed_case_and_its_diff() {
     assert!(output.contains("FAIL happy-path"), "{output}");
 
     let driver = start_driver(&browser);
+    the_driver_answers_only_under_its_secret_base(&driver).await;
     let profile = tempfile::tempdir().unwrap();
     let client = open_browser(&browser, &driver, profile.path()).await;
     client

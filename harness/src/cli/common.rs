@@ -29,14 +29,16 @@ pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::E
 }
 
 /// Starts `kind` for a command that plays on it, with the engine's install and start
-/// progress on stderr.
+/// progress on stderr; its Lambda service only for deployed functions.
 pub async fn start_engine(
     kind: EngineKind,
+    functions: crate::deployed::FunctionsMode,
 ) -> Result<crate::engine::Engine, crate::engine::EngineError> {
     crate::probe::start(
         kind,
         &crate::engine::StartOptions {
             verbose: true,
+            lambda: functions == crate::deployed::FunctionsMode::Deployed,
             ..Default::default()
         },
     )

@@ -8,7 +8,7 @@ use crate::probe;
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
     /// Install (first run) and start the engine in the background on a free loopback port.
-    Up,
+    Up(UpArgs),
     /// Stop the engine started by `engine up`.
     Down,
     /// Show whether the engine runs, where, and whether it is healthy.
@@ -16,6 +16,15 @@ pub enum EngineCommand {
     /// Measure what the engine does (events, keys, replication, checksums, ...) by
     /// provisioning the topology on it; exit 2 naming the first call it cannot serve.
     Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Turn on the engine's own Lambda service (MiniStack), for `--functions deployed`
+    /// runs that attach to it. Off by default: MiniStack runs any local client's
+    /// `provided.*` function as you.
+    #[arg(long)]
+    pub lambda: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,16 +65,20 @@ impl EngineCommand {
                 }
                 Ok(0)
             }
-            EngineCommand::Up => {
+            EngineCommand::Up(a) => {
                 if let Some(e) = state::attach(kind).await {
-                    println!("{kind} already running at {} ({})", e.endpoint, e.how);
-                    return Ok(0);
+                    if e.lambda || !a.lambda {
+                        println!("{kind} already running at {} ({})", e.endpoint, e.how);
+                        return Ok(0);
+                    }
+                    anyhow::bail!("{kind} already runs at {} without its Lambda service: stop it (`harness --engine {kind} engine down`) and start it again with --lambda", e.endpoint);
                 }
                 let e = probe::start(
                     kind,
                     &StartOptions {
                         verbose: true,
                         detached: true,
+                        lambda: a.lambda,
                         ..StartOptions::default()
                     },
                 )
@@ -78,6 +91,7 @@ impl EngineCommand {
                     endpoint: e.endpoint.clone(),
                     pid,
                     log: e.log.clone(),
+                    lambda: e.lambda,
                 })?;
                 println!("{kind} running at {} ({})", e.endpoint, e.how);
                 if let Some(t) = e.install_time {

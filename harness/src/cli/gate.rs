@@ -221,16 +221,19 @@ impl GateArgs {
                 continue;
             }
             let t = Instant::now();
-            let engine = match super::common::start_engine(kind).await {
-                Ok(e) => e,
-                Err(source) => {
-                    fatal = Some(GateError::Engine {
-                        engine: kind.name(),
-                        source,
-                    });
-                    break;
-                }
-            };
+            let engine =
+                match super::common::start_engine(kind, crate::deployed::FunctionsMode::InProcess)
+                    .await
+                {
+                    Ok(e) => e,
+                    Err(source) => {
+                        fatal = Some(GateError::Engine {
+                            engine: kind.name(),
+                            source,
+                        });
+                        break;
+                    }
+                };
             println!("{}", super::common::engine_ready_line(&engine, t.elapsed()));
             if posture {
                 let t = Instant::now();

@@ -167,7 +167,8 @@ impl InvokeArgs {
             .profile(&self.profile)
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("unknown profile {:?}", self.profile))?;
-        let engine = super::common::start_engine(kind).await?;
+        let engine =
+            super::common::start_engine(kind, crate::deployed::FunctionsMode::Deployed).await?;
         let out = invoke_on(&engine, &spec, timing, self.function, &text).await?;
         println!("function: {}", out.function);
         println!("status: {}", out.invoked.status);

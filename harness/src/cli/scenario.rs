@@ -161,7 +161,7 @@ impl RunArgs {
         }
         eprintln!("harness: starting {kind} ...");
         let started = Instant::now();
-        let engine = super::common::start_engine(kind).await?;
+        let engine = super::common::start_engine(kind, self.functions).await?;
         println!(
             "{}",
             super::common::engine_ready_line(&engine, started.elapsed())

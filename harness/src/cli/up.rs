@@ -70,7 +70,8 @@ impl UpArgs {
             );
         };
         eprintln!("harness: starting {kind} ...");
-        let engine = super::common::start_engine(kind).await?;
+        let engine =
+            super::common::start_engine(kind, crate::deployed::FunctionsMode::InProcess).await?;
         let caps = engine.capabilities();
         let clients = engine
             .clients(&spec.primary_region, &spec.replica_region)

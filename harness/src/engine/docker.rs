@@ -161,6 +161,7 @@ pub async fn start_localstack() -> Result<super::Engine, crate::engine::EngineEr
         start_time: started.elapsed(),
         log: None,
         probed: None,
+        lambda: false,
         _guard: super::EngineGuard::Container(Box::new(container)),
     })
 }

@@ -22,6 +22,10 @@ pub struct Engine {
     /// Capabilities measured by the probe (`probe::start`) (an unknown emulator's), used instead of the
     /// flavor's.
     pub probed: Option<Capabilities>,
+    /// Whether the engine's own Lambda service is on. MiniStack runs `provided.*` functions
+    /// as local processes of this user, so any local client could run code through it: the
+    /// harness turns it on only for `--functions deployed` ([`StartOptions::lambda`]).
+    pub lambda: bool,
     pub(super) _guard: EngineGuard,
 }
 
@@ -103,6 +107,7 @@ impl Engine {
             start_time: Duration::ZERO,
             log: None,
             probed: None,
+            lambda: false,
             _guard: EngineGuard::None,
         }
     }
@@ -125,4 +130,8 @@ pub struct StartOptions {
     pub skip_probe: bool,
     /// Start a new engine even when `harness engine up` runs one (tests that stop it).
     pub fresh: bool,
+    /// Turn on the engine's own Lambda service and its logs (MiniStack; for
+    /// `--functions deployed`). Off otherwise: a MiniStack Lambda runs any local client's
+    /// `provided.*` bootstrap as this user. A running engine without it is not attached to.
+    pub lambda: bool,
 }

@@ -55,8 +55,11 @@ pub async fn start(kind: EngineKind, opts: &StartOptions) -> Result<Engine, Engi
         }
         EngineKind::Localstack | EngineKind::Ministack => {
             if !opts.fresh {
+                // One started without its Lambda service cannot serve deployed functions.
                 if let Some(attached) = state::attach(kind).await {
-                    return Ok(attached);
+                    if attached.lambda || !opts.lambda {
+                        return Ok(attached);
+                    }
                 }
             }
             if kind == EngineKind::Localstack && !opts.detached && docker::available().await {
@@ -93,6 +96,8 @@ async fn start_external(endpoint: String, started: Instant) -> Result<Engine, En
         start_time: started.elapsed(),
         log: None,
         probed: None,
+        // Not the harness's to turn on or off: what answers there decides.
+        lambda: true,
         _guard: EngineGuard::None,
     };
     Ok(engine)

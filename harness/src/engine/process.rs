@@ -207,7 +207,8 @@ async fn spawn_and_wait(
         }
         EngineKind::Ministack => {
             cmd.env("GATEWAY_PORT", port.to_string())
-                .env("BIND_HOST", "127.0.0.1");
+                .env("BIND_HOST", "127.0.0.1")
+                .env("SERVICES", ministack_services(opts.lambda));
         }
         EngineKind::External => unreachable!(),
     }
@@ -300,8 +301,20 @@ async fn spawn_and_wait(
         start_time: started.elapsed(),
         log: Some(log_path),
         probed: None,
+        lambda: opts.lambda && kind == EngineKind::Ministack,
         _guard: guard,
     })
+}
+
+/// The services a MiniStack serves (its `SERVICES` filter): what the topology and the
+/// in-process functions use, and its Lambda service and logs only when asked for. MiniStack
+/// answers 400 to any other service.
+pub fn ministack_services(lambda: bool) -> String {
+    let mut services = vec!["s3", "sqs", "sns", "events", "kms", "iam", "sts"];
+    if lambda {
+        services.extend(["lambda", "logs"]);
+    }
+    services.join(",")
 }
 
 /// The log path of a run directory (for `engine status`).

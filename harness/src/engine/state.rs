@@ -15,6 +15,9 @@ pub struct EngineState {
     pub endpoint: String,
     pub pid: u32,
     pub log: Option<PathBuf>,
+    /// Started with its Lambda service on (`engine up --lambda`).
+    #[serde(default)]
+    pub lambda: bool,
 }
 
 pub fn path(kind: EngineKind) -> PathBuf {
@@ -70,6 +73,7 @@ pub async fn attach(kind: EngineKind) -> Option<Engine> {
         start_time: Duration::ZERO,
         log: st.log,
         probed: None,
+        lambda: st.lambda,
         _guard: EngineGuard::None,
     })
 }

@@ -51,11 +51,39 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// Shared state of the proxy.
 pub struct ProxyState {
     upstream: String,
+    /// The `Host` a client of this proxy sends (`127.0.0.1:<port>`, or `localhost:<port>`).
+    port: u16,
+    limits: Limits,
     http: reqwest::Client,
     replicator: Mutex<Option<Arc<Replicator>>>,
     faults: Faults,
     checksums: Arc<DefaultChecksums>,
     stats: LayerStats,
+}
+
+/// The proxy's own bounds: a stalled or slow client or upstream never holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A client must send its request head within this (slow clients, idle connections).
+    pub header_read: std::time::Duration,
+    /// Connecting to the engine.
+    pub upstream_connect: std::time::Duration,
+    /// The longest silence while reading the engine's answer (long polls wait 20 s).
+    pub upstream_read: std::time::Duration,
+    /// The largest query-protocol body (SQS, SNS) read whole while a fault is armed (to
+    /// find its `Action`); larger ones get 413. SQS and SNS take at most 1 MiB and 256 KiB.
+    pub query_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read: std::time::Duration::from_secs(30),
+            upstream_connect: std::time::Duration::from_secs(5),
+            upstream_read: std::time::Duration::from_secs(120),
+            query_body: 8 * 1024 * 1024,
+        }
+    }
 }
 
 /// What the layer itself costs: requests served, and the time spent in the layer on each
@@ -110,13 +138,27 @@ impl GapProxy {
         upstream: &str,
         checksums: DefaultChecksums,
     ) -> std::io::Result<GapProxy> {
+        Self::start_limited(upstream, checksums, Limits::default()).await
+    }
+
+    /// [`GapProxy::start_with`] within `limits`.
+    pub async fn start_limited(
+        upstream: &str,
+        checksums: DefaultChecksums,
+        limits: Limits,
+    ) -> std::io::Result<GapProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
+        let port = listener.local_addr()?.port();
+        let endpoint = format!("http://127.0.0.1:{port}");
         let state = Arc::new(ProxyState {
             upstream: upstream.trim_end_matches('/').to_string(),
+            port,
+            limits,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(32)
                 .tcp_nodelay(true)
+                .connect_timeout(limits.upstream_connect)
+                .read_timeout(limits.upstream_read)
                 .build()
                 .map_err(std::io::Error::other)?,
             replicator: Mutex::new(None),
@@ -126,17 +168,30 @@ impl GapProxy {
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
+            let mut backoff = AcceptBackoff::default();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => {
+                        backoff.reset();
+                        stream
+                    }
+                    // Out of descriptors (EMFILE) or a transient error: wait before the next
+                    // accept instead of spinning on the same error.
+                    Err(_) => {
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
                 };
                 // Small request/response pairs (SQS, HEAD) would otherwise wait on Nagle's
                 // algorithm against the client's delayed ACKs (~40 ms a round trip).
                 let _ = stream.set_nodelay(true);
                 let st = st.clone();
                 tokio::spawn(async move {
+                    let header_read = st.limits.header_read;
                     let service = hyper::service::service_fn(move |req| handle(req, st.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_read)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -209,10 +264,53 @@ pub fn writes_a_version(method: &hyper::Method, target: &S3Target) -> bool {
 #[error("connection reset (fault injected by the harness fidelity layer)")]
 pub struct InjectedReset;
 
+/// The wait before the next `accept()` after a failed one: 10 ms doubling to 1 s.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    fn next(&mut self) -> std::time::Duration {
+        let wait = std::time::Duration::from_millis(10 << self.failures.min(7));
+        self.failures = self.failures.saturating_add(1);
+        wait.min(std::time::Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Whether a request's `Host` names this proxy: a web page that rebinds a name of its own
+/// to 127.0.0.1 sends that name, and is refused (clients here use the endpoint as given).
+fn host_is_ours(host: Option<&str>, port: u16) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    [format!("127.0.0.1:{port}"), format!("localhost:{port}")]
+        .iter()
+        .any(|ours| host.eq_ignore_ascii_case(ours))
+}
+
 async fn handle(
     req: Request<Incoming>,
     st: Arc<ProxyState>,
 ) -> Result<Response<Body>, InjectedReset> {
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host_is_ours(host, st.port) {
+        return Ok(Response::builder()
+            .status(403)
+            .body(full(format!(
+                "fidelity layer: Host {:?} is not this proxy (127.0.0.1:{})",
+                host.unwrap_or(""),
+                st.port
+            )))
+            .expect("valid response"));
+    }
     match forward(req, &st).await {
         Ok(r) => Ok(r),
         Err(Forward::Reset) => Err(InjectedReset),
@@ -665,11 +763,24 @@ async fn inject(
             let Source::Stream(body) = source else {
                 unreachable!("the body is still streaming here")
             };
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| Forward::Failed(e.to_string()))?
-                .to_bytes();
+            let limit = st.limits.query_body;
+            let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Ok((
+                        Some(
+                            Response::builder()
+                                .status(413)
+                                .body(full(format!(
+                                    "fidelity layer: a {service:?} request body over {limit} bytes while a fault is armed"
+                                )))
+                                .expect("valid response"),
+                        ),
+                        Source::Read(Bytes::new()),
+                    ))
+                }
+                Err(e) => return Err(Forward::Failed(e.to_string())),
+            };
             let op = faults::query_action(&bytes).unwrap_or_default();
             source = Source::Read(bytes);
             (op, None)
@@ -703,6 +814,178 @@ async fn inject(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proxy in front of an upstream that accepts connections and never answers.
+    async fn silent_upstream() -> (String, tokio::task::JoinHandle<()>) {
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        (url, task)
+    }
+
+    fn quick() -> Limits {
+        Limits {
+            header_read: std::time::Duration::from_millis(300),
+            upstream_connect: std::time::Duration::from_millis(300),
+            upstream_read: std::time::Duration::from_millis(300),
+            query_body: 1024,
+        }
+    }
+
+    /// Security review 2, M1/L2: a request naming another host (a rebound DNS name, a web
+    /// page's form post) is refused; the proxy's own address passes on upstream.
+    #[tokio::test]
+    async fn a_foreign_host_is_refused() {
+        let p = GapProxy::start_limited("http://127.0.0.1:9", DefaultChecksums::default(), quick())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let foreign = http
+            .post(format!("{}/", p.endpoint))
+            .header(hyper::header::HOST, "evil.example")
+            .body("Action=ListQueues")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), 403);
+        let rebound = http
+            .get(format!("{}/", p.endpoint))
+            .header(
+                hyper::header::HOST,
+                format!("attacker.example:{}", p.state.port),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rebound.status(), 403);
+        // Our own Host goes upstream (which is not there: 502 from the layer, not 403).
+        let ours = http.get(format!("{}/", p.endpoint)).send().await.unwrap();
+        assert_eq!(ours.status(), 502);
+        let local = http
+            .get(format!("{}/", p.endpoint))
+            .header(hyper::header::HOST, format!("localhost:{}", p.state.port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(local.status(), 502);
+    }
+
+    /// Finding 8 (partial) and L2: an engine that accepts and never answers does not hold a
+    /// request longer than the upstream read timeout.
+    #[tokio::test]
+    async fn a_silent_upstream_is_cut_by_the_read_timeout() {
+        let (upstream, _task) = silent_upstream().await;
+        let p = GapProxy::start_limited(&upstream, DefaultChecksums::default(), quick())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let r = reqwest::Client::new()
+            .get(format!("{}/b/k", p.endpoint))
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the layer answers");
+        assert_eq!(r.status(), 502);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the layer waited {:?} on a silent engine",
+            started.elapsed()
+        );
+    }
+
+    /// L2: a client that never finishes its request head is dropped after the header read
+    /// timeout, and the proxy keeps serving others.
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_head_is_dropped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let p = GapProxy::start_limited("http://127.0.0.1:9", DefaultChecksums::default(), quick())
+            .await
+            .unwrap();
+        let mut idle = Vec::new();
+        for _ in 0..50 {
+            idle.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", p.state.port))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", p.state.port))
+            .await
+            .unwrap();
+        slow.write_all(
+            format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", p.state.port).as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        // Without a header read timeout this read waits forever.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            slow.read_to_end(&mut buf),
+        )
+        .await
+        .expect("the proxy closes a connection whose head never ends")
+        .ok();
+        // Others are still served.
+        let r = reqwest::Client::new()
+            .get(format!("{}/", p.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502);
+        drop(idle);
+    }
+
+    /// Finding 17 (partial) and L2: with a fault armed, a query-protocol body is read whole
+    /// to find its `Action`, but never past the limit: a larger one gets 413.
+    #[tokio::test]
+    async fn an_armed_fault_refuses_an_oversized_query_body() {
+        let p = GapProxy::start_limited("http://127.0.0.1:9", DefaultChecksums::default(), quick())
+            .await
+            .unwrap();
+        let spec: FaultSpec = serde_json::from_value(serde_json::json!({
+            "service": "sqs", "operation": "SendMessage", "effect": "throttle", "count": 1
+        }))
+        .unwrap();
+        p.fault(spec).await;
+        let auth = "AWS4-HMAC-SHA256 Credential=test/20261207/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=abc";
+        let send = |body: String| {
+            reqwest::Client::new()
+                .post(format!("{}/", p.endpoint))
+                .header("authorization", auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        let big = send(format!(
+            "Action=SendMessage&MessageBody={}",
+            "x".repeat(4096)
+        ))
+        .await
+        .unwrap();
+        assert_eq!(big.status(), 413);
+        // A small one is read and matched: the armed throttle answers it.
+        let small = send("Action=SendMessage&MessageBody=x".into())
+            .await
+            .unwrap();
+        assert_eq!(small.status(), 400, "{:?}", small.text().await);
+    }
+
+    #[test]
+    fn failed_accepts_back_off_to_a_second_and_reset() {
+        let mut b = AcceptBackoff::default();
+        let waits: Vec<_> = (0..10).map(|_| b.next()).collect();
+        assert_eq!(waits[0], std::time::Duration::from_millis(10));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(waits[9], std::time::Duration::from_secs(1));
+        b.reset();
+        assert_eq!(b.next(), std::time::Duration::from_millis(10));
+    }
 
     /// Finding 17: the writes that make a version trigger discovery of their key (no full
     /// re-list); part uploads, tagging and reads do not.

@@ -1,0 +1,76 @@
+//! End to end: a MiniStack the harness starts serves only what the topology and the
+//! in-process functions use. Its Lambda service (which runs any client's `provided.*`
+//! bootstrap as a local process of this user) is on only when `--functions deployed` asks
+//! for it (security review 2, M1).
+
+#![cfg(feature = "e2e")]
+
+use harness::engine::{EngineKind, StartOptions};
+use harness::probe;
+
+async fn list_functions(engine: &harness::engine::Engine) -> Result<usize, String> {
+    let clients = engine.clients("us-east-1", "us-west-2").await;
+    let lambda = aws_sdk_lambda::Client::new(&clients.sdk);
+    lambda
+        .list_functions()
+        .send()
+        .await
+        .map(|r| r.functions().len())
+        .map_err(harness::errors::sdk)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ministack_runs_no_lambda_unless_deployed_functions_ask_for_it() {
+    let plain = probe::start(
+        EngineKind::Ministack,
+        &StartOptions {
+            fresh: true,
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .expect("MiniStack starts");
+    assert!(!plain.lambda);
+    let refused = list_functions(&plain).await;
+    assert!(
+        refused.is_err(),
+        "a MiniStack started for in-process functions answered lambda:ListFunctions: {refused:?}"
+    );
+    // The services the topology needs still answer.
+    let clients = plain.clients("us-east-1", "us-west-2").await;
+    clients
+        .sqs
+        .list_queues()
+        .send()
+        .await
+        .expect("SQS is served");
+    let deploy = harness::deployed::check_engine(&plain).expect_err("deployed mode is refused");
+    assert!(deploy.to_string().contains("--lambda"), "{deploy}");
+    plain.stop();
+
+    let with_lambda = probe::start(
+        EngineKind::Ministack,
+        &StartOptions {
+            fresh: true,
+            lambda: true,
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .expect("MiniStack starts with Lambda");
+    assert!(with_lambda.lambda);
+    assert_eq!(list_functions(&with_lambda).await, Ok(0));
+    harness::deployed::check_engine(&with_lambda).expect("deployed mode is allowed");
+}
+
+#[test]
+fn the_services_filter_adds_lambda_only_when_asked() {
+    let plain = harness::engine::process::ministack_services(false);
+    assert!(!plain.split(',').any(|s| s == "lambda"), "{plain}");
+    for needed in ["s3", "sqs", "sns", "events", "kms", "iam", "sts"] {
+        assert!(plain.split(',').any(|s| s == needed), "{needed} in {plain}");
+    }
+    let deployed = harness::engine::process::ministack_services(true);
+    assert!(deployed.split(',').any(|s| s == "lambda"), "{deployed}");
+    assert!(deployed.split(',').any(|s| s == "logs"), "{deployed}");
+}
