@@ -130,6 +130,7 @@ async fn poll_loop(
     obs: Observations,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut failures = 0u32;
     loop {
         if *stop.borrow() {
             return;
@@ -160,13 +161,17 @@ async fn poll_loop(
             r = receive => r,
         };
         let mut messages = match out {
-            Ok(o) => o.messages.unwrap_or_default(),
+            Ok(o) => {
+                failures = 0;
+                o.messages.unwrap_or_default()
+            }
             Err(e) => {
                 if *stop.borrow() {
                     return;
                 }
                 tracing::warn!(queue = %m.queue.name, error = %crate::errors::sdk(e), "receive failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(receive_retry(failures, rand::random())).await;
+                failures = failures.saturating_add(1);
                 continue;
             }
         };
@@ -324,7 +329,13 @@ async fn deliver(m: &Mapping, sqs: &aws_sdk_sqs::Client, obs: &Observations, eve
         return;
     };
     let done = done.into_iter();
-    if let Err(e) = delete_receipts(sqs, &m.queue.url, done).await {
+    let deleted = delete_receipts(sqs, &m.queue.url, done).await;
+    if let Ok(refused) = &deleted {
+        for n in refused {
+            tracing::warn!(queue = %m.queue.name, entry = %n.id, code = %n.code, message = %n.message, "a processed message was not deleted; it returns after its visibility timeout");
+        }
+    }
+    if let Err(e) = deleted {
         obs.push(Observation::BatchError {
             queue: m.role.clone(),
             error: format!("deleting processed messages failed: {e}"),
@@ -410,33 +421,89 @@ async fn invoke(
     }
 }
 
-/// Deletes messages by receipt handle, ten per `DeleteMessageBatch` call.
+/// The wait before receiving again after `failures` failed receives in a row: 500 ms
+/// doubling to 5 s, scaled by 0.5..1.5 (`jitter` in 0..1) so the mappings of several
+/// queues do not retry a struggling engine in lockstep.
+pub fn receive_retry(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1 << failures.min(4))
+        .min(Duration::from_secs(5));
+    base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
+}
+
+/// Deletes messages by receipt handle, ten per `DeleteMessageBatch` call, and answers the
+/// receipts that were not deleted. A call succeeds as a whole while entries fail one by
+/// one (SQS API Reference, `DeleteMessageBatch`: "the result of the action on each message
+/// is reported individually"): an entry that failed on the service's side
+/// (`SenderFault=false`) is retried once; one the service refuses (a stale or invalid
+/// receipt handle) is not deleted and comes back after its visibility timeout, as on AWS,
+/// and is answered so the caller can say so.
 pub async fn delete_receipts<'a>(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     receipts: impl Iterator<Item = &'a str>,
-) -> Result<(), String> {
+) -> Result<Vec<NotDeleted>, String> {
     let receipts: Vec<&str> = receipts.collect();
+    let mut not_deleted = Vec::new();
     for chunk in receipts.chunks(10) {
-        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(*r)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        sqs.delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(crate::errors::sdk)?;
+        let mut pending: Vec<(usize, &str)> = chunk.iter().copied().enumerate().collect();
+        for attempt in 0..2 {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = pending
+                .iter()
+                .filter_map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(*r)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let out = sqs
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(crate::errors::sdk)?;
+            let (retry, refused) = split_failures(out.failed(), attempt == 0);
+            not_deleted.extend(refused);
+            pending.retain(|(i, _)| retry.contains(&format!("m{i}")));
+            if pending.is_empty() {
+                break;
+            }
+        }
     }
-    Ok(())
+    Ok(not_deleted)
+}
+
+/// A receipt `DeleteMessageBatch` did not delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotDeleted {
+    pub id: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// The failed entries of one `DeleteMessageBatch` answer: the ids to send again (failed on
+/// the service's side, when `may_retry`) and the ones that stay undeleted.
+fn split_failures(
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+    may_retry: bool,
+) -> (Vec<String>, Vec<NotDeleted>) {
+    let mut retry = Vec::new();
+    let mut refused = Vec::new();
+    for f in failed {
+        if may_retry && !f.sender_fault() {
+            retry.push(f.id().to_string());
+        } else {
+            refused.push(NotDeleted {
+                id: f.id().to_string(),
+                code: f.code().to_string(),
+                message: f.message().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    (retry, refused)
 }
 
 /// Consumes the alert queue (the SNS subscription standing in for e-mail) and records each
@@ -449,6 +516,7 @@ pub fn spawn_alert_sink(
     wait_seconds: i32,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut failures = 0u32;
         loop {
             if *stop.borrow() {
                 return;
@@ -464,9 +532,11 @@ pub fn spawn_alert_sink(
                 r = receive => r,
             };
             let Ok(out) = out else {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(receive_retry(failures, rand::random())).await;
+                failures = failures.saturating_add(1);
                 continue;
             };
+            failures = 0;
             for msg in out.messages.unwrap_or_default() {
                 let body = msg.body().unwrap_or_default();
                 let n = parse_sns_envelope(body);
@@ -534,6 +604,46 @@ pub struct SnsNotification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 23 (partial): failed receives back off with jitter instead of retrying
+    /// every 500 ms in lockstep.
+    #[test]
+    fn failed_receives_back_off_with_jitter() {
+        assert_eq!(receive_retry(0, 0.5), Duration::from_millis(500));
+        assert!(receive_retry(0, 0.0) < receive_retry(0, 1.0));
+        assert_eq!(receive_retry(10, 0.5), Duration::from_secs(5));
+        assert!(receive_retry(10, 1.0) <= Duration::from_millis(7500));
+        for n in 0..8 {
+            assert!(receive_retry(n, 0.5) <= receive_retry(n + 1, 0.5));
+        }
+    }
+
+    /// Finding 23 (partial): each failed entry of a `DeleteMessageBatch` answer is read;
+    /// a service-side failure is sent again once, a refused one is answered as not deleted.
+    #[test]
+    fn failed_delete_entries_are_retried_or_reported() {
+        use aws_sdk_sqs::types::BatchResultErrorEntry;
+        let entry = |id: &str, code: &str, sender: bool| {
+            BatchResultErrorEntry::builder()
+                .id(id)
+                .code(code)
+                .sender_fault(sender)
+                .message("m")
+                .build()
+                .unwrap()
+        };
+        let failed = [
+            entry("m0", "InternalError", false),
+            entry("m3", "ReceiptHandleIsInvalid", true),
+        ];
+        let (retry, refused) = split_failures(&failed, true);
+        assert_eq!(retry, vec!["m0".to_string()]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].code, "ReceiptHandleIsInvalid");
+        let (retry, refused) = split_failures(&failed, false);
+        assert!(retry.is_empty());
+        assert_eq!(refused.len(), 2);
+    }
 
     #[test]
     fn an_invalid_batch_item_failure_fails_the_whole_batch() {

@@ -1,7 +1,8 @@
 //! End to end: a MiniStack the harness starts serves only what the topology and the
 //! in-process functions use. Its Lambda service (which runs any client's `provided.*`
 //! bootstrap as a local process of this user) is on only when `--functions deployed` asks
-//! for it (security review 2, M1).
+//! for it (security review 2, M1). On the same engine: the event source mapping reads each
+//! failed entry of a `DeleteMessageBatch` answer (finding 23).
 
 #![cfg(feature = "e2e")]
 
@@ -44,6 +45,24 @@ async fn ministack_runs_no_lambda_unless_deployed_functions_ask_for_it() {
         .send()
         .await
         .expect("SQS is served");
+    // Finding 23 (partial): a DeleteMessageBatch entry the engine refuses is answered, not
+    // dropped (the call itself succeeds).
+    let url = clients
+        .sqs
+        .create_queue()
+        .queue_name("esm-delete-check")
+        .send()
+        .await
+        .expect("a queue")
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let not_deleted =
+        harness::esm::delete_receipts(&clients.sqs, &url, ["not-a-receipt-handle"].into_iter())
+            .await
+            .expect("the call succeeds");
+    assert_eq!(not_deleted.len(), 1, "{not_deleted:?}");
+    assert_eq!(not_deleted[0].code, "ReceiptHandleIsInvalid");
     let deploy = harness::deployed::check_engine(&plain).expect_err("deployed mode is refused");
     assert!(deploy.to_string().contains("--lambda"), "{deploy}");
     plain.stop();

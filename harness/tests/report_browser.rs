@@ -79,11 +79,11 @@ impl Drop for Driver {
 
 /// ChromeDriver runs whatever binary a session names, so it must not be a door for other
 /// local clients (security review 2, M1): it serves only under a random URL base (a client
-/// without it gets 404, as `the_driver_answers_only_under_its_secret_base` checks), admits
-/// no remote address and no web page (`--allowed-ips=`, no `--allowed-origins`, so any
-/// request with an `Origin` is refused), and lives only for this test. The base is in its
-/// argv, which other users can read in `/proc` unless it is mounted `hidepid`: a residual
-/// risk of the browser test only, which runs on CI and developer machines.
+/// without it finds nothing, as `the_driver_answers_only_under_its_secret_base` checks),
+/// on loopback only (no `--allowed-ips`: given, even empty, it admits every remote
+/// address), refuses a `Host` that is not loopback (a web page on a rebound DNS name), and
+/// lives only for this test. The base is in its argv, which other users can read in
+/// `/proc` unless it is mounted `hidepid`: a residual risk of the browser test only.
 fn start_driver(b: &Browser) -> Driver {
     use rand::Rng as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -98,7 +98,6 @@ fn start_driver(b: &Browser) -> Driver {
     let child = Command::new(&b.chromedriver)
         .arg(format!("--port={port}"))
         .arg(format!("--url-base=/{secret}"))
-        .arg("--allowed-ips=")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -134,15 +133,15 @@ async fn the_driver_answers_only_under_its_secret_base(driver: &Driver) {
         "a session without the base was accepted: {}",
         guessed.status()
     );
-    let from_a_page = http
+    let rebound = http
         .get(format!("{}/status", driver.url))
-        .header("origin", "http://evil.example")
+        .header("host", "evil.example")
         .send()
         .await
         .expect("the driver answers");
     assert!(
-        !from_a_page.status().is_success(),
-        "a request from a web page's origin was served"
+        !rebound.status().is_success(),
+        "a request for a rebound DNS name was served"
     );
 }
 

@@ -479,3 +479,32 @@ async fn up_on_ministack() {
 async fn up_on_localstack() {
     up_end_to_end("localstack").await;
 }
+
+/// Finding 23 (partial): when the engine `up` started dies, `up` stops at once (exit 2,
+/// the engine's end on stderr) instead of serving "connection refused" until Ctrl-C.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_ends_when_its_engine_dies() {
+    let _one = one_up_per_engine("ministack").await;
+    let (mut child, info, json) = start_up("ministack", "fast");
+    let Some(engine_pid) = info["engine_pid"].as_u64() else {
+        println!("SKIPPED: this `up` attached to an engine it does not own");
+        stop(child);
+        return;
+    };
+    unsafe {
+        libc::kill(engine_pid as i32, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness up outlived its engine by 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(2), "{status}");
+    let _ = std::fs::remove_file(json);
+}

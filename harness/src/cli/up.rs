@@ -126,13 +126,23 @@ impl UpArgs {
         ));
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
+        // Finding 23 (partial): an engine that dies ends `up` at once, with its log, instead
+        // of a system that answers "connection refused" to every client until Ctrl-C.
+        let engine_died = tokio::select! {
+            _ = tokio::signal::ctrl_c() => None,
+            _ = term.recv() => None,
+            why = engine.watch() => Some(why),
+        };
+        if let Some(why) = &engine_died {
+            eprintln!("harness up: {why}");
         }
         println!("stopping ...");
         follower.abort();
         system.stop().await;
+        if engine_died.is_some() {
+            up::remove(kind.name());
+            return Ok(2);
+        }
         if !self.keep {
             let t = teardown(&clients, &spec, &suffix).await;
             println!("removed {} resources", t.removed.len());

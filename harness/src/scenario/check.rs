@@ -117,6 +117,22 @@ fn check_fixture_path(path: &str) -> Result<(), (String, &'static str)> {
     Ok(())
 }
 
+/// A backup's `source` stays inside the run's work directory: relative, no `..`, no root.
+fn check_work_path(path: &str) -> Result<(), (String, &'static str)> {
+    let p = std::path::Path::new(path);
+    if path.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err((
+            format!("backup source {path:?} is not a path inside the run's work directory"),
+            "use a relative name such as source = \"no-such-dir\" (or a generated tree)",
+        ));
+    }
+    Ok(())
+}
+
 const FIXTURE_FILE_HINT: &str = "name a file under fixtures/, such as objects/q3-summary.txt";
 
 /// A fixture names a file (not a directory) under `fixtures`, checked when the scenario is
@@ -126,6 +142,19 @@ pub(super) fn check_fixture_file(
     path: &str,
 ) -> Result<(), (String, &'static str)> {
     let full = fixtures.join(path);
+    // Security review 2, L6: a symlink in the tree (`objects/x -> ~/.aws/credentials`)
+    // must not make a scenario upload a file from outside `fixtures/`.
+    if let (Ok(real), Ok(root)) = (full.canonicalize(), fixtures.canonicalize()) {
+        if !real.starts_with(&root) {
+            return Err((
+                format!(
+                    "fixture {path:?} resolves outside fixtures/ (to {})",
+                    real.display()
+                ),
+                "fixtures are regular files inside fixtures/; replace the symlink by the file",
+            ));
+        }
+    }
     match std::fs::metadata(&full) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(m) if m.is_dir() => Err((
@@ -260,7 +289,10 @@ pub(super) fn check_step(step: &Step, categories: &[String]) -> Result<(), (Stri
         Step::Backup(b) => {
             check_category(&b.category, categories)?;
             match (&b.tree, &b.source) {
-                (Some(_), None) | (None, Some(_)) => Ok(()),
+                (Some(_), None) => Ok(()),
+                // Security review 2, L6: a source is a path under the run's work directory,
+                // never `/etc` or `../..` (the agent would archive what it names).
+                (None, Some(source)) => check_work_path(source),
                 _ => Err((
                     "a backup needs exactly one of `tree`, `source`".into(),
                     "e.g. backup = { tree = \"docs\", category = \"documents\" }",
@@ -378,4 +410,37 @@ pub(super) fn check_profile(
             spec.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Security review 2, L6: a symlink inside `fixtures/` that points out of it is refused
+    /// at load time; a regular file (and a link within the tree) passes.
+    #[test]
+    fn a_fixture_symlink_out_of_the_tree_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let fixtures = root.path().join("fixtures");
+        std::fs::create_dir_all(fixtures.join("objects")).unwrap();
+        let secret = root.path().join("credentials");
+        std::fs::write(&secret, "aws_secret_access_key = x").unwrap();
+        std::fs::write(fixtures.join("objects/plain.txt"), "ok").unwrap();
+        std::os::unix::fs::symlink(&secret, fixtures.join("objects/x")).unwrap();
+        std::os::unix::fs::symlink("plain.txt", fixtures.join("objects/inside")).unwrap();
+
+        assert!(check_fixture_file(&fixtures, "objects/plain.txt").is_ok());
+        assert!(check_fixture_file(&fixtures, "objects/inside").is_ok());
+        let (message, _) = check_fixture_file(&fixtures, "objects/x").unwrap_err();
+        assert!(message.contains("resolves outside fixtures/"), "{message}");
+    }
+
+    #[test]
+    fn a_backup_source_stays_in_the_work_directory() {
+        assert!(check_work_path("no-such-dir").is_ok());
+        assert!(check_work_path("./a/b").is_ok());
+        for bad in ["/etc", "../x", "a/../../b", ""] {
+            assert!(check_work_path(bad).is_err(), "{bad:?}");
+        }
+    }
 }

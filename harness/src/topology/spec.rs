@@ -274,6 +274,30 @@ impl Timing {
                 self.function_timeout_seconds
             ));
         }
+        // SQS API Reference: ReceiveMessage `WaitTimeSeconds` 0-20; `VisibilityTimeout`
+        // 0-43,200 (12 hours).
+        if self.long_poll_seconds > 20 {
+            return Err(format!(
+                "long_poll_seconds = {} is over SQS's 20 seconds (ReceiveMessage WaitTimeSeconds)",
+                self.long_poll_seconds
+            ));
+        }
+        for (name, v) in [
+            (
+                "validation_visibility_seconds",
+                self.validation_visibility_seconds,
+            ),
+            (
+                "failure_visibility_seconds",
+                self.failure_visibility_seconds,
+            ),
+        ] {
+            if v > 43_200 {
+                return Err(format!(
+                    "{name} = {v} is over SQS's 43200 seconds (12 hours)"
+                ));
+            }
+        }
         if self.batching_window_seconds > 300.0 {
             return Err(format!(
                 "batching_window_seconds = {} is over Lambda's 300 seconds",
@@ -428,5 +452,30 @@ impl TopologySpec {
 
     pub fn profile(&self, name: &str) -> Option<&Timing> {
         self.profiles.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 25 (partial): timings SQS would refuse are refused when the file is read.
+    #[test]
+    fn sqs_limits_on_long_polls_and_visibility_are_checked() {
+        let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+        let fast = spec.profiles["fast"].clone();
+        assert!(fast.check().is_ok());
+        let mut long = fast.clone();
+        long.long_poll_seconds = 21;
+        assert!(long.check().unwrap_err().contains("20 seconds"));
+        let mut visible = fast.clone();
+        visible.validation_visibility_seconds = 43_201;
+        assert!(visible.check().unwrap_err().contains("43200"));
+        let mut failure = fast;
+        failure.failure_visibility_seconds = 43_201;
+        assert!(failure
+            .check()
+            .unwrap_err()
+            .contains("failure_visibility_seconds"));
     }
 }
