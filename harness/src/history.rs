@@ -131,6 +131,17 @@ impl History {
             std::fs::create_dir_all(parent).map_err(|e| err(redb::Error::Io(e)))?;
         }
         let _ = std::fs::remove_file(path);
+        // Created here first, exclusively and 0600 (a symlink planted at `path` fails the
+        // create instead of being followed); redb initialises an empty file (L7).
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(redb::Error::Io(e)))?;
+        }
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -291,5 +302,8 @@ mod tests {
         drop(h);
         let h = History::on_disk(&path).unwrap();
         assert!(!h.contains(Table::EngineIds, 7));
+        // L7: the file is this user's only.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o077, 0);
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::observe::{Observation, Observations};
+use crate::paths::write_private;
 use crate::topology::Topology;
 
 /// What `harness up` publishes about itself.
@@ -231,7 +232,8 @@ fn open_lock(engine: &str) -> Result<std::fs::File, ClaimError> {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(&d).map_err(io)?;
+    crate::paths::run_dir().map_err(io)?;
+    crate::paths::private_dir(&d).map_err(io)?;
     private_options()
         .write(true)
         .truncate(false)
@@ -269,25 +271,10 @@ pub fn read_live(engine: &str) -> Option<UpState> {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a private temporary file in the same directory,
-/// then a rename over the old one (which also replaces a planted symlink, never follows it).
-pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".state-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 pub fn write(state: &UpState, _claim: &Claim) -> std::io::Result<()> {
     let d = dir(&state.engine);
-    std::fs::create_dir_all(&d)?;
+    crate::paths::run_dir()?;
+    crate::paths::private_dir(&d)?;
     for f in ["decisions.jsonl", "alerts.jsonl"] {
         let _ = std::fs::remove_file(d.join(format!("{f}.1")));
         write_private(&d.join(f), b"")?;

@@ -32,6 +32,27 @@ async fn ministack_runs_no_lambda_unless_deployed_functions_ask_for_it() {
     .await
     .expect("MiniStack starts");
     assert!(!plain.lambda);
+    // L7: the engine's run directory, log and owner record are this user's only.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let log = plain.log.clone().expect("a host engine has a log");
+        let run_dir = log.parent().expect("its run directory");
+        let run = run_dir.parent().expect("the run root");
+        for (path, closed) in [(run, 0o077), (log.as_path(), 0o077)] {
+            let mode = std::fs::metadata(path).expect("exists").mode();
+            assert_eq!(
+                mode & closed,
+                0,
+                "{} is mode {:o}",
+                path.display(),
+                mode & 0o777
+            );
+        }
+        let owner = run_dir.join("owner.json");
+        if owner.exists() {
+            assert_eq!(std::fs::metadata(&owner).unwrap().mode() & 0o077, 0);
+        }
+    }
     let refused = list_functions(&plain).await;
     assert!(
         refused.is_err(),

@@ -109,15 +109,20 @@ fn start_driver(b: &Browser) -> Driver {
     }
     Driver {
         child,
-        url: format!("http://127.0.0.1:{port}/{secret}"),
+        // With the trailing slash, WebDriver paths join under the base (`.../{secret}/session`).
+        url: format!("http://127.0.0.1:{port}/{secret}/"),
     }
 }
 
 /// A client that does not know the driver's base finds nothing to drive.
 async fn the_driver_answers_only_under_its_secret_base(driver: &Driver) {
-    let (root, _) = driver.url.rsplit_once('/').expect("a base");
+    let (root, _) = driver
+        .url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .expect("a base");
     let http = reqwest::Client::new();
-    let ours = http.get(format!("{}/status", driver.url)).send().await;
+    let ours = http.get(format!("{}status", driver.url)).send().await;
     assert!(
         ours.is_ok_and(|r| r.status().is_success()),
         "the driver answers under its base"
@@ -134,7 +139,7 @@ async fn the_driver_answers_only_under_its_secret_base(driver: &Driver) {
         guessed.status()
     );
     let rebound = http
-        .get(format!("{}/status", driver.url))
+        .get(format!("{}status", driver.url))
         .header("host", "evil.example")
         .send()
         .await

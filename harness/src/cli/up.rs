@@ -115,7 +115,7 @@ impl UpArgs {
         );
         up::write(&state, &claim)?;
         if let Some(path) = &self.json {
-            up::write_private(path, &serde_json::to_vec_pretty(&state)?)?;
+            crate::paths::write_private(path, &serde_json::to_vec_pretty(&state)?)?;
         }
         print!("{}", state.render());
         println!("ready: press Ctrl-C to stop (everything this started stops with it)");

@@ -63,7 +63,7 @@ const OWNER_FILE: &str = "owner.json";
 /// Records who started the engine in `run_dir` (see [`Owner`]).
 fn write_owner(run_dir: &std::path::Path, owner: Option<u32>, engine: u32) -> std::io::Result<()> {
     let o = Owner { owner, engine };
-    std::fs::write(run_dir.join(OWNER_FILE), serde_json::to_vec(&o)?)
+    crate::paths::write_private(&run_dir.join(OWNER_FILE), &serde_json::to_vec(&o)?)
 }
 
 /// Stops engines whose harness is gone (killed with SIGKILL, so neither drop nor atexit
@@ -178,12 +178,18 @@ async fn spawn_and_wait(
     let started = Instant::now();
     let port = free_port()?;
     let endpoint = format!("http://127.0.0.1:{port}");
-    let run_dir = crate::paths::cache_dir()
-        .join("run")
-        .join(format!("{}-{port}", kind.name()));
-    std::fs::create_dir_all(run_dir.join("tmp"))?;
+    let run_dir = crate::paths::run_dir()?.join(format!("{}-{port}", kind.name()));
+    crate::paths::private_dir(&run_dir.join("tmp"))?;
     let log_path = run_dir.join("engine.log");
-    let log = std::fs::File::create(&log_path)?;
+    let log = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&log_path)?
+    };
     let bin = dist.dir().join("bin");
     let mut cmd = Command::new(bin.join(match kind {
         EngineKind::Localstack => "python",

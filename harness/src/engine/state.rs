@@ -32,9 +32,8 @@ pub fn read(kind: EngineKind) -> Option<EngineState> {
 }
 
 pub fn write(state: &EngineState) -> std::io::Result<()> {
-    let p = path(state.kind);
-    std::fs::create_dir_all(p.parent().expect("has parent"))?;
-    std::fs::write(p, serde_json::to_vec_pretty(state)?)
+    crate::paths::run_dir()?;
+    crate::paths::write_private(&path(state.kind), &serde_json::to_vec_pretty(state)?)
 }
 
 pub fn remove(kind: EngineKind) {
