@@ -322,6 +322,14 @@ pub fn inspect(zip: &[u8], arch: Arch) -> Result<Bootstrap, String> {
         }
         None => return Err("`bootstrap` carries no Unix permissions (not executable)".into()),
     }
+    // Lambda's limit on a function's unzipped code is 250 MB ("Lambda quotas"); a zip
+    // claiming more is refused before anything is allocated for it (review 2, L12).
+    if entry.size() > LAMBDA_UNZIPPED_LIMIT {
+        return Err(format!(
+            "`bootstrap` unzips to {} bytes, over Lambda's {LAMBDA_UNZIPPED_LIMIT}-byte limit for unzipped code",
+            entry.size()
+        ));
+    }
     let mut elf = Vec::with_capacity(entry.size() as usize);
     entry
         .read_to_end(&mut elf)
@@ -344,20 +352,37 @@ pub fn inspect(zip: &[u8], arch: Arch) -> Result<Bootstrap, String> {
     Ok(bootstrap)
 }
 
+/// Lambda's quota on a function's code, unzipped: 250 MB.
+const LAMBDA_UNZIPPED_LIMIT: u64 = 250 * 1024 * 1024;
+
+/// `base + add`, or an error naming a crafted offset (no overflow panic; review 2, L12).
+fn off(base: usize, add: usize) -> Result<usize, String> {
+    base.checked_add(add)
+        .ok_or_else(|| format!("ELF offset {base} + {add} overflows"))
+}
+
+/// `base + index * size`, checked.
+fn entry_at(base: usize, index: usize, size: usize) -> Result<usize, String> {
+    index
+        .checked_mul(size)
+        .and_then(|o| base.checked_add(o))
+        .ok_or_else(|| format!("ELF table entry {index} (size {size}) at {base} overflows"))
+}
+
 fn u16_at(b: &[u8], at: usize) -> Result<u16, String> {
-    b.get(at..at + 2)
+    b.get(at..off(at, 2)?)
         .map(|s| u16::from_le_bytes([s[0], s[1]]))
         .ok_or_else(|| format!("truncated ELF (offset {at})"))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, String> {
-    b.get(at..at + 4)
+    b.get(at..off(at, 4)?)
         .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
         .ok_or_else(|| format!("truncated ELF (offset {at})"))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Result<usize, String> {
-    b.get(at..at + 8)
+    b.get(at..off(at, 8)?)
         .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")) as usize)
         .ok_or_else(|| format!("truncated ELF (offset {at})"))
 }
@@ -398,11 +423,11 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
     let (phoff, phentsize, phnum) = (u64_at(b, 32)?, u16_at(b, 54)? as usize, u16_at(b, 56)?);
     let mut interpreter = None;
     for i in 0..phnum as usize {
-        let at = phoff + i * phentsize;
+        let at = entry_at(phoff, i, phentsize)?;
         if u32_at(b, at)? == 3 {
-            let (off, len) = (u64_at(b, at + 8)?, u64_at(b, at + 32)?);
+            let (start, len) = (u64_at(b, off(at, 8)?)?, u64_at(b, off(at, 32)?)?);
             let raw = b
-                .get(off..off + len)
+                .get(start..off(start, len)?)
                 .ok_or("truncated ELF (PT_INTERP)".to_string())?;
             interpreter = Some(
                 String::from_utf8_lossy(raw)
@@ -422,12 +447,12 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
     // Version needs: the SHT_GNU_verneed section and the string table it links to.
     let (shoff, shentsize, shnum) = (u64_at(b, 40)?, u16_at(b, 58)? as usize, u16_at(b, 60)?);
     let section = |i: usize| -> Result<(u32, usize, usize, u32), String> {
-        let at = shoff + i * shentsize;
+        let at = entry_at(shoff, i, shentsize)?;
         Ok((
-            u32_at(b, at + 4)?,
-            u64_at(b, at + 24)?,
-            u64_at(b, at + 32)?,
-            u32_at(b, at + 40)?,
+            u32_at(b, off(at, 4)?)?,
+            u64_at(b, off(at, 24)?)?,
+            u64_at(b, off(at, 32)?)?,
+            u32_at(b, off(at, 40)?)?,
         ))
     };
     let mut glibc: Option<(u32, u32)> = None;
@@ -440,29 +465,29 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
         let mut need = offset;
         loop {
             let (count, aux, next) = (
-                u16_at(b, need + 2)?,
-                u32_at(b, need + 8)?,
-                u32_at(b, need + 12)?,
+                u16_at(b, off(need, 2)?)?,
+                u32_at(b, off(need, 8)?)?,
+                u32_at(b, off(need, 12)?)?,
             );
-            let mut a = need + aux as usize;
+            let mut a = off(need, aux as usize)?;
             for _ in 0..count {
-                let name = c_str(b, strtab + u32_at(b, a + 8)? as usize)?;
+                let name = c_str(b, off(strtab, u32_at(b, off(a, 8)?)? as usize)?)?;
                 if let Some(v) = name.strip_prefix("GLIBC_") {
                     let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
                     if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
                         glibc = glibc.max(Some((major, minor)));
                     }
                 }
-                let step = u32_at(b, a + 12)?;
+                let step = u32_at(b, off(a, 12)?)?;
                 if step == 0 {
                     break;
                 }
-                a += step as usize;
+                a = off(a, step as usize)?;
             }
             if next == 0 {
                 break;
             }
-            need += next as usize;
+            need = off(need, next as usize)?;
         }
     }
     Ok(Bootstrap {
@@ -477,6 +502,33 @@ pub fn inspect_elf(b: &[u8], arch: Arch) -> Result<Bootstrap, String> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Security review 2, L12: offsets and counts a crafted ELF header chooses are checked:
+    /// an error, never an overflow panic (debug builds) or a wrapped read.
+    #[test]
+    fn crafted_elf_offsets_are_errors_not_panics() {
+        let header = |phoff: u64, phentsize: u16, phnum: u16| {
+            let mut b = vec![0u8; 64];
+            b[0..4].copy_from_slice(b"\x7fELF");
+            b[4] = 2;
+            b[5] = 1;
+            b[16..18].copy_from_slice(&2u16.to_le_bytes());
+            b[18..20].copy_from_slice(&Arch::X86_64.elf_machine().to_le_bytes());
+            b[32..40].copy_from_slice(&phoff.to_le_bytes());
+            b[54..56].copy_from_slice(&phentsize.to_le_bytes());
+            b[56..58].copy_from_slice(&phnum.to_le_bytes());
+            b
+        };
+        for (phoff, phentsize, phnum) in [
+            (u64::MAX - 3, 56, 2),
+            (u64::MAX / 2, u16::MAX, u16::MAX),
+            (64, 56, 3),
+        ] {
+            let b = header(phoff, phentsize, phnum);
+            let e = inspect_elf(&b, Arch::X86_64).expect_err("a crafted header is refused");
+            assert!(e.contains("ELF"), "{e}");
+        }
+    }
 
     fn zip_of(name: &str, body: &[u8], mode: u32) -> Vec<u8> {
         zip_at(name, body, mode, zip::DateTime::default())

@@ -29,8 +29,23 @@ pub async fn available() -> bool {
     )
 }
 
-/// The label every harness container carries; its value is the harness's pid.
+/// The label every harness container carries; its value is [`owner_label`]'s.
 pub const LABEL: &str = "autobackup-harness";
+
+/// Who started a container: `<pid>:<uid>:<boot id>` of the harness process. One Docker
+/// daemon may serve several users, and CI jobs in containers of their own (other pid
+/// namespaces) sharing its socket: a pid alone names no one there (security review 2, L1).
+pub fn owner_label() -> String {
+    format!("{}:{}:{}", std::process::id(), unsafe { libc::geteuid() }, boot_id())
+}
+
+/// This machine's boot id (`/proc/sys/kernel/random/boot_id`): two hosts, or a host and a
+/// container's view of it after a reboot, never share one.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
 
 /// Whether every host binding `docker port <id>` printed is on loopback (and there is one).
 pub fn all_loopback(docker_port_output: &str) -> bool {
@@ -47,16 +62,29 @@ pub fn all_loopback(docker_port_output: &str) -> bool {
 }
 
 /// The containers to remove from `docker ps --format '{{.ID}} {{.Label "autobackup-harness"}}'`:
-/// those whose harness pid is no longer alive.
-pub fn orphans(docker_ps_output: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
+/// those this user started on this boot (`uid`, `boot`) whose harness pid is gone. Another
+/// user's, another host's and an old-style label (a bare pid) are never touched; `alive`
+/// counts a pid that exists but cannot be signalled (EPERM) as alive.
+pub fn orphans(
+    docker_ps_output: &str,
+    uid: u32,
+    boot: &str,
+    alive: impl Fn(u32) -> bool,
+) -> Vec<String> {
     docker_ps_output
         .lines()
         .filter_map(|l| l.split_once(' '))
-        .filter(|(_, pid)| {
-            pid.trim()
-                .parse::<u32>()
-                .map(|p| !alive(p))
-                .unwrap_or(false)
+        .filter(|(_, owner)| {
+            let mut parts = owner.trim().splitn(3, ':');
+            let (Some(pid), Some(owner_uid), Some(owner_boot)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return false;
+            };
+            let (Ok(pid), Ok(owner_uid)) = (pid.parse::<u32>(), owner_uid.parse::<u32>()) else {
+                return false;
+            };
+            owner_uid == uid && owner_boot == boot && !alive(pid)
         })
         .map(|(id, _)| id.to_string())
         .collect()
@@ -79,7 +107,8 @@ pub fn reap_orphans() {
     let fmt = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
     let filter = format!("label={LABEL}");
     if let Some(ps) = docker(&["ps", "-a", "--filter", &filter, "--format", &fmt]) {
-        for id in orphans(&ps, super::pid::pid_alive) {
+        let uid = unsafe { libc::geteuid() };
+        for id in orphans(&ps, uid, &boot_id(), super::pid::pid_alive) {
             tracing::warn!(%id, "removing a harness container whose harness is gone");
             let _ = docker(&["rm", "-f", "-v", &id]);
         }
@@ -126,7 +155,7 @@ pub async fn start_localstack() -> Result<super::Engine, crate::engine::EngineEr
         .with_tag(tag.clone())
         .with_env_var("SERVICES", "s3,sqs,sns,events,kms,iam,sts")
         .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
-        .with_label(LABEL, std::process::id().to_string())
+        .with_label(LABEL, owner_label())
         .with_host_config_modifier(loopback_only);
     if chosen_tag.is_some() {
         if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN") {
@@ -218,7 +247,19 @@ mod tests {
     /// Finding 10: containers whose harness is dead are reaped, live ones kept.
     #[test]
     fn orphaned_containers_are_those_whose_harness_is_gone() {
-        let ps = "abc123 4242\ndef456 17\nfff000 not-a-pid\n";
-        assert_eq!(orphans(ps, |p| p == 17), vec!["abc123".to_string()]);
+        let ps = "abc123 4242:1000:b1\ndef456 17:1000:b1\nfff000 not-a-pid\n";
+        assert_eq!(orphans(ps, 1000, "b1", |p| p == 17), vec!["abc123".to_string()]);
+    }
+
+    /// Security review 2, L1: another user's container (its harness's pid is EPERM to us,
+    /// which `alive` reports as alive), another uid's, another boot's (a host sharing the
+    /// daemon) and a bare-pid label are left alone.
+    #[test]
+    fn other_users_and_hosts_containers_are_never_reaped() {
+        let ps = "a1 4242:1001:b1\na2 4242:1000:b2\na3 4242\na4 5000:1000:b1\n";
+        let alive = |p: u32| p == 5000; // 5000: a live pid of another user (EPERM)
+        assert!(orphans(ps, 1000, "b1", alive).is_empty());
+        assert_eq!(orphans(ps, 1001, "b1", alive), vec!["a1".to_string()]);
+        assert!(owner_label().split(':').count() == 3);
     }
 }

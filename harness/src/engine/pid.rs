@@ -8,12 +8,15 @@ pub(crate) fn signalable(pid: u32) -> Option<i32> {
     i32::try_from(pid).ok().filter(|p| *p > 1)
 }
 
+/// Whether a process `pid` exists: signal 0 delivered, or refused with EPERM (it exists
+/// and belongs to another user; security review 2, L1).
 pub fn pid_alive(pid: u32) -> bool {
     let Some(pid) = signalable(pid) else {
         return false;
     };
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let delivered = unsafe { libc::kill(pid, 0) } == 0;
+    delivered || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Whether `pid` is still the engine `engine up` started: a process-group leader (it was

@@ -56,6 +56,18 @@ pub async fn attach(kind: EngineKind) -> Option<Engine> {
         remove(kind);
         return None;
     }
+    attach_to(kind, st).await
+}
+
+/// [`attach`] to a recorded engine: only when the recorded pid is still the engine `engine
+/// up` started (a group leader whose command line names it) and its endpoint is healthy.
+/// A dead engine's port that another local user now listens on, answering the health
+/// route, is not attached to (security review 2, L11).
+async fn attach_to(kind: EngineKind, st: EngineState) -> Option<Engine> {
+    let pid = signalable(st.pid)?;
+    if !is_our_engine(kind, pid) {
+        return None;
+    }
     if super::health::healthy(kind, &st.endpoint).await.is_err() {
         return None;
     }
@@ -119,6 +131,39 @@ pub fn stop(kind: EngineKind) -> Option<EngineState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Security review 2, L11: a healthy answer on the recorded port is not enough: the
+    /// recorded pid must still be the engine. Here the port is squatted by a listener that
+    /// answers MiniStack's health route, and the recorded pid is this test process.
+    #[tokio::test]
+    async fn a_squatted_port_of_a_dead_engine_is_not_attached() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let body = r#"{"services":{"s3":"available","sqs":"available","sns":"available","events":"available"}}"#;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        assert!(super::super::health::healthy(EngineKind::Ministack, &endpoint)
+            .await
+            .is_ok());
+        let squatted = EngineState {
+            kind: EngineKind::Ministack,
+            endpoint,
+            pid: std::process::id(),
+            log: None,
+            lambda: false,
+        };
+        assert!(attach_to(EngineKind::Ministack, squatted).await.is_none());
+    }
 
     #[test]
     fn never_signals_our_own_group_or_init() {

@@ -79,8 +79,24 @@ impl Distribution {
         ))
     }
 
+    /// Installed from exactly this lock: the `.installed` marker names the version and the
+    /// lock's SHA-256 ([`Distribution::marker`]). A venv restored from a cache (CI) or left
+    /// by another checkout's lock is reinstalled, not trusted on a marker alone (security
+    /// review 2, M5). The directory name's short hash only spreads installs apart.
     pub fn installed(&self) -> bool {
-        self.dir().join(".installed").is_file()
+        self.installed_in(&self.dir())
+    }
+
+    fn installed_in(&self, dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join(".installed")).is_ok_and(|text| text == self.marker())
+    }
+
+    /// What `.installed` holds once pip has installed the lock: version and lock SHA-256.
+    pub fn marker(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.lock.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}\nlock-sha256 {hex}\n", self.version)
     }
 }
 
@@ -282,7 +298,7 @@ pub fn ensure_installed(
             None => format!("pip install exited with {status}"),
         }));
     }
-    std::fs::write(dir.join(".installed"), format!("{}\n", dist.version))?;
+    std::fs::write(dir.join(".installed"), dist.marker())?;
     let took = started.elapsed();
     eprintln!(
         "harness: installed {} {} in {:.1}s",
@@ -312,6 +328,22 @@ pub fn unreachable_registry(log: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Security review 2, M5: a venv is used only when its marker names this lock's
+    /// SHA-256; the old marker (the version alone, which a restored cache or another lock's
+    /// install also carries) and another lock's marker mean a reinstall.
+    #[test]
+    fn a_venv_is_trusted_only_for_the_lock_it_was_installed_from() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!MINISTACK.installed_in(d.path()), "no marker");
+        std::fs::write(d.path().join(".installed"), format!("{}\n", MINISTACK.version)).unwrap();
+        assert!(!MINISTACK.installed_in(d.path()), "a version-only marker");
+        std::fs::write(d.path().join(".installed"), LOCALSTACK.marker()).unwrap();
+        assert!(!MINISTACK.installed_in(d.path()), "another lock's marker");
+        std::fs::write(d.path().join(".installed"), MINISTACK.marker()).unwrap();
+        assert!(MINISTACK.installed_in(d.path()));
+        assert!(MINISTACK.marker().contains("lock-sha256 "));
+    }
 
     #[test]
     fn an_unreachable_registry_is_named() {
