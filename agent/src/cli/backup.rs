@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 
-use super::{AnomalyArgs, BucketArgs, Context, RecordArgs};
+use super::common::{AnomalyArgs, BucketArgs, Context, RecordArgs};
 use crate::anomaly::{self, Check, Floor, Side};
 use crate::archive::{self, ArchiveOptions};
 use crate::aws::{Aws, AwsArgs};
@@ -48,11 +48,11 @@ pub struct Backup {
 
     /// Smallest size band for the size check, as a percentage of the mean (keeps a perfectly
     /// steady history from alerting on a few bytes); 0 for a pure ±kσ test.
-    #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = super::non_negative_f64)]
+    #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = super::common::non_negative_f64)]
     pub size_floor_pct: f64,
 
     /// Smallest duration band in seconds (keeps sub-second jitter from alerting); 0 for a pure ±kσ test.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = super::non_negative_f64)]
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = super::common::non_negative_f64)]
     pub duration_floor_secs: f64,
 
     /// Multipart part size in MiB (minimum 5). The archiver streams chunks of up to 8 MiB;
@@ -254,10 +254,10 @@ impl Backup {
                 .await),
             Err(e) => {
                 let what = format!("{} ({})", self.category, self.source.display());
-                super::notify_failure(
+                super::common::notify_failure(
                     &notifier,
                     ctx,
-                    super::FailedRun {
+                    super::common::FailedRun {
                         command: "backup",
                         short: self.category.name(),
                         what: &what,
@@ -716,73 +716,5 @@ fn print_summary(s: &Summary, json: bool) {
         println!(
             "  notify     disabled (no --topic-arn / SNS_TOPIC_ARN): messages were only logged"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::stub::{happy, StubS3};
-    use clap::Parser;
-
-    /// Finding 18: a source whose archive could exceed S3's 5 TiB object limit (here one
-    /// sparse 6 TiB file) fails after pre-flight and before any upload request, with the
-    /// upload error of step "size estimate" (exit 8), recorded in the history.
-    #[tokio::test]
-    async fn a_source_above_the_object_limit_is_refused_before_uploading() {
-        let dir = tempfile::tempdir().unwrap();
-        let source = dir.path().join("src");
-        std::fs::create_dir(&source).unwrap();
-        let huge = std::fs::File::create(source.join("huge.img")).unwrap();
-        if huge.set_len(6 << 40).is_err() {
-            eprintln!("this file system cannot hold a 6 TiB sparse file; skipped");
-            return;
-        }
-        drop(huge);
-        let history = dir.path().join("history.jsonl");
-        let cli = super::super::Cli::try_parse_from([
-            "autobackup",
-            "backup",
-            "--source",
-            source.to_str().unwrap(),
-            "--category",
-            "documents",
-            "--bucket",
-            "b",
-            "--history",
-            history.to_str().unwrap(),
-        ])
-        .unwrap();
-        let super::super::Command::Backup(backup) = cli.command else {
-            panic!("not a backup");
-        };
-        let stub = StubS3::start(happy).await;
-        let ctx = Context {
-            log_file: dir.path().join("log"),
-        };
-        let aws = stub.aws().await;
-        let run = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            backup.perform(&ctx, &aws),
-        );
-        let e = run
-            .await
-            .expect("refused at once, not after streaming terabytes")
-            .map(|_| ())
-            .unwrap_err();
-        match &e {
-            AgentError::Upload { step, why, .. } => {
-                assert_eq!(*step, "size estimate");
-                assert!(why.contains("5 TiB"), "{why}");
-            }
-            other => panic!("expected the size refusal, got: {other}"),
-        }
-        assert_eq!(e.exit_code(), 8);
-        assert_eq!(stub.of("HeadBucket").len(), 1, "pre-flight ran");
-        for op in ["CreateMultipartUpload", "UploadPart", "PutObject"] {
-            assert!(stub.of(op).is_empty(), "{op} was sent: {:?}", stub.seen());
-        }
-        let recorded = std::fs::read_to_string(&history).unwrap();
-        assert!(recorded.contains("size estimate"), "{recorded}");
     }
 }

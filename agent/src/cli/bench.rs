@@ -17,7 +17,7 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use super::{BucketArgs, Context};
+use super::common::{BucketArgs, Context};
 use crate::aws::{classify, Aws, AwsArgs};
 use crate::errors::AgentError;
 use crate::layout::Category;

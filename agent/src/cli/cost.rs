@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 use clap::Args;
 
-use super::{AnomalyArgs, BucketArgs, Context, RecordArgs};
+use super::common::{AnomalyArgs, BucketArgs, Context, RecordArgs};
 use crate::anomaly::{self, Check, Floor, Side};
 use crate::aws::{Aws, AwsArgs};
 use crate::cost::{self, prices::PriceTable};
@@ -77,10 +77,10 @@ impl Cost {
         let notifier = Notifier::new(Some(aws.sns.clone()), self.record.topic_arn.clone());
         let result = self.execute(aws, &notifier).await;
         if let Err(e) = &result {
-            super::notify_failure(
+            super::common::notify_failure(
                 &notifier,
                 ctx,
-                super::FailedRun {
+                super::common::FailedRun {
                     command: "cost",
                     short: &self.bucket.bucket,
                     what: "cost analysis",

@@ -1,18 +1,25 @@
 //! The `autobackup` command line, cargo-lambda style: one module per command, each a clap
-//! `Args` struct with an `async fn run()`; this module holds the flags they share and the
-//! dispatcher that turns errors into exit codes.
+//! `Args` struct with an `async fn run()`; [`common`] holds the flags they share, this module
+//! the dispatcher that turns errors into exit codes.
 
 pub mod backup;
 pub mod bench;
+pub mod common;
 pub mod cost;
 pub mod restore;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::errors::{exit_code_help, AgentError};
+use crate::errors::exit_code_help;
 use crate::signals::{or_cancelled, Cancel, GRACE};
+pub use common::{
+    non_negative_f64, notify_failure, positive_f64, AnomalyArgs, BucketArgs, Context, FailedRun,
+    RecordArgs,
+};
 
 const ABOUT: &str =
     "Backs up a directory into S3 as one streamed, checksummed tar.gz, rotates old backups, \
@@ -62,85 +69,6 @@ pub enum Command {
     Bench(bench::Bench),
 }
 
-/// The bucket every S3 command works on.
-#[derive(Args, Debug, Clone)]
-pub struct BucketArgs {
-    /// Target bucket, e.g. autobackup-documents-primary-dev-<suffix>. Never guessed by listing.
-    #[arg(long, env = "AUTOBACKUP_BUCKET", value_name = "NAME")]
-    pub bucket: String,
-}
-
-/// History file and SNS topic.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RecordArgs {
-    /// History file (JSON lines, one record per run; see the history module docs).
-    /// Default: $AUTOBACKUP_STATE_DIR/history.jsonl, else ~/.local/state/autobackup/history.jsonl.
-    #[arg(long, env = "AUTOBACKUP_HISTORY", value_name = "FILE")]
-    pub history: Option<PathBuf>,
-
-    /// SNS topic for notifications. Without it notifications are only logged (and the log says so).
-    #[arg(long, env = "SNS_TOPIC_ARN", value_name = "ARN")]
-    pub topic_arn: Option<String>,
-}
-
-impl RecordArgs {
-    pub fn history_path(&self) -> PathBuf {
-        self.history
-            .clone()
-            .unwrap_or_else(crate::history::default_path)
-    }
-}
-
-/// Anomaly thresholds shared by `backup` and `cost`.
-#[derive(Args, Debug, Clone)]
-pub struct AnomalyArgs {
-    /// Alert when a value lies beyond mean ± SIGMA standard deviations of earlier runs.
-    #[arg(long, default_value_t = 2.0, value_name = "SIGMA", value_parser = positive_f64)]
-    pub sigma: f64,
-
-    /// Earlier successful runs needed before anything is judged.
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub min_history: u32,
-
-    /// Only the most recent N earlier runs count.
-    #[arg(long, default_value_t = 30, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub history_window: u32,
-}
-
-impl AnomalyArgs {
-    pub fn thresholds(&self) -> crate::anomaly::Thresholds {
-        crate::anomaly::Thresholds {
-            sigma: self.sigma,
-            min_history: self.min_history as usize,
-            window: self.history_window as usize,
-        }
-    }
-}
-
-pub fn positive_f64(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err("must be a positive number".into())
-    }
-}
-
-pub fn non_negative_f64(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err("must be zero or a positive number".into())
-    }
-}
-
-/// What every command's `run` gets.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub log_file: PathBuf,
-}
-
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
     let log_file = cli
@@ -178,99 +106,5 @@ pub async fn run(cli: Cli) -> u8 {
             tracing::error!(stage = e.stage(), exit_code = e.exit_code(), "{e}");
             e.exit_code()
         }
-    }
-}
-
-/// A command run that failed, as its failure notification names it.
-pub struct FailedRun<'a> {
-    /// `backup`, `restore` or `cost`.
-    pub command: &'a str,
-    /// For the subject: a category or a bucket.
-    pub short: &'a str,
-    /// For the body, in full (with the source directory or restore target).
-    pub what: &'a str,
-    pub bucket: Option<&'a str>,
-    pub key: Option<&'a str>,
-}
-
-/// Sends a failure notification for a command that failed.
-pub async fn notify_failure(
-    notifier: &crate::notify::Notifier,
-    ctx: &Context,
-    run: FailedRun<'_>,
-    e: &AgentError,
-) {
-    let m = crate::notify::failure(
-        run.short,
-        run.what,
-        &crate::notify::Failure {
-            command: run.command.to_string(),
-            stage: e.stage().to_string(),
-            error: e.to_string(),
-            exit_code: e.exit_code(),
-            log_file: ctx.log_file.display().to_string(),
-            bucket: run.bucket.map(str::to_string),
-            key: run.key.map(str::to_string),
-        },
-    );
-    notifier.send(&m).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn every_flag_is_documented() {
-        fn walk(cmd: &clap::Command, path: &str) {
-            for a in cmd.get_arguments() {
-                let id = a.get_id().as_str();
-                if id == "help" || id == "version" {
-                    continue;
-                }
-                assert!(
-                    a.get_help().is_some() || a.get_long_help().is_some(),
-                    "{path} --{id} has no help text"
-                );
-            }
-            for sub in cmd.get_subcommands() {
-                assert!(
-                    sub.get_about().is_some(),
-                    "{path} {} has no about",
-                    sub.get_name()
-                );
-                walk(sub, &format!("{path} {}", sub.get_name()));
-            }
-        }
-        walk(&Cli::command(), "autobackup");
-    }
-
-    #[test]
-    fn help_documents_exit_codes() {
-        let mut cmd = Cli::command();
-        let help = cmd.render_help().to_string();
-        assert!(help.contains("Exit codes:"));
-        assert!(help.contains("10  restore target exists"));
-        let backup_help = cmd
-            .find_subcommand_mut("backup")
-            .unwrap()
-            .render_long_help()
-            .to_string();
-        assert!(backup_help.contains("Exit codes:"));
-    }
-
-    #[test]
-    fn numeric_validators() {
-        assert!(positive_f64("0").is_err());
-        assert!(positive_f64("nan").is_err());
-        assert_eq!(positive_f64("2.5"), Ok(2.5));
-        assert_eq!(non_negative_f64("0"), Ok(0.0));
-        assert!(non_negative_f64("-1").is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::{BucketArgs, Context, RecordArgs};
+use super::common::{BucketArgs, Context, RecordArgs};
 use crate::aws::{Aws, AwsArgs};
 use crate::errors::AgentError;
 use crate::layout::Category;
@@ -124,10 +124,10 @@ impl Restore {
             // A refused overwrite is the user's choice, not an incident.
             if !matches!(e, AgentError::TargetExists { .. }) {
                 let what = format!("{} into {}", self.category, self.to.display());
-                super::notify_failure(
+                super::common::notify_failure(
                     &notifier,
                     ctx,
-                    super::FailedRun {
+                    super::common::FailedRun {
                         command: "restore",
                         short: self.category.name(),
                         what: &what,
