@@ -411,6 +411,8 @@ pub async fn list_versions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::{Aws, EXPECTED_OWNER_HEADER, SOURCE_EXPECTED_OWNER_HEADER};
+    use crate::test_support::stub::{happy, StubS3};
 
     #[test]
     fn copy_source_is_percent_encoded() {
@@ -478,5 +480,60 @@ mod tests {
             Some(2)
         );
         assert_eq!(r.abort_incomplete_multipart_days, Some(7));
+    }
+
+    /// Finding 21: with an expected owner every bucket and object request carries
+    /// x-amz-expected-bucket-owner (copies also the source header); ListBuckets does not.
+    #[tokio::test]
+    async fn every_s3_request_carries_the_expected_owner() {
+        let stub = StubS3::start(happy).await;
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let plain = Aws::from_config(sdk, true, stub.endpoint.clone());
+        let plain = Aws {
+            s3: stub.client(),
+            ..plain
+        };
+        let owned = plain.with_expected_owner(Some("111122223333"));
+        let s3 = &owned.s3;
+        s3.head_bucket().bucket("b").send().await.unwrap();
+        s3.list_buckets().send().await.unwrap();
+        s3.put_object()
+            .bucket("b")
+            .key("backups/k")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+        s3.copy_object()
+            .bucket("b")
+            .key("backups/k")
+            .copy_source("b/backups/k")
+            .send()
+            .await
+            .unwrap();
+        s3.delete_object()
+            .bucket("b")
+            .key("backups/k")
+            .send()
+            .await
+            .unwrap();
+        lifecycle_rules(s3, "b").await.unwrap();
+        // The same calls without an owner send no header.
+        plain.s3.head_bucket().bucket("b").send().await.unwrap();
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 7);
+        for s in &seen[..6] {
+            let header = s.header(EXPECTED_OWNER_HEADER);
+            if s.op() == "ListBuckets" {
+                assert_eq!(header, None, "{s:?}");
+            } else {
+                assert_eq!(header, Some("111122223333"), "{}: {s:?}", s.op());
+            }
+            let source = s.header(SOURCE_EXPECTED_OWNER_HEADER);
+            assert_eq!(source.is_some(), s.op() == "CopyObject", "{}", s.op());
+        }
+        assert_eq!(seen[6].header(EXPECTED_OWNER_HEADER), None);
     }
 }
