@@ -1,0 +1,99 @@
+//! The modes, owners and directory times an unpack deferred until the archive verified
+//! ([`Pending`]).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// The final owner, mode and time of one unpacked entry, applied only after the archive
+/// verified.
+#[derive(Debug, Clone)]
+pub(super) struct Final {
+    /// Relative to the unpack directory; empty for the directory itself.
+    pub(super) path: PathBuf,
+    pub(super) kind: Kind,
+    pub(super) mode: u32,
+    pub(super) uid: u64,
+    pub(super) gid: u64,
+    pub(super) mtime: Option<u64>,
+}
+
+/// The modes, owners and directory times an unpack deferred (see [`Pending::apply`]).
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub(super) entries: Vec<Final>,
+}
+
+impl Pending {
+    /// Applies the archived modes (masked with 0o777 unless `preserve_owner`), owners (only
+    /// with `preserve_owner`) and directory times to the tree in `dir`, deepest entries
+    /// first so that a read-only directory does not block its contents. The root of `dir`
+    /// gets the mode a new directory would get (0o777 minus the umask) unless the archive
+    /// has an entry for it. Call only after the checksum verified.
+    pub fn apply(mut self, dir: &Path, preserve_owner: bool) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777 & !umask()))?;
+        self.entries.sort_by(|a, b| {
+            b.path
+                .as_os_str()
+                .as_bytes()
+                .cmp(a.path.as_os_str().as_bytes())
+        });
+        for e in self.entries {
+            let p = if e.path.as_os_str().is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(&e.path)
+            };
+            if preserve_owner {
+                let id = |v: u64| {
+                    u32::try_from(v).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("id {v} is too large"))
+                    })
+                };
+                // Owner first: chown clears setuid/setgid bits, the chmod below sets them.
+                std::os::unix::fs::lchown(&p, Some(id(e.uid)?), Some(id(e.gid)?))?;
+            }
+            if e.kind == Kind::Symlink {
+                continue;
+            }
+            let keep = if preserve_owner { 0o7777 } else { 0o777 };
+            fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & keep))?;
+            if e.kind == Kind::Dir {
+                if let Some(t) = e.mtime {
+                    set_times_nofollow(&p, t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The process umask, read from /proc (setting it to read it races with other threads);
+/// 0o022 when unknown.
+pub(super) fn umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+        & 0o777
+}
+
+/// Sets atime and mtime of `path` (not following a symlink) to `secs` (0 becomes 1, as
+/// tar-rs does, for tools that treat 0 as missing).
+pub(super) fn set_times_nofollow(path: &Path, secs: u64) -> io::Result<()> {
+    let t = filetime::FileTime::from_unix_time(i64::try_from(secs.max(1)).unwrap_or(i64::MAX), 0);
+    filetime::set_symlink_file_times(path, t, t)
+}

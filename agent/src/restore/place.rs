@@ -1,0 +1,267 @@
+//! Where the tree goes: the target's state ([`check_target`]), the private staging
+//! directory, unpacking and verifying into it ([`unpack_verify_place`]), moving it into
+//! place, and removing staging or replaced trees ([`remove_tree`]).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::find::Expected;
+use super::unpack::{unpack_stream, UnpackOptions, Unpacked};
+use crate::digest::Checksums;
+use crate::errors::AgentError;
+
+/// What is at the target path now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Absent,
+    EmptyDir,
+    /// Exists and will be replaced (`force`).
+    Replace,
+}
+
+/// Refuses to overwrite unless `force`.
+pub fn check_target(to: &Path, force: bool) -> Result<TargetState, AgentError> {
+    match fs::symlink_metadata(to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(TargetState::Absent),
+        Err(e) => Err(AgentError::local("restore target", to, e)),
+        Ok(m) if m.is_dir() => {
+            let empty = fs::read_dir(to)
+                .map_err(|e| AgentError::local("restore target", to, e))?
+                .next()
+                .is_none();
+            if empty {
+                Ok(TargetState::EmptyDir)
+            } else if force {
+                Ok(TargetState::Replace)
+            } else {
+                Err(AgentError::TargetExists {
+                    path: to.to_path_buf(),
+                })
+            }
+        }
+        Ok(_) if force => Ok(TargetState::Replace),
+        Ok(_) => Err(AgentError::TargetExists {
+            path: to.to_path_buf(),
+        }),
+    }
+}
+
+pub(super) const STAGING_MARK: &str = ".autobackup-partial-";
+
+pub(super) fn target_name(to: &Path) -> String {
+    to.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "restore".into())
+}
+
+pub(super) fn parent_dir(to: &Path) -> &Path {
+    to.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// A fresh staging name next to `to`: pid, time and a random part, so no two runs (and no
+/// leftover of a crashed one) share it.
+pub(super) fn staging_path(to: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    parent_dir(to).join(format!(
+        ".{}{STAGING_MARK}{}-{nanos}-{:08x}",
+        target_name(to),
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// The name the replaced tree is moved to: the staging name plus `.old`, unique per run.
+pub(super) fn old_path(staging: &Path) -> PathBuf {
+    let mut s = staging.as_os_str().to_owned();
+    s.push(".old");
+    PathBuf::from(s)
+}
+
+/// Creates the staging directory, exclusively and 0700, and lists leftovers of earlier runs.
+pub(super) fn create_staging(to: &Path) -> Result<(PathBuf, Vec<String>), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = parent_dir(to);
+    fs::create_dir_all(parent)
+        .map_err(|e| AgentError::local("restore target parent", parent, e))?;
+    let mut attempt = 0;
+    let staging = loop {
+        let p = staging_path(to);
+        match fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => break p,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => return Err(AgentError::local("staging directory", &p, e)),
+        }
+    };
+    // The umask can only narrow 0700; make sure the owner can work in it.
+    if let Err(e) = fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)) {
+        let _ = fs::remove_dir(&staging);
+        return Err(AgentError::local("staging directory", &staging, e));
+    }
+    let prefix = format!(".{}{STAGING_MARK}", target_name(to));
+    let mut warnings = Vec::new();
+    if let Ok(rd) = fs::read_dir(parent) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && e.path() != staging {
+                let w = format!(
+                    "leftover of an earlier restore: {} (remove it once no restore runs)",
+                    e.path().display()
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+            }
+        }
+    }
+    Ok((staging, warnings))
+}
+
+/// Removes `path` and everything under it, giving the owner rwx on each directory first
+/// so that read-only trees go too. Symlinks are removed, never followed.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::symlink_metadata(path)?;
+    if !m.is_dir() {
+        return fs::remove_file(path);
+    }
+    let mode = m.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode((mode | 0o700) & 0o7777))?;
+    }
+    for e in fs::read_dir(path)? {
+        remove_tree(&e?.path())?;
+    }
+    fs::remove_dir(path)
+}
+
+/// Adds a failed removal of `staging` to `error`; a staging dir already gone is fine.
+pub(super) fn with_cleanup(error: AgentError, staging: &Path) -> AgentError {
+    match remove_tree(staging) {
+        Ok(()) => error,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => error,
+        Err(e) => {
+            tracing::error!(path = %staging.display(), error = %e, "could not remove the staging directory");
+            AgentError::Cleanup {
+                error: Box::new(error),
+                path: staging.to_path_buf(),
+                why: e.to_string(),
+            }
+        }
+    }
+}
+
+/// What a local restore produced.
+#[derive(Debug)]
+pub struct Placed {
+    pub unpacked: Unpacked,
+    pub checksums: Checksums,
+    pub verified: String,
+    pub warnings: Vec<String>,
+}
+
+/// Everything after the download starts: unpacks the stream into a fresh private staging
+/// directory next to `to`, verifies the checksum, applies the final modes and owners,
+/// and moves the tree into place. On any failure the staging tree is removed (a failed
+/// removal is part of the error) and the target is untouched. Blocking.
+pub fn unpack_verify_place(
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    key: &str,
+    what: &str,
+    expected: &Expected,
+    to: &Path,
+    state: TargetState,
+    opts: &UnpackOptions,
+) -> Result<Placed, AgentError> {
+    let (staging, mut warnings) = create_staging(to)?;
+    let run = || -> Result<Placed, AgentError> {
+        let u = unpack_stream(rx, &staging, opts).map_err(|e| e.into_agent(key, &staging))?;
+        let verified = expected.verify(&u.checksums, what)?;
+        u.pending
+            .apply(&staging, opts.preserve_owner)
+            .map_err(|e| AgentError::Unpack {
+                key: key.to_string(),
+                path: staging.clone(),
+                why: format!("applying modes and owners: {e}"),
+            })?;
+        warnings.extend(put_in_place(&staging, to, state)?);
+        Ok(Placed {
+            unpacked: u.stats,
+            checksums: u.checksums,
+            verified,
+            warnings: std::mem::take(&mut warnings),
+        })
+    };
+    run().map_err(|e| with_cleanup(e, &staging))
+}
+
+/// Refuses `--preserve-owner` unless the effective uid is 0.
+pub fn check_preserve_owner(euid: u32) -> Result<(), AgentError> {
+    if euid == 0 {
+        Ok(())
+    } else {
+        Err(AgentError::Config(format!(
+            "--preserve-owner restores owners and setuid/setgid bits, which needs root (effective uid 0); this process runs as uid {euid}"
+        )))
+    }
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Moves the verified staging tree to `to`. Returns warnings for what it could not tidy
+/// (the replaced tree left behind).
+pub(super) fn put_in_place(
+    staging: &Path,
+    to: &Path,
+    state: TargetState,
+) -> Result<Vec<String>, AgentError> {
+    let local = |what, p: &Path, e: io::Error| AgentError::local(what, p, e);
+    match state {
+        TargetState::Absent => {
+            fs::rename(staging, to).map_err(|e| local("restore target", to, e))?;
+            Ok(Vec::new())
+        }
+        TargetState::EmptyDir => {
+            fs::remove_dir(to).map_err(|e| local("restore target", to, e))?;
+            fs::rename(staging, to).map_err(|e| local("restore target", to, e))?;
+            Ok(Vec::new())
+        }
+        TargetState::Replace => {
+            let old = old_path(staging);
+            fs::rename(to, &old).map_err(|e| local("restore target", to, e))?;
+            if let Err(e) = fs::rename(staging, to) {
+                // Put the previous tree back.
+                if let Err(back) = fs::rename(&old, to) {
+                    return Err(AgentError::Cleanup {
+                        error: Box::new(local("restore target", to, e)),
+                        path: old,
+                        why: format!("the previous tree could not be moved back: {back}"),
+                    });
+                }
+                return Err(local("restore target", to, e));
+            }
+            match remove_tree(&old) {
+                Ok(()) => Ok(Vec::new()),
+                Err(e) => {
+                    tracing::warn!(path = %old.display(), error = %e, "could not remove the replaced tree");
+                    Ok(vec![format!(
+                        "the replaced tree was left at {}: {e} (remove it by hand)",
+                        old.display()
+                    )])
+                }
+            }
+        }
+    }
+}

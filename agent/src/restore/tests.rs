@@ -1,0 +1,761 @@
+//! Tests of the restore: resolving, unpacking within limits, modes, staging and placing.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::find::*;
+use super::pending::*;
+use super::place::*;
+use super::unpack::*;
+use super::*;
+use crate::archive::{write_archive, ArchiveOptions};
+use crate::compat::Stored;
+use crate::digest::{Checksums, Digests};
+use crate::errors::AgentError;
+use crate::layout::{self, meta, Category};
+use rstest::rstest;
+
+#[rstest]
+#[case("latest", At::Latest)]
+#[case("backups/media/20260101T000000.000Z.tar.gz", At::Key("backups/media/20260101T000000.000Z.tar.gz".into()))]
+#[case("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY", At::Version("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into()))]
+fn parses_at(#[case] s: &str, #[case] at: At) {
+    assert_eq!(s.parse::<At>().unwrap(), at);
+}
+
+fn target(meta_sha: Option<&str>, stored: Stored) -> Target {
+    Target {
+        bucket: "b".into(),
+        key: "k".into(),
+        version_id: None,
+        size: 0,
+        metadata: meta_sha
+            .map(|s| HashMap::from([(meta::SHA256.to_string(), s.to_string())]))
+            .unwrap_or_default(),
+        stored,
+    }
+}
+
+#[test]
+fn expected_checksum_preference() {
+    let full = Stored::FullObject("crc".into());
+    // The history wins over the metadata, trusted or not.
+    for trust in [false, true] {
+        assert!(
+            matches!(Expected::choose(&target(Some("AA"), full.clone()), Some("BB"), trust), Expected::Sha256 { hex, source } if hex == "bb" && source == "history")
+        );
+    }
+    // Metadata only when trusted...
+    assert!(
+        matches!(Expected::choose(&target(Some("AA"), full.clone()), None, true), Expected::Sha256 { hex, source } if hex == "aa" && source == "object metadata")
+    );
+    // ...otherwise S3's full-object checksum, or nothing.
+    assert!(matches!(
+        Expected::choose(&target(Some("AA"), full.clone()), None, false),
+        Expected::Crc64nvme { .. }
+    ));
+    assert!(matches!(
+        Expected::choose(&target(None, full), None, true),
+        Expected::Crc64nvme { .. }
+    ));
+    assert_eq!(
+        Expected::choose(
+            &target(Some("AA"), Stored::Composite("x-2".into())),
+            None,
+            false
+        ),
+        Expected::Nothing
+    );
+}
+
+/// Finding 5: an object replaced together with matching metadata must not verify when
+/// the history knows the original SHA-256.
+#[test]
+fn replaced_object_with_matching_metadata_fails_against_the_history() {
+    let evil = Checksums {
+        sha256: "ee".repeat(32),
+        crc64nvme: "evil".into(),
+        bytes: 1,
+    };
+    let t = target(Some(&"ee".repeat(32)), Stored::FullObject("evil".into()));
+    let exp = Expected::choose(&t, Some(&"aa".repeat(32)), false);
+    assert_eq!(exp.verify(&evil, "x").unwrap_err().exit_code(), 9);
+}
+
+#[test]
+fn target_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t");
+    assert_eq!(check_target(&p, false).unwrap(), TargetState::Absent);
+    fs::create_dir(&p).unwrap();
+    assert_eq!(check_target(&p, false).unwrap(), TargetState::EmptyDir);
+    fs::write(p.join("f"), b"x").unwrap();
+    assert_eq!(check_target(&p, false).unwrap_err().exit_code(), 10);
+    assert_eq!(check_target(&p, true).unwrap(), TargetState::Replace);
+}
+
+fn archive_bytes(root: &Path) -> (Vec<u8>, crate::archive::ArchiveSummary) {
+    let (tx, mut rx) = mpsc::channel(4096);
+    let s = write_archive(
+        root,
+        ArchiveOptions {
+            chunk_size: 1000,
+            level: 6,
+            ..ArchiveOptions::default()
+        },
+        tx,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        out.extend_from_slice(&c);
+    }
+    (out, s)
+}
+
+fn feed(bytes: Vec<u8>) -> mpsc::Receiver<Result<Bytes, String>> {
+    let (tx, rx) = mpsc::channel(4096);
+    for c in bytes.chunks(777) {
+        tx.try_send(Ok(Bytes::copy_from_slice(c))).unwrap();
+    }
+    rx
+}
+
+#[test]
+fn local_round_trip_of_awkward_names_read_only_dirs_and_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path();
+    let long = "d".repeat(120);
+    fs::create_dir_all(root.join("with space/ünï cødé/日本").join(&long)).unwrap();
+    fs::write(
+        root.join("with space/ünï cødé/日本/file name.txt"),
+        "こんにちは",
+    )
+    .unwrap();
+    fs::write(
+        root.join("with space").join(&long).with_extension("x"),
+        b"long",
+    )
+    .unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("empty", root.join("link to empty")).unwrap();
+    fs::create_dir(root.join("ro")).unwrap();
+    fs::write(root.join("ro/inside"), b"data").unwrap();
+    fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+
+    let (bytes, summary) = archive_bytes(root);
+    let out = tempfile::tempdir().unwrap();
+    let u = unpack_stream(feed(bytes), out.path(), &UnpackOptions::default()).unwrap();
+    let (stats, sums) = (u.stats, u.checksums);
+    u.pending.apply(out.path(), false).unwrap();
+    assert_eq!(sums, summary.checksums);
+    assert_eq!(
+        (stats.files, stats.symlinks),
+        (summary.files, summary.symlinks)
+    );
+    assert_eq!(stats.bytes, summary.uncompressed_bytes);
+    assert_eq!(
+        fs::read_to_string(out.path().join("with space/ünï cødé/日本/file name.txt")).unwrap(),
+        "こんにちは"
+    );
+    assert_eq!(
+        fs::read_link(out.path().join("link to empty")).unwrap(),
+        Path::new("empty")
+    );
+    assert_eq!(fs::read(out.path().join("ro/inside")).unwrap(), b"data");
+    let mode = fs::metadata(out.path().join("ro"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o555);
+    // Let the temp dirs clean up.
+    fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(out.path().join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn entries_escaping_the_target_are_refused() {
+    // A hand-made archive with ../evil (bypassing the builder's own checks).
+    let mut raw = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_old();
+        let name = b"../evil";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"evil"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let err = unpack_stream(feed(raw), &out, &UnpackOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    assert!(!parent.path().join("evil").exists());
+}
+
+#[test]
+fn corrupted_bytes_fail_or_mismatch() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("a"), vec![7u8; 10_000]).unwrap();
+    let (mut bytes, summary) = archive_bytes(src.path());
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let out = tempfile::tempdir().unwrap();
+    match unpack_stream(feed(bytes), out.path(), &UnpackOptions::default()) {
+        // gzip's own CRC usually catches it...
+        Err(_) => {}
+        // ...and when it does not, the SHA-256 comparison does.
+        Ok(u) => {
+            let sums = u.checksums;
+            let exp = Expected::Sha256 {
+                hex: summary.checksums.sha256.clone(),
+                source: "test".into(),
+            };
+            assert_eq!(exp.verify(&sums, "x").unwrap_err().exit_code(), 9);
+        }
+    }
+}
+
+#[test]
+fn put_in_place_replaces_only_after_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("t");
+    fs::create_dir(&to).unwrap();
+    fs::write(to.join("old"), b"old").unwrap();
+    let staging = staging_path(&to);
+    fs::create_dir(&staging).unwrap();
+    fs::write(staging.join("new"), b"new").unwrap();
+    assert!(put_in_place(&staging, &to, TargetState::Replace)
+        .unwrap()
+        .is_empty());
+    assert!(to.join("new").exists() && !to.join("old").exists());
+    assert!(!staging.exists());
+    let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1);
+}
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+fn mode_of(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A gzip'd tar of hand-made entries: (path, type, mode, data).
+fn crafted(entries: &[(&str, tar::EntryType, u32, &[u8])]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (path, kind, mode, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_uid(1234);
+            h.set_gid(2345);
+            h.set_mtime(1_600_000_000);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    raw
+}
+
+fn sha_of(bytes: &[u8]) -> Expected {
+    let mut d = Digests::new();
+    d.update(bytes);
+    Expected::Sha256 {
+        hex: d.finish().sha256,
+        source: "test".into(),
+    }
+}
+
+fn setuid_archive() -> Vec<u8> {
+    use tar::EntryType::{Directory, Regular};
+    crafted(&[
+        ("sgid-dir", Directory, 0o2755, b""),
+        ("sgid-dir/tool", Regular, 0o4755, b"#!/bin/sh\n"),
+        ("sticky", Directory, 0o1777, b""),
+        ("plain", Regular, 0o640, b"x"),
+    ])
+}
+
+/// Finding 1: setuid/setgid/sticky bits are not restored by default, and counted.
+#[test]
+fn special_bits_are_stripped_without_preserve_owner() {
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let bytes = setuid_archive();
+    let placed = unpack_verify_place(
+        feed(bytes.clone()),
+        "k",
+        "x",
+        &sha_of(&bytes),
+        &to,
+        TargetState::Absent,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(mode_of(&to.join("sgid-dir/tool")), 0o755);
+    assert_eq!(mode_of(&to.join("sgid-dir")), 0o755);
+    assert_eq!(mode_of(&to.join("sticky")), 0o777);
+    assert_eq!(mode_of(&to.join("plain")), 0o640);
+    assert_eq!(placed.unpacked.special_bits_stripped, 3);
+    // Owned by the caller, not by the archive's uid.
+    assert_eq!(fs::metadata(to.join("plain")).unwrap().uid(), euid());
+}
+
+/// Finding 1: with --preserve-owner (root), owners and special bits come back.
+#[test]
+fn preserve_owner_restores_owners_and_special_bits() {
+    if euid() != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let bytes = setuid_archive();
+    let opts = UnpackOptions {
+        preserve_owner: true,
+        ..UnpackOptions::default()
+    };
+    let placed = unpack_verify_place(
+        feed(bytes.clone()),
+        "k",
+        "x",
+        &sha_of(&bytes),
+        &to,
+        TargetState::Absent,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(placed.unpacked.special_bits_stripped, 0);
+    assert_eq!(mode_of(&to.join("sgid-dir/tool")), 0o4755);
+    assert_eq!(mode_of(&to.join("sgid-dir")), 0o2755);
+    assert_eq!(mode_of(&to.join("sticky")), 0o1777);
+    let m = fs::metadata(to.join("sgid-dir/tool")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 2345));
+}
+
+#[test]
+fn preserve_owner_is_refused_unless_root() {
+    let e = check_preserve_owner(1000).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("needs root"), "{e}");
+    check_preserve_owner(0).unwrap();
+}
+
+/// Finding 2: the staging dir is 0700, entries stay 0700/0600 until the checksum
+/// verified, and the final modes come only with `apply`.
+#[test]
+fn staging_is_private_and_final_modes_wait_for_verification() {
+    use tar::EntryType::{Directory, Regular};
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let (staging, _) = create_staging(&to).unwrap();
+    assert_eq!(mode_of(&staging), 0o700);
+    let bytes = crafted(&[
+        ("open", Directory, 0o777, b""),
+        ("open/public", Regular, 0o666, b"p"),
+        ("open/exec", Regular, 0o755, b"e"),
+    ]);
+    let u = unpack_stream(feed(bytes), &staging, &UnpackOptions::default()).unwrap();
+    assert_eq!(mode_of(&staging), 0o700);
+    assert_eq!(mode_of(&staging.join("open")), 0o700);
+    assert_eq!(mode_of(&staging.join("open/public")), 0o600);
+    assert_eq!(mode_of(&staging.join("open/exec")), 0o600);
+    u.pending.apply(&staging, false).unwrap();
+    assert_eq!(mode_of(&staging.join("open")), 0o777);
+    assert_eq!(mode_of(&staging.join("open/public")), 0o666);
+    assert_eq!(mode_of(&staging.join("open/exec")), 0o755);
+    assert_eq!(mode_of(&staging), 0o777 & !umask());
+    let mtime = fs::metadata(staging.join("open")).unwrap().mtime();
+    assert_eq!(mtime, 1_600_000_000);
+    remove_tree(&staging).unwrap();
+}
+
+/// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree.
+#[test]
+fn a_mismatch_removes_the_staging_tree_and_keeps_the_target() {
+    use tar::EntryType::{Directory, Regular};
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    fs::create_dir(&to).unwrap();
+    fs::write(to.join("mine"), b"mine").unwrap();
+    let bytes = crafted(&[
+        ("ro", Directory, 0o555, b""),
+        ("ro/f", Regular, 0o444, b"f"),
+    ]);
+    let wrong = Expected::Sha256 {
+        hex: "00".repeat(32),
+        source: "test".into(),
+    };
+    let e = unpack_verify_place(
+        feed(bytes),
+        "k",
+        "x",
+        &wrong,
+        &to,
+        TargetState::Replace,
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 9, "{e}");
+    let names: Vec<_> = fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["t"]);
+    assert_eq!(fs::read(to.join("mine")).unwrap(), b"mine");
+}
+
+/// Finding 3: replacing a target twice, with read-only directories in it and
+/// leftovers of earlier runs (the old fixed `.t.old` name, a crashed run's staging dir)
+/// next to it, works and reports the leftovers.
+#[test]
+fn replacing_twice_with_read_only_dirs_and_leftovers_works() {
+    use tar::EntryType::{Directory, Regular};
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    for leftover in [".t.old", ".t.autobackup-partial-1-2"] {
+        let p = parent.path().join(leftover);
+        fs::create_dir_all(p.join("ro")).unwrap();
+        fs::write(p.join("ro/f"), b"f").unwrap();
+        fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    fs::create_dir(&to).unwrap();
+    fs::write(to.join("old"), b"old").unwrap();
+    let bytes = crafted(&[
+        ("ro", Directory, 0o555, b""),
+        ("ro/f", Regular, 0o444, b"new"),
+    ]);
+    for round in 0..2 {
+        let placed = unpack_verify_place(
+            feed(bytes.clone()),
+            "k",
+            "x",
+            &sha_of(&bytes),
+            &to,
+            TargetState::Replace,
+            &UnpackOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(fs::read(to.join("ro/f")).unwrap(), b"new");
+        assert_eq!(mode_of(&to.join("ro")), 0o555);
+        assert!(
+            placed
+                .warnings
+                .iter()
+                .any(|w| w.contains(".t.autobackup-partial-1-2")),
+            "{:?}",
+            placed.warnings
+        );
+    }
+    let mut names: Vec<_> = fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".t.autobackup-partial-1-2", ".t.old", "t"]);
+    for leftover in [".t.old", ".t.autobackup-partial-1-2", "t"] {
+        remove_tree(&parent.path().join(leftover)).unwrap();
+    }
+}
+
+#[test]
+fn staging_and_old_names_are_unique_per_run() {
+    let to = Path::new("/srv/t");
+    let (a, b) = (staging_path(to), staging_path(to));
+    assert_ne!(a, b);
+    let name = a.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!(".t.autobackup-partial-{}-", std::process::id())));
+    assert_eq!(
+        old_path(&a).file_name().unwrap().to_string_lossy(),
+        format!("{name}.old")
+    );
+}
+
+/// Finding 3: `remove_tree` removes read-only trees that `remove_dir_all` cannot (as a
+/// non-root user: as root the test re-runs itself as nobody).
+#[test]
+fn remove_tree_removes_read_only_trees() {
+    if !crate::test_support::runs_as_non_root("restore::tests::remove_tree_removes_read_only_trees")
+    {
+        return;
+    }
+    let build = |root: &Path| {
+        fs::create_dir_all(root.join("ro/none")).unwrap();
+        fs::write(root.join("ro/f"), b"f").unwrap();
+        fs::write(root.join("ro/none/g"), b"g").unwrap();
+        fs::set_permissions(root.join("ro/none"), fs::Permissions::from_mode(0o000)).unwrap();
+        fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    };
+    let base = tempfile::tempdir().unwrap();
+    let a = base.path().join("a");
+    build(&a);
+    if euid() != 0 {
+        // What the restore used before: fails on a read-only tree.
+        assert!(fs::remove_dir_all(&a).is_err());
+    }
+    remove_tree(&a).unwrap();
+    assert!(!a.exists());
+}
+
+/// Finding 4: each limit stops a crafted archive with a typed error (exit 15), and the
+/// staging tree is removed.
+#[rstest]
+#[case::entries(Limit::Entries)]
+#[case::bytes(Limit::Bytes)]
+#[case::path(Limit::Path)]
+#[case::extension(Limit::Extension)]
+fn limits_stop_crafted_archives(#[case] which: Limit) {
+    use tar::EntryType::Regular;
+    let low = Limits {
+        max_entries: 10,
+        max_bytes: 100,
+        max_path: 200,
+        max_extension: 1024,
+    };
+    let bytes = match which {
+        Limit::Entries => {
+            let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+            let entries: Vec<_> = names
+                .iter()
+                .map(|n| (n.as_str(), Regular, 0o644, &b"x"[..]))
+                .collect();
+            crafted(&entries)
+        }
+        Limit::Bytes => crafted(&[("big", Regular, 0o644, &[0u8; 1000][..])]),
+        // 301 bytes: a GNU long name, within the extension limit.
+        Limit::Path => crafted(&[(&format!("{}f", "dd/".repeat(100)), Regular, 0o644, b"x")]),
+        Limit::Extension => {
+            // One GNU long-name header declaring 1 GiB, and no data: the tar reader
+            // would try to buffer all of it.
+            let mut raw = Vec::new();
+            {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::GNULongName);
+                h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+                h.set_size(1 << 30);
+                h.set_mode(0o644);
+                h.set_cksum();
+                gz.write_all(h.as_bytes()).unwrap();
+                gz.finish().unwrap();
+            }
+            raw
+        }
+    };
+    // Within the defaults, each of them unpacks (or fails for another reason).
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let opts = UnpackOptions {
+        limits: low,
+        preserve_owner: false,
+    };
+    let started = std::time::Instant::now();
+    let e = unpack_verify_place(
+        feed(bytes.clone()),
+        "k",
+        "x",
+        &sha_of(&bytes),
+        &to,
+        TargetState::Absent,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    match &e {
+        AgentError::UnpackLimit { flag, .. } => assert_eq!(*flag, which.flag(), "{e}"),
+        other => panic!("expected a limit error, got {other}"),
+    }
+    assert_eq!(e.exit_code(), 15);
+    assert_eq!(
+        fs::read_dir(parent.path()).unwrap().count(),
+        0,
+        "staging left behind"
+    );
+    if which != Limit::Extension {
+        let to2 = parent.path().join("t2");
+        unpack_verify_place(
+            feed(bytes.clone()),
+            "k",
+            "x",
+            &sha_of(&bytes),
+            &to2,
+            TargetState::Absent,
+            &UnpackOptions::default(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn special_entry_types_and_paths_through_symlinks_are_refused() {
+    use tar::EntryType::{Fifo, Regular, Symlink};
+    let mut link = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut link, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "escape", "/tmp").unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(Regular);
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "escape/planted", &b"x"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    let fifo = crafted(&[("pipe", Fifo, 0o644, b"")]);
+    for (bytes, want) in [(link, "not a directory"), (fifo, "type")] {
+        let out = tempfile::tempdir().unwrap();
+        let err = unpack_stream(feed(bytes), out.path(), &UnpackOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    assert!(!Path::new("/tmp/planted").exists());
+}
+
+/// Incompressible bytes (xorshift), so an archive of them is as large as they are.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Finding 19: a restore cancelled mid-download (SIGTERM) removes its staging tree,
+/// leaves the target alone and ends in exit 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_restore_removes_its_staging_and_leaves_the_target_alone() {
+    use crate::signals::{Cancel, Signal};
+    use crate::test_support::stub::{Reply, StubS3};
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("a"), b"first").unwrap();
+    fs::write(src.path().join("big"), noise(2 << 20)).unwrap();
+    let (bytes, _) = tokio::task::block_in_place(|| archive_bytes(src.path()));
+    let len = bytes.len();
+    let half = Bytes::copy_from_slice(&bytes[..len / 2]);
+    let stub = StubS3::start(move |s, _| {
+        if s.op() == "GetObject" {
+            Reply::Stall {
+                status: 200,
+                headers: vec![("content-length".into(), len.to_string())],
+                first: half.clone(),
+            }
+        } else {
+            Reply::error(404, "NoSuchKey", "no")
+        }
+    })
+    .await;
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let cancel = Cancel::new();
+    let task = {
+        let (s3, c, to) = (stub.client(), cancel.clone(), to.clone());
+        tokio::spawn(async move {
+            let t = target(None, Stored::Absent);
+            restore(
+                &s3,
+                &t,
+                &Expected::Nothing,
+                &to,
+                TargetState::Absent,
+                &UnpackOptions::default(),
+                &c,
+            )
+            .await
+        })
+    };
+    // Wait until the unpack has started writing into its staging tree.
+    let staging = || {
+        fs::read_dir(parent.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().contains(STAGING_MARK))
+            .map(|e| e.path())
+    };
+    let started = std::time::Instant::now();
+    while !staging().is_some_and(|p| fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())) {
+        assert!(started.elapsed().as_secs() < 20, "the unpack never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cancel.trigger(Signal::Terminate);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the cancelled restore did not stop")
+        .unwrap();
+    let e = r.unwrap_err();
+    assert_eq!(e.exit_code(), 143, "{e}");
+    assert!(staging().is_none(), "staging left behind");
+    assert!(!to.exists());
+}
+
+/// Finding 20: `latest` is the history's last success while it exists, otherwise the
+/// newest by LastModified, never a future-dated name.
+#[test]
+fn latest_prefers_the_history_then_last_modified() {
+    use crate::rotation::Object;
+    use chrono::{TimeZone, Utc};
+    let t = |y, h| Utc.with_ymd_and_hms(y, 3, 1, h, 0, 0).unwrap();
+    let k = |y, h| layout::key_for(Category::Documents, t(y, h));
+    let listed = vec![
+        Object::new(k(2100, 0), Some(t(2026, 0))),
+        Object::new(k(2026, 1), Some(t(2026, 1))),
+        Object::new(k(2026, 2), Some(t(2026, 2))),
+    ];
+    let now = t(2026, 3);
+    assert_eq!(
+        latest_of(&listed, Category::Documents, None, now),
+        Some(k(2026, 2))
+    );
+    assert_eq!(
+        latest_of(&listed, Category::Documents, Some(&k(2026, 1)), now),
+        Some(k(2026, 1))
+    );
+    // A history key rotated away (or from another bucket) is not used.
+    assert_eq!(
+        latest_of(&listed, Category::Documents, Some(&k(2025, 1)), now),
+        Some(k(2026, 2))
+    );
+    assert_eq!(latest_of(&[], Category::Documents, None, now), None);
+}
+
+/// Finding 30: hard links inside the tree survive a backup and restore as links.
+#[test]
+fn hard_links_round_trip() {
+    use std::os::unix::fs::MetadataExt;
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("a"), b"shared").unwrap();
+    fs::create_dir(src.path().join("sub")).unwrap();
+    fs::hard_link(src.path().join("a"), src.path().join("sub/b")).unwrap();
+    let (bytes, summary) = archive_bytes(src.path());
+    assert_eq!((summary.files, summary.hard_links), (1, 1));
+    let dst = tempfile::tempdir().unwrap();
+    let u = unpack_stream(feed(bytes), dst.path(), &UnpackOptions::default()).unwrap();
+    u.pending.apply(dst.path(), false).unwrap();
+    let a = fs::metadata(dst.path().join("a")).unwrap();
+    let b = fs::metadata(dst.path().join("sub/b")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(fs::read(dst.path().join("sub/b")).unwrap(), b"shared");
+}
