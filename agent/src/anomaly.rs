@@ -13,6 +13,8 @@
 //! one outlier would otherwise widen the band enough to hide the next (a backup ten times
 //! larger followed by a truncated one). When the most recent `min_history` runs were all
 //! flagged, the level has changed for good (the tree grew) and they become the baseline.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use serde::Serialize;
 

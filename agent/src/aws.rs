@@ -5,6 +5,8 @@
 //! `AWS_ACCESS_KEY_ID`, profiles, ...) unless given as flags; region from `AWS_REGION`
 //! (default us-east-1). S3 uses path-style addressing by default when an endpoint URL is set
 //! (local engines), virtual-hosted style against AWS.
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `errors`.
 
 use std::time::Duration;
 

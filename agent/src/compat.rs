@@ -14,6 +14,8 @@
 //!
 //! Whatever an engine stores, the agent records its own SHA-256 of the archive (object
 //! metadata and history) and checks it on restore, so a restore is verified everywhere.
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `cost::inventory`.
 
 use aws_sdk_s3::types::ChecksumType;
 use serde::Serialize;

@@ -1,6 +1,8 @@
 //! Incremental checksums of the archive bytes: SHA-256 (the agent's own record, checked on
 //! restore) and CRC64NVME (what S3 calls the full-object checksum, checked by S3 on upload).
 //! Pure.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};

@@ -26,6 +26,8 @@
 //!
 //! A failure whose cleanup (removing a restore's staging tree) also failed keeps the exit
 //! code of the original failure and names the path left behind.
+//!
+//! Floor 1: may import modules of floors 0 to 0 only; it imports `signals::signal`.
 
 use std::path::PathBuf;
 

@@ -12,6 +12,8 @@
 //!
 //! Fields may be added later; readers ignore unknown fields and unknown kinds, and skip
 //! (and report) lines that do not parse, so one torn line never hides the rest.
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `errors`, `layout`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! Keys are `backups/<category>/<UTC timestamp>.tar.gz`, the timestamp in ISO 8601 basic
 //! format with milliseconds (`20261122T025312.123Z`), so keys sort by time as strings and
 //! never contain characters that need escaping.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

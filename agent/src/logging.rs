@@ -1,6 +1,8 @@
 //! Logging: timestamped lines to the console (stderr) and appended to a log file, so a
 //! failure notification can point at the file. `RUST_LOG` overrides the level
 //! (default: `info` for the agent, `warn` for everything else; `-v` adds debug).
+//!
+//! Floor 3: may import modules of floors 0 to 2 only; it imports `errors`, `history`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -7,6 +7,8 @@
 //! can carry thousands of errors (a rotation that failed for every key), so every body is
 //! capped ([`cap_message`], at a UTF-8 boundary) at [`BODY_MAX`]; the cap says how many
 //! lines and bytes it left out, and the log has the full text.
+//!
+//! Floor 1: may import modules of floors 0 to 0 only; it imports `anomaly`, `units`.
 
 use serde::Serialize;
 

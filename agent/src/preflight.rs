@@ -12,6 +12,9 @@
 //! Without `--expected-owner` nothing is compared and no STS call is made: the caller's
 //! account is *not* used as a default owner, because that would refuse every existing
 //! cross-account bucket (S3 answers 403) for a check the operator did not ask for.
+//!
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `aws`, `cost::lifecycle`,
+//! `errors`, `s3`, `test_support`.
 
 use std::path::Path;
 

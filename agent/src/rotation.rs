@@ -10,6 +10,9 @@
 //! before NTP sync, or a planted key) would otherwise name a backup that sorts first
 //! forever, stays `latest` and is never rotated out. Keys dated more than
 //! [`FUTURE_TOLERANCE`] ahead of now are reported in [`Plan::future`].
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `cost::lifecycle`, `layout`,
+//! `notify`.
 
 use chrono::{DateTime, Utc};
 

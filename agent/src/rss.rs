@@ -1,5 +1,7 @@
 //! Resident memory figures from `/proc/self/status` (Linux): the peak (`VmHWM`) reported by
 //! `backup --json` and `bench`, and resetting the peak between benchmark phases.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 /// A `kB` field of a `/proc/<pid>/status` text, in bytes. Pure.
 pub fn parse_status(text: &str, field: &str) -> Option<u64> {

@@ -1,5 +1,8 @@
 //! AWS adapter, part 2: the S3 calls behind rotation, restore lookup and cost analysis, and
 //! the conversions from SDK types into the pure core's types.
+//!
+//! Floor 4: may import modules of floors 0 to 3 only; it imports `aws`, `compat`,
+//! `cost::inventory`, `cost::lifecycle`, `errors`, `rotation`, `test_support`.
 
 use aws_sdk_s3::primitives::DateTime as SdkDateTime;
 use aws_sdk_s3::types::{self as s3t, BucketVersioningStatus};

@@ -1,4 +1,6 @@
 //! Test helpers shared by the unit tests.
+//!
+//! Floor 3: may import modules of floors 0 to 2 only; it imports `aws`.
 
 /// For tests about permissions, which root bypasses: returns `true` when the calling test
 /// should run its body in this process (not root, or already the re-run). As root it

@@ -1,4 +1,6 @@
 //! Human-readable sizes and rates for logs, tables and notifications. Pure.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 /// `1.5 MiB`, `512 B`.
 pub fn bytes(n: u64) -> String {

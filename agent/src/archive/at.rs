@@ -1,5 +1,7 @@
 //! Descriptor-relative file system calls (Linux `*at`), so that the walk never resolves a
 //! path through something swapped in after it was listed.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;

@@ -45,6 +45,9 @@
 //! When the uploader stops reading (it failed, or was cancelled) the archive ends with
 //! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
 //! upload's failure stays the reported root cause.
+//!
+//! Floor 4: may import modules of floors 0 to 3 only; it imports `archive::estimate`,
+//! `archive::sink`, `archive::walk`, `digest`, `errors`.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,7 @@
 //! Tests of the archive: chunking, the walk, skipped entries, estimates, links and sparse files.
+//!
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `archive`, `archive::estimate`,
+//! `archive::sink`, `archive::walk`, `digest`, `errors`, `test_support`.
 
 use std::ffi::OsStr;
 use std::fs::File;

@@ -1,5 +1,8 @@
 //! The descriptor-relative walk that writes the tree's entries into the tar builder
 //! ([`Walker`]); see the module docs of [`super`] for what it archives and skips.
+//!
+//! Floor 3: may import modules of floors 0 to 2 only; it imports `archive::at`, `archive::sink`,
+//! `errors`.
 
 use std::ffi::OsStr;
 use std::fs::File;

@@ -6,6 +6,9 @@
 //! peak RSS side by side. It is a
 //! measurement, not a test: nothing is asserted. The objects it uploads are deleted again
 //! (all their versions); the tree is removed unless `--dir` was given.
+//!
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `archive`, `aws`, `cli::common`,
+//! `errors`, `layout`, `preflight`, `rss`, `s3`, `units`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! What the commands share: the bucket, history and anomaly flags, the numeric flag
 //! validators, the [`Context`] every command's `run` gets and the failure notification.
+//!
+//! Floor 3: may import modules of floors 0 to 2 only; it imports `anomaly`, `errors`, `history`,
+//! `notify`.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,10 @@
 //! `autobackup cost`: storage per class (current and noncurrent versions), monthly cost, a
 //! 12-month projection under the bucket's own lifecycle rules, a history record and a
 //! cost-growth check. A table by default, `--json` for machines, `--chart` for an SVG.
+//!
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `anomaly`, `aws`, `cli::common`,
+//! `cost`, `cost::chart`, `cost::prices`, `cost::report`, `errors`, `history`, `layout`, `notify`,
+//! `preflight`, `s3`.
 
 use std::path::PathBuf;
 

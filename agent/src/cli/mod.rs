@@ -1,6 +1,9 @@
 //! The `autobackup` command line, cargo-lambda style: one module per command, each a clap
 //! `Args` struct with an `async fn run()`; [`common`] holds the flags they share, this module
 //! the dispatcher that turns errors into exit codes.
+//!
+//! Floor 10: may import modules of floors 0 to 9 only; it imports `cli::backup`, `cli::bench`,
+//! `cli::common`, `cli::cost`, `cli::restore`, `errors`, `logging`, `signals`.
 
 pub mod backup;
 pub mod bench;

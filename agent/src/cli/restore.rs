@@ -1,4 +1,8 @@
 //! `autobackup restore`: find a backup, download it, verify its checksum and unpack it.
+//!
+//! Floor 8: may import modules of floors 0 to 7 only; it imports `aws`, `cli::common`, `errors`,
+//! `history`, `layout`, `notify`, `preflight`, `restore`, `restore::find`, `restore::place`,
+//! `restore::unpack`, `signals`, `units`.
 
 use std::path::PathBuf;
 use std::time::Instant;

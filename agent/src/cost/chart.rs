@@ -1,5 +1,7 @@
 //! A hand-written SVG chart of the projection: monthly cost with the lifecycle rules (bars)
 //! against everything in STANDARD (line). Pure; no dependencies.
+//!
+//! Floor 4: may import modules of floors 0 to 3 only; it imports `cost::projection`.
 
 use super::projection::Projection;
 

@@ -1,6 +1,8 @@
 //! What the bucket holds, from a `ListObjectVersions` listing: bytes and object counts per
 //! storage class, current and noncurrent versions apart, and each version's history (when it
 //! became noncurrent, how many newer noncurrent versions it has). Pure.
+//!
+//! Floor 1: may import modules of floors 0 to 0 only; it imports `cost::lifecycle`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -19,6 +19,8 @@
 //!
 //! Simplification: S3 runs lifecycle actions asynchronously, rounded to the next midnight
 //! UTC; the timeline uses the exact instant.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;

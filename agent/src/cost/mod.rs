@@ -11,6 +11,9 @@
 //!
 //! The S3 calls that feed it (`ListObjectVersions`, `GetBucketLifecycleConfiguration`,
 //! `GetBucketVersioning`) are in [`crate::s3`].
+//!
+//! Floor 4: may import modules of floors 0 to 3 only; it imports `anomaly`, `cost::inventory`,
+//! `cost::lifecycle`, `cost::prices`, `cost::projection`, `rotation`.
 
 pub mod chart;
 pub mod inventory;

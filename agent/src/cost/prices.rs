@@ -13,6 +13,8 @@
 //! [min_days]
 //! GLACIER_IR = 90
 //! ```
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `errors`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -5,6 +5,8 @@
 //! days it spends in each class inside the month, plus minimum-duration charges when a
 //! lifecycle action moves or deletes it before the class's minimum (billed in the month of
 //! the action). Only the objects stored now are projected: future backups are not modelled.
+//!
+//! Floor 3: may import modules of floors 0 to 2 only; it imports `cost::lifecycle`, `cost::prices`.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;

@@ -1,4 +1,7 @@
 //! The human-readable cost report (the default output of `autobackup cost`). Pure.
+//!
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `anomaly`, `cost`,
+//! `cost::inventory`, `cost::lifecycle`, `cost::prices`, `rotation`, `units`.
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,8 @@
 //! Which backup a restore fetches ([`At`], [`resolve`], [`latest_of`]) and what it is
 //! verified against ([`Expected`]).
+//!
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `aws`, `compat`, `digest`,
+//! `errors`, `layout`, `rotation`, `s3`.
 
 use std::collections::HashMap;
 use std::str::FromStr;

@@ -36,6 +36,9 @@
 //! 4. nothing: the restore fails unless unverified restores are allowed.
 //!
 //! When the history and the metadata disagree, the history wins and a warning is logged.
+//!
+//! Floor 7: may import modules of floors 0 to 6 only; it imports `aws`, `errors`, `restore::find`,
+//! `restore::pending`, `restore::place`, `restore::unpack`, `signals`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,7 @@
 //! The modes, owners and directory times an unpack deferred until the archive verified
 //! ([`Pending`]).
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 use std::fs;
 use std::io;

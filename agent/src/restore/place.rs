@@ -1,6 +1,9 @@
 //! Where the tree goes: the target's state ([`check_target`]), the private staging
 //! directory, unpacking and verifying into it ([`unpack_verify_place`]), moving it into
 //! place, and removing staging or replaced trees ([`remove_tree`]).
+//!
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `digest`, `errors`,
+//! `restore::find`, `restore::unpack`.
 
 use std::fs;
 use std::io;

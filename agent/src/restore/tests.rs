@@ -1,4 +1,8 @@
 //! Tests of the restore: resolving, unpacking within limits, modes, staging and placing.
+//!
+//! Floor 8: may import modules of floors 0 to 7 only; it imports `archive`, `compat`, `digest`,
+//! `errors`, `layout`, `restore`, `restore::find`, `restore::pending`, `restore::place`,
+//! `restore::unpack`, `rotation`, `signals`, `signals::signal`, `test_support`.
 
 use std::collections::HashMap;
 use std::fs;

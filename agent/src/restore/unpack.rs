@@ -1,5 +1,8 @@
 //! Unpacking the downloaded stream into the staging directory ([`unpack_stream`]) within
 //! [`Limits`], refusing what the module docs of [`super`] list.
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `digest`, `errors`,
+//! `restore::pending`.
 
 use std::fs;
 use std::io::{self, Read};

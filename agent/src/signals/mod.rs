@@ -9,6 +9,8 @@
 //! download and removes its staging tree), within [`GRACE`]. A second signal stops at once.
 //! The process then exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process
 //! killed by that signal ([`crate::errors::AgentError::Interrupted`]).
+//!
+//! Floor 2: may import modules of floors 0 to 1 only; it imports `errors`, `signals::signal`.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,4 +1,6 @@
 //! The signals that stop the agent, and the exit codes shells give a process killed by them.
+//!
+//! Floor 0: may import nothing of the crate (a leaf).
 
 /// The signals that stop the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

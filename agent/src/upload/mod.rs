@@ -32,6 +32,10 @@
 //! what 10,000 parts hold: it raises the starting part size when they would not be enough,
 //! and refuses an archive above S3's 5 TiB object limit, so a too-large source fails at
 //! once instead of after hundreds of GiB were uploaded.
+//!
+//! Floor 8: may import modules of floors 0 to 7 only; it imports `archive`, `aws`, `compat`,
+//! `digest`, `errors`, `layout`, `signals`, `upload::abort`, `upload::parts`, `upload::seal`,
+//! `upload::spec`.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
