@@ -82,6 +82,18 @@ pub fn open(dir: &File, name: &OsStr, flags: libc::c_int) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// `unlinkat(dir, name, flags)`: removes the entry `name` of `dir` (a directory with
+/// `AT_REMOVEDIR`), never following a symlink.
+pub fn unlink(dir: &File, name: &OsStr, flags: libc::c_int) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: `dir` is an open descriptor and `c` a NUL-terminated string, both valid for
+    // the call.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn readlink(dir: &File, name: &OsStr) -> io::Result<PathBuf> {
     let c = cstr(name)?;
     let mut buf = vec![0u8; 4096];

@@ -130,20 +130,98 @@ pub(super) fn create_staging(to: &Path) -> Result<(PathBuf, Vec<String>), AgentE
 
 /// Removes `path` and everything under it, giving the owner rwx on each directory first
 /// so that read-only trees go too. Symlinks are removed, never followed.
+///
+/// Descriptor-based, so that an entry swapped for a symlink while it runs (the replaced
+/// tree may still be reachable by its former owners) is never followed out of the tree:
+/// each directory is opened relative to its already-open parent with
+/// `O_DIRECTORY|O_NOFOLLOW`, made accessible with `fchmod` on that descriptor, listed
+/// through it and removed with `unlinkat`; nothing is chmod'ed, listed or removed by a
+/// path below `path`. A directory swapped for anything else between its `lstat` and its
+/// open fails the removal (ELOOP or ENOTDIR), and nothing outside the tree is touched.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let m = fs::symlink_metadata(path)?;
-    if !m.is_dir() {
-        return fs::remove_file(path);
+    remove_tree_with(path, &mut |_| {})
+}
+
+/// [`remove_tree`], running `hook` with each directory's path (relative to `path`) between
+/// its `lstat` and its open (tests swap it there).
+pub(super) fn remove_tree_with(path: &Path, hook: &mut dyn FnMut(&Path)) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a removable path", path.display()),
+        )
+    })?;
+    let parent = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(parent_dir(path))?;
+    remove_entry(&parent, name, Path::new(""), hook)
+}
+
+/// Removes the entry `name` of the open directory `dir` (shown as `rel` to the hook).
+fn remove_entry(
+    dir: &fs::File,
+    name: &std::ffi::OsStr,
+    rel: &Path,
+    hook: &mut dyn FnMut(&Path),
+) -> io::Result<()> {
+    use crate::archive::at;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let st = at::lstat(dir, name)?;
+    if st.kind() != libc::S_IFDIR {
+        return at::unlink(dir, name, 0);
     }
-    let mode = m.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        fs::set_permissions(path, fs::Permissions::from_mode((mode | 0o700) & 0o7777))?;
+    hook(rel);
+    // O_NOFOLLOW (added by at::open): a symlink swapped in fails with ELOOP.
+    let sub = match at::open(dir, name, libc::O_RDONLY | libc::O_DIRECTORY) {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => open_unreadable(dir, name, &st)?,
+        other => other?,
+    };
+    let m = sub.metadata()?;
+    if (m.dev(), m.ino()) != (st.dev, st.ino) {
+        return Err(io::Error::other(format!(
+            "{}: replaced by another directory while the tree was removed; left alone",
+            rel.display()
+        )));
     }
-    for e in fs::read_dir(path)? {
-        remove_tree(&e?.path())?;
+    if m.mode() & 0o700 != 0o700 {
+        // fchmod on the descriptor: never a path that could have been swapped.
+        sub.set_permissions(fs::Permissions::from_mode(0o700))?;
     }
-    fs::remove_dir(path)
+    for child in at::list(&sub)? {
+        remove_entry(&sub, &child, &rel.join(&child), hook)?;
+    }
+    at::unlink(dir, name, libc::AT_REMOVEDIR)
+}
+
+/// Opens the directory `name` of `dir` that its owner may not read (mode 0o000, say) for
+/// [`remove_entry`]: an `O_PATH|O_NOFOLLOW` descriptor pins the inode, which must be the
+/// one `st` describes; it gets 0o700 through its `/proc/self/fd` link (which names that
+/// inode, whatever happens to `name` meanwhile) and is then opened for reading through
+/// the descriptor.
+fn open_unreadable(
+    dir: &fs::File,
+    name: &std::ffi::OsStr,
+    st: &crate::archive::at::Stat,
+) -> io::Result<fs::File> {
+    use crate::archive::at;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let pinned = at::open(dir, name, libc::O_PATH | libc::O_DIRECTORY)?;
+    let m = pinned.metadata()?;
+    if (m.dev(), m.ino()) != (st.dev, st.ino) {
+        return Err(io::Error::other(
+            "replaced by another directory while the tree was removed; left alone",
+        ));
+    }
+    let link = PathBuf::from(format!("/proc/self/fd/{}", pinned.as_raw_fd()));
+    fs::set_permissions(&link, fs::Permissions::from_mode(0o700))?;
+    at::open(
+        &pinned,
+        std::ffi::OsStr::new("."),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+    )
 }
 
 /// Adds a failed removal of `staging` to `error`; a staging dir already gone is fine.

@@ -388,24 +388,33 @@ fn staging_is_private_and_final_modes_wait_for_verification() {
     remove_tree(&staging).unwrap();
 }
 
-/// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree.
+/// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree, and
+/// neither does a failure after the archived modes were applied (here the target vanished
+/// before it could be replaced), when staging holds a 0o555 directory with a 0o444 file.
+/// Run as a non-root user (root's `remove_dir_all` ignores modes, so as root the test
+/// could not tell a removal that makes directories writable first from one that does not).
 #[test]
 fn a_mismatch_removes_the_staging_tree_and_keeps_the_target() {
+    if !crate::test_support::runs_as_non_root(
+        "restore::tests::a_mismatch_removes_the_staging_tree_and_keeps_the_target",
+    ) {
+        return;
+    }
     use tar::EntryType::{Directory, Regular};
     let parent = tempfile::tempdir().unwrap();
     let to = parent.path().join("t");
     fs::create_dir(&to).unwrap();
     fs::write(to.join("mine"), b"mine").unwrap();
-    let bytes = crafted(&[
+    let entries: &[(&str, tar::EntryType, u32, &[u8])] = &[
         ("ro", Directory, 0o555, b""),
         ("ro/f", Regular, 0o444, b"f"),
-    ]);
+    ];
     let wrong = Expected::Sha256 {
         hex: "00".repeat(32),
         source: "test".into(),
     };
     let e = unpack_verify_place(
-        feed(bytes),
+        feed(crafted(entries)),
         "k",
         "x",
         &wrong,
@@ -415,12 +424,29 @@ fn a_mismatch_removes_the_staging_tree_and_keeps_the_target() {
     )
     .unwrap_err();
     assert_eq!(e.exit_code(), 9, "{e}");
-    let names: Vec<_> = fs::read_dir(parent.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["t"]);
+    let names = || -> Vec<_> {
+        fs::read_dir(parent.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    assert_eq!(names(), ["t"]);
     assert_eq!(fs::read(to.join("mine")).unwrap(), b"mine");
+    // Verified and the modes applied, then the target is gone: staging is read-only now.
+    fs::remove_file(to.join("mine")).unwrap();
+    fs::remove_dir(&to).unwrap();
+    let e = unpack_verify_place(
+        feed(crafted(entries)),
+        "k",
+        "x",
+        &Expected::Nothing,
+        &to,
+        TargetState::Replace,
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert!(!matches!(e, AgentError::Cleanup { .. }), "{e}");
+    assert!(names().is_empty(), "left behind: {:?}", names());
 }
 
 /// Finding 3: replacing a target twice, with read-only directories in it and
@@ -513,6 +539,47 @@ fn remove_tree_removes_read_only_trees() {
     }
     remove_tree(&a).unwrap();
     assert!(!a.exists());
+}
+
+/// H1: a directory of the tree swapped for a symlink to an outside directory between its
+/// `lstat` and its open (a 0o7077 one, which `remove_tree` must make accessible first) is
+/// neither chmod'ed nor listed nor emptied through the link: the removal fails and the
+/// outside directory and its canary keep their contents and modes.
+#[test]
+fn remove_tree_never_follows_a_directory_swapped_for_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+    let canary = outside.join("canary");
+    fs::write(&canary, b"keep").unwrap();
+    fs::set_permissions(&canary, fs::Permissions::from_mode(0o644)).unwrap();
+    let tree = base.path().join("tree");
+    let d = tree.join("d");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("f"), b"f").unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o7077)).unwrap();
+    let moved = base.path().join("moved");
+    let mut swapped = false;
+    let r = remove_tree_with(&tree, &mut |rel| {
+        if rel == Path::new("d") && !swapped {
+            fs::rename(&d, &moved).unwrap();
+            std::os::unix::fs::symlink(&outside, &d).unwrap();
+            swapped = true;
+        }
+    });
+    assert!(swapped, "the hook ran between the lstat and the open of d");
+    assert!(r.is_err(), "the swapped entry must fail the removal");
+    assert_eq!(fs::read(&canary).unwrap(), b"keep", "the canary survives");
+    assert_eq!(mode(&canary), 0o644);
+    assert_eq!(
+        mode(&outside),
+        0o755,
+        "the outside directory was not chmod'ed"
+    );
+    fs::set_permissions(&moved, fs::Permissions::from_mode(0o700)).unwrap();
 }
 
 /// Finding 4: each limit stops a crafted archive with a typed error (exit 15), and the
