@@ -12,7 +12,7 @@ use crate::errors::AgentError;
 /// What a pre-walk of the tree found ([`estimate`]), to size the upload before it starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Estimate {
-    /// Entries the archive will hold (directories, files, links).
+    /// Entries the archive will hold (the root, directories, files, links).
     pub entries: u64,
     /// Regular files (each inode once).
     pub files: u64,
@@ -79,7 +79,12 @@ pub fn estimate(source: &Path, one_file_system: bool) -> Result<Estimate, AgentE
     seen.insert((m.dev(), m.ino()));
     // Files with several names counted so far: (st_dev, st_ino) -> first name's length.
     let mut links = std::collections::HashMap::new();
-    let mut est = Estimate::default();
+    // The root's own entry (`./`, see [`super::ROOT_ENTRY`]).
+    let mut est = Estimate {
+        entries: 1,
+        tar_bytes: header_bytes(super::ROOT_ENTRY.len(), 0),
+        ..Estimate::default()
+    };
     // The walk's order (depth first, names sorted), so that hard-link entries name the
     // same first path: (open directory, its path length in the archive, names left).
     let listed = |dir: &File| {

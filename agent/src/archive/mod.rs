@@ -20,6 +20,8 @@
 //! [`ArchiveOptions::max_skipped`] of them fail it. The source directory itself and read
 //! errors in the middle of a file stay fatal.
 //! Paths are relative to the source directory; long and non-UTF-8 names use GNU extensions.
+//! The first entry, `./` ([`ROOT_ENTRY`]), is the source directory itself, with its mode,
+//! owner and mtime, which a restore gives the restored directory.
 //!
 //! **File systems, loops, hard links, torn files.** By default the walk stays on the
 //! source's file system (`st_dev` compared with the root's, like `tar --one-file-system`):
@@ -128,6 +130,10 @@ pub struct ArchiveSummary {
     pub sparse: Vec<String>,
 }
 
+/// The archive's entry for the source directory itself (its mode, owner and mtime), the
+/// first entry of every archive; a restore applies it to the restored directory.
+pub const ROOT_ENTRY: &str = "./";
+
 /// Writes the archive of `source` into `tx`; runs on the calling (blocking) thread.
 pub fn write_archive(
     source: &Path,
@@ -183,6 +189,18 @@ fn write_archive_with(
         let m = root.metadata().map_err(|e| w.err(Path::new(""), e))?;
         w.root_dev = opts.one_file_system.then_some(m.dev());
         w.dirs_seen.insert((m.dev(), m.ino()));
+    }
+    // The root itself, as `./`: its mode, owner and mtime, so a restore gives the restored
+    // directory the source's mode (a private 0700 home stays private).
+    {
+        let meta = root.metadata().map_err(|e| w.err(Path::new(""), e))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        w.builder
+            .append_data(&mut h, ROOT_ENTRY, io::empty())
+            .map_err(|e| w.err(Path::new(""), e))?;
     }
     w.walk(&root, Path::new(""))?;
     let io_err = |e: io::Error| archive_error(source.to_path_buf(), e);

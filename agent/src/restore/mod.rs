@@ -13,6 +13,11 @@
 //! An existing non-empty target is refused unless `force`, in which case it is moved to
 //! the staging name plus `.old` (unique per run) only after a verified unpack, then removed.
 //!
+//! **The restored directory** gets the mode, owner and mtime of the archive's `./` entry
+//! (the source directory itself, see [`crate::archive::ROOT_ENTRY`]). An archive without
+//! one (written before the agent archived the root) gives it the mode of the directory it
+//! replaces, else 0700: never wider than what was there.
+//!
 //! **Modes and owners.** Without `preserve_owner`, modes are masked with 0o777: setuid,
 //! setgid and sticky bits are never restored (the count of entries that lost one is in
 //! [`Unpacked::special_bits_stripped`]), and everything belongs to the caller. With it

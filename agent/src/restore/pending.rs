@@ -34,15 +34,26 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// [`Pending::apply_with_root`] with 0700 for a root the archive has no entry for.
+    pub fn apply(self, dir: &Path, preserve_owner: bool) -> io::Result<()> {
+        self.apply_with_root(dir, preserve_owner, 0o700)
+    }
+
     /// Applies the archived modes (masked with 0o777 unless `preserve_owner`), owners (only
     /// with `preserve_owner`) and directory times to the tree in `dir`, deepest entries
     /// first so that a read-only directory does not block its contents. The root of `dir`
-    /// gets the mode a new directory would get (0o777 minus the umask) unless the archive
-    /// has an entry for it. Call only after the checksum verified.
-    pub fn apply(mut self, dir: &Path, preserve_owner: bool) -> io::Result<()> {
+    /// gets the mode of the archive's entry for it (`./`, which every archive the agent
+    /// writes has), or `root_mode` in an archive without one (see
+    /// [`super::place::fallback_root_mode`]). Call only after the checksum verified.
+    pub fn apply_with_root(
+        mut self,
+        dir: &Path,
+        preserve_owner: bool,
+        root_mode: u32,
+    ) -> io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o777 & !umask()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(root_mode & 0o777))?;
         self.entries.sort_by(|a, b| {
             b.path
                 .as_os_str()
@@ -77,20 +88,6 @@ impl Pending {
         }
         Ok(())
     }
-}
-
-/// The process umask, read from /proc (setting it to read it races with other threads);
-/// 0o022 when unknown.
-pub(super) fn umask() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Umask:"))
-                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        })
-        .unwrap_or(0o022)
-        & 0o777
 }
 
 /// Sets atime and mtime of `path` (not following a symlink) to `secs` (0 becomes 1, as

@@ -262,12 +262,13 @@ pub fn unpack_verify_place(
     state: TargetState,
     opts: &UnpackOptions,
 ) -> Result<Placed, AgentError> {
+    let root_mode = fallback_root_mode(to, state);
     let (staging, mut warnings) = create_staging(to)?;
     let run = || -> Result<Placed, AgentError> {
         let u = unpack_stream(rx, &staging, opts).map_err(|e| e.into_agent(key, &staging))?;
         let verified = expected.verify(&u.checksums, what)?;
         u.pending
-            .apply(&staging, opts.preserve_owner)
+            .apply_with_root(&staging, opts.preserve_owner, root_mode)
             .map_err(|e| AgentError::Unpack {
                 key: key.to_string(),
                 path: staging.clone(),
@@ -282,6 +283,22 @@ pub fn unpack_verify_place(
         })
     };
     run().map_err(|e| with_cleanup(e, &staging))
+}
+
+/// The mode the restored directory gets from an archive without an entry for it (written
+/// before the agent archived the root as `./`): the mode of the directory it replaces
+/// (without setuid, setgid and sticky bits), else 0700; never a mode wider than what was
+/// there, so a private tree is not made readable by everyone.
+pub(super) fn fallback_root_mode(to: &Path, state: TargetState) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let replaced = match state {
+        TargetState::Absent => None,
+        TargetState::EmptyDir | TargetState::Replace => fs::symlink_metadata(to)
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| m.permissions().mode() & 0o777),
+    };
+    replaced.unwrap_or(0o700)
 }
 
 /// Refuses `--preserve-owner` unless the effective uid is 0.

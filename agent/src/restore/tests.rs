@@ -12,7 +12,6 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::find::*;
-use super::pending::*;
 use super::place::*;
 use super::unpack::*;
 use super::*;
@@ -382,10 +381,62 @@ fn staging_is_private_and_final_modes_wait_for_verification() {
     assert_eq!(mode_of(&staging.join("open")), 0o777);
     assert_eq!(mode_of(&staging.join("open/public")), 0o666);
     assert_eq!(mode_of(&staging.join("open/exec")), 0o755);
-    assert_eq!(mode_of(&staging), 0o777 & !umask());
+    // M3: an archive without an entry for the root (no `./`) gets the fallback mode, never
+    // a new directory's 0o777 minus the umask.
+    assert_eq!(mode_of(&staging), 0o700);
     let mtime = fs::metadata(staging.join("open")).unwrap().mtime();
     assert_eq!(mtime, 1_600_000_000);
     remove_tree(&staging).unwrap();
+}
+
+/// M3: the restored directory gets the source root's own mode (0700 here, with a 0644
+/// file inside), restored into an absent target and over a wider (0755) one; an archive
+/// without a `./` entry (written before the root was archived) still restores, with the
+/// replaced directory's mode or 0700.
+#[test]
+fn the_restored_root_keeps_its_archived_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    use tar::EntryType::Regular;
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("home");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("doc"), b"private").unwrap();
+    fs::set_permissions(root.join("doc"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+    let (bytes, _) = archive_bytes(&root);
+    let parent = tempfile::tempdir().unwrap();
+    let restore = |bytes: &[u8], to: &Path, state| {
+        unpack_verify_place(
+            feed(bytes.to_vec()),
+            "k",
+            "x",
+            &sha_of(bytes),
+            to,
+            state,
+            &UnpackOptions::default(),
+        )
+        .unwrap()
+    };
+    let absent = parent.path().join("absent");
+    restore(&bytes, &absent, TargetState::Absent);
+    assert_eq!(mode_of(&absent), 0o700);
+    assert_eq!(mode_of(&absent.join("doc")), 0o644);
+    let replaced = parent.path().join("replaced");
+    fs::create_dir(&replaced).unwrap();
+    fs::write(replaced.join("old"), b"old").unwrap();
+    fs::set_permissions(&replaced, fs::Permissions::from_mode(0o755)).unwrap();
+    restore(&bytes, &replaced, check_target(&replaced, true).unwrap());
+    assert_eq!(mode_of(&replaced), 0o700);
+    assert_eq!(fs::read(replaced.join("doc")).unwrap(), b"private");
+    // An old archive: no entry for the root.
+    let old = crafted(&[("doc", Regular, 0o644, b"private")]);
+    let fresh = parent.path().join("fresh");
+    restore(&old, &fresh, TargetState::Absent);
+    assert_eq!(mode_of(&fresh), 0o700);
+    fs::set_permissions(&replaced, fs::Permissions::from_mode(0o750)).unwrap();
+    restore(&old, &replaced, TargetState::Replace);
+    assert_eq!(mode_of(&replaced), 0o750);
+    assert_eq!(fs::read(replaced.join("doc")).unwrap(), b"private");
 }
 
 /// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree, and
