@@ -172,6 +172,12 @@ impl Restore {
             history::successful_backups(&records, self.category, &self.bucket.bucket)
                 .last()
                 .and_then(|b| b.key.clone());
+        // The versions this host's history recorded: a key it knows is restored as recorded.
+        let recorded: std::collections::HashMap<String, String> =
+            history::successful_backups(&records, self.category, &self.bucket.bucket)
+                .into_iter()
+                .filter_map(|b| Some((b.key.clone()?, b.version_id.clone()?)))
+                .collect();
         let target = or_cancelled(
             restore::resolve_preferring(
                 &aws.s3,
@@ -179,6 +185,7 @@ impl Restore {
                 self.category,
                 &self.at,
                 history_latest.as_deref(),
+                &recorded,
             ),
             cancel,
         )

@@ -133,7 +133,7 @@ pub async fn resolve(
     category: Category,
     at: &At,
 ) -> Result<Target, AgentError> {
-    resolve_preferring(s3, bucket, category, at, None).await
+    resolve_preferring(s3, bucket, category, at, None, &HashMap::new()).await
 }
 
 /// Which backup `latest` is among the listed `objects`: the history's last successful
@@ -167,13 +167,18 @@ pub fn latest_of(
 }
 
 /// [`resolve`], with `latest` preferring the history's last successful backup of the
-/// category in this bucket (see [`latest_of`]).
+/// category in this bucket (see [`latest_of`]), and a key the history recorded (`recorded`:
+/// key -> version id) pinned to the version the history recorded, so that a newer version
+/// someone else put under the key is not what gets restored (a warning names it).
+/// A recorded version that is gone is replaced by the current one, with a warning (the
+/// history's checksum still has to match it).
 pub async fn resolve_preferring(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     category: Category,
     at: &At,
     history_latest: Option<&str>,
+    recorded: &HashMap<String, String>,
 ) -> Result<Target, AgentError> {
     let prefix = layout::prefix(category);
     let (key, version) = match at {
@@ -202,13 +207,42 @@ pub async fn resolve_preferring(
             (found.key.clone(), Some(v.clone()))
         }
     };
-    let h = s3
-        .head_object()
-        .bucket(bucket)
-        .key(&key)
-        .set_version_id(version.clone())
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
+    let pinned = match (at, &version) {
+        (At::Latest | At::Key(_), None) => recorded
+            .get(&key)
+            .filter(|v| !v.is_empty() && v.as_str() != "null")
+            .cloned(),
+        _ => None,
+    };
+    let mut version = version;
+    if let Some(v) = &pinned {
+        match head(s3, bucket, &key, Some(v.clone())).await {
+            Ok(_) => {
+                match head(s3, bucket, &key, None).await {
+                    Ok(cur) if cur.version_id() == Some(v.as_str()) => {}
+                    Ok(cur) => tracing::warn!(
+                        key = %key,
+                        recorded = %v,
+                        current = cur.version_id().unwrap_or("-"),
+                        "the key's current version is not the one this host's history recorded; restoring the recorded version (pass --at VERSION for another)"
+                    ),
+                    Err(_) => tracing::warn!(
+                        key = %key,
+                        recorded = %v,
+                        "the key has no current version (a delete marker?); restoring the version this host's history recorded"
+                    ),
+                }
+                version = Some(v.clone());
+            }
+            Err(e) if classify(&e).is_not_found() => tracing::warn!(
+                key = %key,
+                recorded = %v,
+                "the version this host's history recorded is gone; restoring the current version (it must still match the history's checksum)"
+            ),
+            Err(_) => version = Some(v.clone()),
+        }
+    }
+    let h = head(s3, bucket, &key, version.clone())
         .await
         .map_err(|e| {
             let f = classify(&e);
@@ -233,4 +267,23 @@ pub async fn resolve_preferring(
         metadata: h.metadata().cloned().unwrap_or_default(),
         stored: compat::stored_crc64(h.checksum_type(), h.checksum_crc64_nvme()),
     })
+}
+
+/// `HeadObject` of `key` (of `version` when given), with its checksum.
+async fn head(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<String>,
+) -> Result<
+    aws_sdk_s3::operation::head_object::HeadObjectOutput,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::head_object::HeadObjectError>,
+> {
+    s3.head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
 }

@@ -3,6 +3,7 @@
 //!
 //! Floor 0: may import nothing of the crate (a leaf).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,6 @@ pub(super) enum Kind {
 /// verified.
 #[derive(Debug, Clone)]
 pub(super) struct Final {
-    /// Relative to the unpack directory; empty for the directory itself.
-    pub(super) path: PathBuf,
     pub(super) kind: Kind,
     pub(super) mode: u32,
     pub(super) uid: u64,
@@ -27,13 +26,44 @@ pub(super) struct Final {
     pub(super) mtime: Option<u64>,
 }
 
-/// The modes, owners and directory times an unpack deferred (see [`Pending::apply`]).
+/// The modes, owners and directory times an unpack deferred (see [`Pending::apply`]),
+/// one per path (relative to the unpack directory; empty for the directory itself): an
+/// archive that repeats an entry does not make it grow.
 #[derive(Debug, Default)]
 pub struct Pending {
-    pub(super) entries: Vec<Final>,
+    entries: HashMap<PathBuf, Final>,
+    /// Bytes of the paths held, for the unpack's bound on this memory.
+    path_bytes: u64,
 }
 
 impl Pending {
+    /// How many entries wait for their final mode.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of the paths held.
+    pub fn path_bytes(&self) -> u64 {
+        self.path_bytes
+    }
+
+    /// Whether `rel` already has an entry, as a directory.
+    pub(super) fn has_dir(&self, rel: &Path) -> bool {
+        self.entries.get(rel).is_some_and(|f| f.kind == Kind::Dir)
+    }
+
+    /// Records the final mode of `rel` (replacing an earlier one for the same path).
+    pub(super) fn insert(&mut self, rel: PathBuf, f: Final) {
+        let len = rel.as_os_str().len() as u64;
+        if self.entries.insert(rel, f).is_none() {
+            self.path_bytes += len;
+        }
+    }
+
     /// [`Pending::apply_with_root`] with 0700 for a root the archive has no entry for.
     pub fn apply(self, dir: &Path, preserve_owner: bool) -> io::Result<()> {
         self.apply_with_root(dir, preserve_owner, 0o700)
@@ -54,17 +84,13 @@ impl Pending {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(dir, fs::Permissions::from_mode(root_mode & 0o777))?;
-        self.entries.sort_by(|a, b| {
-            b.path
-                .as_os_str()
-                .as_bytes()
-                .cmp(a.path.as_os_str().as_bytes())
-        });
-        for e in self.entries {
-            let p = if e.path.as_os_str().is_empty() {
+        let mut entries: Vec<(PathBuf, Final)> = self.entries.drain().collect();
+        entries.sort_by(|(a, _), (b, _)| b.as_os_str().as_bytes().cmp(a.as_os_str().as_bytes()));
+        for (path, e) in entries {
+            let p = if path.as_os_str().is_empty() {
                 dir.to_path_buf()
             } else {
-                dir.join(&e.path)
+                dir.join(&path)
             };
             if preserve_owner {
                 let id = |v: u64| {

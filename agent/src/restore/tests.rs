@@ -640,12 +640,14 @@ fn remove_tree_never_follows_a_directory_swapped_for_a_symlink() {
 #[case::bytes(Limit::Bytes)]
 #[case::path(Limit::Path)]
 #[case::extension(Limit::Extension)]
+#[case::pending(Limit::Pending)]
 fn limits_stop_crafted_archives(#[case] which: Limit) {
     use tar::EntryType::Regular;
     let low = Limits {
         max_entries: 10,
         max_bytes: 100,
-        max_path: 200,
+        // Paths of 200 bytes could not reach the pending bound (256 per allowed entry).
+        max_path: if which == Limit::Pending { 4096 } else { 200 },
         max_extension: 1024,
     };
     let bytes = match which {
@@ -658,6 +660,19 @@ fn limits_stop_crafted_archives(#[case] which: Limit) {
             crafted(&entries)
         }
         Limit::Bytes => crafted(&[("big", Regular, 0o644, &[0u8; 1000][..])]),
+        // Five files with 600-byte names (ten entries with their long-name headers): 3,000
+        // path bytes held, above 10 x 256.
+        Limit::Pending => {
+            let dirs = format!("{}/{}/", "a".repeat(250), "b".repeat(250));
+            let names: Vec<String> = (0..5)
+                .map(|i| format!("{dirs}{}{i}", "c".repeat(97)))
+                .collect();
+            let entries: Vec<_> = names
+                .iter()
+                .map(|n| (n.as_str(), Regular, 0o644, &b"x"[..]))
+                .collect();
+            crafted(&entries)
+        }
         // 301 bytes: a GNU long name, within the extension limit.
         Limit::Path => crafted(&[(&format!("{}f", "dd/".repeat(100)), Regular, 0o644, b"x")]),
         Limit::Extension => {
@@ -830,6 +845,109 @@ async fn a_cancelled_restore_removes_its_staging_and_leaves_the_target_alone() {
     assert_eq!(e.exit_code(), 143, "{e}");
     assert!(staging().is_none(), "staging left behind");
     assert!(!to.exists());
+}
+
+/// M2: a key this host's history recorded is fetched at the recorded version (HeadObject
+/// and GetObject carry its versionId) although someone has put a newer version under it.
+#[tokio::test]
+async fn the_history_pins_the_version_it_recorded() {
+    use crate::test_support::stub::{Reply, StubS3};
+    let key = "backups/documents/20260101T000000.000Z.tar.gz";
+    let stub = StubS3::start(
+        |s, _| match (s.op(), s.query_value("versionId").as_deref()) {
+            ("HeadObject", Some("v1")) => Reply::status(200)
+                .header("content-length", "100")
+                .header("x-amz-version-id", "v1"),
+            ("HeadObject", None) => Reply::status(200)
+                .header("content-length", "5")
+                .header("x-amz-version-id", "v9"),
+            _ => Reply::error(404, "NoSuchVersion", "no"),
+        },
+    )
+    .await;
+    let s3 = stub.client();
+    let recorded = HashMap::from([(key.to_string(), "v1".to_string())]);
+    let at = At::Key(key.into());
+    let t = resolve_preferring(&s3, "b", Category::Documents, &at, None, &recorded)
+        .await
+        .unwrap();
+    assert_eq!(t.version_id.as_deref(), Some("v1"));
+    assert_eq!(t.size, 100);
+    let heads = stub.of("HeadObject");
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.query_value("versionId").as_deref() == Some("v1")),
+        "{heads:?}"
+    );
+    let parent = tempfile::tempdir().unwrap();
+    let _ = restore(
+        &s3,
+        &t,
+        &Expected::Nothing,
+        &parent.path().join("t"),
+        TargetState::Absent,
+        &UnpackOptions::default(),
+        &crate::signals::Cancel::new(),
+    )
+    .await;
+    let gets = stub.of("GetObject");
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0].query_value("versionId").as_deref(), Some("v1"));
+    // Without a record the current version is fetched, as before.
+    let t = resolve_preferring(&s3, "b", Category::Documents, &at, None, &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(t.version_id.as_deref(), Some("v9"));
+}
+
+/// M2: an archive of 200,000 copies of one directory entry with a ~4 KiB name (a GNU long
+/// name each; 1 GB of tar) unpacks into one directory with one pending entry: repeated
+/// directory entries are neither created again nor kept again until verification.
+#[test]
+fn repeated_directory_entries_are_kept_once() {
+    use std::io::Write;
+    // 15 components of 255 bytes and one of 59: 3,900 bytes, below PATH_MAX with the
+    // staging directory in front.
+    let mut name = format!("{}/", "d".repeat(255)).repeat(15);
+    name.push_str(&"e".repeat(59));
+    let one = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o750);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        b.append_data(&mut h, &name, std::io::empty()).unwrap();
+        let mut one = b.into_inner().unwrap();
+        // Without the end-of-archive blocks into_inner wrote.
+        one.truncate(one.len() - 1024);
+        assert_eq!(one.len(), 512 + 3584 + 512 + 512);
+        one
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for _ in 0..200_000 {
+        gz.write_all(&one).unwrap();
+    }
+    gz.write_all(&[0u8; 1024]).unwrap();
+    let bytes = gz.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel(bytes.len() / (1 << 16) + 1);
+    for c in bytes.chunks(1 << 16) {
+        tx.try_send(Ok(Bytes::copy_from_slice(c))).unwrap();
+    }
+    drop(tx);
+    let started = std::time::Instant::now();
+    let u = unpack_stream(rx, dir.path(), &UnpackOptions::default()).unwrap();
+    eprintln!(
+        "{} compressed bytes unpacked in {:?}",
+        bytes.len(),
+        started.elapsed()
+    );
+    assert_eq!(u.pending.len(), 1);
+    assert_eq!(u.stats.dirs, 1);
+    assert!(dir.path().join(&name).is_dir());
+    assert!(u.pending.path_bytes() <= 4096);
 }
 
 /// Finding 20: `latest` is the history's last success while it exists, otherwise the

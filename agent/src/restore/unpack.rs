@@ -69,7 +69,15 @@ pub enum Limit {
     Bytes,
     Path,
     Extension,
+    /// The paths held for the deferred modes ([`super::Pending`]), in bytes:
+    /// [`PENDING_BYTES_PER_ENTRY`] per entry `--max-entries` allows.
+    Pending,
 }
+
+/// Path bytes the unpack may hold for deferred modes per entry [`Limits::max_entries`]
+/// allows: the memory kept until the archive verified is bounded by the entry limit
+/// (2.5 GB at the default 10 million), whatever the archive's names.
+pub const PENDING_BYTES_PER_ENTRY: u64 = 256;
 
 impl Limit {
     pub fn what(self) -> &'static str {
@@ -78,6 +86,9 @@ impl Limit {
             Limit::Bytes => "the total size of the files (bytes)",
             Limit::Path => "the length of a path or link target (bytes)",
             Limit::Extension => "the size of a long-name or PAX extension header (bytes)",
+            Limit::Pending => {
+                "the paths held for the modes applied after verification (bytes, 256 per allowed entry)"
+            }
         }
     }
 
@@ -87,6 +98,7 @@ impl Limit {
             Limit::Bytes => "--max-bytes",
             Limit::Path => "--max-path-bytes",
             Limit::Extension => "--max-extension-bytes",
+            Limit::Pending => "--max-entries",
         }
     }
 }
@@ -394,6 +406,10 @@ pub(super) fn unpack_entries<R: Read>(
         let mode = header.mode().unwrap_or(0o600);
         let special = mode & 0o7000 != 0;
         let created = if kind.is_dir() {
+            if pending.has_dir(&rel) {
+                // A repeated directory entry: created already, its first mode stands.
+                continue;
+            }
             if !rel.as_os_str().is_empty() {
                 let p = prepare_parent(dir, &rel)?;
                 match fs::DirBuilder::new().mode(0o700).create(&p) {
@@ -491,14 +507,23 @@ pub(super) fn unpack_entries<R: Read>(
             if special && !opts.preserve_owner && kind != Kind::Symlink {
                 stats.special_bits_stripped += 1;
             }
-            pending.entries.push(Final {
-                path: rel,
-                kind,
-                mode,
-                uid: d.uid,
-                gid: d.gid,
-                mtime: d.mtime,
-            });
+            let max = limits.max_entries.saturating_mul(PENDING_BYTES_PER_ENTRY);
+            if pending.path_bytes() + rel.as_os_str().len() as u64 > max {
+                return Err(UnpackError::Limit {
+                    limit: Limit::Pending,
+                    max,
+                });
+            }
+            pending.insert(
+                rel,
+                Final {
+                    kind,
+                    mode,
+                    uid: d.uid,
+                    gid: d.gid,
+                    mtime: d.mtime,
+                },
+            );
         }
     }
     if long_name.is_some() || long_link.is_some() || pax.is_some() {
