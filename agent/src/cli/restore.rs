@@ -47,10 +47,17 @@ pub struct Restore {
     #[arg(long)]
     pub trust_metadata: bool,
 
-    /// Restore owners (uid/gid from the archive) and setuid/setgid/sticky bits. Needs root.
-    /// Without it modes are masked with 0o777 and the files belong to the caller.
+    /// Restore owners (uid/gid from the archive) and setuid/setgid/sticky bits. Needs root,
+    /// and a checksum reference from this host's history (or --trust-bucket). Without it
+    /// modes are masked with 0o777 and the files belong to the caller.
     #[arg(long)]
     pub preserve_owner: bool,
+
+    /// Allow --preserve-owner with a checksum reference the bucket supplies (S3's stored
+    /// CRC64NVME or trusted metadata), which whoever can write the bucket also sets: they
+    /// could then restore root-owned setuid files.
+    #[arg(long)]
+    pub trust_bucket: bool,
 
     /// Most entries (files, directories, links, headers) the archive may hold.
     #[arg(long, default_value_t = Limits::default().max_entries, value_name = "N")]
@@ -194,6 +201,14 @@ impl Restore {
         let from_history = history::find_backup(&records, &target.bucket, &target.key)
             .and_then(|r| r.sha256.clone());
         let expected = Expected::choose(&target, from_history.as_deref(), self.trust_metadata);
+        let from_the_history =
+            matches!(&expected, Expected::Sha256 { source, .. } if source == "history");
+        if self.preserve_owner && !from_the_history && !self.trust_bucket {
+            return Err(AgentError::Config(format!(
+                "--preserve-owner restores owners and setuid/setgid bits from the archive, so it needs a checksum reference from this host's history; s3://{}/{} has none here (its reference would come from the bucket, which whoever can write it also sets); pass --trust-bucket to restore owners anyway",
+                target.bucket, target.key
+            )));
+        }
         if expected == Expected::Nothing && !self.allow_unverified {
             let has_metadata = target
                 .metadata

@@ -122,3 +122,67 @@ fn numeric_validators() {
     assert_eq!(non_negative_f64("0"), Ok(0.0));
     assert!(non_negative_f64("-1").is_err());
 }
+
+/// L4: `--preserve-owner` with no history record (a fresh host) and S3's stored CRC as
+/// the only reference is refused (exit 2) before anything is downloaded; with
+/// `--trust-bucket` it gets past that check.
+#[tokio::test]
+async fn preserve_owner_needs_the_history_as_reference() {
+    use crate::test_support::stub::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let key = "backups/documents/20260101T000000.000Z.tar.gz";
+    let parse = |extra: &[&str]| {
+        let history = dir.path().join("history.jsonl");
+        let to = dir.path().join("to");
+        let mut args = vec![
+            "autobackup",
+            "restore",
+            "--category",
+            "documents",
+            "--at",
+            key,
+            "--to",
+            to.to_str().unwrap(),
+            "--bucket",
+            "b",
+            "--history",
+            history.to_str().unwrap(),
+            "--preserve-owner",
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Restore(restore) = cli.command else {
+            panic!("not a restore");
+        };
+        restore
+    };
+    let stub = StubS3::start(|s, earlier| match s.op() {
+        "HeadObject" => Reply::status(200)
+            .header("content-length", "10")
+            .header("x-amz-checksum-crc64nvme", "AAAAAAAAAAA=")
+            .header("x-amz-checksum-type", "FULL_OBJECT"),
+        "GetObject" => Reply::error(404, "NoSuchKey", "no"),
+        _ => happy(s, earlier),
+    })
+    .await;
+    let ctx = Context {
+        log_file: dir.path().join("log"),
+    };
+    let aws = stub.aws().await;
+    let e = parse(&[]).perform(&ctx, &aws).await.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    if crate::restore::euid() == 0 {
+        assert!(e.to_string().contains("--trust-bucket"), "{e}");
+        assert!(
+            stub.of("GetObject").is_empty(),
+            "downloaded before refusing"
+        );
+        // Trusting the bucket explicitly gets past the check (to the download).
+        let e = parse(&["--trust-bucket"])
+            .perform(&ctx, &aws)
+            .await
+            .unwrap_err();
+        assert_ne!(e.exit_code(), 2, "{e}");
+        assert_eq!(stub.of("GetObject").len(), 1);
+    }
+}
