@@ -95,19 +95,71 @@ pub struct Loaded {
     pub skipped: Vec<(usize, String)>,
 }
 
-/// Default location: `$AUTOBACKUP_STATE_DIR`, else `$XDG_STATE_HOME/autobackup`, else
-/// `~/.local/state/autobackup`, else `./.autobackup`.
+/// Default location: `$AUTOBACKUP_STATE_DIR` (made absolute), else
+/// `$XDG_STATE_HOME/autobackup` (an absolute value only, as the XDG spec says), else
+/// `~/.local/state/autobackup`. Never the current directory: with `HOME` unset or relative
+/// (systemd units, whose cwd is `/`) the home directory comes from the password database,
+/// so the history, the restore's trust anchor, does not depend on where the agent runs.
 pub fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AUTOBACKUP_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+        let d = PathBuf::from(d);
+        return std::path::absolute(&d).unwrap_or(d);
     }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("autobackup");
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+    {
+        return d.join("autobackup");
     }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(h) => PathBuf::from(h).join(".local/state/autobackup"),
-        None => PathBuf::from(".autobackup"),
+    home_dir().join(".local/state/autobackup")
+}
+
+/// `HOME` when absolute, else the effective user's home from the password database, else
+/// a path that cannot be created (so the caller fails with a clear error instead of
+/// writing into the current directory).
+fn home_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+    {
+        return h;
     }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    passwd_home(unsafe { libc::geteuid() })
+        .filter(|h| h.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/nonexistent-home-set-HOME-or-AUTOBACKUP_STATE_DIR"))
+}
+
+fn passwd_home(uid: libc::uid_t) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: getpwuid_r writes into `pw` and `buf`, both live for the call; `result` is
+    // null or points at `pw`.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pw.pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
+}
+
+/// Creates `dir` and its missing parents, private to the user (0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 pub fn default_path() -> PathBuf {
@@ -115,19 +167,23 @@ pub fn default_path() -> PathBuf {
 }
 
 /// Appends one record as one line (a single `write` on an `O_APPEND` file, so concurrent
-/// runs do not interleave lines).
+/// runs do not interleave lines). A new file is created 0600, new directories 0700.
 pub fn append(path: &Path, record: &Record) -> Result<(), AgentError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AgentError::local("history directory", dir, e))?;
+        create_private_dir(dir).map_err(|e| AgentError::local("history directory", dir, e))?;
     }
     let mut line =
         serde_json::to_string(record).map_err(|e| AgentError::Internal(e.to_string()))?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| AgentError::local("history file", path, e))?;
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AgentError::local("history file", path, e))?
+    };
     f.write_all(line.as_bytes())
         .and_then(|_| f.flush())
         .map_err(|e| AgentError::local("history file", path, e))
@@ -244,6 +300,78 @@ pub fn find_backup<'a>(records: &'a [Record], bucket: &str, key: &str) -> Option
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// L8: without `HOME` (or with an empty or relative one, and a relative
+    /// `XDG_STATE_HOME`) the state directory is absolute and not under the current
+    /// directory: it comes from the password database. Checked in child processes of this
+    /// test binary, whose environment and cwd are set for it.
+    #[test]
+    fn the_state_dir_never_depends_on_the_cwd() {
+        const ENV: &str = "AUTOBACKUP_TEST_STATE_DIR_CHILD";
+        if std::env::var_os(ENV).is_some() {
+            let d = state_dir();
+            let cwd = std::env::current_dir().unwrap();
+            assert!(d.is_absolute(), "{}", d.display());
+            assert!(
+                !d.starts_with(&cwd),
+                "{} is under {}",
+                d.display(),
+                cwd.display()
+            );
+            assert!(default_path().is_absolute());
+            return;
+        }
+        let cwd = tempfile::tempdir().unwrap();
+        let cases: [(Option<&str>, Option<&str>); 3] = [
+            (None, None),
+            (Some(""), None),
+            (Some("relative/home"), Some("relative/state")),
+        ];
+        for (home, xdg) in cases {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "history::tests::the_state_dir_never_depends_on_the_cwd",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ENV, "1")
+            .env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("AUTOBACKUP_STATE_DIR")
+            .current_dir(cwd.path());
+            if let Some(h) = home {
+                cmd.env("HOME", h);
+            }
+            if let Some(x) = xdg {
+                cmd.env("XDG_STATE_HOME", x);
+            }
+            let out = cmd.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "HOME={home:?} XDG_STATE_HOME={xdg:?}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// L8: the history's directory is created 0700 and the file 0600.
+    #[test]
+    fn the_history_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join("state/autobackup/history.jsonl");
+        append(
+            &path,
+            &Record::Backup(Box::new(backup(1, Outcome::Success))),
+        )
+        .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&base.path().join("state")), 0o700);
+    }
 
     fn backup(i: i64, outcome: Outcome) -> BackupRecord {
         BackupRecord {

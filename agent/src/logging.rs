@@ -18,13 +18,17 @@ pub fn default_log_file() -> PathBuf {
     crate::history::state_dir().join("autobackup.log")
 }
 
+/// Opens the log for appending: a new file 0600, new directories 0700.
 fn open(log_file: &Path) -> Result<std::fs::File, AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = log_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AgentError::local("log directory", dir, e))?;
+        crate::history::create_private_dir(dir)
+            .map_err(|e| AgentError::local("log directory", dir, e))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log_file)
         .map_err(|e| AgentError::local("log file", log_file, e))
 }
