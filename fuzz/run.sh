@@ -53,9 +53,16 @@ failed=0
 for t in "${targets[@]}"; do
     corpus="$work/corpus/$t"
     artifacts="$work/artifacts/$t"
-    scratch="$scratch_root/autobackup-fuzz-$$-$t"
     log="$work/$t.log"
-    mkdir -p "$corpus" "$artifacts" "$scratch"
+    mkdir -p "$corpus" "$artifacts"
+    # A fresh private (0700) directory with an unpredictable name, created exclusively: a
+    # directory or symlink another user put in the shared tmpfs first is never used.
+    [[ -d $scratch_root ]] || mkdir -p -m 700 "$scratch_root"
+    if ! scratch=$(mktemp -d "$scratch_root/autobackup-fuzz-$t.XXXXXXXXXX"); then
+        failed=$((failed + 1))
+        echo "fuzz: $t FAILED: cannot create a scratch directory under $scratch_root"
+        continue
+    fi
     # New inputs go to the first directory (outside the repository); the seeds are read.
     TMPDIR="$scratch" nice -n 10 "$bin_dir/$t" "$corpus" "fuzz/corpus/$t" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
