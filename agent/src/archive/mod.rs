@@ -18,7 +18,11 @@
 //! changes type between the listing and the open is skipped and reported (`vanished`,
 //! `unreadable`) rather than failing the run, as GNU tar does; more than
 //! [`ArchiveOptions::max_skipped`] of them fail it. The source directory itself and read
-//! errors in the middle of a file stay fatal.
+//! errors in the middle of a file stay fatal. So do not EMFILE, ENFILE and ENAMETOOLONG:
+//! such entries are skipped as unreadable. Entries a restore could not create are left out
+//! at backup time and reported as unreadable (not counted against `max_skipped`), so that
+//! nobody learns it during a recovery: a path longer than [`walk::MAX_RESTORABLE_PATH`]
+//! bytes, and the contents of a directory [`walk::MAX_DEPTH`] levels deep.
 //! Paths are relative to the source directory; long and non-UTF-8 names use GNU extensions.
 //! The first entry, `./` ([`ROOT_ENTRY`]), is the source directory itself, with its mode,
 //! owner and mtime, which a restore gives the restored directory.
@@ -60,6 +64,7 @@ use tokio::sync::mpsc;
 
 pub use estimate::{estimate, Estimate};
 pub use sink::UploaderGone;
+pub use walk::{MAX_DEPTH, MAX_RESTORABLE_PATH};
 
 use crate::digest::Checksums;
 use crate::errors::AgentError;
@@ -174,6 +179,7 @@ fn write_archive_with(
         vanished: Vec::new(),
         unreadable: Vec::new(),
         sparse: Vec::new(),
+        beyond_restore: 0,
     };
     // The source itself may be a symlink to the directory (it is followed once, here).
     let root = {

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
@@ -134,6 +134,7 @@ fn sink_walker(root: &Path, max_skipped: usize) -> Walker<io::Sink> {
         vanished: Vec::new(),
         unreadable: Vec::new(),
         sparse: Vec::new(),
+        beyond_restore: 0,
     }
 }
 
@@ -483,4 +484,24 @@ fn other_file_systems_and_directory_loops_are_not_descended() {
     let (_, s) = archive_of(dir.path(), None);
     assert_eq!((s.dirs, s.files), (1, 1));
     assert!(s.other_file_systems.is_empty());
+}
+
+/// L3: a chain of directories deeper than the walk descends (which would otherwise hold a
+/// descriptor per level until EMFILE failed every backup) is archived down to
+/// [`MAX_DEPTH`] and the rest reported; the backup succeeds.
+#[test]
+fn a_too_deep_tree_is_archived_to_the_depth_cap_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep: PathBuf = std::iter::repeat_n("a", MAX_DEPTH + 40).collect();
+    fs::create_dir_all(dir.path().join(&deep)).unwrap();
+    fs::write(dir.path().join("top"), b"t").unwrap();
+    let (_, s) = archive_of(dir.path(), None);
+    assert_eq!(s.dirs, MAX_DEPTH as u64);
+    assert_eq!(s.files, 1);
+    assert_eq!(s.unreadable.len(), 1, "{:?}", s.unreadable);
+    assert!(
+        s.unreadable[0].contains("levels deep"),
+        "{:?}",
+        s.unreadable
+    );
 }

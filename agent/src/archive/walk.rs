@@ -127,7 +127,24 @@ pub(super) struct Walker<W: Write> {
     pub(super) vanished: Vec<String>,
     pub(super) unreadable: Vec<String>,
     pub(super) sparse: Vec<String>,
+    /// Entries of `unreadable` left out because a restore could not create them (path too
+    /// long, tree too deep): reported, but not counted against `max_skipped`.
+    pub(super) beyond_restore: usize,
 }
+
+/// Longest path (relative to the source, in bytes) the walk archives: the restore creates
+/// entries by their full path below the target's staging directory, which must stay below
+/// `PATH_MAX` (4,096 bytes with the NUL); 1,024 bytes are left for the target's own path
+/// and the staging name. Longer paths are reported as unreadable at backup time, since
+/// the backup could not be restored.
+pub const MAX_RESTORABLE_PATH: usize = 3072;
+
+/// Deepest directory level the walk descends into: it recurses and holds a descriptor per
+/// level, so a deeper chain (which anyone who can write in the source can make) would run
+/// out of descriptors (EMFILE) or stack and fail every backup. Deeper entries are reported
+/// as unreadable. (Paths within [`MAX_RESTORABLE_PATH`] with names of 24 bytes or more
+/// are never this deep.)
+pub const MAX_DEPTH: usize = 128;
 
 impl<W: Write> Walker<W> {
     pub(super) fn err(&self, path: &Path, e: io::Error) -> AgentError {
@@ -147,6 +164,10 @@ impl<W: Write> Walker<W> {
                 tracing::warn!(path = %shown, error = %e, "entry unreadable; not archived");
                 self.unreadable.push(format!("{shown} ({e})"));
             }
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENAMETOOLONG) => {
+                tracing::warn!(path = %shown, error = %e, "entry cannot be opened; not archived");
+                self.unreadable.push(format!("{shown} ({e})"));
+            }
             Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EINVAL) | Some(libc::ENXIO) => {
                 tracing::warn!(path = %shown, error = %e, "entry changed type while the tree was walked; not archived");
                 self.unreadable.push(format!(
@@ -155,7 +176,12 @@ impl<W: Write> Walker<W> {
             }
             _ => return Err(self.err(rel, e)),
         }
-        let n = self.vanished.len() + self.unreadable.len();
+        self.check_skipped(rel)
+    }
+
+    /// Fails the walk once more than `max_skipped` entries were skipped.
+    fn check_skipped(&self, rel: &Path) -> Result<(), AgentError> {
+        let n = self.vanished.len() + self.unreadable.len() - self.beyond_restore;
         if n > self.max_skipped {
             return Err(AgentError::Archive {
                 path: self.root.clone(),
@@ -182,9 +208,29 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 
+    /// Leaves out an entry a restore could not create (see [`MAX_RESTORABLE_PATH`],
+    /// [`MAX_DEPTH`]), with what is wrong with it in `unreadable`.
+    fn beyond_restore(&mut self, rel: &Path, why: String) {
+        let shown = rel.to_string_lossy().into_owned();
+        tracing::warn!(path = %shown, "{why}; not archived");
+        self.unreadable
+            .push(format!("{shown} ({why}; not archived)"));
+        self.beyond_restore += 1;
+    }
+
     /// Archives one listed entry of `dir` (which is `rel` in the tree).
     pub(super) fn entry(&mut self, dir: &File, rel: &Path, name: &OsStr) -> Result<(), AgentError> {
         let rel_path = rel.join(name);
+        let len = rel_path.as_os_str().len();
+        if len > MAX_RESTORABLE_PATH {
+            self.beyond_restore(
+                &rel_path,
+                format!(
+                    "path of {len} bytes, longer than the {MAX_RESTORABLE_PATH} a restore can create"
+                ),
+            );
+            return Ok(());
+        }
         let st = match at::lstat(dir, name) {
             Ok(st) => st,
             Err(e) => return self.skip(&rel_path, e),
@@ -220,6 +266,15 @@ impl<W: Write> Walker<W> {
                     tracing::warn!(path = %rel_path.display(), "mount point of another file system: archived empty, not descended (--cross-file-systems crosses it)");
                     self.other_file_systems
                         .push(rel_path.to_string_lossy().into_owned());
+                    return Ok(());
+                }
+                let depth = rel_path.components().count();
+                if depth >= MAX_DEPTH {
+                    // Archived itself (empty), its contents are not.
+                    self.beyond_restore(
+                        &rel_path,
+                        format!("directory {depth} levels deep, the most the walk descends is {MAX_DEPTH}: its contents"),
+                    );
                     return Ok(());
                 }
                 self.walk(&sub, &rel_path)?;

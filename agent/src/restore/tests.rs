@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -437,6 +438,70 @@ fn the_restored_root_keeps_its_archived_mode() {
     restore(&old, &replaced, TargetState::Replace);
     assert_eq!(mode_of(&replaced), 0o750);
     assert_eq!(fs::read(replaced.join("doc")).unwrap(), b"private");
+}
+
+/// M4: a source path too long to restore (17 nested directories with 255-byte names,
+/// made one level at a time as any user who can write in the source can) is reported at
+/// backup time, and the backup restores with the default options: everything down to the
+/// deepest restorable level comes back.
+#[test]
+fn a_path_too_long_to_restore_is_reported_at_backup_and_the_rest_restores() {
+    use std::os::unix::ffi::OsStrExt;
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("top"), b"top").unwrap();
+    let name = "n".repeat(255);
+    let mut dir = fs::File::open(src.path()).unwrap();
+    for level in 1..=17 {
+        let c = std::ffi::CString::new(name.as_bytes()).unwrap();
+        // SAFETY: `dir` is an open directory and `c` a NUL-terminated name.
+        assert_eq!(
+            unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) },
+            0
+        );
+        dir = crate::archive::at::open(&dir, name.as_ref(), libc::O_RDONLY | libc::O_DIRECTORY)
+            .unwrap();
+        if level == 17 {
+            let f = std::ffi::CString::new("deepest").unwrap();
+            // SAFETY: as above; the returned descriptor is closed at once.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    f.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0o644,
+                )
+            };
+            assert!(fd >= 0);
+            // SAFETY: `fd` was just opened and is not used again.
+            unsafe { libc::close(fd) };
+        }
+    }
+    let (bytes, s) = archive_bytes(src.path());
+    assert_eq!(s.unreadable.len(), 1, "{:?}", s.unreadable);
+    assert!(
+        s.unreadable[0].contains("a restore can create"),
+        "{:?}",
+        s.unreadable
+    );
+    // Level k is 256k - 1 bytes long: levels 1 to 12 fit in 3,072 bytes.
+    assert_eq!((s.dirs, s.files), (12, 1));
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let placed = unpack_verify_place(
+        feed(bytes.clone()),
+        "k",
+        "x",
+        &sha_of(&bytes),
+        &to,
+        TargetState::Absent,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((placed.unpacked.dirs, placed.unpacked.files), (12, 1));
+    assert_eq!(fs::read(to.join("top")).unwrap(), b"top");
+    let deepest: PathBuf = std::iter::repeat_n(name.as_str(), 12).collect();
+    assert!(to.join(&deepest).is_dir());
+    assert!(deepest.as_os_str().as_bytes().len() <= crate::archive::MAX_RESTORABLE_PATH);
 }
 
 /// Finding 2/3: a checksum mismatch leaves nothing behind, not even a read-only tree, and
