@@ -79,10 +79,10 @@ pub fn estimate(source: &Path, one_file_system: bool) -> Result<Estimate, AgentE
     seen.insert((m.dev(), m.ino()));
     // Files with several names counted so far: (st_dev, st_ino) -> first name's length.
     let mut links = std::collections::HashMap::new();
-    // The root's own entry (`./`, see [`super::ROOT_ENTRY`]).
+    // The root's own entry (`./`, see [`super::walk::ROOT_ENTRY`]).
     let mut est = Estimate {
         entries: 1,
-        tar_bytes: header_bytes(super::ROOT_ENTRY.len(), 0),
+        tar_bytes: header_bytes(super::walk::ROOT_ENTRY.len(), 0),
         ..Estimate::default()
     };
     // The walk's order (depth first, names sorted), so that hard-link entries name the

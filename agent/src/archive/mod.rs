@@ -64,7 +64,7 @@ use tokio::sync::mpsc;
 
 pub use estimate::{estimate, Estimate};
 pub use sink::UploaderGone;
-pub use walk::{MAX_DEPTH, MAX_RESTORABLE_PATH};
+pub use walk::{MAX_DEPTH, MAX_RESTORABLE_PATH, ROOT_ENTRY};
 
 use crate::digest::Checksums;
 use crate::errors::AgentError;
@@ -134,10 +134,6 @@ pub struct ArchiveSummary {
     #[serde(default)]
     pub sparse: Vec<String>,
 }
-
-/// The archive's entry for the source directory itself (its mode, owner and mtime), the
-/// first entry of every archive; a restore applies it to the restored directory.
-pub const ROOT_ENTRY: &str = "./";
 
 /// Writes the archive of `source` into `tx`; runs on the calling (blocking) thread.
 pub fn write_archive(

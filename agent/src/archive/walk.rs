@@ -132,6 +132,10 @@ pub(super) struct Walker<W: Write> {
     pub(super) beyond_restore: usize,
 }
 
+/// The archive's entry for the source directory itself (its mode, owner and mtime), the
+/// first entry of every archive; a restore applies it to the restored directory.
+pub const ROOT_ENTRY: &str = "./";
+
 /// Longest path (relative to the source, in bytes) the walk archives: the restore creates
 /// entries by their full path below the target's staging directory, which must stay below
 /// `PATH_MAX` (4,096 bytes with the NUL); 1,024 bytes are left for the target's own path

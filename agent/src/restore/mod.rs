@@ -65,6 +65,8 @@ mod find;
 mod pending;
 mod place;
 #[cfg(test)]
+mod staging_tests;
+#[cfg(test)]
 mod tests;
 mod unpack;
 
