@@ -1,6 +1,7 @@
 //! The pre-walk that sizes an archive before it is written ([`estimate`], [`Estimate`]).
 //!
-//! Floor 2: may import modules of floors 0 to 1 only; it imports `archive::at`, `errors`.
+//! Floor 4: may import modules of floors 0 to 3 only; it imports `archive::at`, `archive::walk`,
+//! `errors`.
 
 use std::fs::File;
 use std::io;

@@ -52,7 +52,7 @@
 //! [`AgentError::ArchiveAbandoned`], never with an archive error of its own, so that the
 //! upload's failure stays the reported root cause.
 //!
-//! Floor 4: may import modules of floors 0 to 3 only; it imports `archive::estimate`,
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `archive::estimate`,
 //! `archive::sink`, `archive::walk`, `digest`, `errors`.
 
 use std::io;

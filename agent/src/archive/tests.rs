@@ -1,6 +1,6 @@
 //! Tests of the archive: chunking, the walk, skipped entries, estimates, links and sparse files.
 //!
-//! Floor 5: may import modules of floors 0 to 4 only; it imports `archive`, `archive::estimate`,
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `archive`, `archive::estimate`,
 //! `archive::sink`, `archive::walk`, `digest`, `errors`, `test_support`.
 
 use std::ffi::OsStr;

@@ -1,7 +1,7 @@
 //! `autobackup backup`: pre-flight, stream the archive into S3, rotate, record history,
 //! detect anomalies, notify. Prints a summary (or `--json`) on stdout.
 //!
-//! Floor 9: may import modules of floors 0 to 8 only; it imports `anomaly`, `archive`,
+//! Floor 10: may import modules of floors 0 to 9 only; it imports `anomaly`, `archive`,
 //! `archive::estimate`, `aws`, `cli::common`, `compat`, `errors`, `history`, `layout`, `notify`,
 //! `preflight`, `rotation`, `rss`, `s3`, `signals`, `units`, `upload`, `upload::parts`,
 //! `upload::spec`.

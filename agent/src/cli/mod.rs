@@ -2,7 +2,7 @@
 //! `Args` struct with an `async fn run()`; [`common`] holds the flags they share, this module
 //! the dispatcher that turns errors into exit codes.
 //!
-//! Floor 10: may import modules of floors 0 to 9 only; it imports `cli::backup`, `cli::bench`,
+//! Floor 11: may import modules of floors 0 to 10 only; it imports `cli::backup`, `cli::bench`,
 //! `cli::common`, `cli::cost`, `cli::restore`, `errors`, `logging`, `signals`.
 
 pub mod backup;

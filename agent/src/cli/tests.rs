@@ -1,7 +1,7 @@
 //! Tests of the command line ([`super::Cli`]) and of commands run through it.
 //!
-//! Floor 11: may import modules of floors 0 to 10 only; it imports `cli`, `cli::backup`,
-//! `cli::common`, `errors`, `test_support`.
+//! Floor 12: may import modules of floors 0 to 11 only; it imports `cli`, `cli::backup`,
+//! `cli::common`, `cli::restore`, `errors`, `restore::place`, `test_support`.
 
 use clap::{CommandFactory, Parser};
 

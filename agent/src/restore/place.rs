@@ -2,7 +2,7 @@
 //! directory, unpacking and verifying into it ([`unpack_verify_place`]), moving it into
 //! place, and removing staging or replaced trees ([`remove_tree`]).
 //!
-//! Floor 6: may import modules of floors 0 to 5 only; it imports `digest`, `errors`,
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `archive::at`, `digest`, `errors`,
 //! `restore::find`, `restore::unpack`.
 
 use std::fs;

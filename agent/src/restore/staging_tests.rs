@@ -1,5 +1,9 @@
 //! Tests of the restore's staging, placing and cleanup: private staging, the restored
 //! root's mode, long paths, removal of read-only and raced trees.
+//!
+//! Floor 9: may import modules of floors 0 to 8 only; it imports `archive::at`, `archive::walk`,
+//! `errors`, `restore`, `restore::find`, `restore::place`, `restore::tests`, `restore::unpack`,
+//! `test_support`.
 
 use std::fs;
 use std::os::fd::AsRawFd;

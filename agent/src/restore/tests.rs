@@ -2,8 +2,8 @@
 //! (the staging and cleanup tests are in `staging_tests`).
 //!
 //! Floor 8: may import modules of floors 0 to 7 only; it imports `archive`, `compat`, `digest`,
-//! `errors`, `layout`, `restore`, `restore::find`, `restore::pending`, `restore::place`,
-//! `restore::unpack`, `rotation`, `signals`, `signals::signal`, `test_support`.
+//! `errors`, `layout`, `restore`, `restore::find`, `restore::place`, `restore::unpack`, `rotation`,
+//! `signals`, `signals::signal`, `test_support`.
 
 use std::collections::HashMap;
 use std::fs;

@@ -1,6 +1,6 @@
 //! The multipart uploads a run has open ([`Uploads`]) and aborting one ([`abort`]).
 //!
-//! Floor 6: may import modules of floors 0 to 5 only; it imports `aws`, `upload::spec`.
+//! Floor 7: may import modules of floors 0 to 6 only; it imports `aws`, `upload::spec`.
 
 use super::spec::UploadSpec;
 use crate::aws::classify;

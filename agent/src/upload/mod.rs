@@ -33,7 +33,7 @@
 //! and refuses an archive above S3's 5 TiB object limit, so a too-large source fails at
 //! once instead of after hundreds of GiB were uploaded.
 //!
-//! Floor 8: may import modules of floors 0 to 7 only; it imports `archive`, `aws`, `compat`,
+//! Floor 9: may import modules of floors 0 to 8 only; it imports `archive`, `aws`, `compat`,
 //! `digest`, `errors`, `layout`, `signals`, `upload::abort`, `upload::parts`, `upload::seal`,
 //! `upload::spec`.
 

@@ -1,7 +1,7 @@
 //! S3's part and object limits and the part-size schedule ([`part_size_for`],
 //! [`plan_part_size`]).
 //!
-//! Floor 3: may import modules of floors 0 to 2 only; it imports `archive::estimate`.
+//! Floor 5: may import modules of floors 0 to 4 only; it imports `archive::estimate`.
 
 // The S3 limits below are those of "Amazon S3 multipart upload limits",
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html: parts of 5 MiB to

@@ -1,7 +1,7 @@
 //! After the bytes are stored: sealing the final metadata onto the object ([`seal`]) and
 //! checking what S3 stored against the archive (`verify`), hiding a mismatch.
 //!
-//! Floor 7: may import modules of floors 0 to 6 only; it imports `archive`, `aws`, `compat`,
+//! Floor 8: may import modules of floors 0 to 7 only; it imports `archive`, `aws`, `compat`,
 //! `errors`, `layout`, `s3`, `upload::abort`, `upload::parts`, `upload::spec`.
 
 use std::collections::HashMap;

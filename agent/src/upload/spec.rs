@@ -1,7 +1,7 @@
 //! What to upload where ([`UploadSpec`]), what was stored ([`Uploaded`]), the final
 //! metadata and the sizing of a spec for an archive ([`size_for`]).
 //!
-//! Floor 5: may import modules of floors 0 to 4 only; it imports `archive`, `archive::estimate`,
+//! Floor 6: may import modules of floors 0 to 5 only; it imports `archive`, `archive::estimate`,
 //! `compat`, `errors`, `layout`, `upload::parts`.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! Tests of the upload: part sizes, single and multipart uploads, sealing, verification and aborts.
 //!
-//! Floor 9: may import modules of floors 0 to 8 only; it imports `archive`, `archive::estimate`,
+//! Floor 10: may import modules of floors 0 to 9 only; it imports `archive`, `archive::estimate`,
 //! `digest`, `errors`, `layout`, `signals`, `signals::signal`, `test_support`, `upload`,
 //! `upload::abort`, `upload::parts`, `upload::spec`.
 
