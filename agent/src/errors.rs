@@ -129,6 +129,9 @@ pub enum AgentError {
     #[error("restore target {} exists and is not empty; pass --force to replace it", path.display())]
     TargetExists { path: PathBuf },
 
+    #[error("restore target {} is a symbolic link (to {}); restore to the directory it names, or remove the link", path.display(), to.display())]
+    TargetIsLink { path: PathBuf, to: PathBuf },
+
     #[error("no backup found: {what}")]
     NotFound { what: String },
 
@@ -201,7 +204,7 @@ impl AgentError {
             | AgentError::ArchiveAbandoned { .. }
             | AgentError::Upload { .. } => 8,
             AgentError::Checksum { .. } => 9,
-            AgentError::TargetExists { .. } => 10,
+            AgentError::TargetExists { .. } | AgentError::TargetIsLink { .. } => 10,
             AgentError::NotFound { .. } => 11,
             AgentError::LocalFile { .. } => 12,
             AgentError::Rotation { .. } => 13,
@@ -224,7 +227,7 @@ impl AgentError {
             AgentError::Archive { .. } | AgentError::ArchiveAbandoned { .. } => "archive",
             AgentError::Upload { .. } => "upload",
             AgentError::Checksum { .. } => "checksum verification",
-            AgentError::TargetExists { .. } => "restore target",
+            AgentError::TargetExists { .. } | AgentError::TargetIsLink { .. } => "restore target",
             AgentError::NotFound { .. } => "lookup",
             AgentError::LocalFile { .. } => "local file",
             AgentError::Rotation { .. } => "rotation",

@@ -46,6 +46,12 @@ pub fn check_target(to: &Path, force: bool) -> Result<TargetState, AgentError> {
                 })
             }
         }
+        // Security review 2, finding 3(e): `--force` on a link would replace the link, not
+        // what it names, and silently: refused, with both names (even without --force).
+        Ok(m) if m.file_type().is_symlink() => Err(AgentError::TargetIsLink {
+            path: to.to_path_buf(),
+            to: fs::read_link(to).unwrap_or_default(),
+        }),
         Ok(_) if force => Ok(TargetState::Replace),
         Ok(_) => Err(AgentError::TargetExists {
             path: to.to_path_buf(),

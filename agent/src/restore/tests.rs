@@ -100,6 +100,15 @@ fn target_checks() {
     fs::write(p.join("f"), b"x").unwrap();
     assert_eq!(check_target(&p, false).unwrap_err().exit_code(), 10);
     assert_eq!(check_target(&p, true).unwrap(), TargetState::Replace);
+    // Security review 2, finding 3(e): a link as the target is refused, --force or not,
+    // instead of being replaced by a real directory.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&p, &link).unwrap();
+    for force in [false, true] {
+        let e = check_target(&link, force).unwrap_err();
+        assert!(matches!(e, AgentError::TargetIsLink { .. }), "{e}");
+        assert_eq!(e.exit_code(), 10);
+    }
 }
 
 pub(super) fn archive_bytes(root: &Path) -> (Vec<u8>, crate::archive::ArchiveSummary) {

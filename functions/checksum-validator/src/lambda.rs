@@ -69,6 +69,21 @@ pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
 mod tests {
     use super::*;
 
+    /// Finding 8 (partial): the functions' SDK calls are bounded (3 s to connect, 20 s an
+    /// attempt, 60 s a call with retries), well inside a function timeout of 60 s or more
+    /// per batch; a stalled dependency ends in an error, not a hung invocation.
+    #[tokio::test]
+    async fn the_functions_sdk_calls_are_bounded() {
+        let sdk = lambda_sdk_config().await;
+        let t = sdk.timeout_config().expect("a timeout configuration");
+        assert_eq!(t.connect_timeout(), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(
+            t.operation_attempt_timeout(),
+            Some(std::time::Duration::from_secs(20))
+        );
+        assert_eq!(t.operation_timeout(), Some(std::time::Duration::from_secs(60)));
+    }
+
     /// `EnvFilter::new` drops a directive it cannot parse without a word: the default must
     /// parse whole, keep `info` for the functions, and hold the SDK's checksum module at
     /// `error` only.

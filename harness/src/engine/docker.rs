@@ -36,7 +36,12 @@ pub const LABEL: &str = "autobackup-harness";
 /// daemon may serve several users, and CI jobs in containers of their own (other pid
 /// namespaces) sharing its socket: a pid alone names no one there (security review 2, L1).
 pub fn owner_label() -> String {
-    format!("{}:{}:{}", std::process::id(), unsafe { libc::geteuid() }, boot_id())
+    format!(
+        "{}:{}:{}",
+        std::process::id(),
+        unsafe { libc::geteuid() },
+        boot_id()
+    )
 }
 
 /// This machine's boot id (`/proc/sys/kernel/random/boot_id`): two hosts, or a host and a
@@ -248,7 +253,10 @@ mod tests {
     #[test]
     fn orphaned_containers_are_those_whose_harness_is_gone() {
         let ps = "abc123 4242:1000:b1\ndef456 17:1000:b1\nfff000 not-a-pid\n";
-        assert_eq!(orphans(ps, 1000, "b1", |p| p == 17), vec!["abc123".to_string()]);
+        assert_eq!(
+            orphans(ps, 1000, "b1", |p| p == 17),
+            vec!["abc123".to_string()]
+        );
     }
 
     /// Security review 2, L1: another user's container (its harness's pid is EPERM to us,

@@ -152,9 +152,11 @@ mod tests {
                 );
             }
         });
-        assert!(super::super::health::healthy(EngineKind::Ministack, &endpoint)
-            .await
-            .is_ok());
+        assert!(
+            super::super::health::healthy(EngineKind::Ministack, &endpoint)
+                .await
+                .is_ok()
+        );
         let squatted = EngineState {
             kind: EngineKind::Ministack,
             endpoint,

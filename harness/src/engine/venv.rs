@@ -336,7 +336,11 @@ mod tests {
     fn a_venv_is_trusted_only_for_the_lock_it_was_installed_from() {
         let d = tempfile::tempdir().unwrap();
         assert!(!MINISTACK.installed_in(d.path()), "no marker");
-        std::fs::write(d.path().join(".installed"), format!("{}\n", MINISTACK.version)).unwrap();
+        std::fs::write(
+            d.path().join(".installed"),
+            format!("{}\n", MINISTACK.version),
+        )
+        .unwrap();
         assert!(!MINISTACK.installed_in(d.path()), "a version-only marker");
         std::fs::write(d.path().join(".installed"), LOCALSTACK.marker()).unwrap();
         assert!(!MINISTACK.installed_in(d.path()), "another lock's marker");
