@@ -103,7 +103,11 @@ mod tests {
     /// attempt, 360 s a call with retries) on every engine kind.
     #[tokio::test]
     async fn the_harness_sdk_calls_are_bounded() {
-        for kind in [EngineKind::Localstack, EngineKind::Ministack, EngineKind::External] {
+        for kind in [
+            EngineKind::Localstack,
+            EngineKind::Ministack,
+            EngineKind::External,
+        ] {
             let sdk = sdk_config("http://127.0.0.1:9", "us-east-1", kind).await;
             let t = sdk.timeout_config().expect("a timeout configuration");
             assert_eq!(t.connect_timeout(), Some(std::time::Duration::from_secs(3)));
@@ -111,7 +115,10 @@ mod tests {
                 t.operation_attempt_timeout(),
                 Some(std::time::Duration::from_secs(120))
             );
-            assert_eq!(t.operation_timeout(), Some(std::time::Duration::from_secs(360)));
+            assert_eq!(
+                t.operation_timeout(),
+                Some(std::time::Duration::from_secs(360))
+            );
         }
     }
 }

@@ -81,7 +81,10 @@ mod tests {
             t.operation_attempt_timeout(),
             Some(std::time::Duration::from_secs(20))
         );
-        assert_eq!(t.operation_timeout(), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(
+            t.operation_timeout(),
+            Some(std::time::Duration::from_secs(60))
+        );
     }
 
     /// `EnvFilter::new` drops a directive it cannot parse without a word: the default must
