@@ -25,6 +25,7 @@ const LIMITS: Limits = Limits {
     max_bytes: 1 << 20,
     max_path: 512,
     max_extension: 4096,
+    min_free: 0,
 };
 
 /// How the input reaches the unpacker: in chunks, as the S3 download delivers it.

@@ -75,6 +75,11 @@ pub struct Restore {
     #[arg(long, default_value_t = Limits::default().max_extension, value_name = "BYTES")]
     pub max_extension_bytes: u64,
 
+    /// Bytes the target's file system must keep free; a file that would leave less is
+    /// refused before it is written (0: no check).
+    #[arg(long, default_value_t = Limits::default().min_free, value_name = "BYTES")]
+    pub min_free_bytes: u64,
+
     #[command(flatten)]
     pub bucket: BucketArgs,
 
@@ -98,6 +103,7 @@ impl Restore {
                 max_bytes: self.max_bytes,
                 max_path: self.max_path_bytes,
                 max_extension: self.max_extension_bytes,
+                min_free: self.min_free_bytes,
             },
             preserve_owner: self.preserve_owner,
         }

@@ -95,7 +95,32 @@ pub(super) fn old_path(staging: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Creates the staging directory, exclusively and 0700, and lists leftovers of earlier runs.
+/// Whether a staging (or `.old`) directory left next to the target belongs to a restore
+/// that no longer runs: named `<pid>-<nanos>-<random>[.old]` after the mark, a real
+/// directory (not a link) of this user, and that pid gone (a pid that exists, also one of
+/// another user's, counts as running).
+pub(super) fn leftover_is_stale(path: &Path, after_mark: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = after_mark
+        .split('-')
+        .next()
+        .and_then(|p| p.parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return false;
+    };
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions; kill with signal 0 only checks for existence.
+    let ours = m.is_dir() && m.uid() == unsafe { libc::geteuid() };
+    let running = unsafe { libc::kill(pid, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    ours && !running && pid != std::process::id() as i32
+}
+
+/// Creates the staging directory, exclusively and 0700, sweeps the leftovers of restores
+/// that are gone and reports any other.
 pub(super) fn create_staging(to: &Path) -> Result<(PathBuf, Vec<String>), AgentError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let parent = parent_dir(to);
@@ -122,10 +147,26 @@ pub(super) fn create_staging(to: &Path) -> Result<(PathBuf, Vec<String>), AgentE
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(&prefix) && e.path() != staging {
-                let w = format!(
-                    "leftover of an earlier restore: {} (remove it once no restore runs)",
-                    e.path().display()
-                );
+                // Security review 2, finding 3(c): a leftover of a restore that is gone
+                // (its pid, in the name, no longer runs) and that this user owns is swept;
+                // one whose restore may still run, or that is not ours, is only reported.
+                let w = if leftover_is_stale(&e.path(), &name[prefix.len()..]) {
+                    match remove_tree(&e.path()) {
+                        Ok(()) => format!(
+                            "removed the leftover of an earlier restore: {}",
+                            e.path().display()
+                        ),
+                        Err(err) => format!(
+                            "leftover of an earlier restore: {} could not be removed: {err}",
+                            e.path().display()
+                        ),
+                    }
+                } else {
+                    format!(
+                        "leftover of an earlier restore: {} (remove it once no restore runs)",
+                        e.path().display()
+                    )
+                };
                 tracing::warn!("{w}");
                 warnings.push(w);
             }

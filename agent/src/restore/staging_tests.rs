@@ -355,3 +355,50 @@ fn remove_tree_never_follows_a_directory_swapped_for_a_symlink() {
     );
     fs::set_permissions(&moved, fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// Security review 2, finding 3(c): the staging leftover of a restore that is gone (its pid
+/// no longer runs) is swept by the next restore, read-only directories and all; one of a
+/// restore that may still run (pid 1 here, or a live pid) is only reported.
+#[test]
+fn leftovers_of_restores_that_are_gone_are_swept() {
+    use tar::EntryType::Regular;
+    let parent = tempfile::tempdir().unwrap();
+    let to = parent.path().join("t");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let stale = parent
+        .path()
+        .join(format!(".t.autobackup-partial-{gone}-1-0000abcd"));
+    let live = parent.path().join(format!(
+        ".t.autobackup-partial-{}-1-0000abcd",
+        std::process::id()
+    ));
+    for p in [&stale, &live] {
+        fs::create_dir_all(p.join("ro")).unwrap();
+        fs::write(p.join("ro/f"), b"f").unwrap();
+        fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let bytes = crafted(&[("f", Regular, 0o644, b"new")]);
+    let placed = unpack_verify_place(
+        feed(bytes.clone()),
+        "k",
+        "x",
+        &sha_of(&bytes),
+        &to,
+        TargetState::Absent,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    assert!(!stale.exists(), "the stale leftover was swept");
+    assert!(live.exists(), "a running restore's staging is left alone");
+    assert!(
+        placed
+            .warnings
+            .iter()
+            .any(|w| w.contains("removed the leftover")),
+        "{:?}",
+        placed.warnings
+    );
+    remove_tree(&live).unwrap();
+}

@@ -216,6 +216,72 @@ fn entries_escaping_the_target_are_refused() {
     assert!(!parent.path().join("evil").exists());
 }
 
+/// Security review 2, finding 4 (partial): a file that would leave the file system with
+/// less than the reserve is refused before it is written, with the numbers.
+#[test]
+fn a_restore_never_fills_the_file_system() {
+    assert!(check_free_space(Path::new("/tmp"), 1, 0).is_ok());
+    assert!(check_free_space(Path::new("/tmp"), 1, 1).is_ok());
+    let e = check_free_space(Path::new("/tmp"), 1, u64::MAX / 2).unwrap_err();
+    assert!(e.to_string().contains("free on the file system"), "{e}");
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("a"), b"x").unwrap();
+    let (bytes, _) = archive_bytes(src.path());
+    let out = tempfile::tempdir().unwrap();
+    let opts = UnpackOptions {
+        limits: Limits {
+            min_free: u64::MAX / 2,
+            ..Limits::default()
+        },
+        ..UnpackOptions::default()
+    };
+    let err = unpack_stream(feed(bytes), out.path(), &opts).unwrap_err();
+    assert!(err.to_string().contains("free on the file system"), "{err}");
+    assert!(!out.path().join("a").exists());
+}
+
+/// Security review 2, finding 4 (partial): data decompressed after the tar end marker is
+/// bounded; a few padding blocks pass, megabytes of zeros are refused before the rest of
+/// the stream is decompressed.
+#[test]
+fn data_after_the_tar_end_is_bounded() {
+    let gz_tar_with = |trailing: usize| {
+        let mut raw = Vec::new();
+        {
+            let gz = flate2::write::GzEncoder::new(&mut raw, flate2::Compression::fast());
+            let mut b = tar::Builder::new(gz);
+            let mut h = tar::Header::new_gnu();
+            h.set_path("a.txt").unwrap();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, &b"a"[..]).unwrap();
+            let mut gz = b.into_inner().unwrap();
+            std::io::Write::write_all(&mut gz, &vec![0u8; trailing]).unwrap();
+            gz.finish().unwrap();
+        }
+        raw
+    };
+    let out = tempfile::tempdir().unwrap();
+    unpack_stream(
+        feed(gz_tar_with(10_240)),
+        out.path(),
+        &UnpackOptions::default(),
+    )
+    .expect("record padding is fine");
+    let out = tempfile::tempdir().unwrap();
+    let err = unpack_stream(
+        feed(gz_tar_with(8 * 1024 * 1024)),
+        out.path(),
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("follow the tar archive's end"),
+        "{err}"
+    );
+}
+
 #[test]
 fn corrupted_bytes_fail_or_mismatch() {
     let src = tempfile::tempdir().unwrap();
@@ -384,6 +450,7 @@ fn limits_stop_crafted_archives(#[case] which: Limit) {
         // Paths of 200 bytes could not reach the pending bound (256 per allowed entry).
         max_path: if which == Limit::Pending { 4096 } else { 200 },
         max_extension: 1024,
+        min_free: 0,
     };
     let bytes = match which {
         Limit::Entries => {

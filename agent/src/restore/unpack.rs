@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_path: u64,
     /// Size of one GNU long-name/long-link or PAX extension payload (held in memory).
     pub max_extension: u64,
+    /// Bytes the target's file system must keep free: a file that would leave less is
+    /// refused before it is written (security review 2, finding 4: an archive that
+    /// decompresses past the disk must not fill it for every other user of the host).
+    pub min_free: u64,
 }
 
 impl Default for Limits {
@@ -49,6 +53,7 @@ impl Default for Limits {
             max_bytes: 1 << 40,
             max_path: 4096,
             max_extension: 1 << 20,
+            min_free: 64 << 20,
         }
     }
 }
@@ -260,6 +265,34 @@ pub(super) fn pax_number(v: &[u8]) -> Option<u64> {
     s.split('.').next()?.trim().parse().ok()
 }
 
+/// Refuses a file of `size` bytes that would leave less than `min_free` bytes available
+/// (to unprivileged users: `f_bavail`) on the file system of `dir`.
+pub(super) fn check_free_space(dir: &Path, size: u64, min_free: u64) -> Result<(), UnpackError> {
+    use std::os::unix::ffi::OsStrExt;
+    if min_free == 0 {
+        return Ok(());
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| UnpackError::Refused(format!("{}: a NUL in the path", dir.display())))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` lives for the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(UnpackError::Io(io::Error::last_os_error()));
+    }
+    let available = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    if size.saturating_add(min_free) > available {
+        return Err(UnpackError::Refused(format!(
+            "a {size}-byte file would leave less than {min_free} bytes free on the file system of {} ({available} available); free space, restore elsewhere, or lower --min-free-bytes",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The most decompressed data accepted after the tar end marker (a tar record is at most
+/// 10 KiB of padding; 1 MiB leaves room for other writers' blocking factors).
+pub const MAX_TRAILING: u64 = 1024 * 1024;
+
 /// Unpacks a gzip'd tar read from `rx` into `dir` (which must exist and be private to the
 /// caller), then drains the rest of the stream so the checksums cover every byte. Blocking.
 ///
@@ -285,9 +318,17 @@ pub fn unpack_stream(
         let mut archive = tar::Archive::new(gz);
         let r = unpack_entries(&mut archive, dir, opts)?;
         // The gzip trailer (and anything after the tar end marker) still has to be read and
-        // hashed: read the decoder to its end, which also checks the gzip CRC.
+        // hashed: read the decoder to its end, which also checks the gzip CRC. What follows
+        // the end marker is bounded (security review 2, finding 4): an archive the agent wrote
+        // ends within a tar record of it, while a crafted one could put gigabytes of zeros
+        // there (deflate packs them about 1000:1) to be decompressed before the checksum.
         let mut gz = archive.into_inner();
-        io::copy(&mut gz, &mut io::sink())?;
+        let trailing = io::copy(&mut (&mut gz).take(MAX_TRAILING + 1), &mut io::sink())?;
+        if trailing > MAX_TRAILING {
+            return Err(UnpackError::Refused(format!(
+                "more than {MAX_TRAILING} bytes follow the tar archive's end marker: not an archive autobackup wrote"
+            )));
+        }
         r
     };
     io::copy(&mut reader, &mut io::sink())?;
@@ -438,6 +479,7 @@ pub(super) fn unpack_entries<R: Read>(
                     max: limits.max_bytes,
                 });
             }
+            check_free_space(dir, size, limits.min_free)?;
             let p = prepare_parent(dir, &rel)?;
             // create_new (O_EXCL) never opens an existing file or follows a symlink.
             let mut f = fs::OpenOptions::new()

@@ -201,16 +201,18 @@ pub enum Invariant {
     DeadLettersAlert,
     QueuesDrain,
     ValidatedHasEvidence,
+    FinalOutcomeIsExplained,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 7] = [
         Invariant::OneFinalOutcome,
         Invariant::NoFalseAlert,
         Invariant::InjectedFailureAlertsOnce,
         Invariant::DeadLettersAlert,
         Invariant::QueuesDrain,
         Invariant::ValidatedHasEvidence,
+        Invariant::FinalOutcomeIsExplained,
     ];
 
     /// About the system as a whole (queues, dead letters), not one workload's versions.
@@ -226,6 +228,7 @@ impl Invariant {
             Invariant::DeadLettersAlert => "dead-letters-alert",
             Invariant::QueuesDrain => "queues-drain",
             Invariant::ValidatedHasEvidence => "validated-has-evidence",
+            Invariant::FinalOutcomeIsExplained => "final-outcome-is-explained",
         }
     }
 }

@@ -18,7 +18,13 @@
 //!   or delayed;
 //! - [`Invariant::ValidatedHasEvidence`]: `validated` is never reported without content
 //!   evidence that matches the bytes the harness uploaded, nor for a version whose replica
-//!   the harness corrupted, failed or withheld.
+//!   the harness corrupted, failed or withheld;
+//! - [`Invariant::FinalOutcomeIsExplained`]: the final decision is one the ground truth
+//!   explains ([`explained_outcomes`]): a corrupted replica ends `mismatch`, a FAILED one
+//!   `replication-failed`, one that never arrives `replication-overdue`, an ineligible
+//!   version `not-replicated`, a byte-identical one `validated`. A diagnosis that still
+//!   alerts but names the wrong cause (`unverifiable` for a corrupted replica) is caught
+//!   here: on-call engineers act on the diagnosis.
 //!
 //! Ground truth is the harness's own ([`UploadTruth`]: the bytes it uploaded and the faults
 //! it injected), never the validator's decision, or the check would restate the
@@ -455,6 +461,29 @@ pub fn check(facts: &RunFacts<'_>) -> Vec<Violation> {
             );
         }
 
+        // The final decision is one the ground truth explains.
+        if let Some(last) = finals.last() {
+            let allowed = explained_outcomes(u, facts);
+            if !allowed.contains(&last.outcome) {
+                violate(
+                    Invariant::FinalOutcomeIsExplained,
+                    format!(
+                        "ended {}, but the harness {} (explained: {})",
+                        last.outcome,
+                        match u.injected {
+                            Injected::Nothing => "injected nothing".to_string(),
+                            other => format!("injected {other}"),
+                        },
+                        allowed
+                            .iter()
+                            .map(|o| o.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+
         // Validated only on content evidence that matches the uploaded bytes.
         for r in decisions.iter().filter(|r| r.outcome == Outcome::Validated) {
             if !u.injected.replica_identical() {
@@ -512,6 +541,37 @@ pub fn check(facts: &RunFacts<'_>) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// The final outcomes AWS-faithful code may reach for `u`, from the harness's ground truth
+/// alone (what it uploaded and injected, what the replication rule says), never from the
+/// validator's own reading:
+/// - a byte-identical replica: `validated`; a relayout one also `unverifiable` when deep
+///   verification is off (part checksums of different layouts cannot be compared);
+/// - a corrupted replica: `mismatch`; a FAILED one: `replication-failed`; one that never
+///   arrives: `replication-overdue`; an ineligible version: `not-replicated`;
+/// - a late replica may also end `replication-overdue` (it is validated once it lands);
+///   a version deleted for good `superseded`; one whose reads an S3 fault hit `error`.
+pub fn explained_outcomes(u: &UploadTruth, facts: &RunFacts<'_>) -> Vec<Outcome> {
+    let mut allowed = match u.injected {
+        Injected::Nothing => vec![Outcome::Validated],
+        Injected::Relayout if !facts.deep_verify => vec![Outcome::Validated, Outcome::Unverifiable],
+        Injected::Relayout => vec![Outcome::Validated],
+        Injected::Corrupt => vec![Outcome::Mismatch],
+        Injected::Failed => vec![Outcome::ReplicationFailed],
+        Injected::Never => vec![Outcome::ReplicationOverdue],
+        Injected::Ineligible(_) => vec![Outcome::NotReplicated],
+    };
+    if u.late {
+        allowed.push(Outcome::ReplicationOverdue);
+    }
+    if u.deleted {
+        allowed.push(Outcome::Superseded);
+    }
+    if u.api_errors {
+        allowed.push(Outcome::Error);
+    }
+    allowed
 }
 
 /// Why a `validated` decision is not backed by the uploaded content, if it is not.
@@ -737,12 +797,17 @@ mod tests {
     #[case::duplicate_delivery_validates_twice(Injected::Nothing, vec![validated(), validated()], &[])]
     #[case::never_decided(Injected::Nothing, vec![], &[OneFinalOutcome])]
     #[case::left_lagging(Injected::Nothing, vec![lagging()], &[OneFinalOutcome])]
-    #[case::false_mismatch(Injected::Nothing, vec![failed(Outcome::Mismatch), failure_alert()], &[NoFalseAlert])]
-    #[case::conflicting(Injected::Nothing, vec![validated(), failed(Outcome::Mismatch)], &[OneFinalOutcome])]
+    #[case::false_mismatch(Injected::Nothing, vec![failed(Outcome::Mismatch), failure_alert()], &[NoFalseAlert, FinalOutcomeIsExplained])]
+    #[case::conflicting(Injected::Nothing, vec![validated(), failed(Outcome::Mismatch)], &[OneFinalOutcome, FinalOutcomeIsExplained])]
     #[case::corrupt_alerted_once(Injected::Corrupt, vec![failed(Outcome::Mismatch), failure_alert()], &[])]
     #[case::corrupt_silent(Injected::Corrupt, vec![failed(Outcome::Mismatch)], &[InjectedFailureAlertsOnce])]
     #[case::corrupt_alerted_twice(Injected::Corrupt, vec![failed(Outcome::Mismatch), failure_alert(), failure_alert()], &[InjectedFailureAlertsOnce])]
-    #[case::corrupt_validated(Injected::Corrupt, vec![validated()], &[InjectedFailureAlertsOnce, ValidatedHasEvidence])]
+    #[case::corrupt_validated(Injected::Corrupt, vec![validated()], &[InjectedFailureAlertsOnce, ValidatedHasEvidence, FinalOutcomeIsExplained])]
+    // Issue 24's planted bug: a corrupted replica called `unverifiable` still alerts (every
+    // other invariant holds), but names the wrong cause.
+    #[case::corrupt_called_unverifiable(Injected::Corrupt, vec![failed(Outcome::Unverifiable), failure_alert()], &[FinalOutcomeIsExplained])]
+    #[case::failed_called_mismatch(Injected::Failed, vec![failed(Outcome::Mismatch), failure_alert()], &[FinalOutcomeIsExplained])]
+    #[case::ineligible_called_missing(Injected::Ineligible(Ineligibility::ColdStorage), vec![failed(Outcome::ReplicaMissing), failure_alert()], &[FinalOutcomeIsExplained])]
     #[case::failed_alerted(Injected::Failed, vec![failed(Outcome::ReplicationFailed), failure_alert()], &[])]
     #[case::ineligible_alerted(Injected::Ineligible(Ineligibility::ColdStorage), vec![failed(Outcome::NotReplicated), failure_alert()], &[])]
     #[case::ineligible_silent(Injected::Ineligible(Ineligibility::OutsidePrefix), vec![failed(Outcome::NotReplicated)], &[InjectedFailureAlertsOnce])]
