@@ -1,7 +1,8 @@
 //! The import rule, applied to the workspace: no circle between the files of any crate, and
 //! every crate's imports as the README's layer map says (every module on a floor, nothing
 //! running up a floor unless the map's upward table names it, each room's `//!` stating its
-//! floor). A planted circle in a copy of the harness shows the check catching one.
+//! floor). A planted circle in a copy of the harness shows the check catching one. No
+//! source file is over 1,000 lines.
 
 use std::path::{Path, PathBuf};
 
@@ -128,5 +129,55 @@ fn a_planted_circle_in_the_harness_is_caught() {
             .iter()
             .any(|v| v.contains("`aws`") && v.contains("`cli`")),
         "{violations:#?}"
+    );
+}
+
+/// The longest a source file may grow: past it, split the file by role (as the replicator's
+/// discovery, copy paths and state were split) rather than scroll.
+const MAX_LINES: usize = 1000;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_source_file_is_over_a_thousand_lines() {
+    let root = workspace();
+    let mut files = Vec::new();
+    for dir in [
+        "harness/src",
+        "harness/tests",
+        "agent/src",
+        "agent/tests",
+        "functions/checksum-validator/src",
+        "functions/failure-notifier/src",
+        "tools/layers/src",
+        "tests",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).ok()?.lines().count();
+            (lines > MAX_LINES).then(|| {
+                format!(
+                    "{}: {lines} lines",
+                    f.strip_prefix(&root).unwrap_or(f).display()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines (split them by role):\n{}",
+        long.join("\n")
     );
 }
