@@ -65,6 +65,26 @@ mod abort;
 mod parts;
 mod seal;
 mod spec;
+/// The timeouts of one UploadPart of `len` bytes: the client's 300 s an attempt fits parts
+/// of up to about 300 MB at 1 MB/s, but a part may be 5 GiB (S3's limit), so a part's
+/// attempt gets 60 s plus a second per MiB (at least the client's 300 s, at most two
+/// hours), and the call three attempts of that (security review 2, finding 8).
+pub fn part_timeouts(len: u64) -> aws_sdk_s3::config::Builder {
+    let attempt = part_attempt_timeout(len);
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt.saturating_mul(3))
+            .build(),
+    )
+}
+
+/// The attempt timeout of an UploadPart of `len` bytes (see [`part_timeouts`]).
+pub fn part_attempt_timeout(len: u64) -> std::time::Duration {
+    let secs = (60 + len / (1024 * 1024)).clamp(300, 7200);
+    std::time::Duration::from_secs(secs)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -317,6 +337,7 @@ async fn stream_parts(
         let spec_c = spec.clone();
         in_flight.spawn(async move {
             let crc = crc64nvme_base64(&body);
+            let len = body.len();
             let r = s3
                 .upload_part()
                 .bucket(bucket)
@@ -327,6 +348,8 @@ async fn stream_parts(
                 .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
                 .checksum_crc64_nvme(&crc)
                 .body(ByteStream::from(body))
+                .customize()
+                .config_override(part_timeouts(len as u64))
                 .send()
                 .await
                 .map_err(|e| {

@@ -369,3 +369,27 @@ async fn an_upload_part_failure_is_the_reported_root_cause() {
     }
     assert_eq!(stub.of("AbortMultipartUpload").len(), 1);
 }
+
+/// Security review 2, finding 8 (partial): a large part gets an attempt timeout that fits
+/// its size, a small one the client's 300 s.
+#[test]
+fn part_attempt_timeouts_grow_with_the_part() {
+    use std::time::Duration;
+    assert_eq!(part_attempt_timeout(8 << 20), Duration::from_secs(300));
+    assert_eq!(
+        part_attempt_timeout(1 << 30),
+        Duration::from_secs(60 + 1024)
+    );
+    assert_eq!(
+        part_attempt_timeout(5 << 30),
+        Duration::from_secs(60 + 5 * 1024)
+    );
+    assert_eq!(part_attempt_timeout(u64::MAX), Duration::from_secs(7200));
+    let t = part_timeouts(1 << 30).build();
+    let t = t.timeout_config().expect("a timeout configuration");
+    assert_eq!(
+        t.operation_attempt_timeout(),
+        Some(Duration::from_secs(1084))
+    );
+    assert_eq!(t.operation_timeout(), Some(Duration::from_secs(3 * 1084)));
+}
