@@ -244,17 +244,10 @@ pub fn ensure_installed(
     let req = dir.join("requirements.lock");
     std::fs::write(&req, dist.lock)?;
     let mut child = Command::new(dir.join("bin").join("pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            "--require-hashes",
-            "--no-deps",
-            "-r",
-        ])
-        .arg(&req)
+        .args(pip_install_args(
+            &req,
+            &crate::paths::repo_root().join("engines/wheels"),
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -309,6 +302,33 @@ pub fn ensure_installed(
     Ok(Some(took))
 }
 
+/// pip's arguments for installing a lock: every file hash-checked against the lock, no
+/// dependency resolution, and wheels only (security review 2, finding 29: an sdist would
+/// run its `setup.py` and fetch its build dependencies unhashed, pypa/pip#13984). The three
+/// LocalStack dependencies PyPI has only as sdists come from `engines/wheels/` (built
+/// reproducibly by `engines/build-wheels.sh`, hashed in the lock).
+pub fn pip_install_args(lock: &Path, wheels: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--require-hashes",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--find-links",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(wheels.into());
+    args.push("-r".into());
+    args.push(lock.into());
+    args
+}
+
 /// The line of a pip log that says the registry could not be reached, if one does.
 pub fn unreachable_registry(log: &str) -> Option<&str> {
     const SIGNS: [&str; 7] = [
@@ -328,6 +348,37 @@ pub fn unreachable_registry(log: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 29: installs take wheels only, hash-checked, and the vendored wheels of the
+    /// sdist-only pins are the ones their lock names (so `--only-binary` finds every pin).
+    #[test]
+    fn installs_take_hashed_wheels_only() {
+        let args: Vec<String> = pip_install_args(Path::new("l.lock"), Path::new("w"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let has = |pair: [&str; 2]| args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1]);
+        assert!(has(["--only-binary", ":all:"]), "{args:?}");
+        assert!(has(["--find-links", "w"]), "{args:?}");
+        assert!(args.contains(&"--require-hashes".to_string()));
+        let dir = crate::paths::repo_root().join("engines/wheels");
+        let mut wheels = 0;
+        for e in std::fs::read_dir(&dir).expect("engines/wheels") {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "whl") {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                assert!(
+                    LOCALSTACK.lock.contains(&hex),
+                    "{} is not hashed in the LocalStack lock",
+                    path.display()
+                );
+                wheels += 1;
+            }
+        }
+        assert_eq!(wheels, 3);
+    }
 
     /// Security review 2, M5: a venv is used only when its marker names this lock's
     /// SHA-256; the old marker (the version alone, which a restored cache or another lock's
