@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers workflow-pins fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke
+.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers workflow-pins fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke mutants mutants-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -116,6 +116,21 @@ fuzz-workloads-smoke: ## WORKLOADS (100) generated workloads per engine from WOR
 
 fuzz-workloads: ## FUZZ_WORKLOADS (1000) generated workloads on ENGINE, random seed; writes a shrunk failing case
 	RUST_LOG=$(FUZZ_LOG) $(HARNESS) --engine $(ENGINE) fuzz --runs $(FUZZ_WORKLOADS)
+
+# Mutation testing (cargo-mutants, pinned, installed into the tools cache by
+# engines/install-cargo-mutants.sh; its configuration is .cargo/mutants.toml). make mutants
+# mutates the two functions and runs each mutant against their own fast tests; MUTANTS_ARGS
+# adds options (e.g. --file functions/checksum-validator/src/decision.rs, or the harness's
+# decision modules with -p harness). The nightly workflow (.github/workflows/mutants.yml)
+# runs it with the engine tests on MiniStack. Results land in mutants.out/ (ignored).
+MUTANTS_ARGS ?=
+
+mutants: ## cargo-mutants on functions/ with their fast tests: caught, missed, unviable, timeout (long: about 1 s to 1 min per mutant)
+	@bin=$$(bash engines/install-cargo-mutants.sh) && \
+	"$$bin" mutants --package checksum-validator --package failure-notifier $(MUTANTS_ARGS)
+
+mutants-smoke: ## Issue 24's two planted validator bugs in a copy, each against the WORKLOADS generated workloads per engine: both must be caught
+	WORKLOADS=$(WORKLOADS) WORKLOAD_SEED=$(WORKLOAD_SEED) bash tools/planted-bugs.sh
 
 # The fuzz crate is outside the workspace (cargo-fuzz wants its own); its clippy shares fuzz/run.sh's target directory.
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/autobackup/target-fuzz

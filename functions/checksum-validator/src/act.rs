@@ -20,6 +20,52 @@ use crate::report::Action;
 use crate::retry::backoff;
 use crate::validator::Validator;
 
+/// What a decision asks of the queues, before any call: the pure half of
+/// [`Validator::act`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Look again later: the replica is lagging, a call failed transiently, or an overdue
+    /// version was alerted already and is still watched.
+    Retry,
+    /// The last word on an overdue version past `OVERDUE_CAP_SECONDS`: a final alert, and
+    /// watching stops.
+    GiveUp,
+    /// The first overdue alert, then keep watching. Overdue is not final: without RTC "the
+    /// majority of objects replicate within 15 minutes, but they can sometimes take a couple
+    /// of hours" (S3 User Guide, "Troubleshooting replication").
+    AlertAndWatch,
+    /// The replica arrived after the overdue alert: a RESOLVED notice.
+    Resolve,
+    /// A failure record for the notifier.
+    Alert,
+    /// Nothing more: the message is done.
+    Done,
+}
+
+/// The plan for `outcome`, given whether the message carries the overdue mark (`alerted`),
+/// whether watching is past its cap, and whether `unverifiable` alerts.
+pub(crate) fn plan(
+    outcome: Outcome,
+    alerted: bool,
+    past_cap: bool,
+    alert_on_unverifiable: bool,
+) -> Plan {
+    match outcome {
+        Outcome::Lagging | Outcome::TransientError => Plan::Retry,
+        Outcome::ReplicationOverdue if past_cap => Plan::GiveUp,
+        Outcome::ReplicationOverdue if alerted => Plan::Retry,
+        Outcome::ReplicationOverdue => Plan::AlertAndWatch,
+        Outcome::Validated if alerted => Plan::Resolve,
+        o if o.is_failure(alert_on_unverifiable) => Plan::Alert,
+        _ => Plan::Done,
+    }
+}
+
+/// Whether watching an overdue version is over: it is overdue and older than `cap`.
+pub(crate) fn past_cap(outcome: Outcome, age: Option<Duration>, cap: Duration) -> bool {
+    outcome == Outcome::ReplicationOverdue && age.is_some_and(|age| age > cap)
+}
+
 impl Validator {
     pub(crate) async fn act(
         &self,
@@ -33,11 +79,8 @@ impl Validator {
         let attempt = at.attempt;
         let outcome = judged.decision.outcome;
         let alerted = msg.message_attributes.contains_key(OVERDUE_ATTRIBUTE);
-        let past_cap = judged.decision.outcome == Outcome::ReplicationOverdue
-            && event
-                .time
-                .and_then(|t| (Utc::now() - t).to_std().ok())
-                .is_some_and(|age| age > self.config.overdue_cap);
+        let age = event.time.and_then(|t| (Utc::now() - t).to_std().ok());
+        let past_cap = past_cap(outcome, age, self.config.overdue_cap);
         let record = |outcome: Outcome, detail: String, resolves: Option<Outcome>| FailureRecord {
             idempotency_key: Some(crate::failure_record::idempotency_key(
                 object, event.time, outcome, resolves, past_cap,
@@ -60,12 +103,14 @@ impl Validator {
             resolves,
             final_alert: past_cap,
         };
-        match outcome {
-            Outcome::Lagging | Outcome::TransientError => self.retry(msg, event, at).await,
-            // Overdue is not final: without RTC "the majority of objects replicate within 15
-            // minutes, but they can sometimes take a couple of hours" (S3 User Guide,
-            // "Troubleshooting replication"). Alert once, then keep watching up to the cap.
-            Outcome::ReplicationOverdue if past_cap => {
+        match plan(
+            outcome,
+            alerted,
+            past_cap,
+            self.config.alert_on_unverifiable,
+        ) {
+            Plan::Retry => self.retry(msg, event, at).await,
+            Plan::GiveUp => {
                 let detail = format!(
                     "{}; gave up watching after {}s (OVERDUE_CAP_SECONDS)",
                     judged.decision.detail,
@@ -73,8 +118,7 @@ impl Validator {
                 );
                 self.send_failure(&record(outcome, detail, None)).await
             }
-            Outcome::ReplicationOverdue if alerted => self.retry(msg, event, at).await,
-            Outcome::ReplicationOverdue => {
+            Plan::AlertAndWatch => {
                 let sent = self
                     .send_failure(&record(outcome, judged.decision.detail.clone(), None))
                     .await;
@@ -89,7 +133,7 @@ impl Validator {
                     }
                 }
             }
-            Outcome::Validated if alerted => {
+            Plan::Resolve => {
                 let detail = format!(
                     "the replica arrived after the overdue alert and validated: {}",
                     judged.decision.detail
@@ -102,11 +146,11 @@ impl Validator {
                     other => other,
                 }
             }
-            o if o.is_failure(self.config.alert_on_unverifiable) => {
-                self.send_failure(&record(o, judged.decision.detail.clone(), None))
+            Plan::Alert => {
+                self.send_failure(&record(outcome, judged.decision.detail.clone(), None))
                     .await
             }
-            _ => Action::Done,
+            Plan::Done => Action::Done,
         }
     }
 
@@ -179,7 +223,7 @@ impl Validator {
         Action::RetryAfter(delay)
     }
 
-    fn retry_delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn retry_delay(&self, attempt: u32) -> Duration {
         backoff(
             attempt,
             self.config.retry_base,
@@ -292,5 +336,72 @@ impl Validator {
             .await
             .insert(arn.to_string(), url.clone());
         Some(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    use Outcome::*;
+    use Plan::*;
+
+    /// Every outcome with and without the overdue mark, within the cap; `unverifiable`
+    /// alerting (the default). The plans follow the outcome's meaning (decision.rs) and the
+    /// overdue watch: alert once, keep watching, RESOLVED when the replica comes.
+    #[rstest]
+    #[case(Validated, false, Done)]
+    #[case(Validated, true, Resolve)]
+    #[case(Lagging, false, Retry)]
+    #[case(Lagging, true, Retry)]
+    #[case(TransientError, false, Retry)]
+    #[case(TransientError, true, Retry)]
+    #[case(ReplicationOverdue, false, AlertAndWatch)]
+    #[case(ReplicationOverdue, true, Retry)]
+    #[case(Mismatch, false, Alert)]
+    #[case(Mismatch, true, Alert)]
+    #[case(ReplicaMissing, false, Alert)]
+    #[case(ReplicationFailed, false, Alert)]
+    #[case(ReplicationFailed, true, Alert)]
+    #[case(NotReplicated, false, Alert)]
+    #[case(Error, false, Alert)]
+    #[case(Unverifiable, false, Alert)]
+    #[case(Superseded, false, Done)]
+    #[case(Superseded, true, Done)]
+    #[case(Malformed, false, Done)]
+    #[case(Acknowledged, false, Done)]
+    #[case(Deferred, false, Done)]
+    fn each_outcome_has_its_plan(
+        #[case] outcome: Outcome,
+        #[case] alerted: bool,
+        #[case] want: Plan,
+    ) {
+        assert_eq!(plan(outcome, alerted, false, true), want);
+    }
+
+    #[test]
+    fn past_the_cap_an_overdue_version_gets_its_final_alert() {
+        assert_eq!(plan(ReplicationOverdue, false, true, true), GiveUp);
+        assert_eq!(plan(ReplicationOverdue, true, true, true), GiveUp);
+    }
+
+    #[test]
+    fn unverifiable_alerts_only_when_configured_to() {
+        assert_eq!(plan(Unverifiable, false, false, false), Done);
+        assert_eq!(plan(Unverifiable, false, false, true), Alert);
+    }
+
+    #[test]
+    fn the_cap_counts_only_for_overdue_versions_older_than_it() {
+        let cap = Duration::from_secs(3600);
+        let over = Some(cap + Duration::from_secs(1));
+        assert!(past_cap(ReplicationOverdue, over, cap));
+        assert!(!past_cap(ReplicationOverdue, Some(cap), cap));
+        assert!(!past_cap(ReplicationOverdue, Some(Duration::ZERO), cap));
+        // No event time: the age is unknown, watching goes on.
+        assert!(!past_cap(ReplicationOverdue, None, cap));
+        assert!(!past_cap(Lagging, over, cap));
+        assert!(!past_cap(Mismatch, over, cap));
     }
 }

@@ -782,4 +782,203 @@ mod tests {
             prop_assert_eq!(a.outcome, b.outcome);
         }
     }
+
+    // Mutation testing (cargo-mutants) found the cases below unchecked.
+
+    /// Which outcomes reach the notifier: every named failure; `unverifiable` only when
+    /// configured to; never a validation, a retry, an acknowledgement or a deferral.
+    #[rstest]
+    #[case(Outcome::Validated, false)]
+    #[case(Outcome::Lagging, false)]
+    #[case(Outcome::Mismatch, true)]
+    #[case(Outcome::ReplicaMissing, true)]
+    #[case(Outcome::ReplicationFailed, true)]
+    #[case(Outcome::ReplicationOverdue, true)]
+    #[case(Outcome::NotReplicated, true)]
+    #[case(Outcome::Superseded, false)]
+    #[case(Outcome::Malformed, false)]
+    #[case(Outcome::Acknowledged, false)]
+    #[case(Outcome::Error, true)]
+    #[case(Outcome::TransientError, false)]
+    #[case(Outcome::Deferred, false)]
+    fn failures_are_the_named_ones(#[case] o: Outcome, #[case] failure: bool) {
+        assert_eq!(o.is_failure(true), failure);
+        assert_eq!(o.is_failure(false), failure);
+    }
+
+    #[test]
+    fn unverifiable_is_a_failure_only_when_configured() {
+        assert!(Outcome::Unverifiable.is_failure(true));
+        assert!(!Outcome::Unverifiable.is_failure(false));
+    }
+
+    #[test]
+    fn outcomes_and_evidence_display_their_wire_names() {
+        assert_eq!(
+            Outcome::ReplicationOverdue.to_string(),
+            "replication-overdue"
+        );
+        assert_eq!(Outcome::Mismatch.to_string(), "mismatch");
+        assert_eq!(EvidenceKind::Size.to_string(), "size");
+        assert_eq!(
+            EvidenceKind::Checksum(ChecksumAlgorithm::Crc32).to_string(),
+            "checksum-crc32"
+        );
+        assert_eq!(EvidenceKind::Etag.to_string(), "etag");
+        assert_eq!(EvidenceKind::StreamedSha256.to_string(), "streamed-sha256");
+    }
+
+    fn crc32_comparison(p: &str, r: &str) -> Comparison {
+        let p = with_checksum(ObjectFacts::simple(5, "aa-2"), ChecksumAlgorithm::Crc32, p);
+        let r = with_checksum(ObjectFacts::simple(5, "bb-3"), ChecksumAlgorithm::Crc32, r);
+        compare(&p, &r)
+            .into_iter()
+            .find(|c| c.kind == EvidenceKind::Checksum(ChecksumAlgorithm::Crc32))
+            .expect("both sides declare CRC32")
+    }
+
+    /// Composite checksums prove the copy only with the same part count; different values
+    /// of the same layout may still be the same bytes cut differently: never `Differ`.
+    #[test]
+    fn composite_checksums_compare_only_within_one_layout() {
+        let same = crc32_comparison("AAAA-3", "AAAA-3");
+        assert_eq!(same.verdict, Verdict::Match);
+        assert_eq!(
+            (same.primary.as_str(), same.replica.as_str()),
+            ("AAAA-3", "AAAA-3")
+        );
+        assert!(matches!(
+            crc32_comparison("AAAA-3", "BBBB-3").verdict,
+            Verdict::Inconclusive(_)
+        ));
+        assert!(matches!(
+            crc32_comparison("AAAA-3", "AAAA-4").verdict,
+            Verdict::Inconclusive(_)
+        ));
+        assert!(matches!(
+            crc32_comparison("AAAA-0", "AAAA-0").verdict,
+            Verdict::Inconclusive(_)
+        ));
+        assert!(matches!(
+            crc32_comparison("AAAA", "AAAA-3").verdict,
+            Verdict::Inconclusive(_)
+        ));
+        let full = crc32_comparison("AAAA", "AAAA");
+        assert_eq!(full.verdict, Verdict::Match);
+        assert_eq!(full.primary, "AAAA");
+    }
+
+    /// An SSE-KMS ETag and a multipart ETag are inconclusive for different reasons, and the
+    /// evidence says which.
+    #[test]
+    fn inconclusive_etags_say_why() {
+        let etag = |p: ObjectFacts, r: ObjectFacts| {
+            compare(&p, &r)
+                .into_iter()
+                .find(|c| c.kind == EvidenceKind::Etag)
+                .expect("both have an etag")
+                .verdict
+        };
+        let sse = Verdict::Inconclusive(
+            "etag of an SSE-KMS or SSE-C object is not a content hash".into(),
+        );
+        let layout = Verdict::Inconclusive("multipart etags depend on the part layout".into());
+        assert_eq!(
+            etag(
+                kms(ObjectFacts::simple(5, "aa")),
+                ObjectFacts::simple(5, "aa")
+            ),
+            sse
+        );
+        assert_eq!(
+            etag(
+                ObjectFacts::simple(5, "aa"),
+                kms(ObjectFacts::simple(5, "aa"))
+            ),
+            sse
+        );
+        assert_eq!(
+            etag(
+                ObjectFacts::simple(5, "aa-2"),
+                ObjectFacts::simple(5, "aa-3")
+            ),
+            layout
+        );
+        assert_eq!(
+            etag(
+                ObjectFacts::simple(5, "aa-2"),
+                ObjectFacts::simple(5, "aa-2")
+            ),
+            Verdict::Match
+        );
+    }
+
+    #[test]
+    fn no_destination_is_not_replicated() {
+        let d = decide(
+            &PrimaryState::Found(ObjectFacts::simple(5, "aa")),
+            &Replication::Destinations(Vec::new()),
+            SOON,
+        );
+        assert_eq!(d.outcome, Outcome::NotReplicated);
+        assert!(
+            d.detail.starts_with("not covered by replication: "),
+            "{}",
+            d.detail
+        );
+    }
+
+    /// One destination: the evidence names no bucket and the detail says what proved or
+    /// disproved the copy.
+    #[test]
+    fn details_name_the_evidence() {
+        let one = |replica: ObjectFacts| {
+            decide(
+                &PrimaryState::Found(ObjectFacts::simple(5, "aa")),
+                &Replication::one("r", ReplicaState::Found(replica)),
+                SOON,
+            )
+        };
+        let ok = one(ObjectFacts::simple(5, "aa"));
+        assert_eq!(ok.detail, "replica is an exact copy (etag)");
+        assert!(ok.evidence.iter().all(|c| c.destination.is_none()));
+        let bad = one(ObjectFacts::simple(6, "bb"));
+        assert_eq!(bad.detail, "replica differs (size, etag)");
+        let unproven = one(kms(ObjectFacts::simple(5, "aa")));
+        assert_eq!(unproven.outcome, Outcome::Unverifiable);
+        assert_eq!(
+            unproven.detail,
+            "sizes match but no comparable content evidence exists"
+        );
+    }
+
+    /// The lag budget is a bound: at exactly the budget the replica is still lagging.
+    #[test]
+    fn overdue_starts_after_the_budget_and_names_the_status() {
+        let at = |secs: u64, status: Option<ReplicationStatus>| {
+            let mut p = ObjectFacts::simple(5, "aa");
+            p.replication_status = status;
+            decide(
+                &PrimaryState::Found(p),
+                &Replication::one("r", ReplicaState::Missing),
+                Timing {
+                    age: Duration::from_secs(secs),
+                    lag_budget: Duration::from_secs(900),
+                },
+            )
+        };
+        assert_eq!(
+            at(900, Some(ReplicationStatus::Pending)).outcome,
+            Outcome::Lagging
+        );
+        let late = at(901, Some(ReplicationStatus::Pending));
+        assert_eq!(late.outcome, Outcome::ReplicationOverdue);
+        assert_eq!(
+            late.detail,
+            "no replica after 901s (lag budget 900s, source status PENDING)"
+        );
+        assert!(at(901, None)
+            .detail
+            .ends_with("source status not reported)"));
+    }
 }

@@ -14,6 +14,8 @@
 //! | `ListObjectVersions` reports STANDARD for every version | LocalStack | S3 API Reference, `ObjectVersion.StorageClass` | the replicator reads each version's class with `HeadObject`; the agent's cost report corrects it in `autobackup_agent::compat` |
 //! | `StartMessageMoveTask` is not implemented | MiniStack | SQS API Reference | `redrive` falls back to receive / send / delete |
 //! | no checksum stored for an upload that sends none (LocalStack stores S3's default CRC64NVME) | MiniStack | "When you upload an object without a checksum, Amazon S3 automatically calculates a CRC-64/NVME checksum" (S3 User Guide, "Checking object integrity in Amazon S3") | the layer computes the full-object CRC64NVME of such `PutObject` bodies and completed multipart uploads, the replicator that of the replicas it writes, and both are answered on checksum-mode reads (`fidelity::checksums`); the `default-checksum` scenario |
+//! | a key over 1,024 bytes is stored (AWS refuses the write with `KeyTooLongError`) | MiniStack (measured: a 1,025-byte key stored; LocalStack answers 400) | "The object key name is a sequence of Unicode characters with UTF-8 encoding of up to 1,024 bytes long" (S3 User Guide, "Naming Amazon S3 objects"); `KeyTooLongError`, "Your key is too long", 400 (S3 API Reference, "Error responses") | the layer refuses PutObject, CopyObject and CreateMultipartUpload of such keys with `KeyTooLongError` before any engine sees them (`fidelity::proxy::creates_an_object`); the `key-length-limit` scenario |
+//! | `ListObjectVersions` ignores `encoding-type=url`: keys written raw, `\x01` included, into the XML, with no `EncodingType` element (its `ListObjectsV2` encodes) | MiniStack | "For characters that aren't supported in XML 1.0, you can add this parameter to request that Amazon S3 encode the keys in the response" (S3 API Reference, `ListObjectVersions`, `EncodingType`) | the layer encodes such answers as S3 does (`fidelity::listing`) for every client through it. Not yet for the harness's own engine-side clients (the replicator's discovery, teardown), which read the engine directly: a scenario of control-character keys fails there on MiniStack, so none is committed yet |
 //! | capabilities of an unknown emulator | any `external` endpoint on loopback | n/a | measured at start by `probe::start` (`harness engine probe` prints them), never assumed to be AWS; an engine that cannot host the topology is refused naming the first failing call |
 //! | agent: multipart uploads answer COMPOSITE to a FULL_OBJECT CRC64NVME request | MiniStack | S3 User Guide, "Checking object integrity" (CRC64NVME is full-object only) | `autobackup_agent::compat` (the agent's own one place) |
 //!
@@ -37,6 +39,13 @@
 //! Undocumented on AWS, so modelled and said so: how replication latency compares with
 //! event delivery. The model lands every replica after the first validation attempt
 //! (the case that exposes lag handling); scenarios add delays, pauses and faults.
+//!
+//! Undocumented on AWS, so read robustly: how `EncodingType=url` encodes a listed key. AWS
+//! documents "URL encoding"; measured on AWS it is form encoding (space `+`, `+` `%2B`).
+//! The harness's listings (replicator, transcript, teardown) always ask for it, because a
+//! key may hold characters XML 1.0 cannot carry, and decode only an answer that says it
+//! encoded: `+` as a space, then the escapes, which reads form and RFC 3986 encodings alike
+//! (`s3util::listed_key`); an answer without `EncodingType` is taken as it is.
 
 use serde_json::Value;
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption, StorageClass};
 
@@ -42,11 +43,29 @@ pub(super) async fn play(
             why,
         };
         match &located.step {
-            Step::Upload(u) => {
-                let (bucket, version, content) = upload(system, u).await.map_err(fail)?;
-                truths.uploaded(u, bucket, version, content);
-                discover_now(system).await.map_err(fail)?;
-            }
+            Step::Upload(u) => match (upload(system, u).await, &u.refused_with) {
+                (Ok((bucket, version, content)), None) => {
+                    truths.uploaded(u, bucket, version, content);
+                    discover_now(system).await.map_err(fail)?;
+                }
+                (Ok(_), Some(code)) => {
+                    return Err(fail(format!(
+                        "S3 stored the upload; the scenario expects it refused with {code}"
+                    )))
+                }
+                (Err(e), Some(code)) if e.code.as_deref() == Some(code.as_str()) => {
+                    truths
+                        .refused
+                        .push(format!("{}/{}: {code}", u.category, u.key));
+                }
+                (Err(e), Some(code)) => {
+                    return Err(fail(format!(
+                        "expected S3 to refuse the upload with {code}, it failed otherwise: {}",
+                        e.message
+                    )))
+                }
+                (Err(e), None) => return Err(fail(e.message)),
+            },
             Step::Send(s) => {
                 let q = system
                     .topology
@@ -194,21 +213,37 @@ async fn discover_now(system: &RunningSystem) -> Result<(), String> {
     }
 }
 
+/// Why an upload stored no version.
+struct UploadFailed {
+    /// S3's error code, when S3 refused the request.
+    code: Option<String>,
+    message: String,
+}
+
+impl From<String> for UploadFailed {
+    fn from(message: String) -> UploadFailed {
+        UploadFailed {
+            code: None,
+            message,
+        }
+    }
+}
+
 /// Uploads a version; answers its bucket, version id and content.
 async fn upload(
     system: &RunningSystem,
     u: &Upload,
-) -> Result<(String, Option<String>, Content), String> {
+) -> Result<(String, Option<String>, Content), UploadFailed> {
     let bucket = &system
         .topology
         .category(&u.category)
-        .ok_or_else(|| format!("unknown category {}", u.category))?
+        .ok_or_else(|| UploadFailed::from(format!("unknown category {}", u.category)))?
         .primary;
     let bytes = if let Some(t) = &u.text {
         t.clone().into_bytes()
     } else if let Some(f) = &u.fixture {
         let p = crate::paths::repo_root().join("fixtures").join(f);
-        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?
+        std::fs::read(&p).map_err(|e| UploadFailed::from(format!("{}: {e}", p.display())))?
     } else {
         generated_bytes(&u.key, u.size.unwrap_or(0))
     };
@@ -235,7 +270,10 @@ async fn upload(
                     .server_side_encryption(ServerSideEncryption::AwsKms)
                     .ssekms_key_id(k);
             }
-            let out = put.send().await.map_err(sdk)?;
+            let out = put.send().await.map_err(|e| UploadFailed {
+                code: e.code().map(str::to_string),
+                message: sdk(e),
+            })?;
             record_upload(system, bucket, &u.key, out.version_id()).await;
             out.version_id().map(str::to_string)
         }
@@ -265,6 +303,8 @@ async fn upload(
 /// which replication faults, delays and pauses were in force for each.
 pub(super) struct Truths {
     pub(super) uploads: Vec<UploadTruth>,
+    /// `category/key: code` of each upload S3 refused as the scenario expected.
+    pub(super) refused: Vec<String>,
     sse_kms: bool,
     prefix: String,
     lag_budget: f64,
@@ -277,6 +317,7 @@ impl Truths {
     pub(super) fn new(spec: &TopologySpec, lag_budget: f64) -> Truths {
         Truths {
             uploads: Vec::new(),
+            refused: Vec::new(),
             sse_kms: spec.replication.sse_kms,
             prefix: spec.replication.prefix.clone(),
             lag_budget,
@@ -615,6 +656,7 @@ mod tests {
     fn truths(sse_kms: bool, prefix: &str) -> Truths {
         Truths {
             uploads: Vec::new(),
+            refused: Vec::new(),
             sse_kms,
             prefix: prefix.into(),
             lag_budget: 60.0,

@@ -226,6 +226,9 @@ pub async fn run(
                         overrides.join(", ")
                     },
                 ));
+                if !truths.refused.is_empty() {
+                    header.push(("refused uploads".to_string(), truths.refused.join("; ")));
+                }
                 let topology_overrides = scenario.topology.describe();
                 if !topology_overrides.is_empty() {
                     header.push((

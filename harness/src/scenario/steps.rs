@@ -279,6 +279,11 @@ pub struct Upload {
     /// when_required`, as older SDKs and many tools do): S3 then stores its default CRC64NVME.
     #[serde(default)]
     pub without_checksum: bool,
+    /// The S3 error code the upload must be refused with (`KeyTooLongError` for a key over
+    /// 1,024 bytes): the step passes only when S3 refuses it so, and the transcript's header
+    /// lists the refusal.
+    #[serde(default)]
+    pub refused_with: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

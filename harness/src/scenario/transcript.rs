@@ -16,6 +16,7 @@ use crate::aws::Clients;
 use crate::errors::sdk;
 use crate::observe::Observation;
 use crate::redact::Redactor;
+use crate::s3util::{listed_key, LISTING_ENCODING};
 use crate::topology::Topology;
 
 pub use crate::observe::Depth;
@@ -57,21 +58,23 @@ pub async fn list_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<Li
     let out = s3
         .list_object_versions()
         .bucket(bucket)
+        .encoding_type(LISTING_ENCODING)
         .send()
         .await
         .map_err(sdk)?;
+    let encoding = out.encoding_type();
     let mut items: Vec<Listed> = out
         .versions()
         .iter()
         .map(|v| Listed {
-            key: v.key().unwrap_or_default().to_string(),
+            key: listed_key(v.key().unwrap_or_default(), encoding),
             version_id: v.version_id().unwrap_or_default().to_string(),
             size: v.size().unwrap_or(0),
             latest: v.is_latest().unwrap_or(false),
             delete_marker: false,
         })
         .chain(out.delete_markers().iter().map(|m| Listed {
-            key: m.key().unwrap_or_default().to_string(),
+            key: listed_key(m.key().unwrap_or_default(), encoding),
             version_id: m.version_id().unwrap_or_default().to_string(),
             size: 0,
             latest: m.is_latest().unwrap_or(false),
@@ -727,5 +730,50 @@ pub fn render(
     out.push_str(&queues_section(&facts.depths));
     out.push_str(&failure_dlq_section(&facts.failure_dlq));
     out.push_str(&buckets_section(&facts.buckets, &prepared.backups));
-    redactor.apply(&out)
+    legible(&redactor.apply(&out))
+}
+
+/// The transcript as a reviewer can read it: a control character (a key may hold any,
+/// `\x01` among them) written as `\xNN`, and a run of 32 or more of one character (a
+/// 1,024-byte key) as `{c×N}`. Line breaks stay.
+pub fn legible(text: &str) -> String {
+    const RUN: usize = 32;
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let run = chars[i..].iter().take_while(|&&d| d == c).count();
+        let shown = if c != '\n' && (c.is_control()) {
+            format!("\\x{:02x}", c as u32)
+        } else {
+            c.to_string()
+        };
+        if run >= RUN {
+            out.push_str(&format!("{{{shown}×{run}}}"));
+            i += run;
+        } else {
+            out.push_str(&shown);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod legible_tests {
+    use super::legible;
+
+    #[test]
+    fn control_characters_and_long_runs_are_written_legibly() {
+        assert_eq!(legible("a\u{1}b\u{1f}c\n"), "a\\x01b\\x1fc\n");
+        let key = format!("long/{}", "k".repeat(1019));
+        assert_eq!(legible(&key), "long/{k×1019}");
+        assert_eq!(legible(&"k".repeat(31)), "k".repeat(31));
+        assert_eq!(legible(&"\u{1}".repeat(40)), "{\\x01×40}");
+        assert_eq!(
+            legible("plain é 日本\n  indented"),
+            "plain é 日本\n  indented"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use super::ownership::{self, Ownership};
 use super::{Names, TopologySpec};
 use crate::aws::Clients;
 use crate::errors::sdk;
+use crate::s3util::{listed_key, xml_can_carry, LISTING_ENCODING};
 
 /// What teardown removed.
 #[derive(Debug, Default)]
@@ -227,34 +228,51 @@ async fn empty_and_delete(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), S
         let page = s3
             .list_object_versions()
             .bucket(bucket)
+            .encoding_type(LISTING_ENCODING)
             .send()
             .await
             .map_err(sdk)?;
+        let encoding = page.encoding_type();
+        let listed = page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            );
         let mut ids: Vec<ObjectIdentifier> = Vec::new();
-        for v in page.versions() {
-            if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
+        let mut one_by_one: Vec<(String, String)> = Vec::new();
+        for (k, id) in listed {
+            let (Some(k), Some(id)) = (k, id) else {
+                continue;
+            };
+            let key = listed_key(k, encoding);
+            if xml_can_carry(&key) {
                 ids.push(
                     ObjectIdentifier::builder()
-                        .key(k)
+                        .key(key)
                         .version_id(id)
                         .build()
                         .map_err(|e| e.to_string())?,
                 );
+            } else {
+                one_by_one.push((key, id.to_string()));
             }
         }
-        for m in page.delete_markers() {
-            if let (Some(k), Some(id)) = (m.key(), m.version_id()) {
-                ids.push(
-                    ObjectIdentifier::builder()
-                        .key(k)
-                        .version_id(id)
-                        .build()
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-        }
-        if ids.is_empty() {
+        if ids.is_empty() && one_by_one.is_empty() {
             break;
+        }
+        // A key XML 1.0 cannot carry cannot be named in a DeleteObjects body.
+        for (key, id) in &one_by_one {
+            s3.delete_object()
+                .bucket(bucket)
+                .key(key)
+                .version_id(id)
+                .send()
+                .await
+                .map_err(sdk)?;
         }
         for chunk in ids.chunks(1000) {
             s3.delete_objects()

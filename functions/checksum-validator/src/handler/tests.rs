@@ -568,3 +568,20 @@ async fn an_empty_batch_reports_no_failures() {
     let r = v.handle(SqsEvent::default(), None).await;
     assert!(r.batch_item_failures.is_empty());
 }
+
+/// A retry waits the configured backoff (RETRY_BASE_SECONDS doubling to RETRY_MAX_SECONDS,
+/// in the upper half with jitter), never no time at all: lagging versions must not hammer
+/// S3 and the queue.
+#[tokio::test]
+async fn retries_wait_the_configured_backoff() {
+    let v = offline_validator().await;
+    let (base, max) = (v.config.retry_base, v.config.retry_max);
+    for attempt in 1..12 {
+        let raw = base.saturating_mul(1 << (attempt - 1)).min(max);
+        let d = v.retry_delay(attempt);
+        assert!(
+            d >= raw / 2 && d <= raw,
+            "attempt {attempt}: {d:?} outside {raw:?}/2..={raw:?}"
+        );
+    }
+}

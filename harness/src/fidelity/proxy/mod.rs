@@ -43,6 +43,7 @@ use tokio::task::JoinHandle;
 
 use super::checksums::{self, Crc64, DefaultChecksums};
 use super::faults::{self, FaultSpec, Faults, Protocol, Service};
+use super::listing;
 use super::target::S3Target;
 use crate::fidelity::replicator::Replicator;
 
@@ -368,6 +369,9 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
     // Which side of replication this request touches, if any.
     let mut side = Side::None;
     let mut target = S3Target::parse(&path_and_query);
+    if service == "s3" && creates_an_object(&method, &target) && target.key.len() > MAX_KEY_BYTES {
+        return Ok(key_too_long(target.key.len()));
+    }
     if let Some(r) = &replicator {
         if r.is_primary(&target.bucket) {
             side = Side::Primary;
@@ -447,11 +451,12 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
             r.written(&target.bucket, &target.key);
         }
     }
-    let rewrite_listing = side == Side::Replica
-        && method == hyper::Method::GET
-        && !target.has_key
-        && target.flag("versions")
-        && status == 200;
+    let version_listing =
+        method == hyper::Method::GET && !target.has_key && target.flag("versions") && status == 200;
+    // Replica listings show source version ids; listings that asked for URL-encoded keys
+    // get them encoded where the engine wrote them raw (`fidelity::listing`).
+    let encode_keys = service == "s3" && target.param("encoding-type") == Some("url");
+    let rewrite_listing = version_listing && (side == Side::Replica || encode_keys);
     let engine_version = answer
         .headers()
         .get("x-amz-version-id")
@@ -555,9 +560,13 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
             None => HashMap::new(),
         };
         let text = String::from_utf8_lossy(&bytes);
+        let mut text = rewrite_version_ids(&text, &map);
+        if encode_keys && listing::needs_encoding(&text) {
+            text = listing::encode_listing(&text);
+        }
         st.stats.add(before + answered.elapsed());
         return builder
-            .body(full(rewrite_version_ids(&text, &map)))
+            .body(full(text))
             .map_err(|e| Forward::Failed(e.to_string()));
     }
     st.stats.add(before + answered.elapsed());
@@ -659,6 +668,47 @@ fn xml(status: u16, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/xml")
+        .body(full(body))
+        .expect("valid response")
+}
+
+/// "The object key name is a sequence of Unicode characters with UTF-8 encoding of up to
+/// 1,024 bytes long" (S3 User Guide, "Naming Amazon S3 objects").
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Whether the request would store an object under its key: PutObject and CopyObject (a
+/// PUT that is not a part, nor a subresource such as `?tagging`), CreateMultipartUpload.
+pub fn creates_an_object(method: &hyper::Method, target: &S3Target) -> bool {
+    if !target.has_key {
+        return false;
+    }
+    const SUBRESOURCES: [&str; 6] = [
+        "uploadId",
+        "tagging",
+        "acl",
+        "retention",
+        "legal-hold",
+        "restore",
+    ];
+    match *method {
+        hyper::Method::PUT => !SUBRESOURCES.iter().any(|s| target.flag(s)),
+        hyper::Method::POST => target.flag("uploads"),
+        _ => false,
+    }
+}
+
+/// S3's answer to a write whose key is over [`MAX_KEY_BYTES`]: `KeyTooLongError`, "Your key
+/// is too long", 400 Bad Request (S3 API Reference, "Error responses", list of error codes).
+fn key_too_long(size: usize) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>KeyTooLongError</Code>\
+         <Message>Your key is too long</Message><Size>{size}</Size>\
+         <MaxSizeAllowed>{MAX_KEY_BYTES}</MaxSizeAllowed><RequestId>harness-fidelity</RequestId></Error>"
+    );
+    Response::builder()
+        .status(400)
+        .header("content-type", "application/xml")
+        .header("x-amz-error-code", "KeyTooLongError")
         .body(full(body))
         .expect("valid response")
 }

@@ -226,3 +226,71 @@ fn listing_ids_become_source_ids() {
     assert_eq!(version_ids(xml), ["e1", "e2", "e1"]);
     assert_eq!(version_ids("<ListVersionsResult/>"), Vec::<&str>::new());
 }
+
+/// Issue 24 item 3: a write of a key over 1,024 bytes is refused as S3 refuses it, before
+/// any engine sees it; a key of exactly 1,024 bytes goes on upstream (absent here: 502).
+#[tokio::test]
+async fn keys_over_1024_bytes_are_refused_with_key_too_long() {
+    let p = GapProxy::start_limited("http://127.0.0.1:9", DefaultChecksums::default(), quick())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc";
+    // 'é' is two bytes: 512 of them are 1,024 bytes, though only 512 characters.
+    let at_limit = "é".repeat(512);
+    let over = format!("{at_limit}x");
+    let put = |key: &str, query: &str| {
+        http.put(format!("{}/b/{}{query}", p.endpoint, urlencoding(key)))
+            .header("authorization", auth)
+            .body("x")
+            .send()
+    };
+    let refused = put(&over, "").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(refused.headers()["x-amz-error-code"], "KeyTooLongError");
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("<Size>1025</Size>"), "{body}");
+    let start = http
+        .post(format!("{}/b/{}?uploads", p.endpoint, urlencoding(&over)))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 400);
+    assert_eq!(put(&at_limit, "").await.unwrap().status(), 502);
+    // Not a write of a new object under the key: a part, a read.
+    assert_eq!(
+        put(&over, "?partNumber=1&uploadId=u")
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    let read = http
+        .get(format!("{}/b/{}", p.endpoint, urlencoding(&over)))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 502);
+}
+
+fn urlencoding(key: &str) -> String {
+    percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[test]
+fn knows_which_requests_create_an_object() {
+    use hyper::Method;
+    let t = S3Target::parse;
+    assert!(creates_an_object(&Method::PUT, &t("/b/k?x-id=PutObject")));
+    assert!(creates_an_object(&Method::POST, &t("/b/k?uploads")));
+    assert!(!creates_an_object(&Method::POST, &t("/b/k?uploadId=1")));
+    assert!(!creates_an_object(
+        &Method::PUT,
+        &t("/b/k?partNumber=1&uploadId=1")
+    ));
+    assert!(!creates_an_object(&Method::PUT, &t("/b/k?tagging")));
+    assert!(!creates_an_object(&Method::GET, &t("/b/k")));
+    assert!(!creates_an_object(&Method::PUT, &t("/b")));
+}

@@ -7,6 +7,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::state::*;
 use crate::errors::sdk;
+use crate::s3util::{listed_key, LISTING_ENCODING};
 use crate::topology::replication::{BucketReplication, Eligibility, SourceVersion};
 
 impl Replicator {
@@ -262,14 +263,16 @@ impl<'a> VersionPager<'a> {
             .set_key_marker(self.key_marker.clone())
             .set_version_id_marker(self.version_marker.clone())
             .set_max_keys(self.page_size)
+            .encoding_type(LISTING_ENCODING)
             .send()
             .await
             .map_err(sdk)?;
+        let encoding = page.encoding_type();
         let mut batch = std::mem::take(&mut self.carry);
         for (i, v) in page.versions().iter().enumerate() {
             if let (Some(k), Some(id)) = (v.key(), v.version_id()) {
                 batch.push(ListedVersion {
-                    key: k.to_string(),
+                    key: listed_key(k, encoding),
                     version_id: id.to_string(),
                     etag: v.e_tag().unwrap_or_default().trim_matches('"').to_string(),
                     size: v.size().unwrap_or(0),
@@ -283,7 +286,7 @@ impl<'a> VersionPager<'a> {
         for (i, m) in page.delete_markers().iter().enumerate() {
             if let (Some(k), Some(id)) = (m.key(), m.version_id()) {
                 batch.push(ListedVersion {
-                    key: k.to_string(),
+                    key: listed_key(k, encoding),
                     version_id: id.to_string(),
                     etag: String::new(),
                     size: 0,
@@ -296,14 +299,15 @@ impl<'a> VersionPager<'a> {
         }
         let next_key = page
             .next_key_marker()
-            .filter(|_| page.is_truncated() == Some(true));
+            .filter(|_| page.is_truncated() == Some(true))
+            .map(|k| listed_key(k, encoding));
         match next_key {
             Some(key) => {
                 let (carry, whole): (Vec<_>, Vec<_>) =
                     batch.into_iter().partition(|v| v.key == key);
                 self.carry = carry;
                 batch = whole;
-                self.key_marker = Some(key.to_string());
+                self.key_marker = Some(key);
                 self.version_marker = page.next_version_id_marker().map(str::to_string);
             }
             None => self.done = true,
