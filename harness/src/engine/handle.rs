@@ -40,10 +40,28 @@ pub enum EngineGuard {
 }
 
 impl Engine {
-    /// SDK clients for this engine's endpoint in the primary and replica regions.
+    /// SDK clients for this engine's endpoint in the primary and replica regions. Their S3
+    /// clients read version listings as S3 answers them
+    /// ([`super::listing::EncodeVersionListings`]; a no-op where the engine encodes).
     pub async fn clients(&self, primary_region: &str, replica_region: &str) -> crate::aws::Clients {
-        crate::aws::Clients::for_endpoint(&self.endpoint, self.kind, primary_region, replica_region)
-            .await
+        let mut clients = crate::aws::Clients::for_endpoint(
+            &self.endpoint,
+            self.kind,
+            primary_region,
+            replica_region,
+        )
+        .await;
+        let encoded = |s3: &aws_sdk_s3::Client| {
+            aws_sdk_s3::Client::from_conf(
+                s3.config()
+                    .to_builder()
+                    .interceptor(super::listing::EncodeVersionListings)
+                    .build(),
+            )
+        };
+        clients.s3 = encoded(&clients.s3);
+        clients.s3_replica = encoded(&clients.s3_replica);
+        clients
     }
 
     pub fn capabilities(&self) -> Capabilities {

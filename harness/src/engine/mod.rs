@@ -17,6 +17,7 @@ pub mod gaps;
 mod handle;
 mod health;
 mod kind;
+pub mod listing;
 pub mod pid;
 pub mod process;
 pub mod state;

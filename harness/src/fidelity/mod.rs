@@ -4,7 +4,6 @@
 //!   wrong (`engine::gaps` lists each gap with its AWS reference).
 //! - [`faults`]: API faults in each service's wire format, armed by scenarios.
 //! - [`checksums`]: S3's default CRC64NVME for uploads that send no checksum.
-//! - [`listing`]: `EncodingType=url` listings as S3 encodes them, for an engine that ignores it.
 //! - [`replicator`]: S3 replication as AWS documents it. On a local engine the harness
 //!   replicator copies versions by the bucket's `topology::replication::BucketReplication`
 //!   rules and the proxy makes clients see what AWS shows (source version ids on replicas,
@@ -16,7 +15,6 @@
 
 pub mod checksums;
 pub mod faults;
-pub mod listing;
 pub mod proxy;
 pub mod replicator;
 pub mod target;

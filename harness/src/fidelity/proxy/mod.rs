@@ -43,8 +43,8 @@ use tokio::task::JoinHandle;
 
 use super::checksums::{self, Crc64, DefaultChecksums};
 use super::faults::{self, FaultSpec, Faults, Protocol, Service};
-use super::listing;
 use super::target::S3Target;
+use crate::engine::listing;
 use crate::fidelity::replicator::Replicator;
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -454,7 +454,7 @@ async fn forward(req: Request<Incoming>, st: &ProxyState) -> Result<Response<Bod
     let version_listing =
         method == hyper::Method::GET && !target.has_key && target.flag("versions") && status == 200;
     // Replica listings show source version ids; listings that asked for URL-encoded keys
-    // get them encoded where the engine wrote them raw (`fidelity::listing`).
+    // get them encoded where the engine wrote them raw (`engine::listing`).
     let encode_keys = service == "s3" && target.param("encoding-type") == Some("url");
     let rewrite_listing = version_listing && (side == Side::Replica || encode_keys);
     let engine_version = answer
