@@ -90,11 +90,7 @@ impl Validator {
             detail,
             object: object.clone(),
             replica: judged.replicas.first().cloned(),
-            replicas: if judged.replicas.len() > 1 {
-                judged.replicas.clone()
-            } else {
-                Vec::new()
-            },
+            replicas: every_destination(&judged.replicas),
             evidence: judged.decision.evidence.clone(),
             attempts: attempt,
             first_seen: event.time,
@@ -339,6 +335,17 @@ impl Validator {
     }
 }
 
+/// The record's `replicas`: every destination's replica when there is more than one (the
+/// `replica` field holds the first); empty for a single destination, as the record's schema
+/// says.
+pub(crate) fn every_destination(replicas: &[ObjectRef]) -> Vec<ObjectRef> {
+    if replicas.len() > 1 {
+        replicas.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +410,18 @@ mod tests {
         assert!(!past_cap(ReplicationOverdue, None, cap));
         assert!(!past_cap(Lagging, over, cap));
         assert!(!past_cap(Mismatch, over, cap));
+    }
+
+    #[test]
+    fn the_record_lists_replicas_only_for_several_destinations() {
+        let at = |bucket: &str| ObjectRef {
+            bucket: bucket.into(),
+            key: "k".into(),
+            version_id: Some("v".into()),
+            category: None,
+        };
+        assert!(every_destination(&[]).is_empty());
+        assert!(every_destination(&[at("a")]).is_empty());
+        assert_eq!(every_destination(&[at("a"), at("b")]), [at("a"), at("b")]);
     }
 }

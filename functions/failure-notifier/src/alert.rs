@@ -402,6 +402,121 @@ mod tests {
         assert!(a.message.contains("Runbook: the replica differs"));
     }
 
+    /// SNS takes at most 256 KB a message (SNS API Reference, `Publish`): a record of any
+    /// size alerts within it.
+    #[test]
+    fn an_alert_fits_sns_whatever_the_record() {
+        let detail = "d".repeat(400 * 1024);
+        let body = format!(
+            r#"{{"schema":"autobackup.validation-failure/1","outcome":"mismatch","detail":"{detail}",
+            "object":{{"bucket":"p","key":"k","version_id":"v1","category":"documents"}},
+            "attempts":1,"decided_at":"2026-11-22T00:00:01Z"}}"#
+        );
+        let a = compose(&body, &origin(), "autobackup");
+        assert!(a.message.len() <= 256 * 1024 - 1024, "{}", a.message.len());
+        assert!(a.message.len() > 200 * 1024, "{}", a.message.len());
+    }
+
+    /// A dead letter quotes its first 64 KiB however its lines fall, says so, and marks the
+    /// cut.
+    #[test]
+    fn a_long_dead_letter_quotes_its_first_64_kib() {
+        let line = format!("{}\n", "x".repeat(79));
+        let body = line.repeat(2000);
+        let a = compose(&body, &origin(), "autobackup");
+        assert!(
+            a.message.contains(&format!(
+                "Body ({} bytes, truncated to the first {RAW_BODY_MAX} bytes):\n",
+                body.len()
+            )),
+            "{}",
+            &a.message[..400]
+        );
+        assert!(a.message.contains("[... truncated]\n\nRunbook:"));
+        let short = compose(&line, &origin(), "autobackup");
+        assert!(short.message.contains("Body (80 bytes):\n"));
+        assert!(!short.message.contains("[... truncated]"));
+    }
+
+    #[test]
+    fn the_evidence_is_listed_with_its_verdicts() {
+        let body = r#"{"schema":"autobackup.validation-failure/1","outcome":"mismatch","detail":"replica differs",
+            "object":{"bucket":"p","key":"k","version_id":"v1","category":"documents"},
+            "evidence":[{"kind":{"kind":"size"},"primary":"5","replica":"6","verdict":"differ"}],
+            "attempts":1,"decided_at":"2026-11-22T00:00:01Z"}"#;
+        let a = compose(body, &origin(), "autobackup");
+        assert!(a.message.contains("Evidence (primary | replica):\n"));
+        assert!(a.message.contains("DIFFER"), "{}", a.message);
+        let none = body.replace(
+            r#"[{"kind":{"kind":"size"},"primary":"5","replica":"6","verdict":"differ"}]"#,
+            "[]",
+        );
+        assert!(!compose(&none, &origin(), "autobackup")
+            .message
+            .contains("Evidence"));
+    }
+
+    /// Each kind of alert has its own runbook step; an unknown kind gets the dead letter's.
+    #[rstest]
+    #[case("mismatch", "the replica differs")]
+    #[case("replica-missing", "the source says COMPLETED")]
+    #[case("replication-failed", "S3 marked replication FAILED")]
+    #[case("replication-overdue", "no replica within the lag budget")]
+    #[case("not-replicated", "no replication rule covers this object")]
+    #[case("resolved", "nothing to do")]
+    #[case("unverifiable", "no comparable checksum")]
+    #[case("error", "the validator hit a permanent AWS error")]
+    #[case("undelivered", "fix the target")]
+    #[case("dead-letter", "inspect the body above")]
+    #[case("anything else", "inspect the body above")]
+    fn each_kind_has_its_runbook(#[case] kind: &str, #[case] step: &str) {
+        assert!(runbook(kind).starts_with(step), "{kind}: {}", runbook(kind));
+    }
+
+    /// "No line breaks": Unicode's line and paragraph separators and other non-ASCII
+    /// whitespace become spaces too.
+    #[test]
+    fn every_kind_of_whitespace_becomes_a_space_in_subjects() {
+        assert_eq!(subject("a\u{2028}b\u{2029}c\u{a0}d e"), "a b c d e");
+    }
+
+    /// `quote` holds as much of the body as fits in `max` bytes and never more: every
+    /// boundary of a line, a prefix and a character, at the byte.
+    #[rstest]
+    #[case("abc", 6, "> abc\n", 3)]
+    #[case("abc", 5, "> ab\n", 2)]
+    #[case("ab\ncd", 10, "> ab\n> cd\n", 5)]
+    #[case("ab\ncd", 9, "> ab\n> c\n", 4)]
+    #[case("ab\ncd", 8, "> ab\n> \n", 3)]
+    #[case("ab\ncd", 7, "> ab\n", 2)]
+    #[case("é", 4, "> \n", 0)]
+    #[case("é", 5, "> é\n", 2)]
+    #[case("", 3, "> \n", 0)]
+    #[case("", 2, "", 0)]
+    fn quoting_fills_its_budget_to_the_byte(
+        #[case] body: &str,
+        #[case] max: usize,
+        #[case] quoted: &str,
+        #[case] used: usize,
+    ) {
+        assert_eq!(quote(body, max), (quoted.to_string(), used));
+    }
+
+    #[rstest]
+    #[case("ab", 5, "ab", false)]
+    #[case("ab", 2, "ab", false)]
+    #[case("abc", 2, "ab", true)]
+    #[case("aé", 2, "a", true)]
+    #[case("aé", 3, "aé", false)]
+    fn truncation_cuts_at_a_character(
+        #[case] s: &str,
+        #[case] max: usize,
+        #[case] head: &str,
+        #[case] cut: bool,
+    ) {
+        assert_eq!(truncate_at_char(s, max), (head, cut));
+    }
+
     #[test]
     fn unicode_keys_stay_readable_in_subjects() {
         assert_eq!(

@@ -38,11 +38,15 @@ pub struct ConfigError(pub &'static str, pub &'static str);
 
 impl NotifierConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let topic_arn = std::env::var("SNS_TOPIC_ARN")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration from `get` (an environment): a variable set to blanks only counts
+    /// as unset.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let topic_arn = var("SNS_TOPIC_ARN")
             .ok_or(ConfigError("SNS_TOPIC_ARN", "the ARN of the failure topic"))?;
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let project = var("PROJECT_NAME").unwrap_or_else(|| "autobackup".into());
         let claim_period = match var("LEDGER_CLAIM_SECONDS") {
             None => Duration::from_secs(120),
@@ -390,6 +394,151 @@ mod tests {
             message_id: message_id.into(),
             ..Origin::default()
         }
+    }
+
+    fn vars<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            set.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_configuration_reads_its_variables() {
+        let c = NotifierConfig::from_vars(vars(&[
+            ("SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t"),
+            ("PROJECT_NAME", "acme"),
+            ("ALERT_LEDGER_BUCKET", "ledger"),
+            ("LEDGER_CLAIM_SECONDS", " 300 "),
+            ("S3_FORCE_PATH_STYLE", "yes"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            c,
+            NotifierConfig {
+                topic_arn: "arn:aws:sns:us-east-1:1:t".into(),
+                project: "acme".into(),
+                ledger_bucket: Some("ledger".into()),
+                claim_period: Duration::from_secs(300),
+                force_path_style: true,
+            }
+        );
+        let defaults =
+            NotifierConfig::from_vars(vars(&[("SNS_TOPIC_ARN", "t"), ("PROJECT_NAME", "  ")]))
+                .expect("valid");
+        assert_eq!(defaults.project, "autobackup");
+        assert_eq!(defaults.ledger_bucket, None);
+        assert_eq!(defaults.claim_period, Duration::from_secs(120));
+        assert!(!defaults.force_path_style);
+    }
+
+    #[rstest::rstest]
+    #[case(&[], "SNS_TOPIC_ARN")]
+    #[case(&[("SNS_TOPIC_ARN", " ")], "SNS_TOPIC_ARN")]
+    #[case(&[("SNS_TOPIC_ARN", "t"), ("LEDGER_CLAIM_SECONDS", "2m")], "LEDGER_CLAIM_SECONDS")]
+    #[case(&[("SNS_TOPIC_ARN", "t"), ("S3_FORCE_PATH_STYLE", "maybe")], "S3_FORCE_PATH_STYLE")]
+    fn a_bad_setting_is_named(#[case] set: &[(&str, &str)], #[case] name: &str) {
+        let e = NotifierConfig::from_vars(vars(set)).expect_err("invalid");
+        assert_eq!(e.0, name);
+    }
+
+    #[test]
+    fn the_origin_comes_from_the_sqs_metadata() {
+        let mut msg = SqsMessage::default();
+        msg.message_id = Some("m-7".into());
+        msg.event_source_arn = Some("arn:aws:sqs:us-east-1:1:autobackup-failures-dev".into());
+        msg.attributes
+            .insert("ApproximateReceiveCount".into(), "4".into());
+        msg.attributes
+            .insert("SentTimestamp".into(), "1764547200000".into());
+        let mut attr = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+        attr.string_value = Some("SQS.AccessDeniedException".into());
+        msg.message_attributes.insert("ERROR_CODE".into(), attr);
+        let o = origin_of(&msg);
+        assert_eq!(o.queue, "autobackup-failures-dev");
+        assert_eq!(o.message_id, "m-7");
+        assert_eq!(o.receive_count, Some(4));
+        assert_eq!(o.sent_at.as_deref(), Some("2025-12-01T00:00:00Z"));
+        assert_eq!(
+            o.attributes.get("ERROR_CODE").map(String::as_str),
+            Some("SQS.AccessDeniedException")
+        );
+        assert_eq!(origin_of(&SqsMessage::default()).queue, "unknown-queue");
+    }
+
+    /// A notifier whose AWS endpoint refuses connections: every publish fails fast.
+    async fn offline_notifier(ledger_bucket: Option<&str>) -> Notifier {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let config = NotifierConfig::from_vars(vars(&[
+            ("SNS_TOPIC_ARN", "arn:aws:sns:us-east-1:000000000000:alerts"),
+            ("ALERT_LEDGER_BUCKET", ledger_bucket.unwrap_or("")),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ]))
+        .expect("valid");
+        Notifier::new(config, &sdk)
+    }
+
+    fn batch(ids: &[&str]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for id in ids {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.to_string());
+            m.body = Some(body(&record(id, Outcome::Mismatch, 1)));
+            event.records.push(m);
+        }
+        event
+    }
+
+    /// Nothing is dropped: a record whose alert could not be published is a batch item
+    /// failure, so SQS delivers it again and finally moves it to the failure DLQ.
+    #[tokio::test]
+    async fn an_unpublished_alert_is_retried() {
+        let n = offline_notifier(None).await;
+        let answer = n.handle(batch(&["a", "b"]), None).await;
+        let failed: Vec<&str> = answer
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["a", "b"]);
+    }
+
+    /// The report says whether a ledger was used: off without a bucket, unavailable (and
+    /// the alert tried anyway) when the bucket cannot be reached.
+    #[tokio::test]
+    async fn the_report_says_what_the_ledger_did() {
+        let (_, off) = offline_notifier(None)
+            .await
+            .handle_with_report(batch(&["a"]), None)
+            .await;
+        assert_eq!(off.len(), 1);
+        assert_eq!(off[0].ledger, LedgerUse::Off);
+        assert!(off[0].publish_error.is_some());
+        assert!(
+            off[0].alert.subject.contains("MISMATCH"),
+            "{:?}",
+            off[0].alert
+        );
+
+        let (answer, down) = offline_notifier(Some("ledger"))
+            .await
+            .handle_with_report(batch(&["a"]), None)
+            .await;
+        assert!(
+            matches!(down[0].ledger, LedgerUse::Unavailable(ref why) if !why.is_empty()),
+            "{:?}",
+            down[0].ledger
+        );
+        assert_eq!(answer.batch_item_failures.len(), 1);
     }
 
     /// The ledger's decision for a sequence of deliveries, as the notifier makes it: the

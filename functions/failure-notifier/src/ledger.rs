@@ -133,15 +133,10 @@ impl Ledger {
                 Ok(b) => b.into_bytes(),
                 Err(e) => return Claim::Unavailable(e.to_string()),
             };
-            match serde_json::from_slice::<Entry>(&body) {
-                Ok(Entry::Published { at }) => return Claim::AlreadyPublished { at },
-                Ok(Entry::Claimed { at })
-                    if (now - at).to_std().unwrap_or(Duration::ZERO) < self.claim_period =>
-                {
-                    return Claim::HeldElsewhere { since: at }
-                }
-                // A stale claim, or an entry this version cannot read: take it over.
-                _ => match self
+            match found(&body, now, self.claim_period) {
+                Found::Published(at) => return Claim::AlreadyPublished { at },
+                Found::Held(at) => return Claim::HeldElsewhere { since: at },
+                Found::TakeOver => match self
                     .put(
                         key,
                         &Entry::Claimed { at: now },
@@ -186,6 +181,31 @@ impl Ledger {
     }
 }
 
+/// What an entry found under a key means to a second writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The alert went out at this time: the record is a duplicate.
+    Published(DateTime<Utc>),
+    /// Claimed at this time, within the claim period: its publisher may still be at work.
+    Held(DateTime<Utc>),
+    /// A claim older than the claim period (its publisher died), or an entry this version
+    /// cannot read: take it over.
+    TakeOver,
+}
+
+fn found(body: &[u8], now: DateTime<Utc>, claim_period: Duration) -> Found {
+    match serde_json::from_slice::<Entry>(body) {
+        Ok(Entry::Published { at }) => Found::Published(at),
+        // A claim stamped ahead of this clock is a fresh claim: clocks differ between hosts.
+        Ok(Entry::Claimed { at })
+            if (now - at).to_std().unwrap_or(Duration::ZERO) < claim_period =>
+        {
+            Found::Held(at)
+        }
+        Ok(Entry::Claimed { .. }) | Err(_) => Found::TakeOver,
+    }
+}
+
 enum Condition<'a> {
     Absent,
     Unchanged(&'a str),
@@ -195,4 +215,54 @@ enum Condition<'a> {
 enum Put {
     Lost,
     Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const PERIOD: Duration = Duration::from_secs(120);
+
+    fn entry(e: &Entry) -> Vec<u8> {
+        serde_json::to_vec(e).unwrap()
+    }
+
+    #[rstest]
+    #[case(10, true)]
+    #[case(119, true)]
+    #[case(120, false)]
+    #[case(600, false)]
+    #[case(-30, true)]
+    fn a_claim_holds_for_the_claim_period(#[case] age_secs: i64, #[case] held: bool) {
+        let now = Utc::now();
+        let at = now - chrono::Duration::seconds(age_secs);
+        let want = if held {
+            Found::Held(at)
+        } else {
+            Found::TakeOver
+        };
+        assert_eq!(found(&entry(&Entry::Claimed { at }), now, PERIOD), want);
+    }
+
+    #[test]
+    fn a_published_entry_suppresses_at_any_age_and_garbage_is_taken_over() {
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(3);
+        assert_eq!(
+            found(&entry(&Entry::Published { at: old }), now, PERIOD),
+            Found::Published(old)
+        );
+        assert_eq!(
+            found(b"{\"state\":\"later\"}", now, PERIOD),
+            Found::TakeOver
+        );
+        assert_eq!(found(b"", now, PERIOD), Found::TakeOver);
+    }
+
+    /// Entries live under one prefix, which the bucket's lifecycle rule expires.
+    #[test]
+    fn entries_live_under_the_alerts_prefix() {
+        assert_eq!(Ledger::object_key("record-k1"), "alerts/record-k1");
+    }
 }
