@@ -46,7 +46,9 @@ if ! nice -n 10 cargo fuzz build --fuzz-dir fuzz -s "$sanitizer" "${build_flags[
     exit 1
 fi
 echo "fuzz: targets built in $(( $(date +%s) - start ))s ($CARGO_TARGET_DIR, sanitizer $sanitizer)"
-bin_dir="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+profile=release
+for f in "${build_flags[@]}"; do [[ $f == --dev || $f == -D ]] && profile=debug; done
+bin_dir="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/$profile"
 
 passed=0
 failed=0

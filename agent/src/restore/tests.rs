@@ -543,6 +543,8 @@ fn limits_stop_crafted_archives(#[case] which: Limit) {
 #[test]
 fn special_entry_types_and_paths_through_symlinks_are_refused() {
     use tar::EntryType::{Fifo, Regular, Symlink};
+    // Where the symlink points: a directory of this test's own, which must stay empty.
+    let outside = tempfile::tempdir().unwrap();
     let mut link = Vec::new();
     {
         let gz = flate2::write::GzEncoder::new(&mut link, flate2::Compression::fast());
@@ -550,7 +552,7 @@ fn special_entry_types_and_paths_through_symlinks_are_refused() {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(Symlink);
         h.set_size(0);
-        b.append_link(&mut h, "escape", "/tmp").unwrap();
+        b.append_link(&mut h, "escape", outside.path()).unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(Regular);
         h.set_size(1);
@@ -566,7 +568,7 @@ fn special_entry_types_and_paths_through_symlinks_are_refused() {
             .to_string();
         assert!(err.contains(want), "{err}");
     }
-    assert!(!Path::new("/tmp/planted").exists());
+    assert!(!outside.path().join("planted").exists());
 }
 
 /// Incompressible bytes (xorshift), so an archive of them is as large as they are.

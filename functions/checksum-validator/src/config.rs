@@ -222,6 +222,51 @@ mod tests {
         assert_eq!(c.max_receive_count, 7);
     }
 
+    fn only(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |k| (k == name).then(|| value.to_string())
+    }
+
+    /// A variable set to blanks counts as unset, for every kind of setting.
+    #[rstest::rstest]
+    #[case("FAILURE_QUEUE_URL")]
+    #[case("REPLICA_BUCKET_MAP")]
+    #[case("LAG_BUDGET_SECONDS")]
+    #[case("MAX_RECEIVE_COUNT")]
+    #[case("DEEP_VERIFY")]
+    #[case("DEEP_VERIFY_MAX_BYTES")]
+    fn blank_is_unset(#[case] name: &'static str) {
+        assert_eq!(
+            ValidatorConfig::from_lookup(only(name, "  ")).unwrap(),
+            ValidatorConfig::default()
+        );
+    }
+
+    #[rstest::rstest]
+    #[case("1", true)]
+    #[case("true", true)]
+    #[case("YES", true)]
+    #[case(" on ", true)]
+    #[case("0", false)]
+    #[case("False", false)]
+    #[case("no", false)]
+    #[case("off", false)]
+    fn booleans_read_the_usual_spellings(#[case] value: &'static str, #[case] want: bool) {
+        let c = ValidatorConfig::from_lookup(only("DEEP_VERIFY", value)).unwrap();
+        assert_eq!(c.deep_verify, want);
+        let c = ValidatorConfig::from_lookup(only("ALERT_ON_UNVERIFIABLE", value)).unwrap();
+        assert_eq!(c.alert_on_unverifiable, want);
+        assert!(ValidatorConfig::from_lookup(only("DEEP_VERIFY", "maybe")).is_err());
+    }
+
+    #[rstest::rstest]
+    #[case("a=")]
+    #[case("=b")]
+    #[case(" = ")]
+    #[case("a=b,c")]
+    fn a_bucket_map_names_both_buckets(#[case] raw: &str) {
+        assert!(parse_bucket_map(raw).is_err(), "{raw}");
+    }
+
     #[test]
     fn huge_or_odd_durations_are_errors_not_panics() {
         for v in ["1e30", "inf", "NaN", "-1"] {

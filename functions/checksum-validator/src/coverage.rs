@@ -220,6 +220,39 @@ mod tests {
         );
     }
 
+    /// "The higher the number, the higher the priority" (S3 API Reference,
+    /// `ReplicationRule`, `Priority`), whatever order the rules are listed in.
+    #[test]
+    fn the_higher_priority_decides_in_either_order() {
+        let mut low = rule("", "b", 1);
+        let mut high = rule("", "b", 2);
+        low.sse_kms_opt_in = true;
+        high.sse_kms_opt_in = false;
+        assert_eq!(
+            destinations(&[high.clone(), low.clone()], "k", &[], &kms()),
+            Err(Uncovered::SseKmsNotOptedIn)
+        );
+        (low.sse_kms_opt_in, high.sse_kms_opt_in) = (false, true);
+        for rules in [[low.clone(), high.clone()], [high, low]] {
+            assert_eq!(
+                destinations(&rules, "k", &[], &kms()),
+                Ok(vec!["b".to_string()])
+            );
+        }
+    }
+
+    /// Each reason names its cause, as an on-call engineer reads it in the alert.
+    #[rstest]
+    #[case(Uncovered::NoConfiguration, "no replication configuration")]
+    #[case(Uncovered::Filtered, "filter (prefix or tags)")]
+    #[case(Uncovered::SseKmsNotOptedIn, "SseKmsEncryptedObjects")]
+    #[case(Uncovered::ArchivedStorageClass("DEEP_ARCHIVE".into()), "stored in DEEP_ARCHIVE")]
+    #[case(Uncovered::IsReplica, "itself a replica")]
+    #[case(Uncovered::Unexplained, "reports no replication status")]
+    fn each_reason_explains_itself(#[case] why: Uncovered, #[case] names: &str) {
+        assert!(why.explain().contains(names), "{}", why.explain());
+    }
+
     #[test]
     fn disabled_rules_cover_nothing() {
         let mut r = rule("", "b", 1);

@@ -575,6 +575,59 @@ mod tests {
         ));
     }
 
+    /// The allowance is SigV4's 15 minutes, on the minute.
+    #[test]
+    fn the_clock_skew_allowance_is_fifteen_minutes() {
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let body =
+            |mins: i64| records_body(&["k".to_string()], now + chrono::TimeDelta::minutes(mins));
+        assert!(parse_body_at(&body(14), now).is_ok());
+        assert!(parse_body_at(&body(15), now).is_ok());
+        assert!(parse_body_at(&body(16), now).is_err());
+    }
+
+    /// Event names are read in both spellings: the notification's (`ObjectCreated:Put`)
+    /// and the configuration's (`s3:ObjectCreated:Put`).
+    #[rstest]
+    #[case("ObjectCreated:Put", true)]
+    #[case("s3:ObjectCreated:CompleteMultipartUpload", true)]
+    #[case("ObjectRemoved:Delete", false)]
+    #[case("s3:ObjectRestore:Completed", false)]
+    fn created_records_parse_in_either_spelling(#[case] name: &str, #[case] parses: bool) {
+        let mut r = test_record("b", "k", Utc::now());
+        r["eventName"] = name.into();
+        let body = serde_json::json!({ "Records": [r] }).to_string();
+        assert_eq!(parse_body(&body).is_ok(), parses, "{name}");
+    }
+
+    #[test]
+    fn an_empty_version_id_is_no_version_id() {
+        let mut r = test_record("b", "k", Utc::now());
+        r["s3"]["object"]["versionId"] = "".into();
+        let body = serde_json::json!({ "Records": [r] }).to_string();
+        assert_eq!(parse_body(&body).unwrap()[0].version_id, None);
+    }
+
+    /// A body of removals only is acknowledged (nothing to validate); a body with any
+    /// other record, or none, is not.
+    #[rstest]
+    #[case(&["ObjectRemoved:Delete"], true)]
+    #[case(&["s3:ObjectRemoved:DeleteMarkerCreated", "ObjectRemoved:Delete"], true)]
+    #[case(&["ObjectRemoved:Delete", "ObjectCreated:Put"], false)]
+    #[case(&[], false)]
+    fn removals_only_are_acknowledged(#[case] names: &[&str], #[case] acked: bool) {
+        let records: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let mut r = test_record("b", "k", Utc::now());
+                r["eventName"] = (*n).into();
+                r
+            })
+            .collect();
+        let body = serde_json::json!({ "Records": records }).to_string();
+        assert_eq!(acknowledged(&body).is_some(), acked, "{names:?}");
+    }
+
     #[test]
     fn records_must_be_an_array() {
         let err = parse_body(r#"{"Records":{"a":1}}"#)

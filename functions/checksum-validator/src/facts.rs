@@ -218,4 +218,42 @@ mod tests {
         f.encryption = Encryption::SseKms;
         assert!(!f.etag_is_content_md5());
     }
+
+    #[rstest::rstest]
+    #[case("AAAA", None, "AAAA", ChecksumScope::FullObject)]
+    #[case("AAAA-3", None, "AAAA", ChecksumScope::Composite { parts: 3 })]
+    #[case("AAAA-", None, "AAAA-", ChecksumScope::FullObject)]
+    #[case("-3", None, "-3", ChecksumScope::FullObject)]
+    #[case("AA-x3", None, "AA-x3", ChecksumScope::FullObject)]
+    #[case("AAAA", Some("composite"), "AAAA", ChecksumScope::Composite { parts: 0 })]
+    #[case("AAAA", Some("FULL_OBJECT"), "AAAA", ChecksumScope::FullObject)]
+    fn checksum_headers_are_read_with_their_scope(
+        #[case] raw: &str,
+        #[case] type_header: Option<&str>,
+        #[case] value: &str,
+        #[case] scope: ChecksumScope,
+    ) {
+        let c = Checksum::from_header(ChecksumAlgorithm::Crc32, raw, type_header);
+        assert_eq!((c.value.as_str(), c.scope), (value, scope));
+    }
+
+    /// Every value of `x-amz-replication-status` (S3 API Reference, `HeadObject`), in any
+    /// case; anything else is no status.
+    #[rstest::rstest]
+    #[case("PENDING", Some(ReplicationStatus::Pending))]
+    #[case("completed", Some(ReplicationStatus::Completed))]
+    #[case("COMPLETE", Some(ReplicationStatus::Completed))]
+    #[case("FAILED", Some(ReplicationStatus::Failed))]
+    #[case("Replica", Some(ReplicationStatus::Replica))]
+    #[case("DONE", None)]
+    fn replication_statuses_parse(#[case] raw: &str, #[case] status: Option<ReplicationStatus>) {
+        assert_eq!(ReplicationStatus::parse(raw), status);
+    }
+
+    #[test]
+    fn etags_lose_their_quotes() {
+        assert_eq!(normalise_etag("\"d41d8cd9\""), "d41d8cd9");
+        assert_eq!(normalise_etag(" \"abc-2\" "), "abc-2");
+        assert_eq!(normalise_etag("plain"), "plain");
+    }
 }

@@ -219,4 +219,9 @@ mod tests {
         let json = serde_json::to_string(&first).unwrap_or_default();
         assert!(!json.contains("final_alert"), "{json}");
     }
+
+    #[test]
+    fn an_object_is_named_by_its_s3_uri() {
+        assert_eq!(object(None).s3_uri(), "s3://b/k");
+    }
 }

@@ -146,8 +146,7 @@ impl Validator {
     /// to retry, deletes it from its queue at once (see the module docs).
     async fn process_message(&self, msg: SqsMessage) -> Vec<RecordReport> {
         let reports = self.process_records(&msg).await;
-        let retried = reports.iter().any(|r| r.action.is_batch_failure());
-        if !retried && reports.iter().any(|r| r.action.has_side_effect()) {
+        if delete_at_once(&reports) {
             self.delete_now(&msg).await;
         }
         reports
@@ -278,6 +277,14 @@ fn deferred(msg: &SqsMessage, why: &str) -> RecordReport {
     };
     log_report(&report);
     report
+}
+
+/// Whether a message is deleted as soon as its records are processed: when one of them
+/// had a side effect and none is left to retry. A message with a record still to retry
+/// stays, so that record is retried.
+pub(crate) fn delete_at_once(reports: &[RecordReport]) -> bool {
+    let retried = reports.iter().any(|r| r.action.is_batch_failure());
+    !retried && reports.iter().any(|r| r.action.has_side_effect())
 }
 
 #[cfg(test)]

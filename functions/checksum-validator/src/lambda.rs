@@ -103,4 +103,39 @@ mod tests {
             Some(tracing::level_filters::LevelFilter::INFO)
         );
     }
+
+    #[test]
+    fn a_batch_is_named_by_its_size_and_first_source() {
+        use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+        let mut event = SqsEvent::default();
+        assert_eq!(batch_origin(&event), (0, String::new()));
+        for arn in [
+            "arn:aws:sqs:us-east-1:1:validation",
+            "arn:aws:sqs:us-east-1:1:other",
+        ] {
+            let mut m = SqsMessage::default();
+            m.event_source_arn = Some(arn.into());
+            event.records.push(m);
+        }
+        assert_eq!(
+            batch_origin(&event),
+            (2, "arn:aws:sqs:us-east-1:1:validation".to_string())
+        );
+    }
+
+    #[test]
+    fn a_deadline_is_that_far_ahead() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left =
+            deadline_of(now_ms + 10_000).saturating_duration_since(std::time::Instant::now());
+        assert!(
+            left > std::time::Duration::from_secs(8) && left <= std::time::Duration::from_secs(10),
+            "{left:?}"
+        );
+        // A deadline already past is now.
+        assert!(deadline_of(0) <= std::time::Instant::now());
+    }
 }

@@ -147,3 +147,43 @@ pub(crate) fn log_report(r: &RecordReport) {
         "record decided"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const D: Duration = Duration::from_millis(1500);
+
+    /// Which actions list the record in `batchItemFailures` and which had a side effect
+    /// after which the original message must not replay.
+    #[rstest]
+    #[case(Action::Done, false, false)]
+    #[case(Action::FailureSent, false, true)]
+    #[case(Action::AlertedAndRequeued(D), false, true)]
+    #[case(Action::ResolvedSent, false, true)]
+    #[case(Action::RetryAfter(D), true, false)]
+    #[case(Action::Requeued(D), false, true)]
+    #[case(Action::LeftOnQueue("poison".into()), true, false)]
+    #[case(Action::Deferred("deadline".into()), true, false)]
+    fn each_action_says_what_it_did(
+        #[case] action: Action,
+        #[case] batch_failure: bool,
+        #[case] side_effect: bool,
+    ) {
+        assert_eq!(action.is_batch_failure(), batch_failure, "{action:?}");
+        assert_eq!(action.has_side_effect(), side_effect, "{action:?}");
+    }
+
+    /// Delays are written as seconds and read back to the millisecond.
+    #[test]
+    fn actions_round_trip_through_json() {
+        let json = serde_json::to_string(&Action::RetryAfter(D)).unwrap();
+        assert_eq!(json, r#"{"action":"retry-after","detail":1.5}"#);
+        assert_eq!(
+            serde_json::from_str::<Action>(&json).unwrap(),
+            Action::RetryAfter(D)
+        );
+        assert!(serde_json::from_str::<Action>(r#"{"action":"retry-after","detail":-1}"#).is_err());
+    }
+}

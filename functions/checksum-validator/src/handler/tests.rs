@@ -585,3 +585,52 @@ async fn retries_wait_the_configured_backoff() {
         );
     }
 }
+
+fn reported(action: Action) -> RecordReport {
+    RecordReport {
+        message_id: "m".into(),
+        object: None,
+        outcome: Outcome::Validated,
+        detail: String::new(),
+        evidence: Vec::new(),
+        attempt: 1,
+        action,
+        version_source: None,
+        replicas: Vec::new(),
+        duration_ms: 0,
+    }
+}
+
+/// A message is deleted at once only when a record of it had a side effect and none of
+/// it is left to retry: a record still to retry keeps the whole message.
+#[rstest::rstest]
+#[case(&[Action::FailureSent], true)]
+#[case(&[Action::Done, Action::Requeued(Duration::from_secs(5))], true)]
+#[case(&[Action::Done], false)]
+#[case(&[Action::FailureSent, Action::RetryAfter(Duration::from_secs(5))], false)]
+#[case(&[Action::RetryAfter(Duration::from_secs(5))], false)]
+#[case(&[], false)]
+fn a_message_is_deleted_at_once_only_when_nothing_of_it_is_retried(
+    #[case] actions: &[Action],
+    #[case] deleted: bool,
+) {
+    let reports: Vec<RecordReport> = actions.iter().cloned().map(reported).collect();
+    assert_eq!(delete_at_once(&reports), deleted, "{actions:?}");
+}
+
+/// The entry point answers for every record: offline, a real event's record is retried
+/// (a batch item failure), never dropped.
+#[tokio::test]
+async fn the_entry_point_answers_for_every_record() {
+    let v = offline_validator().await;
+    let mut event = SqsEvent::default();
+    let body = std::fs::read_to_string(format!("{EVENTS}/localstack-4.13.1-event-1.json")).unwrap();
+    event.records.push(message("m-1", &body));
+    let r = v.handle(event, None).await;
+    let failed: Vec<&str> = r
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m-1"]);
+}
