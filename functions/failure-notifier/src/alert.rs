@@ -426,7 +426,7 @@ mod tests {
         let a = compose(&body, &origin(), "autobackup");
         assert!(
             a.message.contains(&format!(
-                "Body ({} bytes, truncated to the first {RAW_BODY_MAX} bytes):\n",
+                "Body ({} bytes, truncated to the first 65536 bytes):\n",
                 body.len()
             )),
             "{}",

@@ -69,6 +69,8 @@ pub enum Injected {
     Never,
     /// Byte-identical, written with another part layout.
     Relayout,
+    /// Another part layout and a flipped byte: only deep mode can tell.
+    RelayoutCorrupt,
     /// S3 would never replicate it.
     Ineligible(Ineligibility),
 }
@@ -93,6 +95,7 @@ impl fmt::Display for Injected {
             Injected::Failed => f.write_str("replication FAILED"),
             Injected::Never => f.write_str("replica never arrives"),
             Injected::Relayout => f.write_str("replica re-laid out (byte-identical)"),
+            Injected::RelayoutCorrupt => f.write_str("replica re-laid out with a flipped byte"),
             Injected::Ineligible(why) => write!(f, "ineligible ({why:?})"),
         }
     }
@@ -454,7 +457,15 @@ pub fn check(facts: &RunFacts<'_>) -> Vec<Violation> {
                     "alerted more than once: {failure_alerts} failure alert(s), {resolved} resolved notice(s)"
                 ),
             );
-        } else if u.injected.is_failure() && failure_alerts == 0 && !u.deleted {
+        } else if u.injected.is_failure()
+            && failure_alerts == 0
+            && !u.deleted
+            // Unverifiable alerts turned off and no deep mode: nothing is configured to
+            // report what only deep mode could see.
+            && !(u.injected == Injected::RelayoutCorrupt
+                && !facts.deep_verify
+                && !facts.alert_on_unverifiable)
+        {
             violate(
                 Invariant::InjectedFailureAlertsOnce,
                 format!("injected {} but no alert names this version", u.injected),
@@ -558,6 +569,9 @@ pub fn explained_outcomes(u: &UploadTruth, facts: &RunFacts<'_>) -> Vec<Outcome>
         Injected::Relayout if !facts.deep_verify => vec![Outcome::Validated, Outcome::Unverifiable],
         Injected::Relayout => vec![Outcome::Validated],
         Injected::Corrupt => vec![Outcome::Mismatch],
+        // Without deep mode nothing stored can tell the two layouts apart.
+        Injected::RelayoutCorrupt if !facts.deep_verify => vec![Outcome::Unverifiable],
+        Injected::RelayoutCorrupt => vec![Outcome::Mismatch],
         Injected::Failed => vec![Outcome::ReplicationFailed],
         Injected::Never => vec![Outcome::ReplicationOverdue],
         Injected::Ineligible(_) => vec![Outcome::NotReplicated],
@@ -806,6 +820,10 @@ mod tests {
     // Issue 24's planted bug: a corrupted replica called `unverifiable` still alerts (every
     // other invariant holds), but names the wrong cause.
     #[case::corrupt_called_unverifiable(Injected::Corrupt, vec![failed(Outcome::Unverifiable), failure_alert()], &[FinalOutcomeIsExplained])]
+    // Without deep mode (these facts) a re-laid-out corrupted replica can only be
+    // unverifiable; called validated, it is a silent miss.
+    #[case::relayout_corrupt_unverifiable(Injected::RelayoutCorrupt, vec![failed(Outcome::Unverifiable), failure_alert()], &[])]
+    #[case::relayout_corrupt_validated(Injected::RelayoutCorrupt, vec![validated()], &[InjectedFailureAlertsOnce, ValidatedHasEvidence, FinalOutcomeIsExplained])]
     #[case::failed_called_mismatch(Injected::Failed, vec![failed(Outcome::Mismatch), failure_alert()], &[FinalOutcomeIsExplained])]
     #[case::ineligible_called_missing(Injected::Ineligible(Ineligibility::ColdStorage), vec![failed(Outcome::ReplicaMissing), failure_alert()], &[FinalOutcomeIsExplained])]
     #[case::failed_alerted(Injected::Failed, vec![failed(Outcome::ReplicationFailed), failure_alert()], &[])]

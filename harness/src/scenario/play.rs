@@ -362,6 +362,8 @@ impl Truths {
                 Some(Fault::Corrupt) if content.size == 0 => Injected::Nothing,
                 Some(Fault::Corrupt) => Injected::Corrupt,
                 Some(Fault::Relayout) => Injected::Relayout,
+                Some(Fault::RelayoutCorrupt) if content.size == 0 => Injected::Relayout,
+                Some(Fault::RelayoutCorrupt) => Injected::RelayoutCorrupt,
             }
         };
         let late = self.paused || delay.is_some_and(|d| *d >= self.lag_budget / 2.0);

@@ -634,3 +634,15 @@ async fn the_entry_point_answers_for_every_record() {
         .collect();
     assert_eq!(failed, ["m-1"]);
 }
+
+/// The configuration a validator was built with is the one it reports (its public
+/// accessor, for callers embedding the library).
+#[tokio::test]
+async fn a_validator_reports_its_configuration() {
+    let v = offline_validator().await;
+    assert_eq!(
+        v.config().lag_budget,
+        Duration::from_secs(10 * 365 * 24 * 3600)
+    );
+    assert_eq!(v.config(), &v.config);
+}

@@ -101,7 +101,9 @@ impl Replicator {
                         target.bucket.clone(),
                         match (t.delete_marker, hit) {
                             (true, _) => Arrival::DeleteMarker,
-                            (false, Some(Fault::Corrupt)) => Arrival::Corrupted,
+                            (false, Some(Fault::Corrupt | Fault::RelayoutCorrupt)) => {
+                                Arrival::Corrupted
+                            }
                             (false, Some(Fault::Relayout)) => Arrival::Relayout,
                             (false, _) => Arrival::Copied,
                         },
@@ -219,7 +221,8 @@ impl Replicator {
         target: &Target,
         fault: Option<Fault>,
     ) -> Result<Option<String>, String> {
-        let corrupt = fault == Some(Fault::Corrupt);
+        let corrupt = matches!(fault, Some(Fault::Corrupt | Fault::RelayoutCorrupt));
+        let relayout = matches!(fault, Some(Fault::Relayout | Fault::RelayoutCorrupt));
         let s3 = &self.clients.s3;
         let head = match s3
             .head_object()
@@ -270,7 +273,7 @@ impl Replicator {
         // carry the CRC64NVME of their own bytes (`fidelity::checksums`).
         let default = self.default_checksum(&p.primary, &p.version_id);
         let total = head.content_length().unwrap_or(0).max(0) as u64;
-        if parts <= 1 && fault != Some(Fault::Relayout) {
+        if parts <= 1 && !relayout {
             if total > WHOLE_COPY_LIMIT {
                 return self
                     .stream_single(p, target, &head, opts, corrupt, default.is_some())
@@ -315,7 +318,7 @@ impl Replicator {
             // Engine gap (MiniStack): part numbers are ignored on reads, so infer the layout.
             infer_part_size(total as usize, parts as usize) as u64
         };
-        let part_size = if fault == Some(Fault::Relayout) {
+        let part_size = if relayout {
             RELAYOUT_PART as u64
         } else {
             first.max(1)

@@ -25,6 +25,10 @@ pub enum Fault {
     Corrupt,
     /// The replica arrives byte-identical but written with a different part layout.
     Relayout,
+    /// The replica arrives with another part layout and its first byte flipped: the stored
+    /// checksums of two layouts cannot be compared, so only deep mode's streamed hashes can
+    /// tell it from a good copy.
+    RelayoutCorrupt,
 }
 
 /// `x-amz-replication-status` values.
