@@ -5,7 +5,7 @@ NAME ?=
 CARGO ?= cargo
 HARNESS = $(CARGO) run --quiet -p harness --
 
-.PHONY: help scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers workflow-pins fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke mutants mutants-smoke
+.PHONY: help template iac scenario scenarios test unit e2e e2e-deployed package chromium-install report up gate actionlint bench bench-e2e bench-layer bench-replicate bench-faults engine-up engine-down engine-status lint layers workflow-pins fmt fuzz fuzz-smoke fuzz-install fuzz-workloads fuzz-workloads-smoke mutants mutants-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,7 +33,8 @@ endef
 # installs; where it cannot be installed the test is skipped, and this says so.
 CHROMIUM_SKIPPED = SKIPPED: chromium not installed (run make chromium-install); the HTML report's browser test does not run
 
-test: ## Unit tests, every scenario end to end on LocalStack and MiniStack, the report in a browser, the fuzz smoke, generated workloads, the deployed binaries
+test: ## The static checks of deploy/ (make iac), unit tests, every scenario end to end on LocalStack and MiniStack (the core ones also through the CloudFormation templates), the report in a browser, the fuzz smoke, generated workloads, the deployed binaries
+	$(MAKE) --no-print-directory iac
 	@bash engines/install-chromium.sh >/dev/null || echo "$(CHROMIUM_SKIPPED)"
 	$(call cargo_test_summed,--workspace --features e2e,bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) && $(MAKE) --no-print-directory fuzz-workloads-smoke && $(MAKE) --no-print-directory e2e-deployed)
 
@@ -52,6 +53,16 @@ chromium-install: ## Install the pinned Chromium and ChromeDriver for the report
 report: ## One scenario with its HTML report: make report NAME=poison-pill [ENGINE=ministack] [REPORT=report.html]
 	@test -n "$(NAME)" || { echo "usage: make report NAME=<scenario> [REPORT=file]"; exit 2; }
 	$(HARNESS) --engine $(ENGINE) scenario run $(NAME) --report $(or $(REPORT),report.html)
+
+template: ## Regenerate deploy/cloudformation/ from fixtures/topology.toml (review the diff; a test fails while they differ)
+	$(HARNESS) template
+
+# cfn-lint and checkov from the hashed lock engines/cfn-tools-requirements.lock, installed into
+# the harness cache on first use (engines/install-cfn-tools.sh); JUnit per tool in IAC_OUT.
+IAC_OUT ?= target/iac
+iac: ## cfn-lint and Checkov on deploy/ (zero errors, zero failed checks; skips carry their reasons in the code), and the Terraform module compared with the templates setting by setting
+	bash tools/iac-check.sh $(IAC_OUT) deploy/cloudformation deploy/terraform
+	"$$(bash engines/install-cfn-tools.sh)/python" tools/tf-matches-cfn.py
 
 package: ## Build both functions' Lambda zips (cargo lambda, x86_64 and arm64) under <target>/lambda-zips; prints size and SHA-256
 	$(HARNESS) package
@@ -135,7 +146,7 @@ mutants-smoke: ## Issue 24's two planted validator bugs in a copy, each against 
 # The fuzz crate is outside the workspace (cargo-fuzz wants its own); its clippy shares fuzz/run.sh's target directory.
 FUZZ_TARGET_DIR ?= $(HOME)/.cache/autobackup/target-fuzz
 
-lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fuzz crate), actionlint (with shellcheck) on the workflows
+lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fuzz crate), actionlint (with shellcheck) on the workflows, the templates' drift and the static checks of deploy/
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets --features e2e,e2e-deployed -- -D warnings
@@ -143,6 +154,8 @@ lint: ## rustfmt check, clippy with warnings as errors (the workspace and the fu
 	$(MAKE) --no-print-directory actionlint
 	$(MAKE) --no-print-directory layers
 	$(MAKE) --no-print-directory workflow-pins
+	$(HARNESS) template --check
+	$(MAKE) --no-print-directory iac
 
 layers: ## The import rule: no circle in any crate, every import as the README's layer map says (tools/layers)
 	$(CARGO) test -q -p layers --test workspace

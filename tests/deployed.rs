@@ -213,3 +213,98 @@ fn invoke_answers_the_aws_sample_event() {
         out.log
     );
 }
+
+/// The primary template with the functions in it (the x86_64 zips uploaded to an artifact
+/// bucket on the engine, `ArtifactBucket` set), with `edit` applied.
+fn with_functions(bucket: &str, edit: impl FnOnce(&mut serde_json::Value)) -> [String; 2] {
+    use harness::topology::template::{self, StackPart};
+    let [replica, primary] = StackPart::ALL.map(|part| {
+        std::fs::read_to_string(template::default_dir().join(part.file_name()))
+            .expect("the committed template")
+    });
+    let mut doc: serde_json::Value = serde_norway::from_str(&primary).expect("template parses");
+    doc["Parameters"]["ArtifactBucket"]["Default"] = bucket.into();
+    doc["Parameters"]["Architecture"]["Default"] = "x86_64".into();
+    edit(&mut doc);
+    [replica, serde_norway::to_string(&doc).expect("serializes")]
+}
+
+/// The third deliberately broken template: with the functions and their mappings in the
+/// stack (MiniStack's CloudFormation makes them), the committed mappings pass the posture
+/// check; one without `ReportBatchItemFailures` fails it, naming the queue and the function.
+#[test]
+fn a_mapping_without_batch_item_failures_fails_the_gate() {
+    use harness::topology::provision::Via;
+    zips();
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+    let engine = ministack();
+    runtime().block_on(async {
+        let clients = engine
+            .clients(&spec.primary_region, &spec.replica_region)
+            .await;
+        let bucket = format!("autobackup-artifacts-{}", harness::topology::new_suffix());
+        clients
+            .s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("artifact bucket");
+        for p in package::locate(Arch::X86_64).expect("x86_64 zips") {
+            clients
+                .s3
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("{}/bootstrap.zip", p.function))
+                .body(p.bytes().expect("zip").into())
+                .send()
+                .await
+                .expect("zip uploaded");
+        }
+        let failed = |checks: &[harness::report::case::Check]| -> Vec<(String, String)> {
+            checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| (c.id.clone(), c.resource.clone()))
+                .collect()
+        };
+        let checks = harness::posture::read::run_with(
+            engine,
+            &spec,
+            Via::Cloudformation,
+            Some(with_functions(&bucket, |_| {})),
+        )
+        .await
+        .expect("posture on the stacks");
+        let mappings = checks
+            .iter()
+            .filter(|c| c.id == "mapping-batch-item-failures")
+            .count();
+        assert_eq!(mappings, 5, "one check per mapping: {checks:#?}");
+        assert!(failed(&checks).is_empty(), "{:#?}", failed(&checks));
+
+        let checks = harness::posture::read::run_with(
+            engine,
+            &spec,
+            Via::Cloudformation,
+            Some(with_functions(&bucket, |doc| {
+                doc["Resources"]["ValidatorValidationQueueMapping"]["Properties"]
+                    .as_object_mut()
+                    .expect("mapping properties")
+                    .remove("FunctionResponseTypes");
+            })),
+        )
+        .await
+        .expect("posture on the stacks");
+        let failures = failed(&checks);
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert_eq!(failures[0].0, "mapping-batch-item-failures");
+        let resource = &failures[0].1;
+        assert!(
+            resource.starts_with("mapping autobackup-validation-queue-dev-")
+                && resource.contains("-> autobackup-checksum-validator-dev-"),
+            "{resource}"
+        );
+        let _ = harness::topology::teardown::delete_bucket(&clients.s3, &bucket).await;
+    });
+}

@@ -24,6 +24,8 @@ async fn provision_twice(kind: EngineKind) {
     let opts = ProvisionOptions {
         timing: spec.profile("seed").unwrap().clone(),
         replication_on_engine: replication::configure_on_engine(&mode),
+        via: harness::topology::provision::Via::Direct,
+        templates: None,
     };
     let suffix = new_suffix();
     let (first_topology, first) = provision(&clients, &spec, &suffix, &opts)
@@ -150,6 +152,8 @@ async fn foreign_resources_are_left_alone(kind: EngineKind) {
     let opts = ProvisionOptions {
         timing: spec.profile("seed").unwrap().clone(),
         replication_on_engine: replication::configure_on_engine(&mode),
+        via: harness::topology::provision::Via::Direct,
+        templates: None,
     };
     let Err(refused) = provision(&clients, &spec, &suffix, &opts).await else {
         panic!("provisioning must refuse a bucket it does not own");

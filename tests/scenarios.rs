@@ -3,6 +3,10 @@
 //! with its reviewed snapshot `tests/snapshots/scenarios__<name>.snap`. The same snapshot
 //! serves every engine: transcripts are normalised to be engine-independent.
 //!
+//! The core scenarios ([`CORE`]) are played a second time on each engine with the topology
+//! provisioned from the CloudFormation templates (`--via cloudformation`), against the same
+//! snapshots: the template the gate plays is the one a team deploys.
+//!
 //! Engines: `E2E_ENGINES` (comma-separated, default `localstack,ministack`). Each engine is
 //! started once for the whole run and stops when the test process exits.
 
@@ -13,6 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use harness::engine::{Engine, EngineKind, StartOptions};
 use harness::probe;
 use harness::scenario::{self, RunOptions, Scenario};
+use harness::topology::provision::Via;
 use harness::topology::TopologySpec;
 
 mod common;
@@ -20,15 +25,20 @@ use common::runtime;
 
 type Started = Result<&'static Engine, String>;
 
-/// Starts each engine once (the first test that needs it waits; the others share it).
-fn engine(kind: EngineKind) -> Started {
-    static ENGINES: OnceLock<Mutex<HashMap<EngineKind, Started>>> = OnceLock::new();
+/// Starts each engine once per provisioning path (the first test that needs it waits; the
+/// others share it). A MiniStack serves CloudFormation only with its Lambda service.
+fn engine(kind: EngineKind, via: Via) -> Started {
+    static ENGINES: OnceLock<Mutex<HashMap<(EngineKind, Via), Started>>> = OnceLock::new();
     let map = ENGINES.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map.lock().expect("engine map");
-    map.entry(kind)
+    let opts = StartOptions {
+        lambda: via == Via::Cloudformation && kind == EngineKind::Ministack,
+        ..StartOptions::default()
+    };
+    map.entry((kind, via))
         .or_insert_with(|| {
             runtime()
-                .block_on(probe::start(kind, &StartOptions::default()))
+                .block_on(probe::start(kind, &opts))
                 .map(|e| &*Box::leak(Box::new(e))) // stopped at exit: the atexit hooks
                 .map_err(|e| e.to_string())
         })
@@ -42,7 +52,7 @@ fn enabled(kind: EngineKind) -> bool {
         .any(|e| e.trim() == kind.name())
 }
 
-fn run_on(kind: EngineKind, path: &Path) -> datatest_stable::Result<()> {
+fn run_on(kind: EngineKind, path: &Path, via: Via) -> datatest_stable::Result<()> {
     if !enabled(kind) {
         eprintln!(
             "{kind} not in E2E_ENGINES: {} not run on it",
@@ -52,15 +62,18 @@ fn run_on(kind: EngineKind, path: &Path) -> datatest_stable::Result<()> {
     }
     let spec = TopologySpec::load(&TopologySpec::default_path())?;
     let scenario = Scenario::load(path, &spec.categories)?;
-    let engine = engine(kind)?;
+    let engine = engine(kind, via)?;
     let outcome = runtime().block_on(scenario::run(
         engine,
         &spec,
         &scenario,
-        &RunOptions::default(),
+        &RunOptions {
+            via,
+            ..RunOptions::default()
+        },
     ))?;
     eprintln!(
-        "{} on {kind}: {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s); replication {}",
+        "{} on {kind} (via {via}): {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s); replication {}",
         scenario.name,
         outcome.timings.total.as_secs_f64(),
         outcome.timings.provision.as_secs_f64(),
@@ -88,14 +101,28 @@ fn run_on(kind: EngineKind, path: &Path) -> datatest_stable::Result<()> {
 }
 
 fn localstack(path: &Path) -> datatest_stable::Result<()> {
-    run_on(EngineKind::Localstack, path)
+    run_on(EngineKind::Localstack, path, Via::Direct)
 }
 
 fn ministack(path: &Path) -> datatest_stable::Result<()> {
-    run_on(EngineKind::Ministack, path)
+    run_on(EngineKind::Ministack, path, Via::Direct)
 }
+
+fn localstack_cloudformation(path: &Path) -> datatest_stable::Result<()> {
+    run_on(EngineKind::Localstack, path, Via::Cloudformation)
+}
+
+fn ministack_cloudformation(path: &Path) -> datatest_stable::Result<()> {
+    run_on(EngineKind::Ministack, path, Via::Cloudformation)
+}
+
+/// The core scenarios, also played on the template-provisioned topology.
+const CORE: &str =
+    r"^(happy-path|replication-lag|poison-pill|corrupt-replica|async-replication)\.toml$";
 
 datatest_stable::harness! {
     { test = localstack, root = "scenarios", pattern = r"\.toml$" },
     { test = ministack, root = "scenarios", pattern = r"\.toml$" },
+    { test = localstack_cloudformation, root = "scenarios", pattern = CORE },
+    { test = ministack_cloudformation, root = "scenarios", pattern = CORE },
 }

@@ -25,6 +25,7 @@ pub mod errors;
 pub mod esm;
 pub mod fidelity;
 pub mod history;
+pub mod iac;
 pub mod observe;
 pub mod package;
 pub mod paths;

@@ -168,6 +168,8 @@ pub async fn probe(engine: &Engine, spec: &TopologySpec) -> ProbeReport {
             &ProvisionOptions {
                 timing,
                 replication_on_engine: true,
+                via: crate::topology::provision::Via::Direct,
+                templates: None,
             },
         ),
     )

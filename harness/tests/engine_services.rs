@@ -86,6 +86,16 @@ async fn ministack_runs_no_lambda_unless_deployed_functions_ask_for_it() {
     assert_eq!(not_deleted[0].code, "ReceiptHandleIsInvalid");
     let deploy = harness::deployed::check_engine(&plain).expect_err("deployed mode is refused");
     assert!(deploy.to_string().contains("--lambda"), "{deploy}");
+    // Nor CloudFormation: a stack's event source mapping runs its function whether or not
+    // Lambda is served.
+    let stacks = aws_sdk_cloudformation::Client::new(&clients.sdk)
+        .list_stacks()
+        .send()
+        .await;
+    assert!(stacks.is_err(), "CloudFormation answered: {stacks:?}");
+    let cfn = harness::topology::provision::stack::check_engine(&plain)
+        .expect_err("--via cloudformation is refused");
+    assert!(cfn.to_string().contains("--lambda"), "{cfn}");
     plain.stop();
 
     let with_lambda = probe::start(
@@ -101,16 +111,27 @@ async fn ministack_runs_no_lambda_unless_deployed_functions_ask_for_it() {
     assert!(with_lambda.lambda);
     assert_eq!(list_functions(&with_lambda).await, Ok(0));
     harness::deployed::check_engine(&with_lambda).expect("deployed mode is allowed");
+    let clients = with_lambda.clients("us-east-1", "us-west-2").await;
+    aws_sdk_cloudformation::Client::new(&clients.sdk)
+        .list_stacks()
+        .send()
+        .await
+        .expect("CloudFormation is served with Lambda");
 }
 
 #[test]
 fn the_services_filter_adds_lambda_only_when_asked() {
     let plain = harness::engine::process::ministack_services(false);
     assert!(!plain.split(',').any(|s| s == "lambda"), "{plain}");
+    assert!(!plain.split(',').any(|s| s == "cloudformation"), "{plain}");
     for needed in ["s3", "sqs", "sns", "events", "kms", "iam", "sts"] {
         assert!(plain.split(',').any(|s| s == needed), "{needed} in {plain}");
     }
     let deployed = harness::engine::process::ministack_services(true);
     assert!(deployed.split(',').any(|s| s == "lambda"), "{deployed}");
     assert!(deployed.split(',').any(|s| s == "logs"), "{deployed}");
+    assert!(
+        deployed.split(',').any(|s| s == "cloudformation"),
+        "{deployed}"
+    );
 }

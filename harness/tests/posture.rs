@@ -11,6 +11,7 @@ use harness::engine::{EngineKind, StartOptions};
 use harness::posture;
 use harness::probe;
 use harness::report::case::Check;
+use harness::topology::provision::Via;
 use harness::topology::TopologySpec;
 
 fn failed(checks: &[Check]) -> Vec<&Check> {
@@ -23,7 +24,7 @@ async fn posture_holds_and_names_one_disabled_flag(kind: EngineKind) {
         .expect("engine starts");
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology file");
 
-    let checks = posture::read::run(&engine, &spec)
+    let checks = posture::read::run(&engine, &spec, Via::Direct)
         .await
         .expect("posture checks");
     assert!(
@@ -61,7 +62,7 @@ async fn posture_holds_and_names_one_disabled_flag(kind: EngineKind) {
 
     let mut open = spec.clone();
     open.buckets.public_access_block.ignore_public_acls = false;
-    let again = posture::read::run(&engine, &open)
+    let again = posture::read::run(&engine, &open, Via::Direct)
         .await
         .expect("posture checks");
     assert_eq!(again.len(), checks.len());

@@ -212,9 +212,16 @@ pub async fn replicate(
     let mut timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
     timing.replication_lag_seconds = 0.0;
     timing.replication_fallback_seconds = 0.0;
-    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (topology, _, mode) = provision_for_engine(
+        &clients,
+        spec,
+        &suffix,
+        timing,
+        &caps,
+        crate::topology::provision::Via::Direct,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join("object.bin");
     write_generated(&file, "bench-replicate", bytes).await?;

@@ -161,9 +161,16 @@ pub async fn validator(
         .await;
     let suffix = new_suffix();
     let timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
-    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (topology, _, mode) = provision_for_engine(
+        &clients,
+        spec,
+        &suffix,
+        timing,
+        &caps,
+        crate::topology::provision::Via::Direct,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let result = run(engine, &clients, &topology, mode, plan).await;
     teardown(&clients, spec, &suffix).await;
     result
@@ -613,9 +620,16 @@ pub async fn e2e(
     let mut timing = spec.profile("fast").cloned().ok_or("no fast profile")?;
     timing.replication_lag_seconds = 0.0;
     timing.replication_fallback_seconds = 0.0;
-    let (topology, _, mode) = provision_for_engine(&clients, spec, &suffix, timing, &caps)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (topology, _, mode) = provision_for_engine(
+        &clients,
+        spec,
+        &suffix,
+        timing,
+        &caps,
+        crate::topology::provision::Via::Direct,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let result = e2e_run(&clients, &topology, caps, mode, objects, pollers).await;
     teardown(&clients, spec, &suffix).await;
     result

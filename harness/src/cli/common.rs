@@ -29,16 +29,19 @@ pub async fn running_engine(kind: EngineKind) -> anyhow::Result<crate::engine::E
 }
 
 /// Starts `kind` for a command that plays on it, with the engine's install and start
-/// progress on stderr; its Lambda service only for deployed functions.
+/// progress on stderr; its Lambda service (and, on MiniStack, CloudFormation, which can run
+/// functions) only for deployed functions or `--via cloudformation`.
 pub async fn start_engine(
     kind: EngineKind,
     functions: crate::deployed::FunctionsMode,
+    via: crate::topology::provision::Via,
 ) -> Result<crate::engine::Engine, crate::engine::EngineError> {
     crate::probe::start(
         kind,
         &crate::engine::StartOptions {
             verbose: true,
-            lambda: functions == crate::deployed::FunctionsMode::Deployed,
+            lambda: functions == crate::deployed::FunctionsMode::Deployed
+                || via == crate::topology::provision::Via::Cloudformation,
             ..Default::default()
         },
     )

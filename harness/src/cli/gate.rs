@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
+use crate::topology::provision::Via;
 use clap::Args;
 
 use crate::engine::EngineKind;
@@ -128,6 +129,11 @@ pub struct GateArgs {
     /// Only the posture checks, no scenarios.
     #[arg(long)]
     pub posture_only: bool,
+    /// How the topology is provisioned: `direct` (the harness's SDK calls) or
+    /// `cloudformation` (the templates of deploy/cloudformation/ with CreateStack; what the
+    /// engine's CloudFormation does not apply is filled by direct calls, named in the output).
+    #[arg(long, value_enum, default_value_t = Via::Direct, env = "HARNESS_VIA")]
+    pub via: Via,
 }
 
 impl GateArgs {
@@ -210,6 +216,28 @@ impl GateArgs {
             shard: self.shard.map(|s| (s.k, s.n)),
             ..GateRun::default()
         };
+        // The templates the run plays are the deploy artifact: the field's static checks
+        // run on them (and on the Terraform module) once, in shard 1.
+        if self.via == Via::Cloudformation && posture {
+            let t = Instant::now();
+            let deploy = crate::paths::repo_root().join("deploy");
+            run.iac = tokio::task::spawn_blocking(move || crate::iac::check(&deploy))
+                .await
+                .map_err(|e| GateError::Iac(crate::iac::IacError::Install(e.to_string())))?
+                .map_err(GateError::Iac)?;
+            for f in &run.iac {
+                println!(
+                    "static check: {} {} {}",
+                    f.tool.name(),
+                    f.unit.display(),
+                    if f.passed { "clean" } else { "FAILED" }
+                );
+                if !f.passed {
+                    println!("{}", f.output);
+                }
+            }
+            println!("static checks took {:.1}s", t.elapsed().as_secs_f64());
+        }
         let mut fatal = None;
         'engines: for kind in engines {
             let mine: Vec<usize> = selected
@@ -221,23 +249,26 @@ impl GateArgs {
                 continue;
             }
             let t = Instant::now();
-            let engine =
-                match super::common::start_engine(kind, crate::deployed::FunctionsMode::InProcess)
-                    .await
-                {
-                    Ok(e) => e,
-                    Err(source) => {
-                        fatal = Some(GateError::Engine {
-                            engine: kind.name(),
-                            source,
-                        });
-                        break;
-                    }
-                };
+            let engine = match super::common::start_engine(
+                kind,
+                crate::deployed::FunctionsMode::InProcess,
+                self.via,
+            )
+            .await
+            {
+                Ok(e) => e,
+                Err(source) => {
+                    fatal = Some(GateError::Engine {
+                        engine: kind.name(),
+                        source,
+                    });
+                    break;
+                }
+            };
             println!("{}", super::common::engine_ready_line(&engine, t.elapsed()));
             if posture {
                 let t = Instant::now();
-                match crate::posture::read::run(&engine, &spec).await {
+                match crate::posture::read::run(&engine, &spec, self.via).await {
                     Ok(checks) => {
                         print_checks(kind, &checks, t.elapsed().as_secs_f64());
                         run.checks.extend(checks);
@@ -252,7 +283,10 @@ impl GateArgs {
                 }
             }
             for i in mine {
-                let opts = RunOptions::default();
+                let opts = RunOptions {
+                    via: self.via,
+                    ..RunOptions::default()
+                };
                 // The case's log lines go with it (JUnit, report), not to the console.
                 let capture = super::logs::Capture::start();
                 let played =
@@ -380,6 +414,8 @@ pub enum GateError {
     },
     #[error("the {engine} engine stopped during the gate: {why}")]
     EngineExited { engine: &'static str, why: String },
+    #[error(transparent)]
+    Iac(crate::iac::IacError),
     #[error("writing {path}: {source}")]
     Output {
         path: PathBuf,

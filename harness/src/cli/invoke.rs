@@ -89,8 +89,15 @@ pub async fn invoke_on(
         .clients(&spec.primary_region, &spec.replica_region)
         .await;
     let suffix = new_suffix();
-    let provisioned =
-        provision_for_engine(&clients, spec, &suffix, timing, &engine.capabilities()).await;
+    let provisioned = provision_for_engine(
+        &clients,
+        spec,
+        &suffix,
+        timing,
+        &engine.capabilities(),
+        crate::topology::provision::Via::Direct,
+    )
+    .await;
     let result = match provisioned {
         Ok((topology, _, _)) => invoke_in(&clients, &topology, function, text).await,
         Err(e) => Err(DeployError::Aws {
@@ -167,8 +174,12 @@ impl InvokeArgs {
             .profile(&self.profile)
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("unknown profile {:?}", self.profile))?;
-        let engine =
-            super::common::start_engine(kind, crate::deployed::FunctionsMode::Deployed).await?;
+        let engine = super::common::start_engine(
+            kind,
+            crate::deployed::FunctionsMode::Deployed,
+            crate::topology::provision::Via::Direct,
+        )
+        .await?;
         let out = invoke_on(&engine, &spec, timing, self.function, &text).await?;
         println!("function: {}", out.function);
         println!("status: {}", out.invoked.status);

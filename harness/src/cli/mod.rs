@@ -13,6 +13,7 @@ pub mod package;
 pub mod provision;
 pub mod redrive;
 pub mod scenario;
+pub mod template;
 pub mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -88,6 +89,9 @@ pub enum Command {
     /// Build the functions' deployment zips (cargo lambda, x86_64 and arm64) and print
     /// each zip's size and SHA-256.
     Package(package::PackageArgs),
+    /// Write the topology's CloudFormation templates (deploy/cloudformation/), or check
+    /// that the committed ones match the topology file.
+    Template(template::TemplateArgs),
     /// Send one event to a deployed function (the real binary, through the engine's Invoke
     /// API) and print its response.
     Invoke(invoke::InvokeArgs),
@@ -125,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Fuzz(a) => a.run(cli.engine).await,
         Command::Gate(a) => a.run().await,
         Command::Package(a) => a.run().await,
+        Command::Template(a) => a.run().await,
         Command::Invoke(a) => a.run(cli.engine).await,
         Command::Up(a) => {
             a.run(cli.engine, matches!(cli.log_format, LogFormat::Json))

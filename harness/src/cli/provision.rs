@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::engine::EngineKind;
-use crate::topology::provision::provision_for_engine;
+use crate::topology::provision::{provision_for_engine, Via};
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 
 #[derive(Debug, Args)]
@@ -23,6 +23,11 @@ pub struct ProvisionArgs {
     /// Print the provisioned topology as JSON on stdout instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// How the topology is provisioned: `direct` (the harness's SDK calls) or
+    /// `cloudformation` (the templates of deploy/cloudformation/ with CreateStack; what the
+    /// engine's CloudFormation does not apply is filled by direct calls, named in the output).
+    #[arg(long, value_enum, default_value_t = Via::Direct, env = "HARNESS_VIA")]
+    pub via: Via,
 }
 
 impl ProvisionArgs {
@@ -37,12 +42,22 @@ impl ProvisionArgs {
             );
         };
         let engine = super::common::running_engine(kind).await?;
+        if self.via == Via::Cloudformation {
+            crate::topology::provision::stack::check_engine(&engine)?;
+        }
         let clients = engine
             .clients(&spec.primary_region, &spec.replica_region)
             .await;
         let suffix = self.suffix.unwrap_or_else(new_suffix);
-        let (topology, report, mode) =
-            provision_for_engine(&clients, &spec, &suffix, timing, &engine.capabilities()).await?;
+        let (topology, report, mode) = provision_for_engine(
+            &clients,
+            &spec,
+            &suffix,
+            timing,
+            &engine.capabilities(),
+            self.via,
+        )
+        .await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&topology)?);
         } else {
@@ -52,6 +67,10 @@ impl ProvisionArgs {
             );
             print!("{}", report.render());
             println!("replication: {mode}");
+            println!("provisioned via: {}", self.via);
+            for f in report.filled() {
+                println!("  filled by the harness: {f}");
+            }
             println!("remove it with: harness --engine {kind} teardown --suffix {suffix}");
         }
         Ok(0)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::topology::provision::Via;
 use clap::{Args, Subcommand};
 
 use crate::deployed::{self, EnvOverride, FunctionsMode};
@@ -72,6 +73,11 @@ pub struct RunArgs {
     /// topology's, as FUNCTION:NAME=VALUE (FUNCTION is validator or notifier); repeatable.
     #[arg(long = "function-env", value_name = "FUNCTION:NAME=VALUE")]
     pub function_env: Vec<EnvOverride>,
+    /// How the topology is provisioned: `direct` (the harness's SDK calls) or
+    /// `cloudformation` (the templates of deploy/cloudformation/ with CreateStack; what the
+    /// engine's CloudFormation does not apply is filled by direct calls, named in the output).
+    #[arg(long, value_enum, default_value_t = Via::Direct, env = "HARNESS_VIA")]
+    pub via: Via,
 }
 
 impl ScenarioCommand {
@@ -161,7 +167,7 @@ impl RunArgs {
         }
         eprintln!("harness: starting {kind} ...");
         let started = Instant::now();
-        let engine = super::common::start_engine(kind, self.functions).await?;
+        let engine = super::common::start_engine(kind, self.functions, self.via).await?;
         println!(
             "{}",
             super::common::engine_ready_line(&engine, started.elapsed())
@@ -174,6 +180,7 @@ impl RunArgs {
                 suffix: None,
                 functions: self.functions,
                 function_env: self.function_env.clone(),
+                via: self.via,
             };
             let Some(case) = super::common::play_judged(&engine, &spec, &root, s, &opts).await
             else {
@@ -205,6 +212,7 @@ impl RunArgs {
             let run = GateRun {
                 cases: results,
                 checks: Vec::new(),
+                iac: Vec::new(),
                 shard: None,
                 wall: started.elapsed(),
             };

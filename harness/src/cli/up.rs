@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::topology::provision::Via;
 use clap::Args;
 
 use crate::aws::Clients;
@@ -34,6 +35,11 @@ pub struct UpArgs {
     /// Topology file.
     #[arg(long, default_value_os_t = TopologySpec::default_path())]
     pub topology: PathBuf,
+    /// How the topology is provisioned: `direct` (the harness's SDK calls) or
+    /// `cloudformation` (the templates of deploy/cloudformation/ with CreateStack; what the
+    /// engine's CloudFormation does not apply is filled by direct calls, named in the output).
+    #[arg(long, value_enum, default_value_t = Via::Direct, env = "HARNESS_VIA")]
+    pub via: Via,
 }
 
 impl UpArgs {
@@ -71,14 +77,18 @@ impl UpArgs {
         };
         eprintln!("harness: starting {kind} ...");
         let engine =
-            super::common::start_engine(kind, crate::deployed::FunctionsMode::InProcess).await?;
+            super::common::start_engine(kind, crate::deployed::FunctionsMode::InProcess, self.via)
+                .await?;
+        if self.via == Via::Cloudformation {
+            crate::topology::provision::stack::check_engine(&engine)?;
+        }
         let caps = engine.capabilities();
         let clients = engine
             .clients(&spec.primary_region, &spec.replica_region)
             .await;
         let suffix = new_suffix();
         let (topology, report, mode) =
-            provision_for_engine(&clients, &spec, &suffix, timing, &caps).await?;
+            provision_for_engine(&clients, &spec, &suffix, timing, &caps, self.via).await?;
         eprintln!(
             "harness: provisioned {} resources in {:.2}s",
             report.steps.len(),

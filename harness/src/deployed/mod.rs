@@ -216,15 +216,6 @@ pub struct Deployment {
     mappings: Vec<(FunctionName, String, String)>,
 }
 
-/// The queues each function consumes, by role: the in-process system's mappings.
-pub const MAPPINGS: [(FunctionName, &str); 5] = [
-    (FunctionName::Validator, "validation"),
-    (FunctionName::Notifier, "failure"),
-    (FunctionName::Notifier, "validation-dlq"),
-    (FunctionName::Notifier, "events-dlq"),
-    (FunctionName::Notifier, "failure-dlq"),
-];
-
 /// A grace after disabling a mapping: an engine poll pass that read `Enabled` just before
 /// may still take one batch (MiniStack's poller passes at least once a second).
 const DISABLE_GRACE: Duration = Duration::from_millis(1500);
@@ -335,7 +326,7 @@ impl Deployment {
         }
         if spec.mappings {
             let batching = topology.timing.batching_window_seconds.round() as i32;
-            for (function, role) in MAPPINGS {
+            for (function, role) in crate::topology::MAPPINGS {
                 let queue = topology
                     .queues
                     .by_role(role)

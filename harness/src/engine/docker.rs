@@ -158,7 +158,7 @@ pub async fn start_localstack() -> Result<super::Engine, crate::engine::EngineEr
     let tag = chosen_tag.clone().unwrap_or_else(|| "4.14.0".into());
     let mut image = LocalStack::default()
         .with_tag(tag.clone())
-        .with_env_var("SERVICES", "s3,sqs,sns,events,kms,iam,sts")
+        .with_env_var("SERVICES", super::process::LOCALSTACK_SERVICES)
         .with_env_var("SQS_ENDPOINT_STRATEGY", "path")
         .with_label(LABEL, owner_label())
         .with_host_config_modifier(loopback_only);

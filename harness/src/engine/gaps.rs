@@ -36,6 +36,24 @@
 //! | records carry no `md5OfMessageAttributes` | MiniStack | the SQS event record has `md5OfMessageAttributes` when the message has attributes (Lambda Developer Guide, "Using Lambda with Amazon SQS", example event) | neither function reads it |
 //! | a disabled mapping may still take the one batch its poller was reading | MiniStack | `UpdateEventSourceMapping` `Enabled=false` stops polling ("pausing" a mapping) | `Deployment::set_enabled` waits for the `Disabled` state and then one poll pass |
 //!
+//! **With `--via cloudformation`** (the topology from `deploy/cloudformation/`, with
+//! CreateStack on the engine, [`crate::topology::provision::stack`]), as measured on
+//! LocalStack 4.14.0 and MiniStack 1.5.33. Each fill is found by reading the setting back,
+//! not by engine name, and is a `filled` line of the provisioning report:
+//!
+//! | gap | engine | AWS reference | where it is handled |
+//! |---|---|---|---|
+//! | `AWS::S3::Bucket` `LifecycleConfiguration` accepted, not applied (GetBucketLifecycleConfiguration: none) | both | the property sets the bucket's lifecycle rules (CloudFormation User Guide, `AWS::S3::Bucket LifecycleConfiguration`) | `stack::fill_bucket_gaps` puts the same rules (`ensure::category_lifecycle`, `ledger_lifecycle`) |
+//! | `AWS::S3::Bucket` `Tags` not applied | MiniStack | `Tags` become the bucket's tag set (`AWS::S3::Bucket Tags`) | `stack::fill_bucket_gaps` puts the tags, so teardown's ownership check finds the run's buckets |
+//! | SSE-KMS `BucketEncryption` answered as AES256 (seen in a probe; the topology's buckets are AES256, so no fill happens today) | both | `ServerSideEncryptionByDefault` (`AWS::S3::Bucket BucketEncryption`) | `stack::fill_bucket_gaps` puts the topology's encryption when the read-back differs |
+//! | `PublicAccessBlockConfiguration` not applied: a bucket keeps the all-true default whatever the template says | LocalStack | the property sets the bucket's block (`AWS::S3::Bucket PublicAccessBlockConfiguration`) | `stack::fill_public_access_blocks` puts the flags the template declares (read from the template itself, so a template that turns one off is provisioned off and the posture check names it) |
+//! | `AWS::SNS::Topic` `KmsMasterKeyId` not applied | MiniStack | `KmsMasterKeyId` (`AWS::SNS::Topic`) | `stack::fill_topic_key` sets the stack's SNS key |
+//! | `ReplicationConfiguration` accepted, not applied | both | `AWS::S3::Bucket ReplicationConfiguration` | not filled: the harness replicator applies the same rules on local engines (`replication_config`, which the template's rules are generated from); a configuration an engine did apply is removed (`stack::remove_engine_replication`) so two copiers never race |
+//! | `AWS::IAM::RolePolicy` unknown ("Unrecognized resource types") | MiniStack | `AWS::IAM::RolePolicy` and `AWS::IAM::Policy` with `Roles` both put a role's inline policy | the template uses `AWS::IAM::Policy` |
+//! | `AWS::Lambda::Function` fails ("Installation of lambda-runtime ... failed": no Docker) | LocalStack | n/a | the functions are conditional on `ArtifactBucket`; the gate leaves it empty and runs the functions itself, as on the direct path |
+//! | a stack's `AWS::Lambda::EventSourceMapping` runs its function even when the Lambda service is not served | MiniStack | n/a (a local-security matter) | a MiniStack the harness starts serves CloudFormation only together with Lambda (`ministack_services`), and `--via cloudformation` refuses one started without (`stack::check_engine`) |
+//! | `AWS::Logs::LogGroup` `RetentionInDays` not applied | LocalStack | `RetentionInDays` (`AWS::Logs::LogGroup`) | the log groups belong to the functions' condition: not made where the harness runs the functions |
+//!
 //! Undocumented on AWS, so modelled and said so: how replication latency compares with
 //! event delivery. The model lands every replica after the first validation attempt
 //! (the case that exposes lag handling); scenarios add delays, pauses and faults.

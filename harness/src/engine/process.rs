@@ -209,7 +209,7 @@ async fn spawn_and_wait(
                 .env("DNS_ADDRESS", "0")
                 .env("SKIP_SSL_CERT_DOWNLOAD", "1")
                 .env("SQS_ENDPOINT_STRATEGY", "path")
-                .env("SERVICES", "s3,sqs,sns,events,kms,iam,sts");
+                .env("SERVICES", LOCALSTACK_SERVICES);
         }
         EngineKind::Ministack => {
             cmd.env("GATEWAY_PORT", port.to_string())
@@ -312,13 +312,30 @@ async fn spawn_and_wait(
     })
 }
 
+/// The services a LocalStack serves: the topology's, and CloudFormation with CloudWatch
+/// for `--via cloudformation` (the templates' alarms). Its CloudFormation cannot run a
+/// function here: Lambda is not served, and its functions need Docker.
+pub const LOCALSTACK_SERVICES: &str = "s3,sqs,sns,events,kms,iam,sts,cloudformation,cloudwatch";
+
 /// The services a MiniStack serves (its `SERVICES` filter): what the topology and the
 /// in-process functions use, and its Lambda service and logs only when asked for. MiniStack
 /// answers 400 to any other service.
 pub fn ministack_services(lambda: bool) -> String {
-    let mut services = vec!["s3", "sqs", "sns", "events", "kms", "iam", "sts"];
+    let mut services = vec![
+        "s3",
+        "sqs",
+        "sns",
+        "events",
+        "kms",
+        "iam",
+        "sts",
+        "cloudwatch",
+    ];
+    // CloudFormation too: its AWS::Lambda::Function and EventSourceMapping make and run
+    // functions whether or not the Lambda service is served (seen on 1.5.33: a stack's
+    // mapping ran a function while Invoke answered 400).
     if lambda {
-        services.extend(["lambda", "logs"]);
+        services.extend(["lambda", "logs", "cloudformation"]);
     }
     services.join(",")
 }

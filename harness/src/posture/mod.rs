@@ -27,6 +27,7 @@
 //! | `role-trust` | each role, `Principal` | no `*` principal in the trust policy | [GetRole](https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetRole.html) |
 //! | `queue-policy` | each queue with an access policy, `Principal` | no `*` principal | GetQueueAttributes `Policy` |
 //! | `key-policy` | each CMK, `Principal` | no `*` principal (a key policy's `"Resource": "*"` means the key itself, the only form AWS accepts) | [GetKeyPolicy](https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyPolicy.html) |
+//! | `mapping-batch-item-failures` | each event source mapping of a deployed function (on each queue it consumes), `FunctionResponseTypes` | `ReportBatchItemFailures`: without it Lambda ignores the partial batch response and retries the whole batch, successes included (Lambda Developer Guide, "Handling errors for an SQS event source") | [ListEventSourceMappings](https://docs.aws.amazon.com/lambda/latest/api/API_ListEventSourceMappings.html); only where the functions exist in the engine (a stack with `ArtifactBucket`, `--functions deployed`) |
 //!
 //! Not checked, on purpose: the alert ledger's versioning (bookkeeping the notifier owns,
 //! unversioned by design) and the alerts queue's encryption (the stand-in for the seed's
@@ -69,6 +70,7 @@ pub enum CheckId {
     RoleTrust,
     QueuePolicy,
     KeyPolicy,
+    MappingBatchItemFailures,
 }
 
 impl CheckId {
@@ -89,6 +91,7 @@ impl CheckId {
             CheckId::RoleTrust => "role-trust",
             CheckId::QueuePolicy => "queue-policy",
             CheckId::KeyPolicy => "key-policy",
+            CheckId::MappingBatchItemFailures => "mapping-batch-item-failures",
         }
     }
 }
@@ -149,6 +152,21 @@ impl Verdict {
             passed: false,
             detail: detail.into(),
         }
+    }
+}
+
+/// A mapping's `FunctionResponseTypes`: it must hold `ReportBatchItemFailures`; `None` when
+/// the queue has no mapping to the function at all.
+pub fn batch_item_failures(found: Option<&[String]>) -> Verdict {
+    match found {
+        Some(types) if types.iter().any(|t| t == "ReportBatchItemFailures") => {
+            Verdict::pass("ReportBatchItemFailures")
+        }
+        Some(types) => Verdict::fail(format!(
+            "[{}] (required: ReportBatchItemFailures; without it a partial batch failure retries the whole batch)",
+            types.join(", ")
+        )),
+        None => Verdict::fail("no mapping from this queue to the function"),
     }
 }
 

@@ -14,7 +14,6 @@ use crate::errors::sdk;
 use crate::fidelity::proxy::GapProxy;
 use crate::fidelity::replicator::{ReplicationTiming, Replicator};
 use crate::report::case::Check;
-use crate::topology::provision::provision_for_engine;
 use crate::topology::ProvisionError;
 use crate::topology::{new_suffix, Topology, TopologySpec};
 
@@ -64,7 +63,63 @@ pub async fn read(
     topic_and_rule(&mut sheet, clients, topology).await;
     roles(&mut sheet, clients, topology, spec).await;
     keys(&mut sheet, clients, topology).await;
+    mappings(&mut sheet, clients, topology).await;
     sheet.checks
+}
+
+/// The event source mappings of the functions, where the engine holds the functions (a
+/// stack made with `ArtifactBucket`, `--functions deployed`); none is read otherwise.
+async fn mappings(sheet: &mut Sheet, clients: &Clients, topology: &Topology) {
+    use crate::topology::{policy, FunctionName};
+    let lambda = aws_sdk_lambda::Client::new(&clients.sdk);
+    for (function, role) in crate::topology::MAPPINGS {
+        let name = policy::function_of(match function {
+            FunctionName::Validator => &topology.names.validator_role,
+            FunctionName::Notifier => &topology.names.notifier_role,
+        });
+        if lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let Some(queue) = topology.queues.by_role(role) else {
+            continue;
+        };
+        let resource = format!("mapping {} -> {name}", queue.name);
+        match lambda
+            .list_event_source_mappings()
+            .function_name(&name)
+            .event_source_arn(&queue.arn)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let found: Option<Vec<String>> = out.event_source_mappings().first().map(|m| {
+                    m.function_response_types()
+                        .iter()
+                        .map(|t| t.as_str().to_string())
+                        .collect()
+                });
+                sheet.add(
+                    CheckId::MappingBatchItemFailures,
+                    &resource,
+                    "FunctionResponseTypes",
+                    super::batch_item_failures(found.as_deref()),
+                );
+            }
+            Err(e) => sheet.failed_call(
+                CheckId::MappingBatchItemFailures,
+                &resource,
+                "FunctionResponseTypes",
+                "ListEventSourceMappings",
+                crate::errors::sdk(e),
+            ),
+        }
+    }
 }
 
 async fn buckets(sheet: &mut Sheet, clients: &Clients, topology: &Topology) {
@@ -506,7 +561,25 @@ async fn keys(sheet: &mut Sheet, clients: &Clients, topology: &Topology) {
 /// its posture through what clients see (the fidelity layer where the harness replicates),
 /// and tears it down. Provisioning failing is an error (the engine cannot host the
 /// topology); a setting that cannot be read is a failed check.
-pub async fn run(engine: &Engine, spec: &TopologySpec) -> Result<Vec<Check>, ProvisionError> {
+pub async fn run(
+    engine: &Engine,
+    spec: &TopologySpec,
+    via: crate::topology::provision::Via,
+) -> Result<Vec<Check>, ProvisionError> {
+    run_with(engine, spec, via, None).await
+}
+
+/// [`run`] on a topology provisioned from these template bodies (replica, primary): a
+/// team's edited copy, or a test's deliberately broken one.
+pub async fn run_with(
+    engine: &Engine,
+    spec: &TopologySpec,
+    via: crate::topology::provision::Via,
+    templates: Option<[String; 2]>,
+) -> Result<Vec<Check>, ProvisionError> {
+    if via == crate::topology::provision::Via::Cloudformation {
+        crate::topology::provision::stack::check_engine(engine)?;
+    }
     let clients = engine
         .clients(&spec.primary_region, &spec.replica_region)
         .await;
@@ -516,8 +589,10 @@ pub async fn run(engine: &Engine, spec: &TopologySpec) -> Result<Vec<Check>, Pro
         .cloned()
         .ok_or_else(|| ProvisionError::new("posture", "the topology has no `seed` profile"))?;
     let suffix = new_suffix();
-    let (topology, _report, mode) =
-        provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
+    let (topology, _report, mode) = crate::topology::provision::provision_for_engine_with(
+        &clients, spec, &suffix, timing, &caps, via, templates,
+    )
+    .await?;
     let checks = if mode.is_emulated() {
         match GapProxy::start(&clients.endpoint).await {
             Ok(proxy) => {

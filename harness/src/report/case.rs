@@ -169,6 +169,8 @@ pub struct Check {
 pub struct GateRun {
     pub cases: Vec<Case>,
     pub checks: Vec<Check>,
+    /// cfn-lint's and Checkov's verdicts on `deploy/` (`--via cloudformation`).
+    pub iac: Vec<crate::iac::Finding>,
     /// `(k, n)` when this run is shard k of n (1-based).
     pub shard: Option<(u32, u32)>,
     /// Wall time of the whole run.
@@ -180,6 +182,7 @@ impl GateRun {
     pub fn passed(&self) -> bool {
         self.cases.iter().all(|c| c.status == CaseStatus::Passed)
             && self.checks.iter().all(|c| c.passed)
+            && self.iac.iter().all(|f| f.passed)
     }
 }
 

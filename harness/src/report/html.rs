@@ -729,6 +729,7 @@ mod tests {
                     detail: "false; required true".into(),
                 },
             ],
+            iac: Vec::new(),
             shard: Some((1, 2)),
             wall: Duration::from_secs(12),
         }

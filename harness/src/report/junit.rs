@@ -2,7 +2,9 @@
 //! one suite per engine, one test case per scenario; a failed case carries its problems and
 //! the snapshot diff, a case that could not be played is a JUnit error. A gate run adds a
 //! `posture-<engine>` suite, one test case per posture check (`<check> <resource>
-//! <setting>`), failing with what was found.
+//! <setting>`), failing with what was found, and with `--via cloudformation` a `cfn-lint`
+//! and a `checkov` suite, one case per template (and the Terraform module), failing with
+//! the tool's findings.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
@@ -35,6 +37,31 @@ pub fn render_run(run: &GateRun) -> Result<String, quick_junit::SerializeError> 
             };
             let mut case = TestCase::new(format!("{} {} {}", c.id, c.resource, c.setting), status);
             case.set_classname(format!("posture.{engine}"));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    for tool in [crate::iac::Tool::CfnLint, crate::iac::Tool::Checkov] {
+        let findings: Vec<_> = run.iac.iter().filter(|f| f.tool == tool).collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let mut suite = TestSuite::new(tool.name());
+        for f in findings {
+            let status = if f.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!(
+                    "{} found problems in {}",
+                    tool.name(),
+                    f.unit.display()
+                ));
+                s.set_description(f.output.clone());
+                s
+            };
+            let mut case = TestCase::new(f.unit.display().to_string(), status);
+            case.set_classname(format!("iac.{}", tool.name()));
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
@@ -181,6 +208,7 @@ mod tests {
                 check(true, "IgnorePublicAcls"),
                 check(false, "BlockPublicAcls"),
             ],
+            iac: Vec::new(),
             shard: None,
             wall: Duration::ZERO,
         };

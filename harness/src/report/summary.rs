@@ -49,6 +49,13 @@ pub fn render(run: &GateRun) -> String {
                 .join(", ")
         ));
     }
+    if !run.iac.is_empty() {
+        let clean = run.iac.iter().filter(|f| f.passed).count();
+        totals.push(format!(
+            "**{clean} of {} static checks (cfn-lint, checkov) clean**",
+            run.iac.len()
+        ));
+    }
     if let Some((k, n)) = run.shard {
         totals.push(format!("shard {k}/{n}"));
     }
@@ -109,6 +116,17 @@ pub fn render(run: &GateRun) -> String {
                 );
             }
         }
+    }
+
+    for f in run.iac.iter().filter(|f| !f.passed) {
+        let fence = "```";
+        let _ = writeln!(
+            out,
+            "### {} found problems in {}\n\n{fence}\n{}\n{fence}\n",
+            f.tool.name(),
+            f.unit.display(),
+            f.output
+        );
     }
 
     let failed: Vec<_> = run.checks.iter().filter(|c| !c.passed).collect();
@@ -276,6 +294,7 @@ mod tests {
                     true,
                 ),
             ],
+            iac: Vec::new(),
             shard: None,
             wall: Duration::from_secs(412),
         };
@@ -306,6 +325,7 @@ mod tests {
                     true,
                 ),
             ],
+            iac: Vec::new(),
             shard: Some((2, 3)),
             wall: Duration::from_millis(58_300),
         };
@@ -391,6 +411,7 @@ mod tests {
         let run = GateRun {
             cases: vec![bad],
             checks: vec![k],
+            iac: Vec::new(),
             shard: None,
             wall: Duration::from_secs(3),
         };

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub functions: crate::deployed::FunctionsMode,
     /// Environment variables set on deployed functions over the topology's.
     pub function_env: Vec<crate::deployed::EnvOverride>,
+    /// Provision with direct calls or through the CloudFormation templates.
+    pub via: crate::topology::provision::Via,
 }
 
 /// Where the time went.
@@ -75,6 +77,9 @@ pub async fn run(
     if opts.functions == crate::deployed::FunctionsMode::Deployed {
         crate::deployed::check_engine(engine)?;
     }
+    if opts.via == crate::topology::provision::Via::Cloudformation {
+        crate::topology::provision::stack::check_engine(engine)?;
+    }
     let base = spec.profile(&scenario.profile).ok_or_else(|| {
         ScenarioError::Other(format!(
             "{}: unknown profile {:?} (profiles: {})",
@@ -101,7 +106,7 @@ pub async fn run(
 
     let t = Instant::now();
     let (topology, _report, mode) =
-        provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
+        provision_for_engine(&clients, spec, &suffix, timing, &caps, opts.via).await?;
     let provision_time = t.elapsed();
 
     let system = RunningSystem::start(
@@ -347,8 +352,15 @@ impl<'e> Session<'e> {
             .clients(&spec.primary_region, &spec.replica_region)
             .await;
         let suffix = new_suffix();
-        let (topology, _report, mode) =
-            provision_for_engine(&clients, spec, &suffix, timing, &caps).await?;
+        let (topology, _report, mode) = provision_for_engine(
+            &clients,
+            spec,
+            &suffix,
+            timing,
+            &caps,
+            crate::topology::provision::Via::Direct,
+        )
+        .await?;
         let system = RunningSystem::start(
             clients.clone(),
             caps,

@@ -10,6 +10,7 @@ pub mod provision;
 pub mod replication;
 pub mod spec;
 pub mod teardown;
+pub mod template;
 
 use serde::Serialize;
 
@@ -265,6 +266,17 @@ impl Topology {
             .collect()
     }
 }
+
+/// The queues each function consumes, by queue role: one event source mapping each, in
+/// the harness's own mapping (`esm`), under `--functions deployed`, and in the
+/// CloudFormation template.
+pub const MAPPINGS: [(FunctionName, &str); 5] = [
+    (FunctionName::Validator, "validation"),
+    (FunctionName::Notifier, "failure"),
+    (FunctionName::Notifier, "validation-dlq"),
+    (FunctionName::Notifier, "events-dlq"),
+    (FunctionName::Notifier, "failure-dlq"),
+];
 
 /// The two functions, for pausing and resuming their triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]

@@ -217,6 +217,17 @@ pub fn key_policy(account: &str, region: &str, purpose: KeyPurpose, roles: &[Str
             "Condition": {"StringEquals": {"aws:SourceAccount": account}}
         }));
     }
+    if purpose == KeyPurpose::Sns {
+        // The DLQ alarms notify the encrypted topic: CloudWatch publishes with the key
+        // ("Amazon SNS: the key policy must allow CloudWatch", CloudWatch User Guide,
+        // "Using Amazon CloudWatch alarms", encrypted topics).
+        statements.push(json!({
+            "Sid": "CloudWatchAlarmsToEncryptedTopic", "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+        }));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -350,9 +361,25 @@ mod tests {
         for (a, b) in [(0, 1), (1, 2), (0, 3), (1, 3), (2, 3)] {
             assert_ne!(policies[a], policies[b], "purposes {a} and {b}");
         }
-        // The SNS key: only its publisher, with the seed's actions; no service principal.
+        // The SNS key: its publisher with the seed's actions, and CloudWatch (the DLQ
+        // alarms publish to the encrypted topic) with Decrypt and GenerateDataKey* only.
         let sns = policies[1].to_string();
-        assert!(sns.contains("kms:ReEncrypt*") && !sns.contains("Service"));
+        assert!(sns.contains("kms:ReEncrypt*"));
+        let services: Vec<&Value> = policies[1]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Principal"].get("Service").is_some())
+            .collect();
+        assert_eq!(services.len(), 1, "{sns}");
+        assert_eq!(
+            services[0]["Principal"]["Service"],
+            "cloudwatch.amazonaws.com"
+        );
+        assert_eq!(
+            services[0]["Action"],
+            json!(["kms:Decrypt", "kms:GenerateDataKey*"])
+        );
     }
 
     /// Finding 22(f): SSE-KMS primaries have a key of their own, not the SQS key. Its

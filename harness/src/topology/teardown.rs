@@ -27,6 +27,12 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
     let names = Names::new(spec, suffix);
     let mut report = TeardownReport::default();
 
+    // A `--via cloudformation` run's stacks first (they retain the buckets, removed below
+    // with the rest of what the run owns).
+    let (removed, problems) = super::provision::stack::delete_stacks(clients, spec, suffix).await;
+    report.removed.extend(removed);
+    report.problems.extend(problems);
+
     // Functions a kept `--functions deployed` run left, with their mappings (LocalStack
     // runs here without Lambda: nothing to ask it).
     if clients.kind != crate::engine::EngineKind::Localstack {

@@ -287,6 +287,17 @@ pub(super) async fn ensure_private_encrypted(
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
+    put_encryption(s3, spec, name, f).await?;
+    Ok(status)
+}
+
+/// Sets the topology's default encryption on a bucket.
+pub(super) async fn put_encryption(
+    s3: &aws_sdk_s3::Client,
+    spec: &TopologySpec,
+    name: &str,
+    f: &impl Fn(String) -> ProvisionError,
+) -> Result<(), ProvisionError> {
     let sse = s3t::ServerSideEncryptionConfiguration::builder()
         .rules(
             s3t::ServerSideEncryptionRule::builder()
@@ -308,7 +319,7 @@ pub(super) async fn ensure_private_encrypted(
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
-    Ok(status)
+    Ok(())
 }
 
 /// Tags a bucket this run created: the project's tags and the ownership tags.
@@ -381,17 +392,7 @@ pub(super) async fn ensure_ledger_bucket(
     let s3 = &clients.s3;
     let status =
         ensure_private_encrypted(s3, spec, name, &spec.primary_region, suffix, &[], &f).await?;
-    let rule = s3t::LifecycleRule::builder()
-        .id("expire-ledger-entries")
-        .status(s3t::ExpirationStatus::Enabled)
-        .filter(
-            s3t::LifecycleRuleFilter::builder()
-                .prefix("alerts/")
-                .build(),
-        )
-        .expiration(s3t::LifecycleExpiration::builder().days(1).build())
-        .build()
-        .map_err(|e| f(e.to_string()))?;
+    let rule = ledger_lifecycle().map_err(&f)?;
     put_lifecycle(s3, name, rule, &f).await?;
     record(log, step.clone(), status, t).await;
     Ok(())
@@ -434,7 +435,39 @@ pub(super) async fn ensure_bucket(
         .send()
         .await
         .map_err(|e| f(sdk(e)))?;
-    let rule = s3t::LifecycleRule::builder()
+    let rule = category_lifecycle(spec, category).map_err(&f)?;
+    put_lifecycle(s3, name, rule, &f).await?;
+    record(log, step.clone(), status, t).await;
+    Ok(())
+}
+
+/// The ledger's lifecycle rule: entries expire after a day.
+pub(super) fn ledger_lifecycle() -> Result<s3t::LifecycleRule, String> {
+    s3t::LifecycleRule::builder()
+        .id("expire-ledger-entries")
+        .status(s3t::ExpirationStatus::Enabled)
+        .filter(
+            s3t::LifecycleRuleFilter::builder()
+                .prefix("alerts/")
+                .build(),
+        )
+        .expiration(s3t::LifecycleExpiration::builder().days(1).build())
+        .abort_incomplete_multipart_upload(
+            s3t::AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(1)
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A category bucket's lifecycle rule (the seed's: noncurrent versions to Glacier IR, then
+/// expired; incomplete multipart uploads aborted).
+pub(super) fn category_lifecycle(
+    spec: &TopologySpec,
+    category: &str,
+) -> Result<s3t::LifecycleRule, String> {
+    s3t::LifecycleRule::builder()
         .id(format!("{category}-lifecycle-rule"))
         .status(s3t::ExpirationStatus::Enabled)
         .filter(s3t::LifecycleRuleFilter::builder().prefix("").build())
@@ -455,10 +488,7 @@ pub(super) async fn ensure_bucket(
                 .build(),
         )
         .build()
-        .map_err(|e| f(e.to_string()))?;
-    put_lifecycle(s3, name, rule, &f).await?;
-    record(log, step.clone(), status, t).await;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 pub(super) async fn ensure_eventbridge_notifications(

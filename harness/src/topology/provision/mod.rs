@@ -3,9 +3,12 @@
 //! succeeds. Independent resources are provisioned concurrently.
 
 mod ensure;
+mod options;
 mod report;
+pub mod stack;
 
 pub use ensure::replication_config;
+pub use options::{ProvisionOptions, Via};
 pub use report::{ProvisionReport, Status, StepReport};
 
 use std::collections::HashMap;
@@ -23,15 +26,6 @@ use crate::aws::Clients;
 use ensure::*;
 use report::Log;
 
-/// How to provision.
-#[derive(Debug, Clone)]
-pub struct ProvisionOptions {
-    pub timing: Timing,
-    /// Put the replication configuration on the primaries (off when the harness replicator
-    /// stands in for an engine's native replication).
-    pub replication_on_engine: bool,
-}
-
 /// Decides who replicates in this run (`replication::mode`) and provisions to match: the
 /// one sequence every command and the scenario runner use.
 pub async fn provision_for_engine(
@@ -40,6 +34,28 @@ pub async fn provision_for_engine(
     suffix: &str,
     timing: Timing,
     caps: &crate::engine::Capabilities,
+    via: Via,
+) -> Result<
+    (
+        Topology,
+        ProvisionReport,
+        crate::topology::replication::ReplicationMode,
+    ),
+    ProvisionError,
+> {
+    provision_for_engine_with(clients, spec, suffix, timing, caps, via, None).await
+}
+
+/// [`provision_for_engine`] with template bodies (replica, primary) of the caller's for
+/// `Via::Cloudformation`.
+pub async fn provision_for_engine_with(
+    clients: &Clients,
+    spec: &TopologySpec,
+    suffix: &str,
+    timing: Timing,
+    caps: &crate::engine::Capabilities,
+    via: Via,
+    templates: Option<[String; 2]>,
 ) -> Result<
     (
         Topology,
@@ -52,8 +68,13 @@ pub async fn provision_for_engine(
     let opts = ProvisionOptions {
         timing,
         replication_on_engine: crate::topology::replication::configure_on_engine(&mode),
+        via,
+        templates,
     };
-    let (topology, report) = provision(clients, spec, suffix, &opts).await?;
+    let (topology, report) = match via {
+        Via::Direct => provision(clients, spec, suffix, &opts).await?,
+        Via::Cloudformation => stack::provision(clients, spec, suffix, &opts).await?,
+    };
     Ok((topology, report, mode))
 }
 

@@ -12,6 +12,11 @@ use super::ProvisionError;
 pub enum Status {
     Created,
     Exists,
+    /// Made by a CloudFormation stack (`--via cloudformation`).
+    Stack,
+    /// A setting the engine's CloudFormation accepted but did not apply, applied by a direct
+    /// call (`engine/gaps.rs`).
+    Filled,
 }
 
 /// One line of the provisioning report.
@@ -33,8 +38,17 @@ impl ProvisionReport {
     pub fn created(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| s.status == Status::Created)
+            .filter(|s| s.status != Status::Exists)
             .count()
+    }
+
+    /// The settings filled by direct calls after the stacks (empty on the direct path).
+    pub fn filled(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == Status::Filled)
+            .map(|s| s.resource.as_str())
+            .collect()
     }
 
     /// A readable summary, one line per resource.
@@ -46,6 +60,8 @@ impl ProvisionReport {
                 match st.status {
                     Status::Created => "created",
                     Status::Exists => "exists",
+                    Status::Stack => "stack",
+                    Status::Filled => "filled",
                 },
                 st.resource,
                 st.millis

@@ -1,0 +1,3 @@
+output "failure_topic_arn" {
+  value = aws_sns_topic.failure.arn
+}
