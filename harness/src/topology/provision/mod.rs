@@ -26,6 +26,13 @@ use crate::aws::Clients;
 use ensure::*;
 use report::Log;
 
+/// A provisioned topology, what provisioning did, and who replicates.
+pub type Provisioned = (
+    Topology,
+    ProvisionReport,
+    crate::topology::replication::ReplicationMode,
+);
+
 /// Decides who replicates in this run (`replication::mode`) and provisions to match: the
 /// one sequence every command and the scenario runner use.
 pub async fn provision_for_engine(
@@ -35,14 +42,7 @@ pub async fn provision_for_engine(
     timing: Timing,
     caps: &crate::engine::Capabilities,
     via: Via,
-) -> Result<
-    (
-        Topology,
-        ProvisionReport,
-        crate::topology::replication::ReplicationMode,
-    ),
-    ProvisionError,
-> {
+) -> Result<Provisioned, ProvisionError> {
     provision_for_engine_with(clients, spec, suffix, timing, caps, via, None).await
 }
 
@@ -56,14 +56,7 @@ pub async fn provision_for_engine_with(
     caps: &crate::engine::Capabilities,
     via: Via,
     templates: Option<[String; 2]>,
-) -> Result<
-    (
-        Topology,
-        ProvisionReport,
-        crate::topology::replication::ReplicationMode,
-    ),
-    ProvisionError,
-> {
+) -> Result<Provisioned, ProvisionError> {
     let mode = crate::topology::replication::mode(caps);
     let opts = ProvisionOptions {
         timing,

@@ -202,7 +202,7 @@ async fn create(
                     "{} {} (stack {})",
                     r.resource_type().unwrap_or("?"),
                     r.logical_resource_id().unwrap_or("?"),
-                    part_name(part)
+                    part.name()
                 ),
                 Status::Stack,
                 t,
@@ -225,13 +225,6 @@ fn body(
         (Some([replica, _]), StackPart::Replica) => replica.clone(),
         (Some([_, primary]), StackPart::Primary) => primary.clone(),
         (None, part) => template::render(spec, seed, part),
-    }
-}
-
-fn part_name(part: StackPart) -> &'static str {
-    match part {
-        StackPart::Replica => "replica",
-        StackPart::Primary => "primary",
     }
 }
 
@@ -324,9 +317,8 @@ pub async fn provision(
 
     fill_bucket_gaps(clients, spec, &names, &log).await?;
     for (part, text) in StackPart::ALL.iter().zip(&bodies) {
-        let doc: serde_json::Value = serde_norway::from_str(text).map_err(|e| {
-            ProvisionError::new(format!("{} template", part_name(*part)), e.to_string())
-        })?;
+        let doc: serde_json::Value = serde_norway::from_str(text)
+            .map_err(|e| ProvisionError::new(format!("{} template", part.name()), e.to_string()))?;
         let s3 = match part {
             StackPart::Replica => &clients.s3_replica,
             StackPart::Primary => &clients.s3,

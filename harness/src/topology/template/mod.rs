@@ -60,13 +60,22 @@ impl StackPart {
         }
     }
 
-    /// The stack's name for a run (`<project>-<part>-<environment>-<suffix>`).
-    pub fn stack_name(self, spec: &TopologySpec, suffix: &str) -> String {
-        let part = match self {
+    /// `replica` or `primary`.
+    pub fn name(self) -> &'static str {
+        match self {
             StackPart::Replica => "replica",
             StackPart::Primary => "primary",
-        };
-        format!("{}-{part}-{}-{suffix}", spec.project, spec.environment)
+        }
+    }
+
+    /// The stack's name for a run (`<project>-<part>-<environment>-<suffix>`).
+    pub fn stack_name(self, spec: &TopologySpec, suffix: &str) -> String {
+        format!(
+            "{}-{}-{}-{suffix}",
+            spec.project,
+            self.name(),
+            spec.environment
+        )
     }
 }
 

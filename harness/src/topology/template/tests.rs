@@ -193,3 +193,99 @@ fn replication_rules_are_the_replicators() {
         }
     }
 }
+
+/// A template value for run `suffix` with the parameters at their defaults: `Ref`s of
+/// parameters and `Fn::Sub` of names resolved; `Ref`s of resources become `<id>`.
+fn resolved(doc: &Value, v: &Value, suffix: &str) -> String {
+    let params = &doc["Parameters"];
+    let param = |name: &str| -> String {
+        match name {
+            "Suffix" => suffix.to_string(),
+            _ => match &params[name]["Default"] {
+                Value::String(s) => s.clone(),
+                Value::Null => format!("<{name}>"),
+                other => other.to_string(),
+            },
+        }
+    };
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    if let Some(r) = v.get("Ref").and_then(Value::as_str) {
+        return param(r);
+    }
+    let s = v["Fn::Sub"].as_str().expect("a string, a Ref or a Fn::Sub");
+    let mut out = s.to_string();
+    for name in ["Environment", "Suffix"] {
+        out = out.replace(&format!("${{{name}}}"), &param(name));
+    }
+    out
+}
+
+/// The functions read every variable the template sets (a misspelt name would silently
+/// fall back to a default), and what they read from it is the topology's: the configuration
+/// direct provisioning gives the in-process functions.
+#[test]
+fn the_functions_read_the_templates_environment_as_the_topology_says() {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    let spec = spec();
+    let seed = spec.profile("seed").expect("seed").clone();
+    let (_, primary) = both().pop().expect("primary");
+    let env_of = |id: &str| -> BTreeMap<String, String> {
+        primary["Resources"][id]["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .expect("variables")
+            .iter()
+            .map(|(k, v)| (k.clone(), resolved(&primary, v, "t3st01")))
+            .collect()
+    };
+
+    let env = env_of("ValidatorFunction");
+    let asked = RefCell::new(BTreeSet::new());
+    let config = checksum_validator::config::ValidatorConfig::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_string());
+        env.get(name).cloned()
+    })
+    .expect("the validator accepts the template's environment");
+    let unread: Vec<&String> = env
+        .keys()
+        .filter(|k| !asked.borrow().contains(*k))
+        .collect();
+    assert!(unread.is_empty(), "the validator never reads {unread:?}");
+    let names = Names::new(&spec, "t3st01");
+    let map: std::collections::HashMap<String, String> = names
+        .buckets
+        .iter()
+        .map(|b| (b.primary.clone(), b.replica.clone()))
+        .collect();
+    assert_eq!(config.replica_bucket_map, map);
+    assert_eq!(
+        config.replica_region.as_deref(),
+        Some(spec.replica_region.as_str())
+    );
+    assert_eq!(config.lag_budget.as_secs_f64(), seed.lag_budget_seconds);
+    assert_eq!(config.retry_base.as_secs_f64(), seed.retry_base_seconds);
+    assert_eq!(config.retry_max.as_secs_f64(), seed.retry_max_seconds);
+    assert_eq!(config.max_receive_count, spec.queues.max_receive_count);
+    assert_eq!(config.failure_queue_url.as_deref(), Some("<FailureQueue>"));
+
+    let env = env_of("NotifierFunction");
+    let asked = RefCell::new(BTreeSet::new());
+    let config = failure_notifier::handler::NotifierConfig::from_vars(|name| {
+        asked.borrow_mut().insert(name.to_string());
+        env.get(name).cloned()
+    })
+    .expect("the notifier accepts the template's environment");
+    let unread: Vec<&String> = env
+        .keys()
+        .filter(|k| !asked.borrow().contains(*k))
+        .collect();
+    assert!(unread.is_empty(), "the notifier never reads {unread:?}");
+    assert_eq!(config.project, spec.project);
+    assert_eq!(
+        config.ledger_bucket.as_deref(),
+        Some(names.alert_ledger.as_str())
+    );
+    assert_eq!(config.topic_arn, "<FailureTopic>");
+}
