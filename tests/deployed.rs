@@ -10,6 +10,10 @@
 //! version-id rewrite before the function sees them (`key-encodings`, several versions of
 //! one key: see `harness/src/engine/gaps.rs`).
 //!
+//! Three of them play again with `--via cloudformation`, where the functions and mappings
+//! are the primary stack's own (the zips in the run's `ArtifactBucket`): the deployed
+//! template's functions, not the harness's description of them.
+//!
 //! Also here: a deliberately wrong environment variable makes the run fail with the
 //! function's own configuration error read from its log (the binary ran, with the deployed
 //! configuration), and `harness invoke` answers AWS's sample SQS event with both messages as
@@ -23,6 +27,7 @@ use harness::package::{self, Arch};
 use harness::probe;
 use harness::scenario::ScenarioError;
 use harness::scenario::{self, RunOptions, Scenario};
+use harness::topology::provision::Via;
 use harness::topology::FunctionName;
 use harness::topology::TopologySpec;
 
@@ -70,6 +75,14 @@ fn ministack() -> &'static Engine {
 }
 
 fn run(name: &str, function_env: Vec<EnvOverride>) -> Result<scenario::RunOutcome, ScenarioError> {
+    run_via(name, function_env, Via::Direct)
+}
+
+fn run_via(
+    name: &str,
+    function_env: Vec<EnvOverride>,
+    via: Via,
+) -> Result<scenario::RunOutcome, ScenarioError> {
     zips();
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
     let path = scenario::find(&scenario::dir(), name).expect("scenario file");
@@ -81,15 +94,20 @@ fn run(name: &str, function_env: Vec<EnvOverride>) -> Result<scenario::RunOutcom
         &RunOptions {
             functions: FunctionsMode::Deployed,
             function_env,
+            via,
             ..RunOptions::default()
         },
     ))
 }
 
 fn matches_its_snapshot(name: &str) {
-    let outcome = run(name, Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    matches_its_snapshot_via(name, Via::Direct)
+}
+
+fn matches_its_snapshot_via(name: &str, via: Via) {
+    let outcome = run_via(name, Vec::new(), via).unwrap_or_else(|e| panic!("{name}: {e}"));
     eprintln!(
-        "{name} deployed on ministack: {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s)",
+        "{name} deployed ({via}) on ministack: {:.2}s total (provision {:.2}s, steps {:.2}s, settle {:.2}s)",
         outcome.timings.total.as_secs_f64(),
         outcome.timings.provision.as_secs_f64(),
         outcome.timings.steps.as_secs_f64(),
@@ -144,6 +162,49 @@ fn notifier_publish_failure() {
 #[test]
 fn duplicate_event() {
     matches_its_snapshot(SCENARIOS[6]);
+}
+
+/// The stack's own functions and mappings (`--via cloudformation`: the zips in the run's
+/// `ArtifactBucket`, the template's role, timeout, memory, environment and mappings) play
+/// the core scenarios to the same snapshots.
+#[test]
+fn happy_path_through_the_stack() {
+    matches_its_snapshot_via(SCENARIOS[0], Via::Cloudformation);
+}
+
+#[test]
+fn poison_pill_through_the_stack() {
+    matches_its_snapshot_via(SCENARIOS[2], Via::Cloudformation);
+}
+
+#[test]
+fn corrupt_replica_through_the_stack() {
+    matches_its_snapshot_via(SCENARIOS[4], Via::Cloudformation);
+}
+
+/// A `--function-env` override reaches the stack's function too, and the binary the stack
+/// made is what runs: its own configuration error comes back from its log.
+#[test]
+fn an_override_reaches_the_stacks_function() {
+    let wrong = EnvOverride {
+        function: FunctionName::Validator,
+        name: "RETRY_BASE_SECONDS".into(),
+        value: "often".into(),
+    };
+    match run_via("happy-path", vec![wrong], Via::Cloudformation) {
+        Err(ScenarioError::FunctionFailed(why)) => {
+            assert!(why.starts_with("checksum-validator cannot start"), "{why}");
+            assert!(
+                why.contains(r#"environment variable RETRY_BASE_SECONDS="often" is invalid"#),
+                "{why}"
+            );
+        }
+        Err(other) => panic!("failed, but not with the function's error: {other}"),
+        Ok(outcome) => panic!(
+            "ran although the validator cannot start:\n{}",
+            outcome.transcript
+        ),
+    }
 }
 
 /// The binary ran, with the environment the deploy gave it: a value its own parser refuses
@@ -234,7 +295,6 @@ fn with_functions(bucket: &str, edit: impl FnOnce(&mut serde_json::Value)) -> [S
 /// check; one without `ReportBatchItemFailures` fails it, naming the queue and the function.
 #[test]
 fn a_mapping_without_batch_item_failures_fails_the_gate() {
-    use harness::topology::provision::Via;
     zips();
     let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
     let engine = ministack();

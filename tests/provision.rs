@@ -26,6 +26,7 @@ async fn provision_twice(kind: EngineKind) {
         replication_on_engine: replication::configure_on_engine(&mode),
         via: harness::topology::provision::Via::Direct,
         templates: None,
+        stack_functions: false,
     };
     let suffix = new_suffix();
     let (first_topology, first) = provision(&clients, &spec, &suffix, &opts)
@@ -154,6 +155,7 @@ async fn foreign_resources_are_left_alone(kind: EngineKind) {
         replication_on_engine: replication::configure_on_engine(&mode),
         via: harness::topology::provision::Via::Direct,
         templates: None,
+        stack_functions: false,
     };
     let Err(refused) = provision(&clients, &spec, &suffix, &opts).await else {
         panic!("provisioning must refuse a bucket it does not own");

@@ -170,6 +170,7 @@ pub async fn probe(engine: &Engine, spec: &TopologySpec) -> ProbeReport {
                 replication_on_engine: true,
                 via: crate::topology::provision::Via::Direct,
                 templates: None,
+                stack_functions: false,
             },
         ),
     )

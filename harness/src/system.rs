@@ -353,20 +353,18 @@ impl RunningSystem {
             }
             FunctionsMode::Deployed => {
                 drop(mappings);
-                let d = Arc::new(
-                    Deployment::create(
-                        &clients.sdk,
-                        &topology,
-                        &DeploySpec {
-                            validator: &validator_config(&topology, opts),
-                            notifier: &notifier_config(&topology, opts),
-                            endpoint: &function_endpoint,
-                            overrides: &opts.function_env,
-                            mappings: true,
-                        },
-                    )
-                    .await?,
-                );
+                let spec = DeploySpec {
+                    validator: &validator_config(&topology, opts),
+                    notifier: &notifier_config(&topology, opts),
+                    endpoint: &function_endpoint,
+                    overrides: &opts.function_env,
+                    mappings: true,
+                };
+                let d = Arc::new(if topology.functions_in_stack {
+                    Deployment::adopt(&clients.sdk, &topology, &spec).await?
+                } else {
+                    Deployment::create(&clients.sdk, &topology, &spec).await?
+                });
                 tasks.push(d.follow(
                     &topology,
                     observations.clone(),

@@ -14,6 +14,10 @@
 //! endpoints", AWS SDKs and Tools Reference Guide) is the layer's endpoint; nothing in
 //! `functions/` knows about it.
 //!
+//! With `--via cloudformation` the primary stack makes both functions and their mappings
+//! from the run's zips instead, and [`Deployment::adopt`] takes them over (`adopt.rs`): what
+//! runs is the template's own functions.
+//!
 //! **What they decided** is read back from their structured logs in CloudWatch Logs
 //! (`FilterLogEvents` on `/aws/lambda/<name>`, where the engine writes each invocation's
 //! output): every `record decided` / `record notified` line carries its whole report, every
@@ -214,6 +218,9 @@ pub struct Deployment {
     names: HashMap<FunctionName, String>,
     /// (function, queue role, mapping UUID).
     mappings: Vec<(FunctionName, String, String)>,
+    /// Made here (deleted at the end), or the primary stack's ([`Deployment::adopt`]:
+    /// DeleteStack removes them).
+    owned: bool,
 }
 
 /// A grace after disabling a mapping: an engine poll pass that read `Enabled` just before
@@ -232,6 +239,26 @@ pub struct Invoked {
 }
 
 impl Deployment {
+    /// The clients and the topology's function names, nothing made yet.
+    fn empty(sdk: &aws_config::SdkConfig, topology: &Topology, owned: bool) -> Deployment {
+        Deployment {
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            names: HashMap::from([
+                (
+                    FunctionName::Validator,
+                    policy::function_of(&topology.names.validator_role),
+                ),
+                (
+                    FunctionName::Notifier,
+                    policy::function_of(&topology.names.notifier_role),
+                ),
+            ]),
+            mappings: Vec::new(),
+            owned,
+        }
+    }
+
     /// Creates both functions from the x86_64 zips (checked first), waits until they are
     /// Active, and creates their mappings when asked. `sdk` talks to the engine.
     pub async fn create(
@@ -240,24 +267,7 @@ impl Deployment {
         spec: &DeploySpec<'_>,
     ) -> Result<Deployment, DeployError> {
         let packages = package::locate(Arch::X86_64)?;
-        let lambda = aws_sdk_lambda::Client::new(sdk);
-        let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
-        let names = HashMap::from([
-            (
-                FunctionName::Validator,
-                policy::function_of(&topology.names.validator_role),
-            ),
-            (
-                FunctionName::Notifier,
-                policy::function_of(&topology.names.notifier_role),
-            ),
-        ]);
-        let mut d = Deployment {
-            lambda,
-            logs,
-            names,
-            mappings: Vec::new(),
-        };
+        let mut d = Deployment::empty(sdk, topology, true);
         match d.create_all(topology, spec, &packages).await {
             Ok(()) => Ok(d),
             Err(e) => {
@@ -473,8 +483,11 @@ impl Deployment {
     }
 
     /// Deletes the mappings, then the functions and their log groups (best effort: what
-    /// fails is logged).
+    /// fails is logged). Adopted ones are the stack's: its deletion removes them.
     pub async fn delete(&self) {
+        if !self.owned {
+            return;
+        }
         for (_, role, uuid) in &self.mappings {
             if let Err(e) = self
                 .lambda
@@ -854,6 +867,14 @@ pub enum DeployError {
     },
     #[error("{what} is not supported with --functions deployed: {why}")]
     StepUnsupported { what: String, why: &'static str },
+    /// A variable the stack's function sets differs from the run's configuration.
+    #[error("{function}: the stack sets {name}={deployed:?} but the run's configuration is {name}={run:?}: the template and the topology disagree (regenerate it: make template)")]
+    Drift {
+        function: String,
+        name: String,
+        deployed: String,
+        run: String,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -868,5 +889,6 @@ impl DeployError {
     }
 }
 
+mod adopt;
 #[cfg(test)]
 mod tests;

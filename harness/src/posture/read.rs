@@ -590,7 +590,16 @@ pub async fn run_with(
         .ok_or_else(|| ProvisionError::new("posture", "the topology has no `seed` profile"))?;
     let suffix = new_suffix();
     let (topology, _report, mode) = crate::topology::provision::provision_for_engine_with(
-        &clients, spec, &suffix, timing, &caps, via, templates,
+        &clients,
+        spec,
+        &suffix,
+        timing,
+        &caps,
+        via,
+        crate::topology::provision::StackInputs {
+            templates,
+            functions: false,
+        },
     )
     .await?;
     let checks = if mode.is_emulated() {

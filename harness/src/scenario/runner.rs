@@ -17,7 +17,7 @@ use crate::engine::Engine;
 use crate::observe::{Event, Observation};
 use crate::scenario::ScenarioError;
 use crate::system::{RunningSystem, SystemOptions};
-use crate::topology::provision::provision_for_engine;
+use crate::topology::provision::{provision_for_engine, provision_for_engine_with};
 use crate::topology::{new_suffix, teardown::teardown, TopologySpec};
 
 /// How to run.
@@ -105,8 +105,13 @@ pub async fn run(
     let suffix = opts.suffix.clone().unwrap_or_else(new_suffix);
 
     let t = Instant::now();
+    // With the templates, deployed functions are the primary stack's own.
+    let stack = crate::topology::provision::StackInputs {
+        templates: None,
+        functions: opts.functions == crate::deployed::FunctionsMode::Deployed,
+    };
     let (topology, _report, mode) =
-        provision_for_engine(&clients, spec, &suffix, timing, &caps, opts.via).await?;
+        provision_for_engine_with(&clients, spec, &suffix, timing, &caps, opts.via, stack).await?;
     let provision_time = t.elapsed();
 
     let system = RunningSystem::start(

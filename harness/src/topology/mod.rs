@@ -137,6 +137,9 @@ pub struct Names {
     pub replica_key_alias: String,
     pub validator_role: String,
     pub notifier_role: String,
+    /// `--via cloudformation --functions deployed`: the run's bucket of function zips, the
+    /// primary stack's `ArtifactBucket`.
+    pub artifacts: String,
 }
 
 impl Names {
@@ -171,6 +174,7 @@ impl Names {
             replica_key_alias: format!("alias/{p}-replica-key-{e}-{suffix}"),
             validator_role: format!("{p}-checksum-validator-role-{e}-{suffix}"),
             notifier_role: format!("{p}-failure-notifier-role-{e}-{suffix}"),
+            artifacts: format!("{p}-artifacts-{e}-{suffix}"),
         }
     }
 
@@ -246,6 +250,10 @@ pub struct Topology {
     pub max_receive_count: u32,
     /// Both functions' `MemorySize` (MB), for `--functions deployed`.
     pub function_memory_mb: u32,
+    /// The functions and their event source mappings are the primary stack's (`--via
+    /// cloudformation --functions deployed`), not the harness's to create.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub functions_in_stack: bool,
 }
 
 impl Topology {

@@ -51,7 +51,10 @@ pub async fn teardown(clients: &Clients, spec: &TopologySpec, suffix: &str) -> T
                     .map(|d| (d, &clients.s3_replica)),
             )
         })
-        .chain(std::iter::once((names.alert_ledger.clone(), &clients.s3)));
+        .chain([
+            (names.alert_ledger.clone(), &clients.s3),
+            (names.artifacts.clone(), &clients.s3),
+        ]);
     let results = futures::future::join_all(bucket_jobs.map(|(name, s3)| async move {
         if s3.head_bucket().bucket(&name).send().await.is_err() {
             return (name, Ok(false));

@@ -43,11 +43,29 @@ pub async fn provision_for_engine(
     caps: &crate::engine::Capabilities,
     via: Via,
 ) -> Result<Provisioned, ProvisionError> {
-    provision_for_engine_with(clients, spec, suffix, timing, caps, via, None).await
+    provision_for_engine_with(
+        clients,
+        spec,
+        suffix,
+        timing,
+        caps,
+        via,
+        StackInputs::default(),
+    )
+    .await
 }
 
-/// [`provision_for_engine`] with template bodies (replica, primary) of the caller's for
-/// `Via::Cloudformation`.
+/// What a `Via::Cloudformation` run puts into its stacks besides the topology.
+#[derive(Debug, Clone, Default)]
+pub struct StackInputs {
+    /// Template bodies (replica, primary) of the caller's instead of the generated ones.
+    pub templates: Option<[String; 2]>,
+    /// The functions and their mappings in the primary stack (`--functions deployed`).
+    pub functions: bool,
+}
+
+/// [`provision_for_engine`] with the caller's [`StackInputs`] for `Via::Cloudformation`
+/// (ignored on the direct path).
 pub async fn provision_for_engine_with(
     clients: &Clients,
     spec: &TopologySpec,
@@ -55,14 +73,15 @@ pub async fn provision_for_engine_with(
     timing: Timing,
     caps: &crate::engine::Capabilities,
     via: Via,
-    templates: Option<[String; 2]>,
+    stack: StackInputs,
 ) -> Result<Provisioned, ProvisionError> {
     let mode = crate::topology::replication::mode(caps);
     let opts = ProvisionOptions {
         timing,
         replication_on_engine: crate::topology::replication::configure_on_engine(&mode),
         via,
-        templates,
+        templates: stack.templates,
+        stack_functions: stack.functions,
     };
     let (topology, report) = match via {
         Via::Direct => provision(clients, spec, suffix, &opts).await?,
@@ -320,6 +339,7 @@ pub async fn provision(
         replication_on_engine: opts.replication_on_engine,
         batch_size: spec.queues.batch_size,
         function_memory_mb: spec.functions.memory_mb,
+        functions_in_stack: false,
         max_receive_count: spec.queues.max_receive_count,
     };
     Ok((topology, report))

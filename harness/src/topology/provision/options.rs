@@ -14,6 +14,10 @@ pub struct ProvisionOptions {
     /// With `Via::Cloudformation`: these template bodies (replica, primary) instead of the
     /// ones generated from the spec (a team's edited copy, a test's broken one).
     pub templates: Option<[String; 2]>,
+    /// With `Via::Cloudformation`: deploy the functions and their mappings in the primary
+    /// stack (the x86_64 zips uploaded to the run's `ArtifactBucket`), for `--functions
+    /// deployed`.
+    pub stack_functions: bool,
 }
 
 /// Which provisioning path a run takes.

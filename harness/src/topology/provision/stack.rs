@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus, Tag};
 
-use super::ensure::{category_lifecycle, ensure_queue, ensure_subscription, put_lifecycle};
+use super::ensure::{
+    category_lifecycle, ensure_private_encrypted, ensure_queue, ensure_subscription, put_lifecycle,
+};
 use super::options::ProvisionOptions;
 use super::report::{fail, record, Log, Status};
 use super::ProvisionReport;
@@ -285,6 +287,12 @@ pub async fn provision(
     for (k, v) in template::timing_parameters(&opts.timing) {
         params.push(param(k, v));
     }
+    if opts.stack_functions {
+        upload_artifacts(clients, spec, &names, suffix, &log).await?;
+        params.push(param("ArtifactBucket", names.artifacts.clone()));
+        // The engine runs the functions on this machine (`engine/gaps.rs`).
+        params.push(param("Architecture", "x86_64"));
+    }
     let out = create(
         clients,
         spec,
@@ -310,6 +318,11 @@ pub async fn provision(
         .ok_or_else(|| ProvisionError::new("kms key", format!("no account in {sqs_key}")))?
         .to_string();
     let topic_arn = get("FailureTopicArn")?;
+    if opts.stack_functions {
+        // Both functions are the stack's (an empty output is refused by `output`).
+        get("ValidatorFunctionName")?;
+        get("NotifierFunctionName")?;
+    }
 
     // The harness's observer: a queue on the failure topic in place of the alert e-mail.
     let alerts = ensure_queue(clients, suffix, &names.alerts_queue, HashMap::new(), &log).await?;
@@ -370,6 +383,7 @@ pub async fn provision(
         batch_size: spec.queues.batch_size,
         max_receive_count: spec.queues.max_receive_count,
         function_memory_mb: spec.functions.memory_mb,
+        functions_in_stack: opts.stack_functions,
         account,
         names,
     };
@@ -380,6 +394,51 @@ pub async fn provision(
             total: started.elapsed(),
         },
     ))
+}
+
+/// `--functions deployed`: the x86_64 zips (`harness package`) in a bucket of the run's own,
+/// private and encrypted as every bucket of the topology, for the primary stack's
+/// functions (`ArtifactBucket`, the keys the template's `*ZipKey` parameters default to).
+/// Teardown removes it with the topology's buckets.
+async fn upload_artifacts(
+    clients: &Clients,
+    spec: &TopologySpec,
+    names: &Names,
+    suffix: &str,
+    log: &Log,
+) -> Result<(), ProvisionError> {
+    let t = Instant::now();
+    let bucket = &names.artifacts;
+    let step = format!("s3 bucket {bucket} (the function zips, x86_64, for the primary stack)");
+    let f = fail(&step);
+    let packages =
+        crate::package::locate(crate::package::Arch::X86_64).map_err(|e| f(e.to_string()))?;
+    let status = ensure_private_encrypted(
+        &clients.s3,
+        spec,
+        bucket,
+        &spec.primary_region,
+        suffix,
+        &[],
+        &f,
+    )
+    .await?;
+    for p in &packages {
+        let bytes = p
+            .bytes()
+            .map_err(|e| f(format!("{}: {e}", p.path.display())))?;
+        clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(format!("{}/bootstrap.zip", p.function))
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| f(sdk(e)))?;
+    }
+    record(log, step.clone(), status, t).await;
+    Ok(())
 }
 
 /// Reads back each bucket's lifecycle rule, default encryption and ownership tags, which
