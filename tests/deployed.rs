@@ -74,10 +74,6 @@ fn ministack() -> &'static Engine {
     })
 }
 
-fn run(name: &str, function_env: Vec<EnvOverride>) -> Result<scenario::RunOutcome, ScenarioError> {
-    run_via(name, function_env, Via::Direct)
-}
-
 fn run_via(
     name: &str,
     function_env: Vec<EnvOverride>,
@@ -182,22 +178,19 @@ fn corrupt_replica_through_the_stack() {
     matches_its_snapshot_via(SCENARIOS[4], Via::Cloudformation);
 }
 
-/// A `--function-env` override reaches the stack's function too, and the binary the stack
-/// made is what runs: its own configuration error comes back from its log.
-#[test]
-fn an_override_reaches_the_stacks_function() {
+/// Plays happy-path with `name=value` set on the validator, a value its own parser refuses:
+/// the run must fail at once with the function's own error, read from its CloudWatch log.
+fn fails_with_the_functions_own_error(via: Via, name: &str, value: &str) {
     let wrong = EnvOverride {
         function: FunctionName::Validator,
-        name: "RETRY_BASE_SECONDS".into(),
-        value: "often".into(),
+        name: name.into(),
+        value: value.into(),
     };
-    match run_via("happy-path", vec![wrong], Via::Cloudformation) {
+    match run_via("happy-path", vec![wrong], via) {
         Err(ScenarioError::FunctionFailed(why)) => {
             assert!(why.starts_with("checksum-validator cannot start"), "{why}");
-            assert!(
-                why.contains(r#"environment variable RETRY_BASE_SECONDS="often" is invalid"#),
-                "{why}"
-            );
+            let quoted = format!(r#"environment variable {name}="{value}" is invalid"#);
+            assert!(why.contains(&quoted), "{why}");
         }
         Err(other) => panic!("failed, but not with the function's error: {other}"),
         Ok(outcome) => panic!(
@@ -207,26 +200,57 @@ fn an_override_reaches_the_stacks_function() {
     }
 }
 
-/// The binary ran, with the environment the deploy gave it: a value its own parser refuses
-/// fails the run at once with the function's own error, read from its CloudWatch log.
+/// A `--function-env` override reaches the stack's function too, and the binary the stack
+/// made is what runs.
+#[test]
+fn an_override_reaches_the_stacks_function() {
+    fails_with_the_functions_own_error(Via::Cloudformation, "RETRY_BASE_SECONDS", "often");
+}
+
+/// The binary ran, with the environment the deploy gave it.
 #[test]
 fn a_wrong_environment_variable_fails_with_the_functions_own_error() {
-    let wrong = EnvOverride {
-        function: FunctionName::Validator,
-        name: "LAG_BUDGET_SECONDS".into(),
-        value: "soon".into(),
-    };
-    match run("happy-path", vec![wrong]) {
-        Err(ScenarioError::FunctionFailed(why)) => {
-            assert!(why.starts_with("checksum-validator cannot start"), "{why}");
+    fails_with_the_functions_own_error(Via::Direct, "LAG_BUDGET_SECONDS", "soon");
+}
+
+/// A template whose function sets a variable otherwise than the topology (here the
+/// validator's `MAX_RECEIVE_COUNT`, which must match the queue's redrive policy) is refused
+/// before anything plays, naming the variable and both values.
+#[test]
+fn a_function_environment_the_topology_disagrees_with_is_refused() {
+    zips();
+    let spec = TopologySpec::load(&TopologySpec::default_path()).expect("topology");
+    let path = scenario::find(&scenario::dir(), "happy-path").expect("scenario file");
+    let scenario = Scenario::load(&path, &spec.categories).expect("valid scenario");
+    let [replica, primary] = committed_templates();
+    let mut doc: serde_json::Value = serde_norway::from_str(&primary).expect("template parses");
+    doc["Resources"]["ValidatorFunction"]["Properties"]["Environment"]["Variables"]
+        ["MAX_RECEIVE_COUNT"] = "9".into();
+    let primary = serde_norway::to_string(&doc).expect("serializes");
+    let played = runtime().block_on(scenario::run(
+        ministack(),
+        &spec,
+        &scenario,
+        &RunOptions {
+            functions: FunctionsMode::Deployed,
+            via: Via::Cloudformation,
+            templates: Some([replica, primary]),
+            ..RunOptions::default()
+        },
+    ));
+    let want = spec.queues.max_receive_count.to_string();
+    match played {
+        Err(e) => {
+            let text = e.to_string();
             assert!(
-                why.contains(r#"environment variable LAG_BUDGET_SECONDS="soon" is invalid"#),
-                "{why}"
+                text.contains(r#"the stack sets MAX_RECEIVE_COUNT="9""#)
+                    && text.contains(&format!(r#"MAX_RECEIVE_COUNT="{want}""#))
+                    && text.contains("autobackup-checksum-validator-dev-"),
+                "{text}"
             );
         }
-        Err(other) => panic!("failed, but not with the function's error: {other}"),
         Ok(outcome) => panic!(
-            "ran although the validator cannot start:\n{}",
+            "played although the template's validator disagrees with the topology:\n{}",
             outcome.transcript
         ),
     }
@@ -275,14 +299,19 @@ fn invoke_answers_the_aws_sample_event() {
     );
 }
 
+/// The committed templates (replica, primary).
+fn committed_templates() -> [String; 2] {
+    use harness::topology::template::{self, StackPart};
+    StackPart::ALL.map(|part| {
+        std::fs::read_to_string(template::default_dir().join(part.file_name()))
+            .expect("the committed template")
+    })
+}
+
 /// The primary template with the functions in it (the x86_64 zips uploaded to an artifact
 /// bucket on the engine, `ArtifactBucket` set), with `edit` applied.
 fn with_functions(bucket: &str, edit: impl FnOnce(&mut serde_json::Value)) -> [String; 2] {
-    use harness::topology::template::{self, StackPart};
-    let [replica, primary] = StackPart::ALL.map(|part| {
-        std::fs::read_to_string(template::default_dir().join(part.file_name()))
-            .expect("the committed template")
-    });
+    let [replica, primary] = committed_templates();
     let mut doc: serde_json::Value = serde_norway::from_str(&primary).expect("template parses");
     doc["Parameters"]["ArtifactBucket"]["Default"] = bucket.into();
     doc["Parameters"]["Architecture"]["Default"] = "x86_64".into();

@@ -181,6 +181,7 @@ impl RunArgs {
                 functions: self.functions,
                 function_env: self.function_env.clone(),
                 via: self.via,
+                templates: None,
             };
             let Some(case) = super::common::play_judged(&engine, &spec, &root, s, &opts).await
             else {

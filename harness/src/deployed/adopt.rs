@@ -20,11 +20,12 @@
 //! Floor 4 (a room of `deployed`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 
-use super::{notifier_env, validator_env, DeployError, DeploySpec, Deployment, EnvOverride};
+use super::{
+    notifier_env, validator_env, DeployError, DeploySpec, Deployment, EnvOverride, Waited,
+};
 use crate::topology::{FunctionName, Topology};
 
 /// The environment a stack's function runs with in this run, and the names the run added.
@@ -133,36 +134,18 @@ impl Deployment {
     /// AWS reports `InProgress` while it applies one: Lambda Developer Guide, "Lambda
     /// function states").
     async fn wait_updated(&self, name: &str) -> Result<(), DeployError> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let c = self
-                .lambda
-                .get_function_configuration()
-                .function_name(name)
-                .send()
-                .await
-                .map_err(|e| DeployError::aws(format!("GetFunctionConfiguration {name}"), e))?;
-            match c.last_update_status() {
-                None | Some(LastUpdateStatus::Successful) => return Ok(()),
-                Some(LastUpdateStatus::Failed) => {
-                    return Err(DeployError::Aws {
-                        call: format!("UpdateFunctionConfiguration {name}"),
-                        why: c
-                            .last_update_status_reason()
-                            .unwrap_or("the update failed")
-                            .to_string(),
-                    })
-                }
-                Some(other) if Instant::now() > deadline => {
-                    return Err(DeployError::NotActive {
-                        function: name.to_string(),
-                        secs: 30,
-                        state: format!("LastUpdateStatus {other:?}"),
-                    })
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        self.wait_configuration(name, |c| match c.last_update_status() {
+            None | Some(LastUpdateStatus::Successful) => Waited::Done,
+            Some(LastUpdateStatus::Failed) => Waited::Failed(DeployError::Aws {
+                call: format!("UpdateFunctionConfiguration {name}"),
+                why: c
+                    .last_update_status_reason()
+                    .unwrap_or("the update failed")
+                    .to_string(),
+            }),
+            Some(other) => Waited::Pending(format!("LastUpdateStatus {other:?}")),
+        })
+        .await
     }
 
     /// The stack's mapping of each (function, queue) the topology names.

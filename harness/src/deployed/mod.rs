@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, FunctionResponseType, LogType, Runtime, State,
@@ -223,6 +224,14 @@ pub struct Deployment {
     owned: bool,
 }
 
+/// What one read of a function's configuration says about what is awaited.
+enum Waited {
+    Done,
+    Failed(DeployError),
+    /// Not yet, in this state.
+    Pending(String),
+}
+
 /// A grace after disabling a mapping: an engine poll pass that read `Enabled` just before
 /// may still take one batch (MiniStack's poller passes at least once a second).
 const DISABLE_GRACE: Duration = Duration::from_millis(1500);
@@ -375,7 +384,20 @@ impl Deployment {
     }
 
     async fn wait_active(&self, f: FunctionName) -> Result<(), DeployError> {
-        let name = self.name(f);
+        self.wait_configuration(self.name(f), |c| match c.state() {
+            None | Some(State::Active) => Waited::Done,
+            other => Waited::Pending(format!("{other:?}")),
+        })
+        .await
+    }
+
+    /// Reads `name`'s configuration every 100 ms until `check` says done or failed, for at
+    /// most 30 s.
+    async fn wait_configuration(
+        &self,
+        name: &str,
+        check: impl Fn(&GetFunctionConfigurationOutput) -> Waited,
+    ) -> Result<(), DeployError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let c = self
@@ -385,18 +407,18 @@ impl Deployment {
                 .send()
                 .await
                 .map_err(|e| DeployError::aws(format!("GetFunctionConfiguration {name}"), e))?;
-            let state = c.state().cloned();
-            if matches!(state, None | Some(State::Active)) {
-                return Ok(());
+            match check(&c) {
+                Waited::Done => return Ok(()),
+                Waited::Failed(e) => return Err(e),
+                Waited::Pending(state) if Instant::now() > deadline => {
+                    return Err(DeployError::NotActive {
+                        function: name.to_string(),
+                        secs: 30,
+                        state,
+                    })
+                }
+                Waited::Pending(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            if Instant::now() > deadline {
-                return Err(DeployError::NotActive {
-                    function: name.to_string(),
-                    secs: 30,
-                    state: format!("{state:?}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

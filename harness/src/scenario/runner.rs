@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub function_env: Vec<crate::deployed::EnvOverride>,
     /// Provision with direct calls or through the CloudFormation templates.
     pub via: crate::topology::provision::Via,
+    /// With `via` CloudFormation: these template bodies (replica, primary) instead of the
+    /// ones generated from the topology (a test's deliberately broken copy).
+    pub templates: Option<[String; 2]>,
 }
 
 /// Where the time went.
@@ -107,7 +110,7 @@ pub async fn run(
     let t = Instant::now();
     // With the templates, deployed functions are the primary stack's own.
     let stack = crate::topology::provision::StackInputs {
-        templates: None,
+        templates: opts.templates.clone(),
         functions: opts.functions == crate::deployed::FunctionsMode::Deployed,
     };
     let (topology, _report, mode) =
