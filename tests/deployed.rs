@@ -344,7 +344,7 @@ fn a_mapping_without_batch_item_failures_fails_the_gate() {
                 .s3
                 .put_object()
                 .bucket(&bucket)
-                .key(format!("{}/bootstrap.zip", p.function))
+                .key(package::artifact_key(p.function))
                 .body(p.bytes().expect("zip").into())
                 .send()
                 .await

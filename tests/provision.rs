@@ -25,8 +25,7 @@ async fn provision_twice(kind: EngineKind) {
         timing: spec.profile("seed").unwrap().clone(),
         replication_on_engine: replication::configure_on_engine(&mode),
         via: harness::topology::provision::Via::Direct,
-        templates: None,
-        stack_functions: false,
+        stack: Default::default(),
     };
     let suffix = new_suffix();
     let (first_topology, first) = provision(&clients, &spec, &suffix, &opts)
@@ -154,8 +153,7 @@ async fn foreign_resources_are_left_alone(kind: EngineKind) {
         timing: spec.profile("seed").unwrap().clone(),
         replication_on_engine: replication::configure_on_engine(&mode),
         via: harness::topology::provision::Via::Direct,
-        templates: None,
-        stack_functions: false,
+        stack: Default::default(),
     };
     let Err(refused) = provision(&clients, &spec, &suffix, &opts).await else {
         panic!("provisioning must refuse a bucket it does not own");

@@ -35,6 +35,11 @@ pub const AL2023_GLIBC: (u32, u32) = (2, 34);
 /// The functions, by their Cargo package (and binary) names.
 pub const FUNCTIONS: [&str; 2] = ["checksum-validator", "failure-notifier"];
 
+/// Where a function's zip lies in an artifact bucket (the templates' `*ZipKey` defaults).
+pub fn artifact_key(function: &str) -> String {
+    format!("{function}/bootstrap.zip")
+}
+
 /// A Lambda instruction set architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Arch {

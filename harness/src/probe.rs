@@ -169,8 +169,7 @@ pub async fn probe(engine: &Engine, spec: &TopologySpec) -> ProbeReport {
                 timing,
                 replication_on_engine: true,
                 via: crate::topology::provision::Via::Direct,
-                templates: None,
-                stack_functions: false,
+                stack: Default::default(),
             },
         ),
     )

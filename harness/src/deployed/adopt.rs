@@ -24,7 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_lambda::types::{Environment, LastUpdateStatus};
 
 use super::{
-    notifier_env, validator_env, DeployError, DeploySpec, Deployment, EnvOverride, Waited,
+    notifier_env, validator_env, with_runtime, DeployError, DeploySpec, Deployment, EnvOverride,
+    Waited,
 };
 use crate::topology::{FunctionName, Topology};
 
@@ -103,12 +104,7 @@ impl Deployment {
                 .and_then(|e| e.variables())
                 .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
-            let mut run = base;
-            run.insert("AWS_ENDPOINT_URL".into(), spec.endpoint.to_string());
-            run.insert(
-                "RUST_LOG".into(),
-                checksum_validator::DEFAULT_LOG_FILTER.into(),
-            );
+            let run = with_runtime(base, spec);
             let (env, added) = run_environment(function, &name, &deployed, run, spec.overrides)?;
             tracing::info!(function = %name, added = %added.join(","), "the stack's function: the run's additions to its environment");
             d.lambda

@@ -201,6 +201,20 @@ pub fn notifier_env(c: &NotifierConfig) -> BTreeMap<String, String> {
     env
 }
 
+/// A function's environment `base` with what every run adds: `AWS_ENDPOINT_URL` (the
+/// fidelity layer) and `RUST_LOG` (the decision lines the follower reads).
+fn with_runtime(
+    mut base: BTreeMap<String, String>,
+    spec: &DeploySpec<'_>,
+) -> BTreeMap<String, String> {
+    base.insert("AWS_ENDPOINT_URL".into(), spec.endpoint.to_string());
+    base.insert(
+        "RUST_LOG".into(),
+        checksum_validator::DEFAULT_LOG_FILTER.into(),
+    );
+    base
+}
+
 /// What a deployment needs besides the topology.
 pub struct DeploySpec<'a> {
     pub validator: &'a ValidatorConfig,
@@ -309,12 +323,7 @@ impl Deployment {
                 notifier_env(spec.notifier),
             ),
         ] {
-            let mut env: HashMap<String, String> = base.into_iter().collect();
-            env.insert("AWS_ENDPOINT_URL".into(), spec.endpoint.to_string());
-            env.insert(
-                "RUST_LOG".into(),
-                checksum_validator::DEFAULT_LOG_FILTER.into(),
-            );
+            let mut env: HashMap<String, String> = with_runtime(base, spec).into_iter().collect();
             for o in spec.overrides.iter().filter(|o| o.function == function) {
                 env.insert(o.name.clone(), o.value.clone());
             }

@@ -8,7 +8,7 @@ mod report;
 pub mod stack;
 
 pub use ensure::replication_config;
-pub use options::{ProvisionOptions, Via};
+pub use options::{ProvisionOptions, StackInputs, Via};
 pub use report::{ProvisionReport, Status, StepReport};
 
 use std::collections::HashMap;
@@ -55,15 +55,6 @@ pub async fn provision_for_engine(
     .await
 }
 
-/// What a `Via::Cloudformation` run puts into its stacks besides the topology.
-#[derive(Debug, Clone, Default)]
-pub struct StackInputs {
-    /// Template bodies (replica, primary) of the caller's instead of the generated ones.
-    pub templates: Option<[String; 2]>,
-    /// The functions and their mappings in the primary stack (`--functions deployed`).
-    pub functions: bool,
-}
-
 /// [`provision_for_engine`] with the caller's [`StackInputs`] for `Via::Cloudformation`
 /// (ignored on the direct path).
 pub async fn provision_for_engine_with(
@@ -80,8 +71,7 @@ pub async fn provision_for_engine_with(
         timing,
         replication_on_engine: crate::topology::replication::configure_on_engine(&mode),
         via,
-        templates: stack.templates,
-        stack_functions: stack.functions,
+        stack,
     };
     let (topology, report) = match via {
         Via::Direct => provision(clients, spec, suffix, &opts).await?,

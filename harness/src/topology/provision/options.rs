@@ -11,13 +11,19 @@ pub struct ProvisionOptions {
     pub replication_on_engine: bool,
     /// Direct SDK calls or the CloudFormation templates.
     pub via: Via,
-    /// With `Via::Cloudformation`: these template bodies (replica, primary) instead of the
-    /// ones generated from the spec (a team's edited copy, a test's broken one).
+    /// With `Via::Cloudformation`: what goes into the stacks besides the topology.
+    pub stack: StackInputs,
+}
+
+/// What a `Via::Cloudformation` run puts into its stacks besides the topology.
+#[derive(Debug, Clone, Default)]
+pub struct StackInputs {
+    /// Template bodies (replica, primary) of the caller's instead of the ones generated from
+    /// the spec (a team's edited copy, a test's broken one).
     pub templates: Option<[String; 2]>,
-    /// With `Via::Cloudformation`: deploy the functions and their mappings in the primary
-    /// stack (the x86_64 zips uploaded to the run's `ArtifactBucket`), for `--functions
-    /// deployed`.
-    pub stack_functions: bool,
+    /// Deploy the functions and their mappings in the primary stack (the x86_64 zips
+    /// uploaded to the run's `ArtifactBucket`), for `--functions deployed`.
+    pub functions: bool,
 }
 
 /// Which provisioning path a run takes.

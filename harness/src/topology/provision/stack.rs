@@ -223,7 +223,7 @@ fn body(
     seed: &crate::topology::Timing,
     part: StackPart,
 ) -> String {
-    match (&opts.templates, part) {
+    match (&opts.stack.templates, part) {
         (Some([replica, _]), StackPart::Replica) => replica.clone(),
         (Some([_, primary]), StackPart::Primary) => primary.clone(),
         (None, part) => template::render(spec, seed, part),
@@ -287,7 +287,7 @@ pub async fn provision(
     for (k, v) in template::timing_parameters(&opts.timing) {
         params.push(param(k, v));
     }
-    if opts.stack_functions {
+    if opts.stack.functions {
         upload_artifacts(clients, spec, &names, suffix, &log).await?;
         params.push(param("ArtifactBucket", names.artifacts.clone()));
         // The engine runs the functions on this machine (`engine/gaps.rs`).
@@ -318,7 +318,7 @@ pub async fn provision(
         .ok_or_else(|| ProvisionError::new("kms key", format!("no account in {sqs_key}")))?
         .to_string();
     let topic_arn = get("FailureTopicArn")?;
-    if opts.stack_functions {
+    if opts.stack.functions {
         // Both functions are the stack's (an empty output is refused by `output`).
         get("ValidatorFunctionName")?;
         get("NotifierFunctionName")?;
@@ -383,7 +383,7 @@ pub async fn provision(
         batch_size: spec.queues.batch_size,
         max_receive_count: spec.queues.max_receive_count,
         function_memory_mb: spec.functions.memory_mb,
-        functions_in_stack: opts.stack_functions,
+        functions_in_stack: opts.stack.functions,
         account,
         names,
     };
@@ -431,7 +431,7 @@ async fn upload_artifacts(
             .s3
             .put_object()
             .bucket(bucket)
-            .key(format!("{}/bootstrap.zip", p.function))
+            .key(crate::package::artifact_key(p.function))
             .body(bytes.into())
             .send()
             .await

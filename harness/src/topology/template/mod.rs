@@ -853,11 +853,11 @@ pub fn primary(spec: &TopologySpec, seed: &Timing) -> Value {
     );
     params.insert(
         "ValidatorZipKey".into(),
-        json!({"Type": "String", "Default": "checksum-validator/bootstrap.zip"}),
+        json!({"Type": "String", "Default": crate::package::artifact_key(crate::package::FUNCTIONS[0])}),
     );
     params.insert(
         "NotifierZipKey".into(),
-        json!({"Type": "String", "Default": "failure-notifier/bootstrap.zip"}),
+        json!({"Type": "String", "Default": crate::package::artifact_key(crate::package::FUNCTIONS[1])}),
     );
     params.insert(
         "Architecture".into(),
